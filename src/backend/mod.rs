@@ -1,0 +1,60 @@
+//! One trait for every platform. The planner never sees a backend; the executor (`apply`) and the
+//! CLI do. Backends: `azureml` (ARM REST), `kubernetes` (kube-rs), `memory` (tests, and the
+//! `state_file` target).
+
+use async_trait::async_trait;
+
+use crate::model::LiveState;
+use crate::plan::Step;
+
+pub mod memory;
+
+/// What a backend reports about one executed step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// Short detail for the report, e.g. "provisioned in 3.1s", "200 from green".
+    pub detail: String,
+}
+
+/// Errors from a backend. Messages name the endpoint (and deployment) and carry the platform's
+/// error code and message; they never contain credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The platform refused or failed the operation (ARM error, Kubernetes Status, ...).
+    #[error("{subject}: {code}: {message}")]
+    Platform {
+        subject: String,
+        code: String,
+        message: String,
+    },
+    /// A pre-traffic test failed: the rollout stops and traffic stays where it was.
+    #[error("{subject}: test failed: {message}")]
+    TestFailed { subject: String, message: String },
+    /// A wait ran out of time.
+    #[error("{subject}: timed out after {seconds}s waiting for {what}")]
+    Timeout {
+        subject: String,
+        what: String,
+        seconds: u64,
+    },
+    /// Could not reach the platform or authenticate.
+    #[error("{0}")]
+    Transport(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A platform that holds endpoints. Implementations must make each step's effect complete before
+/// returning: a create, update or scale returns once the platform reports the deployment ready
+/// (or fails), so the next step may route traffic to it.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Short name for logs and reports (`azureml`, `kubernetes`, `memory`).
+    fn name(&self) -> &'static str;
+
+    /// Reads every endpoint of the target. Backends should list, not get one by one.
+    async fn read_live(&self) -> Result<LiveState, BackendError>;
+
+    /// Executes one step. Called with at most one step in flight per endpoint.
+    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError>;
+}

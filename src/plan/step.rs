@@ -1,0 +1,164 @@
+//! Plan data: ordered steps, each with a one-line reason. Plans are plain data, rendered by
+//! `plan::render` and executed by `apply`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DeploymentSettings, EndpointSettings, TestSpec, Weights};
+
+/// One field that differs between desired and live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Setting name as in the YAML (`model`, `instance_count`, `readiness_probe.period`).
+    pub field: String,
+    /// Live value, rendered; `None` when absent live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Desired value, rendered.
+    pub to: String,
+}
+
+/// What a step does. Serialised with `action` as the tag (`"set_traffic"`, ...); this JSON is a
+/// documented, stable output (docs/plan-json.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Create the endpoint with no deployments and empty traffic.
+    CreateEndpoint { settings: EndpointSettings },
+    /// Change endpoint settings (auth mode, description, tags, public access).
+    UpdateEndpoint {
+        settings: EndpointSettings,
+        changes: Vec<FieldChange>,
+    },
+    /// Create a deployment. It takes no traffic until a later `set_traffic`.
+    CreateDeployment {
+        deployment: String,
+        settings: DeploymentSettings,
+    },
+    /// Update a deployment in place (model, image, probes, ...). `settings` is the full desired
+    /// settings, with `instance_count` kept at the live count (scaling is its own step).
+    UpdateDeployment {
+        deployment: String,
+        settings: DeploymentSettings,
+        changes: Vec<FieldChange>,
+    },
+    /// Change the instance count only.
+    ScaleDeployment {
+        deployment: String,
+        from: u32,
+        to: u32,
+    },
+    /// Wait until a deployment that is still provisioning is ready.
+    WaitReady { deployment: String },
+    /// Send the test request straight to one deployment; a failure stops the rollout.
+    TestDeployment { deployment: String, test: TestSpec },
+    /// Replace the live traffic split.
+    SetTraffic { traffic: Weights },
+    /// Replace the mirror (shadow) traffic split.
+    SetMirrorTraffic { mirror_traffic: Weights },
+    /// Delete a deployment that takes no traffic and no mirror traffic.
+    DeleteDeployment { deployment: String },
+    /// Delete the endpoint and all its deployments (only with `--prune`).
+    DeleteEndpoint,
+}
+
+impl Action {
+    /// The `action` tag as it appears in JSON output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::CreateEndpoint { .. } => "create_endpoint",
+            Action::UpdateEndpoint { .. } => "update_endpoint",
+            Action::CreateDeployment { .. } => "create_deployment",
+            Action::UpdateDeployment { .. } => "update_deployment",
+            Action::ScaleDeployment { .. } => "scale_deployment",
+            Action::WaitReady { .. } => "wait_ready",
+            Action::TestDeployment { .. } => "test_deployment",
+            Action::SetTraffic { .. } => "set_traffic",
+            Action::SetMirrorTraffic { .. } => "set_mirror_traffic",
+            Action::DeleteDeployment { .. } => "delete_deployment",
+            Action::DeleteEndpoint => "delete_endpoint",
+        }
+    }
+
+    /// The deployment a step acts on, if any.
+    pub fn deployment(&self) -> Option<&str> {
+        match self {
+            Action::CreateDeployment { deployment, .. }
+            | Action::UpdateDeployment { deployment, .. }
+            | Action::ScaleDeployment { deployment, .. }
+            | Action::WaitReady { deployment }
+            | Action::TestDeployment { deployment, .. }
+            | Action::DeleteDeployment { deployment } => Some(deployment),
+            _ => None,
+        }
+    }
+
+    /// Whether executing the step changes live state (tests and waits do not).
+    pub fn is_write(&self) -> bool {
+        !matches!(self, Action::WaitReady { .. } | Action::TestDeployment { .. })
+    }
+}
+
+/// One step of a plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub endpoint: String,
+    #[serde(flatten)]
+    pub action: Action,
+    /// One line for humans: "flight green 10%", "delete blue: no longer declared, drained".
+    pub reason: String,
+}
+
+impl Step {
+    /// `endpoint` or `endpoint/deployment`, the subject of the step.
+    pub fn subject(&self) -> String {
+        match self.action.deployment() {
+            Some(d) => format!("{}/{}", self.endpoint, d),
+            None => self.endpoint.clone(),
+        }
+    }
+}
+
+/// Something the user should know that does not stop the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    pub message: String,
+}
+
+/// A change the planner refuses to make; any refusal means nothing is applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("endpoint {endpoint}{}: {message}", deployment.as_ref().map(|d| format!(": deployment {d}")).unwrap_or_default())]
+pub struct Refusal {
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    pub message: String,
+}
+
+/// An ordered plan: all steps of endpoint A (in safe order), then endpoint B, ... by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Steps grouped by endpoint, each group in plan order (the executor runs groups in parallel).
+    pub fn by_endpoint(&self) -> Vec<(&str, Vec<&Step>)> {
+        let mut groups: Vec<(&str, Vec<&Step>)> = Vec::new();
+        for step in &self.steps {
+            match groups.last_mut() {
+                Some((name, steps)) if *name == step.endpoint => steps.push(step),
+                _ => groups.push((step.endpoint.as_str(), vec![step])),
+            }
+        }
+        groups
+    }
+}
