@@ -295,6 +295,7 @@ pub struct KubernetesTarget {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
+    #[serde(rename = "azureml")]
     AzureMl(AzureMlTarget),
     Kubernetes(KubernetesTarget),
     /// A live-state snapshot file managed by the in-memory backend: for demos and tests.
