@@ -362,7 +362,7 @@ impl<'a> EndpointPlanner<'a> {
                 reason: format!("wait for {name}: still provisioning"),
             });
         }
-        if let Some(to) = count.first().and_then(|_| want.instance_count) {
+        if let Some(to) = want.instance_count.filter(|_| !count.is_empty()) {
             let step = Step {
                 endpoint: self.want.name.clone(),
                 action: Action::ScaleDeployment {
