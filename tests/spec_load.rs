@@ -28,6 +28,9 @@ fn shipped(env: &str) -> PathBuf {
         .join(env)
 }
 
+/// A deployment name with a weight or an instance count.
+type Pair = (&'static str, u32);
+
 fn weights(pairs: &[(&str, u32)]) -> Weights {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
@@ -41,7 +44,7 @@ fn registered(name: &str, version: &str) -> AssetRef {
 
 #[test]
 fn the_six_canary_flow_files_replay_the_expected_traffic_sequence() {
-    let expected: [(&str, &[(&str, u32)], &[(&str, u32)]); 6] = [
+    let expected: [(&str, &[Pair], &[Pair]); 6] = [
         (
             "1-create-endpoint-with-blue.yml",
             &[("blue", 100)],
