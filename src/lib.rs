@@ -8,3 +8,4 @@ pub mod apply;
 pub mod backend;
 pub mod model;
 pub mod plan;
+pub mod spec;
