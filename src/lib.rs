@@ -9,3 +9,4 @@ pub mod backend;
 pub mod model;
 pub mod plan;
 pub mod spec;
+pub mod sandbox;
