@@ -430,4 +430,45 @@ mod tests {
         let err = credential_from_vars(&arm, &vars).err().unwrap();
         assert!(err.to_string().contains("AZURE_CLIENT_SECRET"), "{err}");
     }
+
+    /// The reason `LoopbackEntraCredential` exists: if a later azure_identity accepts a plain
+    /// http loopback authority, this fails and the loopback credential can go.
+    #[test]
+    fn azure_identity_refuses_a_plain_http_authority() {
+        use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+        use azure_identity::ClientSecretCredentialOptions;
+        let mut custom = CustomConfiguration::default();
+        custom.authority_host = "http://127.0.0.1:7070".into();
+        let mut options = ClientSecretCredentialOptions::default();
+        options.client_options.cloud = Some(Arc::new(CloudConfiguration::Custom(custom)));
+        let secret = azure_core::credentials::Secret::new("s");
+        let err = ClientSecretCredential::new("tenant", "client".into(), secret, Some(options))
+            .err()
+            .expect("http authority refused");
+        assert!(err.to_string().contains("HTTPS"), "{err}");
+    }
+
+    #[test]
+    fn https_authorities_use_azure_identity_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "jwt").unwrap();
+        let file = file.display().to_string();
+        for with_secret in [true, false] {
+            let vars = |name: &str| match name {
+                "AZURE_TENANT_ID" => Some("00000000-0000-0000-0000-000000000001".to_string()),
+                "AZURE_CLIENT_ID" => Some("client".to_string()),
+                "AZURE_CLIENT_SECRET" if with_secret => Some("s".to_string()),
+                "AZURE_FEDERATED_TOKEN_FILE" => Some(file.clone()),
+                _ => None,
+            };
+            let fetcher = select_fetcher(&vars).unwrap();
+            let expected = if with_secret {
+                "ClientSecretCredential"
+            } else {
+                "WorkloadIdentityCredential"
+            };
+            assert_eq!(fetcher.name(), expected);
+        }
+    }
 }
