@@ -443,8 +443,7 @@ mod tests {
         options.client_options.cloud = Some(Arc::new(CloudConfiguration::Custom(custom)));
         let secret = azure_core::credentials::Secret::new("s");
         let err = ClientSecretCredential::new("tenant", "client".into(), secret, Some(options))
-            .err()
-            .expect("http authority refused");
+            .expect_err("http authority refused");
         assert!(err.to_string().contains("HTTPS"), "{err}");
     }
 
