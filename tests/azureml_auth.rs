@@ -206,10 +206,7 @@ async fn auth_failures_name_the_credential_and_never_show_secrets_or_tokens() {
             "token expired",
         )],
     );
-    let err = backend_with_static_token(&fake)
-        .read_live()
-        .await
-        .unwrap_err();
+    let err = azureml_fake::backend(&fake).read_live().await.unwrap_err();
     let text = format!("{err} {err:?}");
     assert!(text.contains("InvalidAuthenticationToken"), "{text}");
     assert!(!text.contains(TOKEN), "{text}");
