@@ -803,3 +803,40 @@ async fn a_failing_test_stops_with_status_and_excerpt_but_never_the_key() {
     );
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn the_test_gate_uses_an_entra_token_for_the_ml_scope_on_aad_token_endpoints() {
+    let fake = Fake::start().await;
+    let mut body = endpoint_body("scoring", "Succeeded", json!({}), json!({}));
+    body["properties"]["authMode"] = json!("AADToken");
+    fake.on("GET", &eps("/scoring"), vec![Canned::json(200, body)]);
+    fake.on(
+        "POST",
+        "/score/scoring",
+        vec![Canned::json(200, json!({"ok": true}))],
+    );
+    backend(&fake)
+        .execute(&step(
+            "scoring",
+            Action::TestDeployment {
+                deployment: "green".into(),
+                test: test_spec(None),
+            },
+        ))
+        .await
+        .unwrap();
+    let score = fake
+        .log()
+        .into_iter()
+        .find(|s| s.path == "/score/scoring")
+        .unwrap();
+    let expected = format!("Bearer {TOKEN}|https://ml.azure.com/.default");
+    assert_eq!(score.header("authorization"), Some(expected.as_str()));
+    assert_eq!(
+        fake.writes().len(),
+        1,
+        "no listKeys or token call: {:?}",
+        fake.lines()
+    );
+    fake.stop().await;
+}

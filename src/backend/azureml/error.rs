@@ -40,9 +40,6 @@ pub enum AzureMlError {
     /// ARM answered 2xx with a body or headers this client cannot use.
     #[error("{what}: unexpected response: {message}")]
     Unexpected { what: String, message: String },
-    /// A step ran past `AzureMlConfig::step_timeout`.
-    #[error("timed out after {seconds}s waiting for {what}")]
-    Timeout { what: String, seconds: u64 },
     /// The pre-traffic test request failed.
     #[error("{0}")]
     TestFailed(String),
@@ -94,11 +91,6 @@ impl AzureMlError {
                 subject,
                 code: "InvalidConfiguration".to_string(),
                 message,
-            },
-            AzureMlError::Timeout { what, seconds } => BackendError::Timeout {
-                subject,
-                what,
-                seconds,
             },
             AzureMlError::TestFailed(message) => BackendError::TestFailed { subject, message },
             err @ (AzureMlError::Auth { .. } | AzureMlError::Transport { .. }) => {
