@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::model::{Environment, LiveState, Target};
 use crate::plan::Step;
 
+pub mod azureml;
 pub mod memory;
 
 /// What a backend reports about one executed step.
