@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::model::LiveState;
 use crate::plan::Step;
 
+pub mod kubernetes;
 pub mod memory;
 
 /// What a backend reports about one executed step.
