@@ -10,6 +10,7 @@ use crate::model::{Environment, LiveState, Target};
 use crate::plan::Step;
 
 pub mod azureml;
+pub mod kubernetes;
 pub mod memory;
 
 /// What a backend reports about one executed step.
