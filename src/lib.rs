@@ -4,6 +4,8 @@
 //! executes a plan through a `backend`; `sandbox` emulates Azure ML locally; `agent` is the
 //! long-running reconciler.
 
+pub mod agent;
 pub mod backend;
 pub mod model;
 pub mod plan;
+pub mod source;
