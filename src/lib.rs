@@ -10,3 +10,8 @@ pub mod model;
 pub mod plan;
 pub mod spec;
 pub mod sandbox;
+pub mod agent;
+pub mod backend;
+pub mod model;
+pub mod plan;
+pub mod source;
