@@ -407,9 +407,10 @@ fn proxy(
             .map(|a| a.iter().collect())
             .unwrap_or_default();
         if let Some(p) = &port
-            && !ports
-                .iter()
-                .any(|sp| sp["port"].to_string() == *p || sp["name"].as_str() == Some(p.as_str()))
+            && !ports.iter().any(|sp| {
+                sp["port"].as_i64().map(|n| n.to_string()).as_deref() == Some(p.as_str())
+                    || sp["name"].as_str() == Some(p.as_str())
+            })
         {
             return fail(failure(
                 503,
