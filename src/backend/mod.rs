@@ -2,11 +2,14 @@
 //! CLI do. Backends: `azureml` (ARM REST), `kubernetes` (kube-rs), `memory` (tests, and the
 //! `state_file` target).
 
+use std::path::Path;
+
 use async_trait::async_trait;
 
-use crate::model::LiveState;
+use crate::model::{Environment, LiveState, Target};
 use crate::plan::Step;
 
+pub mod azureml;
 pub mod kubernetes;
 pub mod memory;
 
@@ -58,4 +61,44 @@ pub trait Backend: Send + Sync {
 
     /// Executes one step. Called with at most one step in flight per endpoint.
     async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError>;
+}
+
+/// Overrides for connecting to a backend (from flags and environment variables).
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// Azure Resource Manager base URL instead of https://management.azure.com.
+    pub arm_endpoint: Option<String>,
+}
+
+/// The backend for an environment's target. `env_dir` anchors relative paths (state files).
+pub async fn connect(
+    env: &Environment,
+    env_dir: &Path,
+    opts: &ConnectOptions,
+) -> anyhow::Result<Box<dyn Backend>> {
+    match &env.target {
+        Target::StateFile { path } => {
+            Ok(Box::new(memory::StateFileBackend::new(env_dir.join(path))))
+        }
+        Target::AzureMl(target) => {
+            let mut config = azureml::AzureMlConfig::try_from_env()?;
+            if let Some(url) = &opts.arm_endpoint {
+                config.arm_endpoint = url
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--arm-endpoint {url}: {e}"))?;
+            }
+            let credential = azureml::credential_from_env(&config.arm_endpoint)?;
+            Ok(Box::new(azureml::AzureMlBackend::new(
+                target, config, credential,
+            )?))
+        }
+        Target::Kubernetes(target) => {
+            let client = kubernetes::client_from_env().await?;
+            Ok(Box::new(kubernetes::KubernetesBackend::new(
+                target,
+                client,
+                kubernetes::KubernetesOptions::default(),
+            )))
+        }
+    }
 }

@@ -1,0 +1,259 @@
+//! The agent's HTTP server: `/healthz`, `/readyz`, `/metrics`, `/status` and `POST /webhook`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::status::AgentState;
+use super::webhook::{self, MAX_BODY_BYTES, WebhookAction, WebhookError};
+use crate::source::Secret;
+
+/// Webhook settings: the shared secret and the ref pushes must touch (`None`: any push).
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub secret: Secret,
+    pub tracked_ref: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct HttpContext {
+    pub state: Arc<AgentState>,
+    pub webhook: Option<WebhookConfig>,
+    /// Wakes the fetch loop.
+    pub trigger: Arc<Notify>,
+}
+
+pub fn router(ctx: HttpContext) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/webhook", post(webhook_handler))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(ctx)
+}
+
+async fn readyz(State(ctx): State<HttpContext>) -> Response {
+    if ctx.state.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no successful sync yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(ctx): State<HttpContext>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        ctx.state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(ctx): State<HttpContext>) -> Json<super::status::AgentStatus> {
+    Json(ctx.state.snapshot())
+}
+
+async fn webhook_handler(
+    State(ctx): State<HttpContext>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(config) = &ctx.webhook else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "webhook disabled: set --webhook-secret-file"})),
+        )
+            .into_response();
+    };
+    if let Err(err) = webhook::authenticate(&headers, &body, config.secret.expose().as_bytes()) {
+        tracing::warn!(error = %err, "webhook rejected");
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": err.to_string()})),
+        )
+            .into_response();
+    }
+    match webhook::classify(&headers, &body, config.tracked_ref.as_deref()) {
+        Ok(WebhookAction::Sync { git_ref, after }) => {
+            tracing::info!(git_ref = %git_ref, after = after.as_deref().unwrap_or(""), "webhook push, syncing");
+            ctx.trigger.notify_one();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"status": "sync triggered", "ref": git_ref})),
+            )
+                .into_response()
+        }
+        Ok(WebhookAction::Ignore(reason)) => {
+            tracing::debug!(reason = %reason, "webhook ignored");
+            (
+                StatusCode::OK,
+                Json(json!({"status": "ignored", "reason": reason})),
+            )
+                .into_response()
+        }
+        Err(err @ WebhookError::Malformed(_)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": err.to_string()})),
+        )
+            .into_response(),
+        Err(err) => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": err.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn serve(ctx: HttpContext) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(ctx)).await });
+        format!("http://{addr}")
+    }
+
+    fn context(secret: Option<&str>) -> HttpContext {
+        HttpContext {
+            state: Arc::new(AgentState::new(
+                "repo".into(),
+                "standalone",
+                ["environments/a".to_string()],
+            )),
+            webhook: secret.map(|s| WebhookConfig {
+                secret: Secret::new(s),
+                tracked_ref: Some("refs/heads/main".into()),
+            }),
+            trigger: Arc::new(Notify::new()),
+        }
+    }
+
+    async fn triggered(trigger: &Notify) -> bool {
+        tokio::time::timeout(Duration::from_millis(100), trigger.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn webhooks_need_a_valid_signature_and_a_tracked_push_to_trigger() {
+        let ctx = context(Some("s3cret"));
+        let trigger = ctx.trigger.clone();
+        let base = serve(ctx).await;
+        let client = reqwest::Client::new();
+        let body = r#"{"ref":"refs/heads/main","after":"abc"}"#;
+        let post = |sig: Option<String>, body: &'static str| {
+            let mut req = client
+                .post(format!("{base}/webhook"))
+                .header("x-github-event", "push")
+                .body(body);
+            if let Some(sig) = sig {
+                req = req.header("x-hub-signature-256", sig);
+            }
+            req.send()
+        };
+        let r = post(None, r#"{"ref":"refs/heads/main","after":"abc"}"#)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let wrong = webhook::sign_github(b"guess", body.as_bytes());
+        assert_eq!(
+            post(Some(wrong), r#"{"ref":"refs/heads/main","after":"abc"}"#)
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+        assert!(
+            !triggered(&trigger).await,
+            "rejected webhooks trigger nothing"
+        );
+
+        let other = r#"{"ref":"refs/heads/dev"}"#;
+        let r = post(
+            Some(webhook::sign_github(b"s3cret", other.as_bytes())),
+            r#"{"ref":"refs/heads/dev"}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            !triggered(&trigger).await,
+            "pushes to other branches are ignored"
+        );
+
+        let good = webhook::sign_github(b"s3cret", body.as_bytes());
+        let r = post(Some(good), r#"{"ref":"refs/heads/main","after":"abc"}"#)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        assert!(triggered(&trigger).await);
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_get_413_and_a_disabled_webhook_404() {
+        let base = serve(context(Some("s"))).await;
+        let client = reqwest::Client::new();
+        let big = vec![b'x'; MAX_BODY_BYTES + 1];
+        let r = client
+            .post(format!("{base}/webhook"))
+            .body(big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413);
+        let base = serve(context(None)).await;
+        let r = client
+            .post(format!("{base}/webhook"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_first_successful_sync() {
+        let ctx = context(None);
+        let state = ctx.state.clone();
+        let base = serve(ctx).await;
+        let get = |path: &'static str| reqwest::get(format!("{base}{path}"));
+        assert_eq!(get("/healthz").await.unwrap().status(), 200);
+        assert_eq!(get("/readyz").await.unwrap().status(), 503);
+        state.update_env("environments/a", |e| {
+            e.last_sync_time = Some(chrono::Utc::now());
+            e.last_result = Some("in_sync".into());
+        });
+        assert_eq!(get("/readyz").await.unwrap().status(), 200);
+        let status: serde_json::Value = get("/status").await.unwrap().json().await.unwrap();
+        assert_eq!(
+            status["environments"]["environments/a"]["last_result"],
+            "in_sync"
+        );
+        assert_eq!(status["ready"], true);
+        let metrics = get("/metrics").await.unwrap();
+        assert!(
+            metrics.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! Leader election with a coordination.k8s.io/v1 Lease, following client-go's algorithm
+//! (CONTRACT.md §5, k8s reference): GET; create on 404; respect a foreign holder while
+//! `observedTime + leaseDurationSeconds > now` by the *local* clock; otherwise PUT with the read
+//! `resourceVersion` (a concurrent writer gets 409 and loses); renew every retry period; give up
+//! when no renewal succeeded within the renew deadline; release on shutdown.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    /// This replica's identity (pod name).
+    pub identity: String,
+    /// CONTRACT.md §5.6: lease_duration > renew_deadline > retry_period.
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+impl LeaseConfig {
+    /// client-go's usual timings: 15 s lease, 10 s renew deadline, 2 s retry.
+    pub fn new(name: String, namespace: String, identity: String) -> LeaseConfig {
+        LeaseConfig {
+            name,
+            namespace,
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// Another writer changed the lease since we read it (HTTP 409).
+    #[error("lease was modified concurrently")]
+    Conflict,
+    #[error("lease api: {0}")]
+    Api(String),
+}
+
+/// The three calls the algorithm needs.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    async fn get(&self) -> Result<Option<Lease>, LeaseError>;
+    async fn create(&self, lease: &Lease) -> Result<Lease, LeaseError>;
+    /// PUT carrying `lease.metadata.resource_version`.
+    async fn replace(&self, lease: &Lease) -> Result<Lease, LeaseError>;
+}
+
+/// The Kubernetes API as a lease store.
+pub struct KubeLeaseStore {
+    api: kube::Api<Lease>,
+    name: String,
+}
+
+impl KubeLeaseStore {
+    pub fn new(client: kube::Client, namespace: &str, name: &str) -> KubeLeaseStore {
+        KubeLeaseStore {
+            api: kube::Api::namespaced(client, namespace),
+            name: name.to_string(),
+        }
+    }
+}
+
+fn kube_error(err: kube::Error) -> LeaseError {
+    match err {
+        kube::Error::Api(status) if status.code == 409 => LeaseError::Conflict,
+        other => LeaseError::Api(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl LeaseStore for KubeLeaseStore {
+    async fn get(&self) -> Result<Option<Lease>, LeaseError> {
+        self.api.get_opt(&self.name).await.map_err(kube_error)
+    }
+
+    async fn create(&self, lease: &Lease) -> Result<Lease, LeaseError> {
+        self.api
+            .create(&PostParams::default(), lease)
+            .await
+            .map_err(kube_error)
+    }
+
+    async fn replace(&self, lease: &Lease) -> Result<Lease, LeaseError> {
+        self.api
+            .replace(&self.name, &PostParams::default(), lease)
+            .await
+            .map_err(kube_error)
+    }
+}
+
+/// The record as this client last saw it change, and when (local monotonic clock).
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub spec: LeaseSpec,
+    pub at: Instant,
+}
+
+/// What to do after reading the lease.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Create(LeaseSpec),
+    Update(LeaseSpec),
+    /// A valid lease held by someone else.
+    Wait {
+        holder: String,
+    },
+}
+
+/// The pure core of one acquire-or-renew round (CONTRACT.md §5 steps 1–3).
+pub fn decide(
+    identity: &str,
+    duration: Duration,
+    observed: &mut Option<Observed>,
+    current: Option<&LeaseSpec>,
+    now: Instant,
+    wall: Timestamp,
+) -> Decision {
+    let seconds = i32::try_from(duration.as_secs()).unwrap_or(i32::MAX).max(1);
+    let Some(spec) = current else {
+        return Decision::Create(LeaseSpec {
+            holder_identity: Some(identity.to_string()),
+            lease_duration_seconds: Some(seconds),
+            acquire_time: Some(MicroTime(wall)),
+            renew_time: Some(MicroTime(wall)),
+            lease_transitions: Some(0),
+            ..LeaseSpec::default()
+        });
+    };
+    // observedTime moves only when the record changes: validity never compares server time.
+    if observed.as_ref().is_none_or(|o| o.spec != *spec) {
+        *observed = Some(Observed {
+            spec: spec.clone(),
+            at: now,
+        });
+    }
+    let observed_at = observed.as_ref().map(|o| o.at).unwrap_or(now);
+    let holder = spec.holder_identity.as_deref().unwrap_or("");
+    let record_seconds = u64::try_from(spec.lease_duration_seconds.unwrap_or(seconds)).unwrap_or(0);
+    let valid = observed_at + Duration::from_secs(record_seconds) > now;
+    if !holder.is_empty() && holder != identity && valid {
+        return Decision::Wait {
+            holder: holder.to_string(),
+        };
+    }
+    let mut next = spec.clone();
+    next.holder_identity = Some(identity.to_string());
+    next.lease_duration_seconds = Some(seconds);
+    next.renew_time = Some(MicroTime(wall));
+    if holder == identity {
+        next.acquire_time = spec.acquire_time.clone().or(Some(MicroTime(wall)));
+        next.lease_transitions = Some(spec.lease_transitions.unwrap_or(0));
+    } else {
+        next.acquire_time = Some(MicroTime(wall));
+        next.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+    }
+    Decision::Update(next)
+}
+
+/// One candidate.
+pub struct LeaderElector<S: LeaseStore> {
+    store: S,
+    config: LeaseConfig,
+    observed: Option<Observed>,
+}
+
+impl<S: LeaseStore> LeaderElector<S> {
+    pub fn new(store: S, config: LeaseConfig) -> LeaderElector<S> {
+        LeaderElector {
+            store,
+            config,
+            observed: None,
+        }
+    }
+
+    /// One round: `Ok(true)` when this candidate holds the lease afterwards.
+    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, LeaseError> {
+        let current = self.store.get().await?;
+        let decision = decide(
+            &self.config.identity,
+            self.config.lease_duration,
+            &mut self.observed,
+            current
+                .as_ref()
+                .and_then(|l| l.spec.as_ref())
+                .or(current.as_ref().map(|_| &EMPTY_SPEC)),
+            Instant::now(),
+            Timestamp::now(),
+        );
+        let written = match decision {
+            Decision::Wait { holder } => {
+                tracing::debug!(holder = %holder, "lease held by another replica");
+                return Ok(false);
+            }
+            Decision::Create(spec) => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(self.config.name.clone()),
+                        namespace: Some(self.config.namespace.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(spec),
+                };
+                self.store.create(&lease).await
+            }
+            Decision::Update(spec) => {
+                let mut lease = current.unwrap_or_default();
+                lease.spec = Some(spec);
+                self.store.replace(&lease).await
+            }
+        };
+        match written {
+            Ok(lease) => {
+                self.observed = lease.spec.map(|spec| Observed {
+                    spec,
+                    at: Instant::now(),
+                });
+                Ok(true)
+            }
+            // Someone else wrote first: they win this round.
+            Err(LeaseError::Conflict) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Gives the lease up if this candidate holds it: empty holder, 1 s duration, transitions
+    /// kept (CONTRACT.md §5.5), so a standby takes over at once.
+    pub async fn release(&mut self) -> Result<(), LeaseError> {
+        let Some(mut lease) = self.store.get().await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return Ok(());
+        }
+        let now = MicroTime(Timestamp::now());
+        spec.holder_identity = Some(String::new());
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(now.clone());
+        spec.acquire_time = Some(now);
+        self.store.replace(&lease).await.map(|_| ())
+    }
+
+    /// Campaigns until `cancel`, publishing leadership on `leader`; releases on the way out.
+    pub async fn run(mut self, leader: watch::Sender<bool>, cancel: CancellationToken) {
+        let mut last_renewal: Option<Instant> = None;
+        loop {
+            let attempt = Instant::now();
+            let leading = *leader.borrow();
+            match self.try_acquire_or_renew().await {
+                Ok(true) => {
+                    last_renewal = Some(attempt);
+                    if !leading {
+                        tracing::info!(identity = %self.config.identity, lease = %self.config.name, "became leader");
+                        leader.send_replace(true);
+                    }
+                }
+                Ok(false) => {
+                    if leading {
+                        tracing::warn!(identity = %self.config.identity, "lease taken by another replica");
+                        leader.send_replace(false);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "lease renewal failed");
+                    let overdue =
+                        last_renewal.is_none_or(|t| t.elapsed() > self.config.renew_deadline);
+                    if leading && overdue {
+                        tracing::warn!("renew deadline passed, stepping down");
+                        leader.send_replace(false);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(self.config.retry_period) => {}
+            }
+        }
+        if *leader.borrow() {
+            leader.send_replace(false);
+            match self.release().await {
+                Ok(()) => tracing::info!("lease released"),
+                Err(err) => tracing::warn!(error = %err, "could not release the lease"),
+            }
+        }
+    }
+}
+
+static EMPTY_SPEC: LeaseSpec = LeaseSpec {
+    acquire_time: None,
+    holder_identity: None,
+    lease_duration_seconds: None,
+    lease_transitions: None,
+    preferred_holder: None,
+    renew_time: None,
+    strategy: None,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_secs(15);
+
+    fn held_by(holder: &str, transitions: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            acquire_time: Some(MicroTime(Timestamp::UNIX_EPOCH)),
+            renew_time: Some(MicroTime(Timestamp::UNIX_EPOCH)),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_missing_lease_is_created_with_us_as_holder() {
+        let mut observed = None;
+        let d = decide(
+            "a",
+            D,
+            &mut observed,
+            None,
+            Instant::now(),
+            Timestamp::now(),
+        );
+        let Decision::Create(spec) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(spec.holder_identity.as_deref(), Some("a"));
+        assert_eq!(spec.lease_transitions, Some(0));
+        assert_eq!(spec.lease_duration_seconds, Some(15));
+    }
+
+    #[test]
+    fn a_valid_foreign_lease_is_respected_until_it_expires_by_the_local_clock() {
+        let mut observed = None;
+        let t0 = Instant::now();
+        // Server renewTime is 1970: ignored, only local observation time counts.
+        let spec = held_by("b", 3);
+        let d = decide("a", D, &mut observed, Some(&spec), t0, Timestamp::now());
+        assert_eq!(d, Decision::Wait { holder: "b".into() });
+        let d = decide(
+            "a",
+            D,
+            &mut observed,
+            Some(&spec),
+            t0 + Duration::from_secs(14),
+            Timestamp::now(),
+        );
+        assert_eq!(d, Decision::Wait { holder: "b".into() });
+        let d = decide(
+            "a",
+            D,
+            &mut observed,
+            Some(&spec),
+            t0 + Duration::from_secs(16),
+            Timestamp::now(),
+        );
+        let Decision::Update(next) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(next.holder_identity.as_deref(), Some("a"));
+        assert_eq!(
+            next.lease_transitions,
+            Some(4),
+            "taking over counts a transition"
+        );
+    }
+
+    #[test]
+    fn a_renewal_by_the_holder_resets_the_observed_time() {
+        let mut observed = None;
+        let t0 = Instant::now();
+        decide(
+            "a",
+            D,
+            &mut observed,
+            Some(&held_by("b", 0)),
+            t0,
+            Timestamp::now(),
+        );
+        let mut renewed = held_by("b", 0);
+        renewed.renew_time = Some(MicroTime(Timestamp::now()));
+        let later = t0 + Duration::from_secs(10);
+        decide(
+            "a",
+            D,
+            &mut observed,
+            Some(&renewed),
+            later,
+            Timestamp::now(),
+        );
+        let d = decide(
+            "a",
+            D,
+            &mut observed,
+            Some(&renewed),
+            t0 + Duration::from_secs(20),
+            Timestamp::now(),
+        );
+        assert_eq!(
+            d,
+            Decision::Wait { holder: "b".into() },
+            "valid until later + 15s"
+        );
+    }
+
+    #[test]
+    fn renewing_our_own_lease_keeps_acquire_time_and_transitions() {
+        let mut observed = None;
+        let spec = held_by("a", 7);
+        let d = decide(
+            "a",
+            D,
+            &mut observed,
+            Some(&spec),
+            Instant::now(),
+            Timestamp::now(),
+        );
+        let Decision::Update(next) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(next.lease_transitions, Some(7));
+        assert_eq!(next.acquire_time, spec.acquire_time);
+        assert_ne!(next.renew_time, spec.renew_time);
+    }
+
+    #[test]
+    fn a_released_lease_is_taken_at_once() {
+        let mut observed = None;
+        let mut released = held_by("", 2);
+        released.lease_duration_seconds = Some(1);
+        let d = decide(
+            "a",
+            D,
+            &mut observed,
+            Some(&released),
+            Instant::now(),
+            Timestamp::now(),
+        );
+        let Decision::Update(next) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(next.lease_transitions, Some(3));
+    }
+}

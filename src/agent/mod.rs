@@ -1,0 +1,283 @@
+//! `flightdeck agent`: the long-running GitOps reconciler. A fetch loop follows the source (on
+//! start, on an interval with jitter, on webhook pushes, on local file changes) and publishes a
+//! snapshot per tick; one worker per environment reconciles it with its own backoff; an HTTP
+//! server serves health, readiness, metrics, status and the webhook; with `--leader-elect` only
+//! the Lease holder applies.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub mod backoff;
+pub mod config;
+pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;
+pub mod webhook;
+mod worker;
+
+pub use config::{AgentArgs, AgentConfig, SourceKind};
+pub use reconcile::{Job, Outcome, OutcomeKind, Reconcile, ReconcileError, StepRecord};
+pub use status::{AgentState, AgentStatus, EnvStatus};
+
+use crate::source::verify::Verifier;
+use crate::source::{GitConfig, GitRef, GitSource, LocalSource, Source, SourceError};
+use backoff::Backoff;
+use lease::{KubeLeaseStore, LeaderElector, LeaseConfig};
+use worker::{EnvWorker, Tick};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("listening on {addr}: {message}")]
+    Listen { addr: SocketAddr, message: String },
+    #[error("kubernetes client for leader election: {0}")]
+    Kube(String),
+}
+
+/// Optional overrides for tests and embedding.
+#[derive(Clone, Default)]
+pub struct AgentOptions {
+    /// Client for the Lease API (default: in-cluster or kubeconfig).
+    pub kube_client: Option<kube::Client>,
+    /// Lease timings (default: 15 s / 10 s / 2 s).
+    pub lease_timing: Option<(Duration, Duration, Duration)>,
+    /// Per-environment backoff (default: 2 s doubling to 5 min).
+    pub backoff: Option<Backoff>,
+    /// This replica's identity for the Lease (default: `$POD_NAME`, else hostname + random).
+    pub identity: Option<String>,
+}
+
+/// A running agent.
+pub struct Agent {
+    addr: SocketAddr,
+    state: Arc<AgentState>,
+    trigger: Arc<Notify>,
+    cancel: CancellationToken,
+    workers: Vec<JoinHandle<()>>,
+    server: JoinHandle<()>,
+    server_stop: CancellationToken,
+    _watch: Option<crate::source::local::DirWatch>,
+}
+
+impl Agent {
+    /// Starts every task; returns once the HTTP server is listening.
+    pub async fn start(
+        config: AgentConfig,
+        reconciler: Arc<dyn Reconcile>,
+        options: AgentOptions,
+        cancel: CancellationToken,
+    ) -> Result<Agent, AgentError> {
+        let trigger = Arc::new(Notify::new());
+        let mut watch_guard = None;
+        let (source, tracked_ref): (Arc<dyn Source>, Option<String>) = match &config.source {
+            SourceKind::Git {
+                url,
+                reference,
+                cache_dir,
+                auth,
+            } => {
+                let verifier = if config.verify_keys.is_empty() {
+                    None
+                } else {
+                    Some(Verifier::from_files(&config.verify_keys)?)
+                };
+                let git = GitSource::new(
+                    GitConfig {
+                        url: url.clone(),
+                        reference: reference.clone(),
+                        paths: config.paths.clone(),
+                        cache_dir: cache_dir.clone(),
+                        auth: auth.clone(),
+                    },
+                    verifier,
+                )?;
+                let tracked = match reference {
+                    GitRef::Branch(b) => Some(format!("refs/heads/{b}")),
+                    GitRef::Rev(_) => None,
+                };
+                (Arc::new(Arc::new(git)), tracked)
+            }
+            SourceKind::Local { root } => {
+                let local = LocalSource::new(root.clone(), &config.paths)?;
+                watch_guard = Some(crate::source::watch_dir(
+                    root,
+                    Duration::from_millis(300),
+                    trigger.clone(),
+                )?);
+                (Arc::new(Arc::new(local)), None)
+            }
+        };
+
+        let (leader_tx, leader_rx) = watch::channel(config.lease.is_none());
+        let role = if config.lease.is_some() {
+            "follower"
+        } else {
+            "standalone"
+        };
+        let envs: Vec<String> = config
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let state = Arc::new(AgentState::new(source.describe(), role, envs));
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| AgentError::Listen {
+                addr: config.listen,
+                message: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| AgentError::Listen {
+            addr: config.listen,
+            message: e.to_string(),
+        })?;
+        let router = http::router(http::HttpContext {
+            state: state.clone(),
+            webhook: config
+                .webhook_secret
+                .clone()
+                .map(|secret| http::WebhookConfig {
+                    secret,
+                    tracked_ref,
+                }),
+            trigger: trigger.clone(),
+        });
+        let server_stop = CancellationToken::new();
+        let stop = server_stop.clone();
+        let server = tokio::spawn(async move {
+            let shutdown = async move { stop.cancelled().await };
+            if let Err(err) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %err, "http server failed");
+            }
+        });
+        tracing::info!(addr = %addr, source = %source.describe(), "agent listening");
+
+        let mut workers = Vec::new();
+        if let Some(settings) = &config.lease {
+            let client = match &options.kube_client {
+                Some(client) => client.clone(),
+                None => kube::Client::try_default()
+                    .await
+                    .map_err(|e| AgentError::Kube(e.to_string()))?,
+            };
+            let identity = options.identity.clone().unwrap_or_else(default_identity);
+            let mut lease_config =
+                LeaseConfig::new(settings.name.clone(), settings.namespace.clone(), identity);
+            if let Some((duration, deadline, retry)) = options.lease_timing {
+                lease_config.lease_duration = duration;
+                lease_config.renew_deadline = deadline;
+                lease_config.retry_period = retry;
+            }
+            let store = KubeLeaseStore::new(client, &settings.namespace, &settings.name);
+            let elector = LeaderElector::new(store, lease_config);
+            let mut leader_watch = leader_tx.subscribe();
+            let role_state = state.clone();
+            workers.push(tokio::spawn(async move {
+                // Mirror leadership into status and metrics.
+                while leader_watch.changed().await.is_ok() {
+                    let leading = *leader_watch.borrow();
+                    role_state.metrics.leader(leading);
+                    role_state.update(|s| {
+                        s.role = if leading { "leader" } else { "follower" }.to_string()
+                    });
+                }
+            }));
+            state.metrics.leader(false);
+            workers.push(tokio::spawn(elector.run(leader_tx, cancel.clone())));
+        } else {
+            // Keep the sender alive so workers never see leadership "close".
+            workers.push(tokio::spawn({
+                let cancel = cancel.clone();
+                async move {
+                    cancel.cancelled().await;
+                    drop(leader_tx);
+                }
+            }));
+        }
+
+        let (ticks_tx, ticks_rx) = watch::channel::<Tick>(None);
+        for path in &config.paths {
+            let worker = EnvWorker {
+                path: crate::source::normalize_path(path)?,
+                reconciler: reconciler.clone(),
+                state: state.clone(),
+                backoff: options.backoff.unwrap_or_default(),
+                leader: leader_rx.clone(),
+            };
+            workers.push(tokio::spawn(worker.run(ticks_rx.clone(), cancel.clone())));
+        }
+        workers.push(tokio::spawn(worker::fetch_loop(
+            source,
+            config.interval,
+            trigger.clone(),
+            ticks_tx,
+            state.clone(),
+            cancel.clone(),
+        )));
+
+        Ok(Agent {
+            addr,
+            state,
+            trigger,
+            cancel,
+            workers,
+            server,
+            server_stop,
+            _watch: watch_guard,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> Arc<AgentState> {
+        self.state.clone()
+    }
+
+    /// Asks for a fetch and reconcile now (what a webhook push does).
+    pub fn trigger(&self) {
+        self.trigger.notify_one();
+    }
+
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Waits for shutdown: after `cancel`, in-flight rollouts stop between steps, the lease is
+    /// released, then the HTTP server stops.
+    pub async fn wait(self) {
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        self.server_stop.cancel();
+        let _ = self.server.await;
+        tracing::info!("agent stopped");
+    }
+}
+
+fn default_identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME")
+        && !pod.is_empty()
+    {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "flightdeck".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}

@@ -1,0 +1,114 @@
+//! What the agent knows about itself and each environment, shared by the loop and the HTTP
+//! server (`/status`, `/readyz`).
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::metrics::Metrics;
+use crate::plan::Step;
+
+/// Per-environment status, as served by `/status`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct EnvStatus {
+    /// The revision most recently reconciled (or attempted).
+    pub commit: Option<String>,
+    /// The last revision whose desired state was fully applied.
+    pub applied_commit: Option<String>,
+    /// `in_sync`, `applied`, `drift_reported`, `planned` (follower), `invalid`, `refused`,
+    /// `failed`, `cancelled`.
+    pub last_result: Option<String>,
+    /// Steps still needed to reach the desired state (empty when in sync).
+    pub pending_plan: Vec<Step>,
+    /// Live state differs from an unchanged revision.
+    pub drift: bool,
+    /// The last error, with `file:line:col` for invalid YAML.
+    pub last_error: Option<String>,
+    /// When this environment was last reconciled successfully.
+    pub last_sync_time: Option<DateTime<Utc>>,
+    pub last_attempt_time: Option<DateTime<Utc>>,
+    pub consecutive_failures: u32,
+    /// When a failed environment is retried (unless a new revision arrives first).
+    pub next_retry_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct AgentStatus {
+    pub source: String,
+    /// The revision of the last successful fetch.
+    pub revision: Option<String>,
+    pub last_fetch_time: Option<DateTime<Utc>>,
+    pub last_fetch_error: Option<String>,
+    /// `leader`, `follower`, or `standalone` (no leader election).
+    pub role: String,
+    pub ready: bool,
+    pub environments: BTreeMap<String, EnvStatus>,
+}
+
+/// State shared by the loop tasks and the HTTP handlers.
+#[derive(Debug, Default)]
+pub struct AgentState {
+    pub metrics: Metrics,
+    status: RwLock<AgentStatus>,
+    ready: AtomicBool,
+}
+
+impl AgentState {
+    pub fn new(source: String, role: &str, envs: impl IntoIterator<Item = String>) -> AgentState {
+        let status = AgentStatus {
+            source,
+            role: role.to_string(),
+            environments: envs
+                .into_iter()
+                .map(|e| (e, EnvStatus::default()))
+                .collect(),
+            ..AgentStatus::default()
+        };
+        AgentState {
+            metrics: Metrics::default(),
+            status: RwLock::new(status),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// True once any environment has synced successfully. Not "every": one environment with
+    /// broken YAML must not take all replicas out of the Service, or the webhook carrying the
+    /// fix could not reach them.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn snapshot(&self) -> AgentStatus {
+        let mut status = self.status.read().map(|s| s.clone()).unwrap_or_default();
+        status.ready = self.is_ready();
+        status
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut AgentStatus)) {
+        if let Ok(mut status) = self.status.write() {
+            f(&mut status);
+        }
+    }
+
+    pub fn update_env(&self, env: &str, f: impl FnOnce(&mut EnvStatus)) {
+        let mut synced = false;
+        if let Ok(mut status) = self.status.write() {
+            let entry = status.environments.entry(env.to_string()).or_default();
+            f(entry);
+            synced = entry.last_sync_time.is_some();
+        }
+        if synced {
+            self.ready.store(true, Ordering::Release);
+        }
+    }
+
+    pub fn env(&self, env: &str) -> Option<EnvStatus> {
+        self.status
+            .read()
+            .ok()
+            .and_then(|s| s.environments.get(env).cloned())
+    }
+}

@@ -1,0 +1,416 @@
+//! A Git repository as a source: fetched incrementally into a bare cache repository, then the
+//! desired files are read from the tracked commit's tree.
+//!
+//! Authentication: HTTPS with a token (sent as the password of `x-access-token`, which GitHub,
+//! GitLab and Azure DevOps accept), SSH with a private key file. SSH host keys are checked
+//! against a `known_hosts` file; without one, SSH is refused rather than trusting any host.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use git2::{
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, Oid,
+    RemoteCallbacks, Repository,
+};
+use sha2::{Digest, Sha256};
+use ssh_key::known_hosts::{HostPatterns, KnownHosts, Marker};
+
+use super::tree::{normalize, read_tree};
+use super::verify::Verifier;
+use super::{FileMap, Secret, Snapshot, Source, SourceError, redact_url};
+
+/// What to follow in the repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitRef {
+    /// The tip of a branch.
+    Branch(String),
+    /// A tag, a commit id (full or abbreviated) or any revision `git rev-parse` understands.
+    Rev(String),
+}
+
+/// Credentials and host verification.
+#[derive(Clone, Debug, Default)]
+pub struct GitAuth {
+    pub token: Option<Secret>,
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GitConfig {
+    /// `https://...`, `ssh://...`, `git@host:org/repo.git`, or a local path.
+    pub url: String,
+    pub reference: GitRef,
+    /// Environment directories inside the repository.
+    pub paths: Vec<PathBuf>,
+    /// Parent directory of the bare cache repository.
+    pub cache_dir: PathBuf,
+    pub auth: GitAuth,
+}
+
+/// A Git source. Fetches run on a blocking thread, one at a time.
+pub struct GitSource {
+    config: GitConfig,
+    paths: Vec<PathBuf>,
+    cache: PathBuf,
+    verifier: Option<Verifier>,
+    last: Mutex<Option<Snapshot>>,
+    /// Serialises fetches into the cache repository.
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl GitSource {
+    pub fn new(config: GitConfig, verifier: Option<Verifier>) -> Result<GitSource, SourceError> {
+        let paths = config
+            .paths
+            .iter()
+            .map(|p| normalize(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let url = absolute_if_local(&config.url);
+        let config = GitConfig { url, ..config };
+        // One cache repository per URL, so several agents can share a cache directory.
+        let digest = Sha256::digest(config.url.as_bytes());
+        let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let cache = config.cache_dir.join(format!("repo-{name}.git"));
+        Ok(GitSource {
+            config,
+            paths,
+            cache,
+            verifier,
+            last: Mutex::new(None),
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Fetches and returns the commit the configured ref points at (blocking).
+    pub fn fetch_commit(&self) -> Result<Oid, SourceError> {
+        let repo = open_or_init(&self.cache)?;
+        if let GitRef::Rev(rev) = &self.config.reference {
+            // A full commit id never moves: once we have it, no fetch is needed.
+            if let Ok(oid) = Oid::from_str(rev)
+                && rev.len() == 40
+                && repo.find_commit(oid).is_ok()
+            {
+                return Ok(oid);
+            }
+        }
+        let started = Instant::now();
+        self.fetch_into(&repo)?;
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "fetched");
+        self.resolve(&repo)
+    }
+
+    fn fetch_into(&self, repo: &Repository) -> Result<(), SourceError> {
+        let display = redact_url(&self.config.url);
+        let mut remote = repo
+            .remote_anonymous(&self.config.url)
+            .map_err(|e| SourceError::git(format!("remote {display}"), e))?;
+        let refspecs: Vec<String> = match &self.config.reference {
+            GitRef::Branch(b) => vec![format!("+refs/heads/{b}:refs/remotes/origin/{b}")],
+            GitRef::Rev(_) => vec![
+                "+refs/heads/*:refs/remotes/origin/*".to_string(),
+                "+refs/tags/*:refs/tags/*".to_string(),
+            ],
+        };
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks(&self.config.auth, &self.config.url));
+        options.download_tags(AutotagOption::None);
+        options.prune(git2::FetchPrune::On);
+        remote
+            .fetch(&refspecs, Some(&mut options), None)
+            .map_err(|e| SourceError::git(format!("fetching {display}"), e))
+    }
+
+    fn resolve(&self, repo: &Repository) -> Result<Oid, SourceError> {
+        let (spec, rev) = match &self.config.reference {
+            GitRef::Branch(b) => (format!("refs/remotes/origin/{b}"), b.clone()),
+            GitRef::Rev(r) => (r.clone(), r.clone()),
+        };
+        let not_found = || SourceError::RevisionNotFound {
+            repo: redact_url(&self.config.url),
+            rev: rev.clone(),
+        };
+        let object = repo.revparse_single(&spec).map_err(|_| not_found())?;
+        let commit = object.peel_to_commit().map_err(|_| not_found())?;
+        Ok(commit.id())
+    }
+
+    /// Reads the snapshot of `commit` (blocking), verifying its signature if configured.
+    pub fn snapshot_of(&self, commit: Oid) -> Result<Snapshot, SourceError> {
+        let repo = open_or_init(&self.cache)?;
+        if let Some(verifier) = &self.verifier {
+            let key = verifier.verify_commit(&repo, commit)?;
+            tracing::debug!(commit = %commit, key = %key, "commit signature verified");
+        }
+        let mut envs: BTreeMap<PathBuf, Result<Arc<FileMap>, String>> = BTreeMap::new();
+        for path in &self.paths {
+            let files = read_tree(&repo, commit, path)
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            envs.insert(path.clone(), files);
+        }
+        Ok(Snapshot {
+            revision: commit.to_string(),
+            envs,
+        })
+    }
+
+    fn fetch_blocking(&self) -> Result<Snapshot, SourceError> {
+        let commit = self.fetch_commit()?;
+        if let Ok(last) = self.last.lock()
+            && let Some(snapshot) = last.as_ref()
+            && snapshot.revision == commit.to_string()
+        {
+            return Ok(snapshot.clone());
+        }
+        let snapshot = self.snapshot_of(commit)?;
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(snapshot.clone());
+        }
+        Ok(snapshot)
+    }
+}
+
+#[async_trait]
+impl Source for Arc<GitSource> {
+    fn describe(&self) -> String {
+        let reference = match &self.config.reference {
+            GitRef::Branch(b) => format!("branch {b}"),
+            GitRef::Rev(r) => format!("rev {r}"),
+        };
+        format!("{} ({reference})", redact_url(&self.config.url))
+    }
+
+    async fn fetch(&self) -> Result<Snapshot, SourceError> {
+        let _guard = self.lock.lock().await;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.fetch_blocking())
+            .await
+            .map_err(|e| SourceError::Config(format!("fetch task failed: {e}")))?
+    }
+}
+
+fn open_or_init(path: &Path) -> Result<Repository, SourceError> {
+    if path.exists() {
+        return Repository::open_bare(path)
+            .map_err(|e| SourceError::git(format!("opening cache {}", path.display()), e));
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| SourceError::io(parent, e))?;
+    }
+    Repository::init_bare(path)
+        .map_err(|e| SourceError::git(format!("creating cache {}", path.display()), e))
+}
+
+/// Local paths become absolute so the cache key and the remote do not depend on the cwd.
+fn absolute_if_local(url: &str) -> String {
+    let looks_remote = url.contains("://") || (url.contains('@') && url.contains(':'));
+    if looks_remote {
+        return url.to_string();
+    }
+    std::path::absolute(url)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| url.to_string())
+}
+
+fn callbacks<'a>(auth: &'a GitAuth, url: &str) -> RemoteCallbacks<'a> {
+    let mut callbacks = RemoteCallbacks::new();
+    let mut attempts = 0u32;
+    callbacks.credentials(move |_url, username, allowed| {
+        // libgit2 calls again after a rejected credential; one try each is enough.
+        attempts += 1;
+        if attempts > 1 {
+            return Err(git2::Error::from_str(
+                "authentication failed (credentials rejected)",
+            ));
+        }
+        if allowed.contains(CredentialType::SSH_KEY)
+            && let Some(key) = &auth.ssh_key
+        {
+            return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+            && let Some(token) = &auth.token
+        {
+            return Cred::userpass_plaintext("x-access-token", token.expose());
+        }
+        Err(git2::Error::from_str(
+            "repository needs credentials; none configured",
+        ))
+    });
+    let port = ssh_port(url);
+    let known_hosts = auth.known_hosts.clone();
+    callbacks.certificate_check(move |cert, host| {
+        let Some(hostkey) = cert.as_hostkey() else {
+            // TLS: let libgit2 validate against the system trust store.
+            return Ok(CertificateCheckStatus::CertificatePassthrough);
+        };
+        let Some(path) = &known_hosts else {
+            return Err(git2::Error::from_str(
+                "ssh host key cannot be verified: set --known-hosts",
+            ));
+        };
+        let raw = hostkey
+            .hostkey()
+            .ok_or_else(|| git2::Error::from_str("ssh server sent no host key"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| git2::Error::from_str(&format!("{}: {e}", path.display())))?;
+        match check_host_key(&text, host, port, raw) {
+            HostKeyCheck::Match => Ok(CertificateCheckStatus::CertificateOk),
+            HostKeyCheck::Revoked => Err(git2::Error::from_str(&format!(
+                "ssh host key of {host} is marked @revoked in known_hosts"
+            ))),
+            HostKeyCheck::Mismatch => Err(git2::Error::from_str(&format!(
+                "ssh host key of {host} does not match known_hosts"
+            ))),
+            HostKeyCheck::Unknown => Err(git2::Error::from_str(&format!(
+                "{host} is not in known_hosts (hashed entries are not supported)"
+            ))),
+        }
+    });
+    callbacks
+}
+
+fn ssh_port(url: &str) -> u16 {
+    url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "ssh")
+        .and_then(|u| u.port())
+        .unwrap_or(22)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HostKeyCheck {
+    Match,
+    Mismatch,
+    Revoked,
+    Unknown,
+}
+
+/// Checks a raw SSH host key blob against `known_hosts` text.
+pub(crate) fn check_host_key(known_hosts: &str, host: &str, port: u16, raw: &[u8]) -> HostKeyCheck {
+    let Ok(offered) = ssh_key::PublicKey::from_bytes(raw) else {
+        return HostKeyCheck::Mismatch;
+    };
+    let name = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    let mut known_for_host = false;
+    for entry in KnownHosts::new(known_hosts).flatten() {
+        let HostPatterns::Patterns(patterns) = entry.host_patterns() else {
+            continue;
+        };
+        if !host_matches(patterns, &name) {
+            continue;
+        }
+        let same = entry.public_key().key_data() == offered.key_data();
+        match entry.marker() {
+            Some(Marker::Revoked) if same => return HostKeyCheck::Revoked,
+            Some(_) => continue,
+            None if same => return HostKeyCheck::Match,
+            None => known_for_host = true,
+        }
+    }
+    if known_for_host {
+        HostKeyCheck::Mismatch
+    } else {
+        HostKeyCheck::Unknown
+    }
+}
+
+fn host_matches(patterns: &[String], name: &str) -> bool {
+    let mut matched = false;
+    for pattern in patterns {
+        if let Some(negated) = pattern.strip_prefix('!') {
+            if glob(negated, name) {
+                return false;
+            }
+        } else if glob(pattern, name) {
+            matched = true;
+        }
+    }
+    matched
+}
+
+/// known_hosts wildcards: `*` any run, `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssh_key::private::{Ed25519Keypair, PrivateKey};
+
+    fn public(seed: u8) -> ssh_key::PublicKey {
+        PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]))
+            .public_key()
+            .clone()
+    }
+
+    #[test]
+    fn host_keys_are_checked_against_known_hosts() {
+        let good = public(1);
+        let text = format!(
+            "github.com,*.example.org {}\n[git.internal]:2222 {}\n",
+            good.to_openssh().unwrap(),
+            good.to_openssh().unwrap()
+        );
+        let raw = good.to_bytes().unwrap();
+        assert_eq!(
+            check_host_key(&text, "github.com", 22, &raw),
+            HostKeyCheck::Match
+        );
+        assert_eq!(
+            check_host_key(&text, "a.example.org", 22, &raw),
+            HostKeyCheck::Match
+        );
+        assert_eq!(
+            check_host_key(&text, "git.internal", 2222, &raw),
+            HostKeyCheck::Match
+        );
+        assert_eq!(
+            check_host_key(&text, "git.internal", 22, &raw),
+            HostKeyCheck::Unknown
+        );
+        let other = public(2).to_bytes().unwrap();
+        assert_eq!(
+            check_host_key(&text, "github.com", 22, &other),
+            HostKeyCheck::Mismatch
+        );
+    }
+
+    #[test]
+    fn a_revoked_host_key_is_refused() {
+        let key = public(1).to_openssh().unwrap();
+        let text = format!("@revoked * {key}\nexample.com {key}\n");
+        let raw = public(1).to_bytes().unwrap();
+        assert_eq!(
+            check_host_key(&text, "example.com", 22, &raw),
+            HostKeyCheck::Revoked
+        );
+    }
+
+    #[test]
+    fn local_paths_become_absolute_and_urls_stay() {
+        assert!(absolute_if_local("repo").starts_with('/'));
+        assert_eq!(absolute_if_local("https://h/r.git"), "https://h/r.git");
+        assert_eq!(absolute_if_local("git@h:o/r.git"), "git@h:o/r.git");
+    }
+}

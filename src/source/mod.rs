@@ -1,0 +1,182 @@
+//! Where the desired state comes from: a Git repository (cloned and fetched into a bare cache,
+//! files read straight from a commit's tree) or, for development, a local directory watched for
+//! changes. Both produce a [`Snapshot`]: one revision id plus the files of each environment path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub mod git;
+pub mod local;
+mod tree;
+pub mod verify;
+
+pub use git::{GitAuth, GitConfig, GitRef, GitSource};
+pub use local::{LocalSource, watch_dir};
+pub(crate) use tree::normalize as normalize_path;
+pub use tree::read_tree;
+
+/// Files of one environment, keyed by their path relative to the repository root
+/// (`environments/prod/scoring.yaml`).
+pub type FileMap = BTreeMap<PathBuf, Vec<u8>>;
+
+/// Largest single file read from a tree or a directory: desired state is small YAML and JSON.
+pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+
+/// One revision of the desired state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The commit id (40 hex) for Git; `local-<12 hex>` (content hash) for a local directory.
+    pub revision: String,
+    /// Files per configured environment path. A path that is missing in this revision is an
+    /// error for that environment only.
+    pub envs: BTreeMap<PathBuf, Result<Arc<FileMap>, String>>,
+}
+
+/// Errors from fetching or reading a source. Messages never contain credentials: URLs are
+/// shown without their user-info part.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("git: {context}: {message}")]
+    Git { context: String, message: String },
+    #[error("revision {rev} not found in {repo}")]
+    RevisionNotFound { repo: String, rev: String },
+    #[error("{path}: not found in revision {revision}")]
+    PathNotFound { path: String, revision: String },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{path}: file is larger than {limit} bytes")]
+    TooLarge { path: String, limit: usize },
+    #[error("commit {commit}: {reason}")]
+    Unverified { commit: String, reason: String },
+    #[error("invalid source configuration: {0}")]
+    Config(String),
+}
+
+impl SourceError {
+    /// Short machine-readable kind, used as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceError::Git { .. } | SourceError::RevisionNotFound { .. } => "fetch",
+            SourceError::PathNotFound { .. } => "path",
+            SourceError::Io { .. } | SourceError::TooLarge { .. } => "read",
+            SourceError::Unverified { .. } => "verify",
+            SourceError::Config(_) => "config",
+        }
+    }
+
+    pub(crate) fn git(context: impl Into<String>, err: git2::Error) -> SourceError {
+        SourceError::Git {
+            context: context.into(),
+            message: err.message().to_string(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path, err: std::io::Error) -> SourceError {
+        SourceError::Io {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// A source of desired state. `fetch` brings the source up to date and returns the snapshot
+/// of its current revision; it is called on every tick, so implementations make an unchanged
+/// revision cheap.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// For logs and `/status`: the repository (without credentials) and the ref it follows.
+    fn describe(&self) -> String;
+    async fn fetch(&self) -> Result<Snapshot, SourceError>;
+}
+
+/// A secret string (token, webhook secret). Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Trims surrounding whitespace (a trailing newline in a secret file is not part of it).
+    pub fn new(value: impl AsRef<str>) -> Secret {
+        Secret(value.as_ref().trim().to_string())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads a secret from a file; the error names the file, never the content.
+    pub fn from_file(path: &Path) -> Result<Secret, SourceError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SourceError::io(path, e))?;
+        let secret = Secret::new(text);
+        if secret.0.is_empty() {
+            return Err(SourceError::Config(format!(
+                "{}: secret file is empty",
+                path.display()
+            )));
+        }
+        Ok(secret)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A repository URL with any user-info (`https://user:token@host/...`) removed, for display.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed)
+            if parsed.has_host()
+                && (!parsed.username().is_empty() || parsed.password().is_some()) =>
+        {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => match url.split_once('@') {
+            // scp-like `git@host:org/repo.git` carries a user name, not a secret.
+            Some((user, _)) if !user.contains(':') && !user.contains('/') => url.to_string(),
+            Some((_, rest)) if url.contains("://") => {
+                let scheme = url.split("://").next().unwrap_or_default();
+                format!("{scheme}://{rest}")
+            }
+            _ => url.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_or_display() {
+        let s = Secret::new("hunter2\n");
+        assert_eq!(s.expose(), "hunter2");
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_for_display() {
+        assert_eq!(
+            redact_url("https://x-access-token:abc123@github.com/org/repo.git"),
+            "https://github.com/org/repo.git"
+        );
+        assert_eq!(
+            redact_url("git@github.com:org/repo.git"),
+            "git@github.com:org/repo.git"
+        );
+        assert_eq!(redact_url("/srv/repo"), "/srv/repo");
+    }
+}
