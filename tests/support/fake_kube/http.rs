@@ -24,6 +24,8 @@ pub struct Logged {
     pub kind: String,
     pub name: Option<String>,
     pub body: Value,
+    /// When the request arrived (for make-before-break delay assertions).
+    pub at: std::time::Instant,
 }
 
 impl Logged {
@@ -149,6 +151,7 @@ pub async fn handle(
             Ok(v) => v.clone(),
             Err(_) => Value::String(String::from_utf8_lossy(&body).into_owned()),
         },
+        at: std::time::Instant::now(),
     });
     let Some(target) = target else {
         return fail(failure(

@@ -13,6 +13,7 @@ pub mod fixtures;
 mod http;
 mod store;
 mod validate;
+mod writes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
