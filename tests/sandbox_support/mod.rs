@@ -44,11 +44,18 @@ impl Env {
         let http = reqwest::Client::new();
         let token = fetch_token(&sandbox, &http, "https://management.azure.com/.default").await;
         let base = sandbox.base_url();
-        Env { sandbox, http, base, token }
+        Env {
+            sandbox,
+            http,
+            base,
+            token,
+        }
     }
 
     pub fn ws_path(&self, ws: &str) -> String {
-        format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/{ws}")
+        format!(
+            "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
+        )
     }
 
     pub fn eps_url(&self) -> String {
@@ -107,7 +114,10 @@ impl Env {
             let r = self.get(url).await;
             if r.status() == StatusCode::OK {
                 let body: Value = r.json().await.unwrap();
-                let state = body["properties"]["provisioningState"].as_str().unwrap_or("").to_string();
+                let state = body["properties"]["provisioningState"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 if ["Succeeded", "Failed", "Canceled"].contains(&state.as_str()) {
                     return body;
                 }
@@ -129,29 +139,51 @@ impl Env {
     }
 
     pub async fn create_endpoint(&self, ep: &str, auth_mode: &str) -> Value {
-        let r = self.put(&self.ep_url(ep), &endpoint_body(auth_mode, json!({}))).await;
-        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        let r = self
+            .put(&self.ep_url(ep), &endpoint_body(auth_mode, json!({})))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
         let body = self.wait_terminal(&self.ep_url(ep)).await;
         assert_eq!(body["properties"]["provisioningState"], "Succeeded");
         body
     }
 
     pub async fn create_deployment(&self, ep: &str, dep: &str, model: &str) -> Value {
-        let r = self.put(&self.dep_url(ep, dep), &deployment_body(model, 1)).await;
-        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        let r = self
+            .put(&self.dep_url(ep, dep), &deployment_body(model, 1))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
         let body = self.wait_terminal(&self.dep_url(ep, dep)).await;
         assert_eq!(body["properties"]["provisioningState"], "Succeeded");
         body
     }
 
     /// GET the endpoint, replace traffic (and mirror), PUT it back, wait. Returns the PUT status.
-    pub async fn set_traffic(&self, ep: &str, traffic: Value, mirror: Option<Value>) -> (StatusCode, Value) {
+    pub async fn set_traffic(
+        &self,
+        ep: &str,
+        traffic: Value,
+        mirror: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut body = self.get_json(&self.ep_url(ep)).await;
         body["properties"]["traffic"] = traffic;
         match mirror {
             Some(m) => body["properties"]["mirrorTraffic"] = m,
             None => {
-                body["properties"].as_object_mut().unwrap().remove("mirrorTraffic");
+                body["properties"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("mirrorTraffic");
             }
         }
         let r = self.put(&self.ep_url(ep), &body).await;
@@ -164,11 +196,24 @@ impl Env {
     }
 
     pub async fn sandbox_json(&self, path: &str) -> Value {
-        self.http.get(format!("{}{path}", self.base)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn add_fault(&self, fault: Value) {
-        let r = self.http.post(format!("{}/_sandbox/faults", self.base)).json(&fault).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/_sandbox/faults", self.base))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     }
 }
@@ -200,7 +245,13 @@ pub async fn error_code(r: Response) -> (StatusCode, String, String) {
     let body: Value = r.json().await.unwrap();
     (
         status,
-        body["error"]["code"].as_str().unwrap_or_default().to_string(),
-        body["error"]["message"].as_str().unwrap_or_default().to_string(),
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
