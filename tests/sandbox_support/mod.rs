@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod mfe_schema;
+
 use flightdeck::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
