@@ -434,3 +434,40 @@ async fn the_documented_safe_rollout_sequence_runs_end_to_end() {
     let ep = env.get_json(&env.ep_url("e1")).await;
     assert_eq!(ep["properties"]["traffic"], json!({"green": 100}));
 }
+
+#[tokio::test]
+async fn a_thousand_endpoints_list_completely_across_pages() {
+    let env = Env::start_with(SandboxConfig {
+        provisioning_delay: std::time::Duration::ZERO,
+        ..Default::default()
+    })
+    .await;
+    let start = std::time::Instant::now();
+    let body = endpoint_body("Key", json!({}));
+    let puts = (0..1000).map(|i| {
+        let url = env.ep_url(&format!("ep{i:04}"));
+        let body = body.clone();
+        let env = &env;
+        async move { env.put(&url, &body).await.status() }
+    });
+    let statuses = futures::future::join_all(puts).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED));
+    let created = start.elapsed();
+    let start = std::time::Instant::now();
+    let mut url = env.eps_url();
+    let (mut count, mut pages) = (0, 0);
+    loop {
+        let page = env.get_json(&url).await;
+        pages += 1;
+        count += page["value"].as_array().unwrap().len();
+        match page.get("nextLink").and_then(Value::as_str) {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!((count, pages), (1000, 20));
+    eprintln!(
+        "1000 endpoint PUTs: {created:?}; full paged list (20 pages): {:?}",
+        start.elapsed()
+    );
+}
