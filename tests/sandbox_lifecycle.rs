@@ -471,3 +471,28 @@ async fn a_thousand_endpoints_list_completely_across_pages() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_failed_delete_leaves_the_deployment_in_failed_state() {
+    let env = Env::start().await;
+    env.create_endpoint("e1", "Key").await;
+    env.create_deployment("e1", "blue", "m").await;
+    env.add_fault(json!({"match": {"method": "DELETE"}, "lro_fail": true, "times": 1}))
+        .await;
+    let r = env.delete(&env.dep_url("e1", "blue")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let dep = env.wait_terminal(&env.dep_url("e1", "blue")).await;
+    assert_eq!(dep["properties"]["provisioningState"], "Failed");
+    let (status, code, _) = error_code(env.get(&location).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "InternalServerError")
+    );
+    // A retried delete succeeds.
+    assert_eq!(
+        env.delete(&env.dep_url("e1", "blue")).await.status(),
+        StatusCode::ACCEPTED
+    );
+    env.wait_gone(&env.dep_url("e1", "blue")).await;
+}
