@@ -137,15 +137,14 @@ pub async fn list_endpoints(
             )));
         }
     }
-    let items = eps.iter().map(|e| shapes::endpoint(&ctx, e)).collect();
-    let body = paging::page(
-        items,
-        &query,
-        &["count"],
-        state.config.page_size,
-        &state.base_url,
-        uri.path(),
-    )?;
+    let paging = paging::Paging {
+        query: &query,
+        size_keys: &["count"],
+        default_size: state.config.page_size,
+        base_url: &state.base_url,
+        path: uri.path(),
+    };
+    let body = paging::page(&eps, &paging, |e| shapes::endpoint(&ctx, e))?;
     Ok(Json(body).into_response())
 }
 

@@ -74,18 +74,14 @@ pub async fn list_deployments(
         }
     }
     let ctx = state.render_ctx();
-    let items = deps
-        .iter()
-        .map(|d| shapes::deployment(&ctx, ep, d))
-        .collect();
-    let body = paging::page(
-        items,
-        &query,
-        &["$top"],
-        state.config.page_size,
-        &state.base_url,
-        uri.path(),
-    )?;
+    let paging = paging::Paging {
+        query: &query,
+        size_keys: &["$top"],
+        default_size: state.config.page_size,
+        base_url: &state.base_url,
+        path: uri.path(),
+    };
+    let body = paging::page(&deps, &paging, |d| shapes::deployment(&ctx, ep, d))?;
     Ok(Json(body).into_response())
 }
 
@@ -380,23 +376,19 @@ pub async fn list_skus(
             .get(&p.dep)
             .ok_or_else(|| deployment_not_found(&p.ep, &p.dep))?;
     }
-    let items = SKUS
-        .iter()
-        .map(|name| {
-            json!({
-                "resourceType": "Microsoft.MachineLearning.Services/endpoints/deployments",
-                "sku": { "name": name, "tier": "Standard" },
-                "capacity": { "minimum": 1, "maximum": 20, "default": 1, "scaleType": "Manual" },
-            })
+    let paging = paging::Paging {
+        query: &query,
+        size_keys: &["count"],
+        default_size: state.config.page_size,
+        base_url: &state.base_url,
+        path: uri.path(),
+    };
+    let body = paging::page(&SKUS, &paging, |name| {
+        json!({
+            "resourceType": "Microsoft.MachineLearning.Services/endpoints/deployments",
+            "sku": { "name": name, "tier": "Standard" },
+            "capacity": { "minimum": 1, "maximum": 20, "default": 1, "scaleType": "Manual" },
         })
-        .collect();
-    let body = paging::page(
-        items,
-        &query,
-        &["count"],
-        state.config.page_size,
-        &state.base_url,
-        uri.path(),
-    )?;
+    })?;
     Ok(Json(body).into_response())
 }

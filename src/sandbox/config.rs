@@ -210,6 +210,40 @@ mod tests {
         assert_eq!(creds.client_secret, "hunter2-very-secret");
     }
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SandboxArgs,
+    }
+
+    #[test]
+    fn flags_parse_with_the_documented_defaults() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["sandbox"]).unwrap();
+        let config = cli.args.into_config();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(config.provisioning_delay, Duration::from_secs(2));
+        assert_eq!(config.location, "westus2");
+        assert_eq!((config.page_size, config.retry_after), (50, 1));
+        let cli = Cli::try_parse_from([
+            "sandbox",
+            "--listen",
+            "0.0.0.0:9000",
+            "--provisioning-delay",
+            "150ms",
+            "--client-secret",
+            "s3cret",
+            "--page-size",
+            "7",
+        ])
+        .unwrap();
+        assert!(!format!("{:?}", cli.args).contains("s3cret"));
+        let config = cli.args.into_config();
+        assert_eq!(config.provisioning_delay, Duration::from_millis(150));
+        assert_eq!(config.page_size, 7);
+        assert!(Cli::try_parse_from(["sandbox", "--provisioning-delay", "soon"]).is_err());
+    }
+
     #[test]
     fn missing_credentials_are_generated() {
         let r = Resolved::new(&SandboxConfig::default()).unwrap();

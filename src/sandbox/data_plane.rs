@@ -36,17 +36,26 @@ impl ScorePath {
     }
 }
 
+/// A data-plane refusal: status and message (rendered by `error`).
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": { "code": status.canonical_reason().unwrap_or("Error"), "message": message.into() } }))).into_response()
 }
 
 /// A data-plane credential check (§5 table): Key → primary/secondary key; AMLToken → a token
 /// from `POST …/token` for this endpoint; AADToken → an `https://ml.azure.com` token.
-fn authorize(state: &AppState, p: &ScorePath, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(state: &AppState, p: &ScorePath, headers: &HeaderMap) -> Result<(), Refusal> {
     let (mode, keys, id, public) = {
         let store = state.store();
         let ep = store.endpoint(&p.key(), &p.ep).ok_or_else(|| {
-            error(
+            Refusal(
                 StatusCode::NOT_FOUND,
                 format!("endpoint {} not found", p.ep),
             )
@@ -62,7 +71,7 @@ fn authorize(state: &AppState, p: &ScorePath, headers: &HeaderMap) -> Result<(),
     };
     let unauthorized = |why: &str| {
         state.journal().endpoint(&p.ep).unauthorized += 1;
-        error(StatusCode::UNAUTHORIZED, why.to_string())
+        Refusal(StatusCode::UNAUTHORIZED, why.to_string())
     };
     let Some(token) = auth::bearer(headers) else {
         return Err(unauthorized("missing bearer credential"));
@@ -81,9 +90,9 @@ fn authorize(state: &AppState, p: &ScorePath, headers: &HeaderMap) -> Result<(),
         )));
     }
     if !public {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::FORBIDDEN,
-            "public network access to this endpoint is disabled",
+            "public network access to this endpoint is disabled".to_string(),
         ));
     }
     Ok(())
@@ -151,8 +160,8 @@ pub async fn score(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(response) = authorize(&state, &p, &headers) {
-        return response;
+    if let Err(refusal) = authorize(&state, &p, &headers) {
+        return refusal.into_response();
     }
     let requested = headers
         .get(DEPLOYMENT_HEADER)
@@ -296,8 +305,8 @@ pub async fn swagger(
     Path(p): Path<ScorePath>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = authorize(&state, &p, &headers) {
-        return response;
+    if let Err(refusal) = authorize(&state, &p, &headers) {
+        return refusal.into_response();
     }
     Json(json!({
         "swagger": "2.0",

@@ -77,6 +77,10 @@ pub struct ControlRule {
     pub drop_connection: bool,
     #[serde(default)]
     pub lro_fail: bool,
+    /// With `drop_connection`: handle the request first (its effect happens), then drop the
+    /// connection, so the client loses the response (a lost-response fault).
+    #[serde(default)]
+    pub after_handling: bool,
     /// How many times the rule fires; absent = every time.
     pub times: Option<u32>,
 }
@@ -90,6 +94,9 @@ impl ControlRule {
             return Err(
                 "a rule needs exactly one of respond, drop_connection: true, lro_fail: true".into(),
             );
+        }
+        if self.after_handling && !self.drop_connection {
+            return Err("after_handling only applies to drop_connection: true".into());
         }
         if let Some(r) = &self.respond {
             if !(400..=599).contains(&r.status) {
@@ -211,7 +218,7 @@ pub async fn clear_faults(State(state): State<AppState>) -> Response {
 
 enum Action {
     Respond(RuleResponse),
-    Drop,
+    Drop { after_handling: bool },
     LroFail,
 }
 
@@ -231,7 +238,9 @@ pub async fn apply_rules(State(state): State<AppState>, mut req: Request, next: 
             }
             let action = match (&rule.respond, rule.drop_connection) {
                 (Some(r), _) => Action::Respond(r.clone()),
-                (None, true) => Action::Drop,
+                (None, true) => Action::Drop {
+                    after_handling: rule.after_handling,
+                },
                 (None, false) => Action::LroFail,
             };
             if rule.times == Some(0) {
@@ -246,12 +255,24 @@ pub async fn apply_rules(State(state): State<AppState>, mut req: Request, next: 
             req.extensions_mut().insert(LroFail);
             next.run(req).await
         }
-        Some(Action::Drop) => {
-            if let Some(ConnectInfo(conn)) = req.extensions().get::<ConnectInfo<ConnHandle>>() {
-                tracing::debug!(remote = %conn.remote, path = %req.uri().path(), "sandbox fault: dropping connection");
+        Some(Action::Drop { after_handling }) => {
+            let conn = req
+                .extensions()
+                .get::<ConnectInfo<ConnHandle>>()
+                .map(|c| c.0.clone());
+            let remote = conn
+                .as_ref()
+                .map(|c| c.remote.to_string())
+                .unwrap_or_default();
+            tracing::debug!(%remote, path = %req.uri().path(), after_handling, "sandbox fault: dropping connection");
+            let mut response = if after_handling {
+                next.run(req).await
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            };
+            if let Some(conn) = conn {
                 conn.kill();
             }
-            let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
             response
                 .extensions_mut()
                 .insert(FaultMark { dropped: true });
@@ -345,6 +366,7 @@ mod tests {
             respond: None,
             drop_connection: true,
             lro_fail: false,
+            after_handling: false,
             times: None,
         };
         assert!(rule.matches("PUT", "/x/deployments/blue"));

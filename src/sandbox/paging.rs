@@ -59,16 +59,30 @@ fn decode_token(token: &str) -> Option<usize> {
         .ok()
 }
 
-/// One page of `items`, as `{value, nextLink?}`. `size_keys` are the query parameters that
-/// set the page size (`count` for endpoints and skus, `$top` for deployments).
-pub fn page(
-    items: Vec<Value>,
-    query: &Query,
-    size_keys: &[&str],
-    default_size: usize,
-    base_url: &str,
-    path: &str,
+/// Page geometry for one request.
+pub struct Paging<'a> {
+    pub query: &'a Query,
+    /// The query parameters that set the page size (`count` for endpoints and skus, `$top`
+    /// for deployments).
+    pub size_keys: &'a [&'a str],
+    pub default_size: usize,
+    pub base_url: &'a str,
+    pub path: &'a str,
+}
+
+/// One page of `items`, as `{value, nextLink?}`; only the page's items are rendered.
+pub fn page<T>(
+    items: &[T],
+    paging: &Paging,
+    render: impl Fn(&T) -> Value,
 ) -> Result<Value, ArmError> {
+    let Paging {
+        query,
+        size_keys,
+        default_size,
+        base_url,
+        path,
+    } = *paging;
     let mut size = default_size;
     for key in size_keys {
         if let Some(n) = query.positive(key)? {
@@ -83,7 +97,7 @@ pub fn page(
         })?,
     };
     let total = items.len();
-    let value: Vec<Value> = items.into_iter().skip(offset).take(size).collect();
+    let value: Vec<Value> = items.iter().skip(offset).take(size).map(render).collect();
     let mut out = json!({ "value": value });
     if offset + size < total {
         out["nextLink"] = json!(next_link(query, base_url, path, offset + size));
@@ -116,12 +130,29 @@ mod tests {
         (0..n).map(|i| json!(i)).collect()
     }
 
+    fn page_of(
+        n: usize,
+        query: &Query,
+        default_size: usize,
+        base: &str,
+        path: &str,
+    ) -> Result<Value, ArmError> {
+        let paging = Paging {
+            query,
+            size_keys: &["count"],
+            default_size,
+            base_url: base,
+            path,
+        };
+        page(&items(n), &paging, Value::clone)
+    }
+
     #[test]
     fn pages_chain_through_next_links_until_the_end() {
         let mut query = Query::parse(Some("api-version=2025-12-01"));
         let mut seen = Vec::new();
         loop {
-            let p = page(items(7), &query, &["count"], 3, "http://h", "/p").unwrap();
+            let p = page_of(7, &query, 3, "http://h", "/p").unwrap();
             seen.extend(p["value"].as_array().unwrap().iter().cloned());
             let Some(next) = p.get("nextLink").and_then(Value::as_str) else {
                 break;
@@ -135,7 +166,7 @@ mod tests {
     #[test]
     fn count_sets_the_page_size_and_is_carried_along() {
         let query = Query::parse(Some("api-version=2025-12-01&count=2"));
-        let p = page(items(5), &query, &["count"], 50, "http://h", "/p").unwrap();
+        let p = page_of(5, &query, 50, "http://h", "/p").unwrap();
         assert_eq!(p["value"].as_array().unwrap().len(), 2);
         assert!(p["nextLink"].as_str().unwrap().contains("count=2"));
     }
@@ -143,8 +174,8 @@ mod tests {
     #[test]
     fn bad_tokens_and_sizes_are_rejected() {
         let q = Query::parse(Some("$skipToken=garbage"));
-        assert!(page(items(5), &q, &["count"], 2, "h", "/p").is_err());
+        assert!(page_of(5, &q, 2, "h", "/p").is_err());
         let q = Query::parse(Some("count=0"));
-        assert!(page(items(5), &q, &["count"], 2, "h", "/p").is_err());
+        assert!(page_of(5, &q, 2, "h", "/p").is_err());
     }
 }

@@ -83,21 +83,27 @@ fn identity(ctx: &RenderCtx, id: &str, identity: &Value) -> Value {
     out
 }
 
+/// The identifying head of a tracked resource.
+struct Head<'a> {
+    id: String,
+    name: &'a str,
+    kind_type: &'a str,
+    location: &'a str,
+}
+
 fn envelope(
     ctx: &RenderCtx,
-    id: String,
-    name: &str,
-    kind_type: &str,
-    location: &str,
+    head: Head,
     env: &Envelope,
     properties: Value,
     times: &Timestamps,
 ) -> Value {
+    let id = head.id;
     let mut out = json!({
         "id": id,
-        "name": name,
-        "type": kind_type,
-        "location": location,
+        "name": head.name,
+        "type": head.kind_type,
+        "location": head.location,
         "tags": env.tags,
     });
     if let Some(kind) = &env.kind {
@@ -132,16 +138,13 @@ pub fn endpoint(ctx: &RenderCtx, ep: &Endpoint) -> Value {
     let base = scoring_base(ctx, ep);
     props.insert("scoringUri".into(), json!(format!("{base}/score")));
     props.insert("swaggerUri".into(), json!(format!("{base}/swagger.json")));
-    envelope(
-        ctx,
+    let head = Head {
         id,
-        &ep.name,
-        ENDPOINT_TYPE,
-        &ep.location,
-        &ep.envelope,
-        Value::Object(props),
-        &ep.times,
-    )
+        name: &ep.name,
+        kind_type: ENDPOINT_TYPE,
+        location: &ep.location,
+    };
+    envelope(ctx, head, &ep.envelope, Value::Object(props), &ep.times)
 }
 
 /// OnlineDeploymentTrackedResource: the stored properties (defaults filled) plus the state.
@@ -149,16 +152,13 @@ pub fn deployment(ctx: &RenderCtx, ep: &Endpoint, dep: &Deployment) -> Value {
     let id = ep.ws.deployment_id(&ep.name, &dep.name);
     let mut props = dep.props.clone();
     props.insert("provisioningState".into(), json!(dep.state.as_str()));
-    envelope(
-        ctx,
+    let head = Head {
         id,
-        &dep.name,
-        DEPLOYMENT_TYPE,
-        &dep.location,
-        &dep.envelope,
-        Value::Object(props),
-        &dep.times,
-    )
+        name: &dep.name,
+        kind_type: DEPLOYMENT_TYPE,
+        location: &dep.location,
+    };
+    envelope(ctx, head, &dep.envelope, Value::Object(props), &dep.times)
 }
 
 fn fill(obj: &mut Map<String, Value>, key: &str, value: Value) {

@@ -195,6 +195,9 @@ pub struct Target {
     pub deployment: Option<String>,
 }
 
+/// How many finished operations stay pollable.
+const MAX_FINISHED_OPS: usize = 20_000;
+
 #[derive(Debug, Default)]
 pub struct Store {
     pub workspaces: BTreeMap<WorkspaceKey, BTreeMap<String, Endpoint>>,
@@ -246,8 +249,21 @@ impl Store {
             .insert(endpoint.name.clone(), endpoint);
     }
 
-    /// Registers an operation and marks its endpoint busy.
+    /// Registers an operation and marks its endpoint busy. Finished operations beyond
+    /// `MAX_FINISHED_OPS` are forgotten, oldest first, so a long-running sandbox stays bounded.
     pub fn start_op(&mut self, op: Operation) {
+        if self.ops.len() >= MAX_FINISHED_OPS + self.pending.len() {
+            let mut finished: Vec<(DateTime<Utc>, String)> = self
+                .ops
+                .values()
+                .filter_map(|o| o.ended.map(|t| (t, o.id.clone())))
+                .collect();
+            finished.sort();
+            let excess = finished.len().saturating_sub(MAX_FINISHED_OPS / 2);
+            for (_, id) in finished.into_iter().take(excess) {
+                self.ops.remove(&id);
+            }
+        }
         if let Some(ep) = self.endpoint_mut(&op.target.ws, &op.target.endpoint) {
             ep.busy = Some(op.id.clone());
         }
