@@ -28,8 +28,14 @@ fn desired(file: &Path) -> DesiredState {
 fn check(case: &str, before: PathBuf, after: PathBuf) {
     let live = LiveState::from_desired(&desired(&before));
     let p = plan(&desired(&after), &live, &PlanOptions::default()).expect("no refusal");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(case);
-    for (ext, format) in [("txt", Format::Text), ("md", Format::Markdown), ("json", Format::Json)] {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(case);
+    for (ext, format) in [
+        ("txt", Format::Text),
+        ("md", Format::Markdown),
+        ("json", Format::Json),
+    ] {
         let got = render::render(format, "golden", &p);
         let path = dir.join(format!("plan.{ext}"));
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -38,7 +44,12 @@ fn check(case: &str, before: PathBuf, after: PathBuf) {
         }
         let want = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-        assert_eq!(got, want, "{} differs from the rendered plan", path.display());
+        assert_eq!(
+            got,
+            want,
+            "{} differs from the rendered plan",
+            path.display()
+        );
     }
 }
 
@@ -49,20 +60,34 @@ fn reference(name: &str) -> PathBuf {
 }
 
 fn case_files(case: &str) -> (PathBuf, PathBuf) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(case);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(case);
     (dir.join("before.yml"), dir.join("after.yml"))
 }
 
 #[test]
 fn flighting_green_renders_as_in_the_golden_files() {
-    std::fs::create_dir_all(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/flight-green")).ok();
-    check("flight-green", reference("3-create-green.yml"), reference("4-flight-green.yml"));
+    std::fs::create_dir_all(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/flight-green"),
+    )
+    .ok();
+    check(
+        "flight-green",
+        reference("3-create-green.yml"),
+        reference("4-flight-green.yml"),
+    );
 }
 
 #[test]
 fn deleting_drained_blue_renders_as_in_the_golden_files() {
-    std::fs::create_dir_all(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/delete-blue")).ok();
-    check("delete-blue", reference("5-full-green.yml"), reference("6-delete-blue.yml"));
+    std::fs::create_dir_all(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/delete-blue"))
+        .ok();
+    check(
+        "delete-blue",
+        reference("5-full-green.yml"),
+        reference("6-delete-blue.yml"),
+    );
 }
 
 #[test]

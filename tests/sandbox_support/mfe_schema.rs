@@ -15,7 +15,17 @@ use serde_json::{Map, Value, json};
 pub fn reference_dir() -> PathBuf {
     std::env::var_os("FLIGHTDECK_AZUREML_REFERENCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/reference/azureml"))
+        .unwrap_or_else(|| {
+            // `../shared` beside the crate root (a checkout and CI); one level further up from
+            // a git worktree under `wt/<name>`.
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            ["../shared", "../../shared"]
+                .iter()
+                .map(|p| root.join(p))
+                .find(|p| p.is_dir())
+                .expect("shared/ next to the crate root")
+                .join("reference/azureml")
+        })
         .join("2025-12-01")
 }
 

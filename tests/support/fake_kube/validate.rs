@@ -9,10 +9,20 @@ use serde_json::Value;
 
 use super::store::Kind;
 
-pub const REFERENCE_DIR: &str = "/work/shared/reference/k8s";
+/// `../shared/reference/k8s` beside the crate root (a checkout and CI; one level further up from
+/// a git worktree under `wt/<name>`).
+pub fn reference_dir() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = ["../shared", "../../shared"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.is_dir())
+        .expect("shared/ next to the crate root");
+    shared.join("reference/k8s").display().to_string()
+}
 
 fn load(file: &str) -> jsonschema::Validator {
-    let path = format!("{REFERENCE_DIR}/{file}");
+    let path = format!("{}/{file}", reference_dir());
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     let crd: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"));
     let versions = crd
