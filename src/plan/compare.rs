@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::FieldChange;
 use crate::model::{DeploymentSettings, EndpointSettings};
 
-/// Settings compared one level deeper, subfield by subfield.
+/// Settings merged one level deeper, subfield by subfield.
 const NESTED: &[&str] = &[
     "liveness_probe",
     "readiness_probe",
@@ -52,37 +52,71 @@ fn is_ignored(field: &str, ignore: &[String]) -> bool {
     })
 }
 
-fn compare_maps(
-    prefix: &str,
-    desired: &Map<String, Value>,
-    live: &Map<String, Value>,
-    ignore: &[String],
-    out: &mut Vec<FieldChange>,
-) {
-    for (key, want) in desired {
-        let field = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        if is_ignored(&field, ignore) {
-            continue;
-        }
-        let have = live.get(key);
-        if prefix.is_empty() && NESTED.contains(&key.as_str()) {
-            if let (Value::Object(want), Some(Value::Object(have))) = (want, have) {
-                compare_maps(&field, want, have, ignore, out);
-                continue;
+/// Collects changes, rendering values only for fields that differ (the common case is
+/// "nothing differs", which must cost no allocation: the planner runs on every reconcile).
+struct Changes<'a> {
+    ignore: &'a [String],
+    out: Vec<FieldChange>,
+}
+
+impl Changes<'_> {
+    fn push(&mut self, field: String, from: Option<String>, to: String) {
+        self.out.push(FieldChange { field, from, to });
+    }
+
+    /// A declared value against the live one.
+    fn field<T: PartialEq + Serialize>(&mut self, name: &str, want: &Option<T>, have: &Option<T>) {
+        if let Some(w) = want {
+            if have.as_ref() != Some(w) && !is_ignored(name, self.ignore) {
+                self.push(name.to_string(), have.as_ref().map(render), render(w));
             }
         }
-        if have != Some(want) {
-            out.push(FieldChange {
-                field,
-                from: have.map(render_value),
-                to: render_value(want),
-            });
-        }
     }
+
+    /// A nested setting: each declared subfield against the live one. When the live value is
+    /// absent the whole setting is one change.
+    fn nested<T: PartialEq + Serialize + Default>(
+        &mut self,
+        name: &str,
+        want: &Option<T>,
+        have: &Option<T>,
+        subfields: impl Fn(&T, &T, &mut dyn FnMut(&'static str, bool, &dyn Fn(&T) -> Option<String>)),
+    ) {
+        let (Some(w), Some(h)) = (want, have) else {
+            return self.field(name, want, have);
+        };
+        if w == h {
+            return;
+        }
+        subfields(w, h, &mut |sub, differs, value| {
+            if differs {
+                let field = format!("{name}.{sub}");
+                if !is_ignored(&field, self.ignore) {
+                    let to = value(w).unwrap_or_default();
+                    self.push(field, value(h), to);
+                }
+            }
+        });
+    }
+}
+
+fn render<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .map(|v| render_value(&v))
+        .unwrap_or_default()
+}
+
+/// Compares the declared (`Some`) subfields of two structs: `sub!(want, have, emit, field...)`.
+macro_rules! subfields {
+    ($($f:ident),+) => {
+        |w, h, emit: &mut dyn FnMut(&'static str, bool, &dyn Fn(&_) -> Option<String>)| {
+            $(
+                if w.$f.is_some() {
+                    emit(stringify!($f), w.$f != h.$f, &|x| x.$f.as_ref().map(render));
+                }
+            )+
+        }
+    };
 }
 
 /// Declared deployment fields whose live value differs, in field order.
@@ -91,15 +125,54 @@ pub fn deployment_changes(
     live: &DeploymentSettings,
     ignore: &[String],
 ) -> Vec<FieldChange> {
-    let mut want = to_map(desired);
+    let mut c = Changes {
+        ignore,
+        out: Vec::new(),
+    };
+    let (d, l) = (desired, live);
+    c.field("description", &d.description, &l.description);
+    c.field("tags", &d.tags, &l.tags);
+    c.field("model", &d.model, &l.model);
+    c.field("environment", &d.environment, &l.environment);
     // On Azure ML the image belongs to the environment asset, not to the deployment; when an
     // environment is declared, the image is part of it and cannot be read back separately.
-    if desired.environment.is_some() {
-        want.remove("image");
+    if d.environment.is_none() {
+        c.field("image", &d.image, &l.image);
     }
-    let mut out = Vec::new();
-    compare_maps("", &want, &to_map(live), ignore, &mut out);
-    out
+    c.field("code_configuration", &d.code_configuration, &l.code_configuration);
+    c.field("instance_type", &d.instance_type, &l.instance_type);
+    c.field("instance_count", &d.instance_count, &l.instance_count);
+    c.field("environment_variables", &d.environment_variables, &l.environment_variables);
+    c.nested(
+        "request_settings",
+        &d.request_settings,
+        &l.request_settings,
+        subfields!(request_timeout_ms, max_concurrent_requests_per_instance, max_queue_wait_ms),
+    );
+    for (name, want, have) in [
+        ("liveness_probe", &d.liveness_probe, &l.liveness_probe),
+        ("readiness_probe", &d.readiness_probe, &l.readiness_probe),
+    ] {
+        c.nested(
+            name,
+            want,
+            have,
+            subfields!(initial_delay, period, timeout, failure_threshold, success_threshold, path, port),
+        );
+    }
+    c.field("port", &d.port, &l.port);
+    if let (Some(w), Some(h)) = (&d.resources, &l.resources) {
+        // Requests and limits are maps, each compared whole (only when declared non-empty).
+        for (sub, want, have) in [("requests", &w.requests, &h.requests), ("limits", &w.limits, &h.limits)] {
+            let field = format!("resources.{sub}");
+            if !want.is_empty() && want != have && !is_ignored(&field, ignore) {
+                c.push(field, Some(render(have)), render(want));
+            }
+        }
+    } else {
+        c.field("resources", &d.resources, &l.resources);
+    }
+    c.out
 }
 
 /// Declared endpoint settings whose live value differs.
@@ -108,9 +181,19 @@ pub fn endpoint_changes(
     live: &EndpointSettings,
     ignore: &[String],
 ) -> Vec<FieldChange> {
-    let mut out = Vec::new();
-    compare_maps("", &to_map(desired), &to_map(live), ignore, &mut out);
-    out
+    let mut c = Changes {
+        ignore,
+        out: Vec::new(),
+    };
+    c.field("auth_mode", &desired.auth_mode, &live.auth_mode);
+    c.field("description", &desired.description, &live.description);
+    c.field("tags", &desired.tags, &live.tags);
+    c.field(
+        "public_network_access",
+        &desired.public_network_access,
+        &live.public_network_access,
+    );
+    c.out
 }
 
 /// Live settings overlaid with every declared field: what a full replace (PUT) must send so that
