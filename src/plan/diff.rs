@@ -35,6 +35,17 @@ fn settings_value<T: Serialize>(settings: &T) -> Map<String, Value> {
     map
 }
 
+/// A declared deployment as the diff shows it. Like `compare::deployment_changes`: on Azure ML the
+/// image belongs to the environment asset and cannot be read back, so with an environment declared
+/// the image is not part of the document (else `diff` would report a change `plan` never makes).
+fn declared_deployment(settings: &crate::model::DeploymentSettings) -> Map<String, Value> {
+    let mut map = settings_value(settings);
+    if settings.environment.is_some() {
+        map.remove("image");
+    }
+    map
+}
+
 /// Keeps only the keys `declared` has (one level deep for nested settings).
 fn restrict(live: &Map<String, Value>, declared: &Map<String, Value>) -> Map<String, Value> {
     declared
@@ -72,7 +83,12 @@ fn desired_doc(e: &Endpoint) -> Value {
     let deployments: Map<String, Value> = e
         .deployments
         .values()
-        .map(|d| (d.name.clone(), Value::Object(settings_value(&d.settings))))
+        .map(|d| {
+            (
+                d.name.clone(),
+                Value::Object(declared_deployment(&d.settings)),
+            )
+        })
         .collect();
     doc.insert("deployments".into(), Value::Object(deployments));
     Value::Object(doc)
@@ -98,7 +114,7 @@ fn live_doc(l: &LiveEndpoint, declared: Option<&Endpoint>) -> Value {
         .map(|ld| {
             let mut s = settings_value(&ld.settings);
             if let Some(dd) = declared.and_then(|d| d.deployments.get(&ld.name)) {
-                s = restrict(&s, &settings_value(&dd.settings));
+                s = restrict(&s, &declared_deployment(&dd.settings));
             }
             (ld.name.clone(), Value::Object(s))
         })
