@@ -4,8 +4,7 @@
 //! executes a plan through a `backend`; `sandbox` emulates Azure ML locally; `agent` is the
 //! long-running reconciler.
 
-pub mod agent;
+pub mod apply;
 pub mod backend;
 pub mod model;
 pub mod plan;
-pub mod source;

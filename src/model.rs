@@ -299,7 +299,9 @@ pub enum Target {
     AzureMl(AzureMlTarget),
     Kubernetes(KubernetesTarget),
     /// A live-state snapshot file managed by the in-memory backend: for demos and tests.
-    StateFile { path: String },
+    StateFile {
+        path: String,
+    },
 }
 
 impl Target {
@@ -448,7 +450,10 @@ mod tests {
             }
         );
         assert!(AssetRef::parse("local:./model").is_local());
-        assert_eq!(AssetRef::parse("azureml:model-1:1").to_string(), "azureml:model-1:1");
+        assert_eq!(
+            AssetRef::parse("azureml:model-1:1").to_string(),
+            "azureml:model-1:1"
+        );
     }
 
     #[test]

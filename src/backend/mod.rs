@@ -2,9 +2,11 @@
 //! CLI do. Backends: `azureml` (ARM REST), `kubernetes` (kube-rs), `memory` (tests, and the
 //! `state_file` target).
 
+use std::path::Path;
+
 use async_trait::async_trait;
 
-use crate::model::LiveState;
+use crate::model::{Environment, LiveState, Target};
 use crate::plan::Step;
 
 pub mod memory;
@@ -57,4 +59,24 @@ pub trait Backend: Send + Sync {
 
     /// Executes one step. Called with at most one step in flight per endpoint.
     async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError>;
+}
+
+/// Overrides for connecting to a backend (from flags and environment variables).
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// Azure Resource Manager base URL instead of https://management.azure.com.
+    pub arm_endpoint: Option<String>,
+}
+
+/// The backend for an environment's target. `env_dir` anchors relative paths (state files).
+pub async fn connect(
+    env: &Environment,
+    env_dir: &Path,
+    opts: &ConnectOptions,
+) -> anyhow::Result<Box<dyn Backend>> {
+    match &env.target {
+        Target::StateFile { path } => Ok(Box::new(memory::StateFileBackend::new(env_dir.join(path)))),
+        Target::AzureMl(target) => azureml::connect(target, opts).await,
+        Target::Kubernetes(target) => kubernetes::connect(target).await,
+    }
 }

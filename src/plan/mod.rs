@@ -1,5 +1,10 @@
 //! The pure planner: `plan(&DesiredState, &LiveState, &PlanOptions) -> Plan`. No I/O, no clock.
 
+pub mod compare;
+pub mod diff;
+mod planner;
+pub mod render;
 mod step;
 
+pub use planner::{PlanOptions, plan};
 pub use step::{Action, FieldChange, Note, Plan, Refusal, Step};

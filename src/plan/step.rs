@@ -94,7 +94,10 @@ impl Action {
 
     /// Whether executing the step changes live state (tests and waits do not).
     pub fn is_write(&self) -> bool {
-        !matches!(self, Action::WaitReady { .. } | Action::TestDeployment { .. })
+        !matches!(
+            self,
+            Action::WaitReady { .. } | Action::TestDeployment { .. }
+        )
     }
 }
 

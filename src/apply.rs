@@ -1,0 +1,191 @@
+//! Executes a plan through a backend: endpoints in parallel (up to a limit), steps of one endpoint
+//! strictly in order, one write in flight per endpoint. A failed step stops its endpoint's
+//! remaining steps (a failed test leaves traffic where it was, because traffic steps come after
+//! the tests); other endpoints go on. The report lists every step with its outcome.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::plan::{Plan, Step};
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Endpoints applied at the same time.
+    pub concurrency: usize,
+    /// Print what would happen; execute nothing.
+    pub dry_run: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            concurrency: 8,
+            dry_run: false,
+        }
+    }
+}
+
+/// How one step ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+pub enum Outcome {
+    Done(String),
+    Failed(String),
+    /// Not run: an earlier step of the same endpoint failed, or the run was cancelled.
+    Skipped(String),
+    /// `--dry-run`.
+    WouldRun,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepResult {
+    pub step: Step,
+    pub outcome: Outcome,
+    #[serde(with = "millis")]
+    pub duration: Duration,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+/// The result of applying a plan, in plan order.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ApplyReport {
+    pub results: Vec<StepResult>,
+}
+
+impl ApplyReport {
+    pub fn failures(&self) -> impl Iterator<Item = &StepResult> {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.results
+            .iter()
+            .all(|r| matches!(r.outcome, Outcome::Done(_) | Outcome::WouldRun))
+    }
+
+    /// Number of steps that changed live state.
+    pub fn writes(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Done(_)) && r.step.action.is_write())
+            .count()
+    }
+
+    /// One line per failure, or `None` when everything succeeded.
+    pub fn error(&self) -> Option<String> {
+        let lines: Vec<String> = self
+            .failures()
+            .map(|r| match &r.outcome {
+                Outcome::Failed(e) => format!("{}: {e}", r.step.reason),
+                _ => unreachable!("failures() filters"),
+            })
+            .collect();
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+}
+
+/// Something that happened during apply, for live progress output.
+#[derive(Clone, Copy, Debug)]
+pub enum ApplyEvent<'a> {
+    Started(&'a Step),
+    Finished(&'a StepResult),
+}
+
+/// Applies a plan with no progress callback.
+pub async fn apply(
+    plan: &Plan,
+    backend: &dyn Backend,
+    opts: &ApplyOptions,
+    cancel: &CancellationToken,
+) -> ApplyReport {
+    apply_observed(plan, backend, opts, cancel, &|_| {}).await
+}
+
+/// Applies a plan, calling `observe` as each step starts and ends.
+pub async fn apply_observed(
+    plan: &Plan,
+    backend: &dyn Backend,
+    opts: &ApplyOptions,
+    cancel: &CancellationToken,
+    observe: &(dyn Fn(ApplyEvent<'_>) + Sync),
+) -> ApplyReport {
+    let groups = plan.by_endpoint();
+    let concurrency = opts.concurrency.max(1);
+    let mut per_group: Vec<(usize, Vec<StepResult>)> =
+        futures::stream::iter(groups.into_iter().enumerate())
+            .map(|(i, (_, steps))| async move {
+                (
+                    i,
+                    run_endpoint(&steps, backend, opts, cancel, observe).await,
+                )
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    per_group.sort_by_key(|(i, _)| *i);
+    ApplyReport {
+        results: per_group.into_iter().flat_map(|(_, r)| r).collect(),
+    }
+}
+
+async fn run_endpoint(
+    steps: &[&Step],
+    backend: &dyn Backend,
+    opts: &ApplyOptions,
+    cancel: &CancellationToken,
+    observe: &(dyn Fn(ApplyEvent<'_>) + Sync),
+) -> Vec<StepResult> {
+    let mut results = Vec::with_capacity(steps.len());
+    let mut stop: Option<String> = None;
+    for step in steps {
+        let step = (*step).clone();
+        if stop.is_none() && cancel.is_cancelled() {
+            stop = Some("cancelled before this step".into());
+        }
+        if let Some(why) = &stop {
+            let result = StepResult {
+                step,
+                outcome: Outcome::Skipped(why.clone()),
+                duration: Duration::ZERO,
+            };
+            observe(ApplyEvent::Finished(&result));
+            results.push(result);
+            continue;
+        }
+        observe(ApplyEvent::Started(&step));
+        let started = Instant::now();
+        let outcome = if opts.dry_run {
+            Outcome::WouldRun
+        } else {
+            match backend.execute(&step).await {
+                Ok(o) => Outcome::Done(o.detail),
+                Err(e) => {
+                    tracing::warn!(endpoint = %step.endpoint, action = step.action.kind(), error = %e, "step failed");
+                    stop = Some(format!("{} failed", step.action.kind()));
+                    Outcome::Failed(e.to_string())
+                }
+            }
+        };
+        let result = StepResult {
+            step,
+            outcome,
+            duration: started.elapsed(),
+        };
+        observe(ApplyEvent::Finished(&result));
+        results.push(result);
+    }
+    results
+}

@@ -1,0 +1,289 @@
+//! The subcommands. Each returns its exit code; output goes to stdout, problems to stderr.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
+use super::live::{self, Snapshot};
+use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
+use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
+use crate::backend::{self, ConnectOptions};
+use crate::model::DesiredState;
+use crate::plan::render::{self, Format};
+use crate::plan::{self, Plan, PlanOptions, diff};
+use crate::spec;
+
+const OK: u8 = 0;
+const CHANGES: u8 = 1;
+const ERROR: u8 = 2;
+
+fn fail(e: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {e:#}");
+    ERROR
+}
+
+fn load(env_dir: &Path) -> Result<DesiredState, u8> {
+    spec::load_environment(env_dir).map_err(|diagnostics| {
+        eprintln!("{diagnostics}");
+        eprintln!(
+            "error: {} is invalid ({} problem{}); nothing was planned or applied",
+            env_dir.display(),
+            diagnostics.0.len(),
+            if diagnostics.0.len() == 1 { "" } else { "s" }
+        );
+        ERROR
+    })
+}
+
+fn plan_options(desired: &DesiredState, prune: bool) -> PlanOptions {
+    PlanOptions {
+        prune,
+        ignore: desired.environment.drift.ignore.clone(),
+    }
+}
+
+fn make_plan(desired: &DesiredState, live: &crate::model::LiveState, prune: bool) -> Result<Plan, u8> {
+    plan::plan(desired, live, &plan_options(desired, prune)).map_err(|refusals| {
+        for r in &refusals {
+            eprintln!("refused: {r}");
+        }
+        eprintln!("error: the plan was refused; nothing was applied");
+        ERROR
+    })
+}
+
+pub fn validate(paths: &[PathBuf]) -> u8 {
+    match spec::validate_paths(paths) {
+        Ok(()) => {
+            println!(
+                "{} path{} valid",
+                paths.len(),
+                if paths.len() == 1 { "" } else { "s" }
+            );
+            OK
+        }
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            eprintln!("error: {} problem(s) found", diagnostics.0.len());
+            ERROR
+        }
+    }
+}
+
+async fn desired_and_live(
+    env_dir: &Path,
+    live_args: &LiveArgs,
+) -> Result<(DesiredState, crate::model::LiveState), u8> {
+    let desired = load(env_dir)?;
+    let live = live::live_state(live_args, &desired, env_dir)
+        .await
+        .map_err(fail)?;
+    Ok((desired, live))
+}
+
+pub async fn plan(args: &PlanArgs) -> u8 {
+    let (desired, live) = match desired_and_live(&args.env_dir, &args.live).await {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let name = desired.environment.name.as_str();
+    match plan::plan(&desired, &live, &plan_options(&desired, args.prune)) {
+        Ok(p) => {
+            print!("{}", render::render(args.output, name, &p));
+            if p.is_empty() { OK } else { CHANGES }
+        }
+        Err(refusals) => {
+            if args.output == Format::Json {
+                print!("{}", render::json(name, &Plan::default(), &refusals));
+            }
+            for r in &refusals {
+                eprintln!("refused: {r}");
+            }
+            ERROR
+        }
+    }
+}
+
+pub async fn diff(args: &PlanArgs) -> u8 {
+    let (desired, live) = match desired_and_live(&args.env_dir, &args.live).await {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let name = desired.environment.name.as_str();
+    let diffs = diff::diff(&desired, &live);
+    let out = match args.output {
+        Format::Text => diff::text(&diffs),
+        Format::Markdown => diff::markdown(name, &diffs),
+        Format::Json => diff::json(name, &diffs),
+    };
+    print!("{out}");
+    if diffs.iter().any(|d| !d.diff.is_empty()) {
+        CHANGES
+    } else {
+        OK
+    }
+}
+
+fn progress(total: usize) -> impl Fn(ApplyEvent<'_>) + Sync {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    move |event| {
+        let mut err = std::io::stderr().lock();
+        match event {
+            ApplyEvent::Started(step) => {
+                let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let _ = writeln!(
+                    err,
+                    "[{i}/{total}] {} {}: {} ...",
+                    step.subject(),
+                    step.action.kind(),
+                    step.reason
+                );
+            }
+            ApplyEvent::Finished(r) => {
+                let secs = r.duration.as_secs_f64();
+                let _ = match &r.outcome {
+                    Outcome::Done(d) if d.is_empty() => {
+                        writeln!(err, "      {} {}: done ({secs:.1}s)", r.step.subject(), r.step.action.kind())
+                    }
+                    Outcome::Done(d) => writeln!(
+                        err,
+                        "      {} {}: done ({secs:.1}s): {d}",
+                        r.step.subject(),
+                        r.step.action.kind()
+                    ),
+                    Outcome::Failed(e) => writeln!(
+                        err,
+                        "      {} {}: FAILED ({secs:.1}s): {e}",
+                        r.step.subject(),
+                        r.step.action.kind()
+                    ),
+                    Outcome::Skipped(why) => writeln!(
+                        err,
+                        "      {} {}: skipped: {why}",
+                        r.step.subject(),
+                        r.step.action.kind()
+                    ),
+                    Outcome::WouldRun => writeln!(
+                        err,
+                        "      {} {}: would run (dry run)",
+                        r.step.subject(),
+                        r.step.action.kind()
+                    ),
+                };
+            }
+        }
+    }
+}
+
+fn print_report(report: &ApplyReport, format: Format) {
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("report serialises")
+        );
+        return;
+    }
+    let count = |f: fn(&Outcome) -> bool| report.results.iter().filter(|r| f(&r.outcome)).count();
+    println!(
+        "{} step(s): {} done, {} failed, {} skipped{}",
+        report.results.len(),
+        count(|o| matches!(o, Outcome::Done(_))),
+        count(|o| matches!(o, Outcome::Failed(_))),
+        count(|o| matches!(o, Outcome::Skipped(_))),
+        if count(|o| matches!(o, Outcome::WouldRun)) > 0 {
+            " (dry run: nothing was changed)"
+        } else {
+            ""
+        }
+    );
+    if let Some(e) = report.error() {
+        println!("failed:\n{e}");
+    }
+}
+
+pub async fn apply(args: &ApplyArgs) -> u8 {
+    let desired = match load(&args.env_dir) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let opts = ConnectOptions {
+        arm_endpoint: args.arm_endpoint.clone(),
+    };
+    let backend = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let live = match backend.read_live().await {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let p = match make_plan(&desired, &live, args.prune) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let name = desired.environment.name.as_str();
+    if args.output == Format::Text {
+        print!("{}", render::text(name, &p));
+    }
+    if p.is_empty() {
+        if args.output == Format::Json {
+            print_report(&ApplyReport::default(), args.output);
+        }
+        return OK;
+    }
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let signals = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: finishing the current step, skipping the rest");
+            on_signal.cancel();
+        }
+    });
+    let opts = ApplyOptions {
+        concurrency: usize::from(args.concurrency),
+        dry_run: args.dry_run,
+    };
+    let report =
+        apply::apply_observed(&p, backend.as_ref(), &opts, &cancel, &progress(p.steps.len())).await;
+    signals.abort();
+    print_report(&report, args.output);
+    if report.succeeded() { OK } else { CHANGES }
+}
+
+pub async fn export(args: &ExportArgs) -> u8 {
+    let desired = match load(&args.env_dir) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let opts = ConnectOptions {
+        arm_endpoint: args.arm_endpoint.clone(),
+    };
+    let live = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
+        Ok(b) => match b.read_live().await {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        },
+        Err(e) => return fail(e),
+    };
+    let snapshot = Snapshot {
+        version: 1,
+        environment: desired.environment.name.clone(),
+        target: desired.environment.target.kind().to_string(),
+        live,
+    };
+    let json = serde_json::to_string_pretty(&snapshot).expect("snapshot serialises") + "\n";
+    match &args.file {
+        Some(path) => match std::fs::write(path, json) {
+            Ok(()) => {
+                eprintln!("wrote {}", path.display());
+                OK
+            }
+            Err(e) => fail(format!("{}: {e}", path.display())),
+        },
+        None => {
+            print!("{json}");
+            OK
+        }
+    }
+}

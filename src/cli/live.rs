@@ -1,0 +1,113 @@
+//! Where `plan`, `diff` and `export` get live state: a backend, a snapshot file, or the same
+//! environment at another Git revision.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use super::LiveArgs;
+use crate::backend::{self, ConnectOptions};
+use crate::model::{DesiredState, LiveState};
+use crate::spec::{self, MemFiles};
+
+/// The file `flightdeck export` writes and `--live` reads.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Format version.
+    pub version: u32,
+    pub environment: String,
+    /// `azureml`, `kubernetes` or `state_file`.
+    pub target: String,
+    pub live: LiveState,
+}
+
+pub fn read_snapshot(path: &Path) -> anyhow::Result<LiveState> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let snapshot: Snapshot = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    if snapshot.version != 1 {
+        bail!("{}: snapshot version {} is not supported (expected 1)", path.display(), snapshot.version);
+    }
+    Ok(snapshot.live)
+}
+
+/// Reads the environment directory as it is at `rev` in the enclosing Git repository, or `None`
+/// when the directory does not exist there (a new environment: everything is a change).
+pub fn desired_at_rev(env_dir: &Path, rev: &str) -> anyhow::Result<Option<DesiredState>> {
+    let abs = env_dir
+        .canonicalize()
+        .with_context(|| format!("{}", env_dir.display()))?;
+    let repo = git2::Repository::discover(&abs)
+        .with_context(|| format!("{} is not inside a Git repository", env_dir.display()))?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| anyhow!("the repository has no work tree"))?
+        .canonicalize()?;
+    let rel = abs
+        .strip_prefix(&workdir)
+        .with_context(|| format!("{} is outside the repository", env_dir.display()))?;
+    let commit = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .with_context(|| format!("cannot resolve revision {rev}"))?;
+    let root = commit.tree()?;
+    let tree = if rel.as_os_str().is_empty() {
+        root
+    } else {
+        match root.get_path(rel) {
+            Ok(entry) => match entry.to_object(&repo)?.into_tree() {
+                Ok(tree) => tree,
+                Err(_) => bail!("{} is not a directory at {rev}", rel.display()),
+            },
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut files = MemFiles::default();
+    let mut failure: Option<git2::Error> = None;
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return git2::TreeWalkResult::Ok;
+        }
+        let name = entry.name().unwrap_or_default();
+        match repo.find_blob(entry.id()) {
+            Ok(blob) => {
+                let path: PathBuf = env_dir.join(dir).join(name);
+                files.0.insert(path, blob.content().to_vec());
+                git2::TreeWalkResult::Ok
+            }
+            Err(e) => {
+                failure = Some(e);
+                git2::TreeWalkResult::Abort
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    let desired = spec::load_environment_from(&files, env_dir)
+        .map_err(|d| anyhow!("the environment at {rev} is invalid:\n{d}"))?;
+    Ok(Some(desired))
+}
+
+/// Live state per `--live`, `--against-rev`, or the environment's backend.
+pub async fn live_state(
+    args: &LiveArgs,
+    desired: &DesiredState,
+    env_dir: &Path,
+) -> anyhow::Result<LiveState> {
+    if let Some(path) = &args.live {
+        return read_snapshot(path);
+    }
+    if let Some(rev) = &args.against_rev {
+        return Ok(desired_at_rev(env_dir, rev)?
+            .map(|old| LiveState::from_desired(&old))
+            .unwrap_or_default());
+    }
+    let opts = ConnectOptions {
+        arm_endpoint: args.arm_endpoint.clone(),
+    };
+    let backend = backend::connect(&desired.environment, env_dir, &opts).await?;
+    Ok(backend.read_live().await?)
+}

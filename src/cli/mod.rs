@@ -1,0 +1,139 @@
+//! Command-line interface: argument types and dispatch. Exit codes (documented in README):
+//! `plan`/`diff`: 0 no changes, 1 changes pending, 2 error (the `kubectl diff` convention);
+//! `validate`: 0 valid, 2 invalid; `apply`: 0 applied (or nothing to do), 1 a step failed,
+//! 2 invalid input or could not start (nothing applied).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::plan::render::Format;
+
+mod commands;
+mod live;
+
+/// GitOps reconciler for ML model endpoints.
+#[derive(Debug, Parser)]
+#[command(name = "flightdeck", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format for diagnostics on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "FLIGHTDECK_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check environment directories or YAML files; print every problem with file:line:col.
+    Validate {
+        /// Environment directories (with environment.yaml) or endpoint/deployment YAML files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the ordered steps that would bring live state to the desired state.
+    Plan(PlanArgs),
+    /// Print a unified diff of the live and desired endpoint documents.
+    Diff(PlanArgs),
+    /// Execute the plan through the environment's backend, step by step.
+    Apply(ApplyArgs),
+    /// Write the live state of an environment to a snapshot file (for `--live`).
+    Export(ExportArgs),
+    /// Run a local emulator of the Azure ML online endpoint API, with a data plane.
+    Sandbox(crate::sandbox::SandboxArgs),
+    /// Run the long-running GitOps reconciler.
+    Agent(crate::agent::AgentArgs),
+}
+
+/// Where live state comes from.
+#[derive(Debug, Args, Clone)]
+pub struct LiveArgs {
+    /// Read live state from a snapshot written by `flightdeck export`.
+    #[arg(long, value_name = "FILE", conflicts_with = "against_rev")]
+    pub live: Option<PathBuf>,
+    /// Compare against the same environment directory at another Git revision of the
+    /// enclosing repository (no credentials needed), e.g. `origin/main` or `HEAD~1`.
+    #[arg(long, value_name = "REV")]
+    pub against_rev: Option<String>,
+    /// Azure Resource Manager base URL (for the sandbox: the URL it prints).
+    #[arg(long, value_name = "URL", env = "FLIGHTDECK_ARM_ENDPOINT")]
+    pub arm_endpoint: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The environment directory (environments/<env>).
+    pub env_dir: PathBuf,
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: Format,
+    /// Also delete live endpoints that are not declared.
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The environment directory (environments/<env>).
+    pub env_dir: PathBuf,
+    /// Azure Resource Manager base URL (for the sandbox: the URL it prints).
+    #[arg(long, value_name = "URL", env = "FLIGHTDECK_ARM_ENDPOINT")]
+    pub arm_endpoint: Option<String>,
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also delete live endpoints that are not declared.
+    #[arg(long)]
+    pub prune: bool,
+    /// Endpoints applied in parallel (steps of one endpoint always run one at a time).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Report format (progress lines are always text on stderr).
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The environment directory (environments/<env>).
+    pub env_dir: PathBuf,
+    /// Snapshot file to write (stdout when absent).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Azure Resource Manager base URL.
+    #[arg(long, value_name = "URL", env = "FLIGHTDECK_ARM_ENDPOINT")]
+    pub arm_endpoint: Option<String>,
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Validate { paths } => commands::validate(&paths),
+        Command::Plan(args) => commands::plan(&args).await,
+        Command::Diff(args) => commands::diff(&args).await,
+        Command::Apply(args) => commands::apply(&args).await,
+        Command::Export(args) => commands::export(&args).await,
+        Command::Sandbox(args) => report(crate::sandbox::run(args).await),
+        Command::Agent(args) => report(crate::agent::run(args).await),
+    };
+    ExitCode::from(code)
+}
+
+fn report(result: anyhow::Result<()>) -> u8 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
