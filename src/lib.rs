@@ -4,7 +4,12 @@
 //! executes a plan through a `backend`; `sandbox` emulates Azure ML locally; `agent` is the
 //! long-running reconciler.
 
+pub mod agent;
 pub mod apply;
 pub mod backend;
+pub mod cli;
 pub mod model;
 pub mod plan;
+pub mod sandbox;
+pub mod source;
+pub mod spec;

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use crate::model::{Environment, LiveState, Target};
 use crate::plan::Step;
 
+pub mod azureml;
+pub mod kubernetes;
 pub mod memory;
 
 /// What a backend reports about one executed step.

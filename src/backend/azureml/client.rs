@@ -1,0 +1,289 @@
+//! The ARM HTTP client: bearer auth, api-version, retries with backoff (CONTRACT.md §4.1: 429 and
+//! 5xx; §3 Concurrency: 409 "in progress"), and request logging without headers or bodies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use url::Url;
+
+use super::auth::{Secret, TokenSource};
+use super::error::{AzureMlError, parse_arm_error};
+use super::retry::{RetryPolicy, is_retryable, retry_after};
+
+/// One ARM answer, any status.
+#[derive(Debug)]
+pub(crate) struct ArmResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ArmResponse {
+    pub fn json(&self, what: &str) -> Result<Value, AzureMlError> {
+        serde_json::from_slice(&self.body).map_err(|e| AzureMlError::Unexpected {
+            what: what.to_string(),
+            message: format!("body is not JSON: {e}"),
+        })
+    }
+
+    /// A header as a string, if present and ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+}
+
+pub(crate) struct ArmClient {
+    http: reqwest::Client,
+    base: Url,
+    api_version: String,
+    credential: Arc<dyn TokenSource>,
+    scope: String,
+    pub retry: RetryPolicy,
+    pub max_poll_interval: Duration,
+}
+
+impl ArmClient {
+    pub fn new(
+        base: Url,
+        api_version: String,
+        credential: Arc<dyn TokenSource>,
+        scope: String,
+        retry: RetryPolicy,
+        max_poll_interval: Duration,
+    ) -> Result<ArmClient, AzureMlError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(120))
+            // Never follow a redirect with the bearer token; ARM does not redirect.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| AzureMlError::Config(format!("http client: {e}")))?;
+        Ok(ArmClient {
+            http,
+            base,
+            api_version,
+            credential,
+            scope,
+            retry,
+            max_poll_interval,
+        })
+    }
+
+    /// The plain HTTP client, for the data-plane test request.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn credential(&self) -> &dyn TokenSource {
+        self.credential.as_ref()
+    }
+
+    /// `{base}/seg/seg/...?api-version=…`, each segment percent-encoded.
+    pub fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut path = url
+                .path_segments_mut()
+                .expect("the ARM endpoint is an http(s) URL");
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("api-version", &self.api_version);
+        url
+    }
+
+    /// Resolves a URL ARM handed back (nextLink, Azure-AsyncOperation, Location) and checks it
+    /// points at the same origin, so the bearer token is never sent elsewhere. Used verbatim
+    /// otherwise (CONTRACT.md §1 Paging: follow nextLink as given).
+    pub fn resolve(&self, link: &str) -> Result<Url, AzureMlError> {
+        let url = self.base.join(link).map_err(|e| AzureMlError::Unexpected {
+            what: "link".into(),
+            message: format!("{link:?} is not a URL: {e}"),
+        })?;
+        if url.origin() != self.base.origin() {
+            return Err(AzureMlError::Unexpected {
+                what: "link".into(),
+                message: format!(
+                    "{} points away from the ARM endpoint {}; not following it",
+                    url.origin().ascii_serialization(),
+                    self.base.origin().ascii_serialization()
+                ),
+            });
+        }
+        Ok(url)
+    }
+
+    /// Poll wait: the server's Retry-After (10 s when absent, CONTRACT.md §3), capped.
+    pub fn poll_delay(&self, headers: &HeaderMap) -> Duration {
+        retry_after(headers)
+            .unwrap_or(Duration::from_secs(10))
+            .min(self.max_poll_interval)
+    }
+
+    async fn bearer(&self) -> Result<Secret, AzureMlError> {
+        self.credential.token(&self.scope).await
+    }
+
+    /// One try. Ok for any HTTP status; Err for transport and token problems.
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&Value>,
+        attempt: u32,
+    ) -> Result<ArmResponse, AzureMlError> {
+        let token = self.bearer().await?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                AzureMlError::Auth {
+                    credential: "token".into(),
+                    message: "token contains characters not allowed in a header".into(),
+                }
+            })?;
+        auth.set_sensitive(true);
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .header(AUTHORIZATION, auth);
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let transport = |e: reqwest::Error| AzureMlError::Transport {
+            method: method.to_string(),
+            path: url.path().to_string(),
+            message: e.without_url().to_string(),
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport)?;
+        tracing::debug!(
+            method = %method,
+            path = url.path(),
+            status = status.as_u16(),
+            attempt,
+            "arm request"
+        );
+        Ok(ArmResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends with retries; Ok only for 2xx. `retry_transport: false` returns the first transport
+    /// error to the caller (a PUT must check what landed before sending again).
+    pub async fn call_with(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<&Value>,
+        retry_transport: bool,
+    ) -> Result<ArmResponse, AzureMlError> {
+        let mut retry = 0u32;
+        loop {
+            let last = retry + 1 >= self.retry.max_attempts.max(1);
+            match self.attempt(&method, url, body, retry + 1).await {
+                Ok(resp) if resp.status.is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let (code, message) = parse_arm_error(&resp.body);
+                    if !last && is_retryable(resp.status, &code, &message) {
+                        let wait = match retry_after(&resp.headers) {
+                            Some(d) => d.min(self.max_poll_interval),
+                            None => self.retry.backoff(retry),
+                        };
+                        tracing::debug!(
+                            method = %method,
+                            path = url.path(),
+                            status = resp.status.as_u16(),
+                            code,
+                            wait_ms = wait.as_millis() as u64,
+                            "arm request will be retried"
+                        );
+                        tokio::time::sleep(wait).await;
+                        retry += 1;
+                        continue;
+                    }
+                    return Err(AzureMlError::Http {
+                        method: method.to_string(),
+                        path: url.path().to_string(),
+                        status: resp.status.as_u16(),
+                        code,
+                        message,
+                    });
+                }
+                Err(err @ AzureMlError::Transport { .. }) if retry_transport && !last => {
+                    let wait = self.retry.backoff(retry);
+                    tracing::debug!(error = %err, wait_ms = wait.as_millis() as u64, "arm request will be retried");
+                    tokio::time::sleep(wait).await;
+                    retry += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<&Value>,
+    ) -> Result<ArmResponse, AzureMlError> {
+        self.call_with(method, url, body, true).await
+    }
+
+    /// GET a JSON resource.
+    pub async fn get_json(&self, url: &Url, what: &str) -> Result<Value, AzureMlError> {
+        self.call(Method::GET, url, None).await?.json(what)
+    }
+
+    /// GET a resource, `None` on 404.
+    pub async fn get_opt(&self, url: &Url, what: &str) -> Result<Option<Value>, AzureMlError> {
+        match self.call(Method::GET, url, None).await {
+            Ok(resp) => resp.json(what).map(Some),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists a collection, following `nextLink` verbatim until it is absent (CONTRACT.md §1).
+    pub async fn list(&self, url: &Url, what: &str) -> Result<Vec<Value>, AzureMlError> {
+        let mut items = Vec::new();
+        let mut next = Some(url.clone());
+        let mut pages = 0u32;
+        while let Some(page_url) = next.take() {
+            pages += 1;
+            if pages > 10_000 {
+                return Err(AzureMlError::Unexpected {
+                    what: what.into(),
+                    message: "more than 10000 pages: nextLink loops".into(),
+                });
+            }
+            let mut page = self.get_json(&page_url, what).await?;
+            match page.get_mut("value").map(Value::take) {
+                Some(Value::Array(values)) => items.extend(values),
+                Some(Value::Null) | None => {}
+                Some(_) => {
+                    return Err(AzureMlError::Unexpected {
+                        what: what.into(),
+                        message: "`value` is not an array".into(),
+                    });
+                }
+            }
+            if let Some(link) = page.get("nextLink").and_then(Value::as_str)
+                && !link.is_empty()
+            {
+                next = Some(self.resolve(link)?);
+            }
+        }
+        Ok(items)
+    }
+}

@@ -1,0 +1,140 @@
+//! Kubernetes backend: each model version is a Deployment + Service, traffic is split by an Istio
+//! VirtualService (+ DestinationRule subsets) or a Gateway API HTTPRoute. The mapping is described
+//! in docs/kubernetes.md; the platform facts it relies on are in
+//! /work/shared/reference/k8s/CONTRACT.md (cited by section in the code).
+//!
+//! Layout: `objects` and `routing` are pure renderers, `rollout` is the readiness predicate,
+//! `ssa` does the writes, `live` reads state, `exec` runs plan steps, `gate` runs test requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::{Api, Client};
+
+use crate::backend::{Backend, BackendError, StepOutcome};
+use crate::model::{KubernetesTarget, LiveState, Router, Weights};
+use crate::plan::Step;
+
+pub mod crd;
+mod exec;
+mod gate;
+mod live;
+pub mod objects;
+pub mod rollout;
+pub mod routing;
+mod ssa;
+
+use crd::{DestinationRule, HttpRoute, VirtualService};
+
+/// Timing knobs for the Kubernetes backend.
+#[derive(Clone, Debug)]
+pub struct KubernetesOptions {
+    /// How long a create, update or scale may take to roll out before the step times out.
+    pub rollout_timeout: Duration,
+    /// Poll interval while waiting for a rollout.
+    pub poll_interval: Duration,
+    /// Istio only: wait between adding a DestinationRule subset and the first VirtualService that
+    /// names it, and between dropping a subset from the VirtualService and removing it from the
+    /// DestinationRule (CONTRACT.md §1 ISTIO-MBB: config reaches proxies eventually).
+    pub make_before_break_delay: Duration,
+}
+
+impl Default for KubernetesOptions {
+    fn default() -> Self {
+        KubernetesOptions {
+            rollout_timeout: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(2),
+            make_before_break_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesError {
+    #[error("no kubernetes configuration found (kubeconfig or in-cluster): {0}")]
+    Config(#[source] kube::Error),
+}
+
+/// A client from the local kubeconfig (`KUBECONFIG` or `~/.kube/config`), else the in-cluster
+/// service account, as `kube::Client::try_default` does.
+pub async fn client_from_env() -> Result<Client, KubernetesError> {
+    Client::try_default().await.map_err(KubernetesError::Config)
+}
+
+/// The Kubernetes backend for one namespace.
+pub struct KubernetesBackend {
+    target: KubernetesTarget,
+    client: Client,
+    opts: KubernetesOptions,
+}
+
+impl KubernetesBackend {
+    pub fn new(target: &KubernetesTarget, client: Client, opts: KubernetesOptions) -> Self {
+        KubernetesBackend {
+            target: target.clone(),
+            client,
+            opts,
+        }
+    }
+
+    fn ns(&self) -> &str {
+        &self.target.namespace
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), self.ns())
+    }
+
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), self.ns())
+    }
+
+    fn virtual_services(&self) -> Api<VirtualService> {
+        Api::namespaced(self.client.clone(), self.ns())
+    }
+
+    fn destination_rules(&self) -> Api<DestinationRule> {
+        Api::namespaced(self.client.clone(), self.ns())
+    }
+
+    fn http_routes(&self) -> Api<HttpRoute> {
+        Api::namespaced(self.client.clone(), self.ns())
+    }
+
+    fn is_istio(&self) -> bool {
+        self.target.router == Router::Istio
+    }
+}
+
+/// The router of one endpoint as read from the cluster.
+#[derive(Debug, Default)]
+struct RouterState {
+    /// Whether the router object (VirtualService or HTTPRoute) exists.
+    exists: bool,
+    traffic: Weights,
+    mirror: Weights,
+    /// Versions the router names anywhere (weights, pins, mirror).
+    referenced: BTreeSet<String>,
+    /// Versions it may name, with Service ports: DR subsets (Istio) or per-version Services.
+    versions: BTreeMap<String, i32>,
+    /// Istio: the DestinationRule's subsets (empty for Gateway API).
+    subsets: BTreeSet<String>,
+}
+
+#[async_trait]
+impl Backend for KubernetesBackend {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn read_live(&self) -> Result<LiveState, BackendError> {
+        self.read_live_state().await
+    }
+
+    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+        self.execute_step(step).await
+    }
+}

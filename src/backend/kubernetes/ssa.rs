@@ -1,0 +1,201 @@
+//! Writes through server-side apply (CONTRACT.md §4), the ownership rule, and mapping Kubernetes
+//! errors to `BackendError`.
+//!
+//! Ownership rule (docs/kubernetes.md "Writes"):
+//! - an object without `app.kubernetes.io/managed-by: flightdeck` is never written or deleted;
+//! - an object that carries the label AND lists `flightdeck` among its field managers is ours:
+//!   apply with `force=true` ("controllers always force conflicts on objects that they own");
+//! - an absent object, or a labelled one flightdeck never applied (a copied manifest), is applied
+//!   without force, so a 409 FieldManagerConflict surfaces with the other manager's name.
+
+use std::fmt::Debug;
+
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::objects::{MANAGER, is_managed};
+use crate::backend::BackendError;
+
+/// Page size for LIST calls (`limit` + `continue`, CONTRACT.md §4 Watch/Lists).
+const PAGE_SIZE: u32 = 200;
+
+/// Maps a kube error to a `BackendError` for `subject`. A FieldManagerConflict names the other
+/// manager and field; nothing from the request (tokens, bodies) ends up in the message.
+pub fn kube_error(subject: &str, what: &str, err: kube::Error) -> BackendError {
+    match err {
+        kube::Error::Api(status) => {
+            let causes: Vec<String> = status
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .filter(|c| c.reason == "FieldManagerConflict")
+                .map(|c| {
+                    let manager = c.message.split('"').nth(1).unwrap_or(c.message.as_str());
+                    format!("conflict with \"{manager}\" on {}", c.field)
+                })
+                .collect();
+            if status.code == 409 && !causes.is_empty() {
+                return BackendError::Platform {
+                    subject: subject.to_string(),
+                    code: "Conflict".to_string(),
+                    message: format!("{what}: {}", causes.join(", ")),
+                };
+            }
+            let code = if status.reason.is_empty() {
+                status.code.to_string()
+            } else {
+                status.reason.clone()
+            };
+            BackendError::Platform {
+                subject: subject.to_string(),
+                code,
+                message: format!("{what}: {}", status.message),
+            }
+        }
+        other => BackendError::Transport(format!("{subject}: {what}: {other}")),
+    }
+}
+
+fn not_managed(subject: &str, kind: &str, name: &str) -> BackendError {
+    BackendError::Platform {
+        subject: subject.to_string(),
+        code: "NotManaged".to_string(),
+        message: format!(
+            "{kind} {name} exists without the label app.kubernetes.io/managed-by=flightdeck; \
+             flightdeck never modifies objects it did not create"
+        ),
+    }
+}
+
+/// Reads one object. Absent is `Ok(None)`; present but not ours is an error.
+pub async fn get_owned<K>(
+    api: &Api<K>,
+    subject: &str,
+    name: &str,
+) -> Result<Option<K>, BackendError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let kind = K::kind(&());
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|e| kube_error(subject, &format!("get {kind} {name}"), e))?;
+    match found {
+        Some(obj) if !is_managed(obj.meta()) => Err(not_managed(subject, &kind, name)),
+        other => Ok(other),
+    }
+}
+
+/// Server-side applies `obj` (which must carry our labels) under the ownership rule above.
+pub async fn apply<K>(api: &Api<K>, subject: &str, obj: &K) -> Result<K, BackendError>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let kind = K::kind(&());
+    let name = obj.name_any();
+    let existing = get_owned(api, subject, &name).await?;
+    let ours = existing.as_ref().is_some_and(|e| {
+        e.managed_fields()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some(MANAGER))
+    });
+    let mut params = PatchParams::apply(MANAGER);
+    if ours {
+        params = params.force();
+    }
+    tracing::debug!(kind = %kind, name = %name, force = ours, "server-side apply");
+    api.patch(&name, &params, &Patch::Apply(obj))
+        .await
+        .map_err(|e| kube_error(subject, &format!("apply {kind} {name}"), e))
+}
+
+/// Deletes an object if it exists and is ours. Returns whether a delete was sent. An object
+/// without our label is left alone (and logged), never deleted.
+pub async fn delete_owned<K>(api: &Api<K>, subject: &str, name: &str) -> Result<bool, BackendError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let kind = K::kind(&());
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|e| kube_error(subject, &format!("get {kind} {name}"), e))?;
+    match found {
+        None => Ok(false),
+        Some(obj) if !is_managed(obj.meta()) => {
+            tracing::warn!(kind = %kind, name, "not managed by flightdeck; left in place");
+            Ok(false)
+        }
+        Some(_) => match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(kube_error(subject, &format!("delete {kind} {name}"), e)),
+        },
+    }
+}
+
+/// Lists every object matching `selector`, following `continue` tokens.
+pub async fn list_all<K>(
+    api: &Api<K>,
+    subject: &str,
+    selector: &str,
+) -> Result<Vec<K>, BackendError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let kind = K::kind(&());
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().labels(selector).limit(PAGE_SIZE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = api
+            .list(&params)
+            .await
+            .map_err(|e| kube_error(subject, &format!("list {kind}"), e))?;
+        // The selector already filters; the check keeps the invariant local and explicit.
+        items.extend(page.items.into_iter().filter(|o| is_managed(o.meta())));
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(items),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    #[test]
+    fn a_field_manager_conflict_names_the_other_manager_and_field() {
+        // CONTRACT.md §4: the verbatim shape of the server's 409 body.
+        let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Apply failed with 1 conflict: conflict with \"helm\" using apps/v1: .spec.replicas","reason":"Conflict","details":{"causes":[{"reason":"FieldManagerConflict","message":"conflict with \"helm\" using apps/v1","field":".spec.replicas"}]},"code":409}"#;
+        let status: Status = serde_json::from_str(body).unwrap();
+        let err = kube_error(
+            "scoring/blue",
+            "apply Deployment scoring-blue",
+            kube::Error::Api(status.boxed()),
+        );
+        assert_eq!(
+            err.to_string(),
+            "scoring/blue: Conflict: apply Deployment scoring-blue: conflict with \"helm\" on .spec.replicas"
+        );
+    }
+
+    #[test]
+    fn a_resource_version_conflict_keeps_the_server_message() {
+        let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the object has been modified","reason":"Conflict","code":409}"#;
+        let status: Status = serde_json::from_str(body).unwrap();
+        let err = kube_error("scoring", "apply", kube::Error::Api(status.boxed()));
+        assert_eq!(
+            err.to_string(),
+            "scoring: Conflict: apply: the object has been modified"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! Sandbox knobs: the `flightdeck sandbox` flags and the in-process configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::SANDBOX_SUBSCRIPTION_ID;
+
+/// `flightdeck sandbox` flags.
+#[derive(clap::Args, Clone)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// How long each create/update/scale/delete operation stays in progress.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub provisioning_delay: Duration,
+    /// After a deployment is provisioned, how long its containers take to answer (503 until then).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub startup_delay: Duration,
+    /// The one Azure region (workspace location) this sandbox emulates.
+    #[arg(long, default_value = "westus2")]
+    pub location: String,
+    /// Items per page in list responses (before `nextLink`).
+    #[arg(long, default_value_t = 50)]
+    pub page_size: usize,
+    /// Client id accepted by the token endpoint (default: generated at start).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Client secret accepted by the token endpoint (default: generated at start).
+    #[arg(long)]
+    pub client_secret: Option<String>,
+    /// Tenant id of the token endpoint (default: generated at start).
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// The Retry-After (seconds) that LRO responses advertise.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after: u64,
+}
+
+impl std::fmt::Debug for SandboxArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxArgs")
+            .field("listen", &self.listen)
+            .field("provisioning_delay", &self.provisioning_delay)
+            .field("startup_delay", &self.startup_delay)
+            .field("location", &self.location)
+            .field("page_size", &self.page_size)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("tenant_id", &self.tenant_id)
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+impl SandboxArgs {
+    pub fn into_config(self) -> SandboxConfig {
+        SandboxConfig {
+            listen: self.listen,
+            provisioning_delay: self.provisioning_delay,
+            startup_delay: self.startup_delay,
+            location: self.location,
+            page_size: self.page_size,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            tenant_id: self.tenant_id,
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// In-process configuration. `Default` suits tests: an ephemeral port and 20 ms operations.
+#[derive(Clone)]
+pub struct SandboxConfig {
+    pub listen: SocketAddr,
+    pub provisioning_delay: Duration,
+    pub startup_delay: Duration,
+    pub location: String,
+    pub page_size: usize,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub tenant_id: Option<String>,
+    pub retry_after: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            provisioning_delay: Duration::from_millis(20),
+            startup_delay: Duration::ZERO,
+            location: "westus2".to_string(),
+            page_size: 50,
+            client_id: None,
+            client_secret: None,
+            tenant_id: None,
+            retry_after: 1,
+        }
+    }
+}
+
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("listen", &self.listen)
+            .field("provisioning_delay", &self.provisioning_delay)
+            .field("startup_delay", &self.startup_delay)
+            .field("location", &self.location)
+            .field("page_size", &self.page_size)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("tenant_id", &self.tenant_id)
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+/// The configuration with every generated value filled in.
+#[derive(Clone)]
+pub(crate) struct Resolved {
+    pub provisioning_delay: Duration,
+    pub startup_delay: Duration,
+    pub location: String,
+    pub page_size: usize,
+    pub client_id: String,
+    pub client_secret: String,
+    pub tenant_id: String,
+    pub retry_after: u64,
+}
+
+impl Resolved {
+    pub fn new(config: &SandboxConfig) -> Result<Self, super::SandboxError> {
+        if config.page_size == 0 {
+            return Err(super::SandboxError::Config(
+                "page size must be at least 1".into(),
+            ));
+        }
+        if config.location.trim().is_empty() {
+            return Err(super::SandboxError::Config(
+                "location must not be empty".into(),
+            ));
+        }
+        Ok(Resolved {
+            provisioning_delay: config.provisioning_delay,
+            startup_delay: config.startup_delay,
+            location: config.location.clone(),
+            page_size: config.page_size,
+            client_id: config
+                .client_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            client_secret: config
+                .client_secret
+                .clone()
+                .unwrap_or_else(super::auth::random_secret),
+            tenant_id: config
+                .tenant_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            retry_after: config.retry_after,
+        })
+    }
+}
+
+/// The fake, sandbox-local credentials a client uses (CONTRACT.md §6 variables).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SandboxCredentials {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub subscription_id: String,
+}
+
+impl SandboxCredentials {
+    pub(crate) fn from_resolved(r: &Resolved) -> Self {
+        SandboxCredentials {
+            tenant_id: r.tenant_id.clone(),
+            client_id: r.client_id.clone(),
+            client_secret: r.client_secret.clone(),
+            subscription_id: SANDBOX_SUBSCRIPTION_ID.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SandboxCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxCredentials")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("subscription_id", &self.subscription_id)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_client_secret() {
+        let config = SandboxConfig {
+            client_secret: Some("hunter2-very-secret".into()),
+            ..Default::default()
+        };
+        let resolved = Resolved::new(&config).unwrap();
+        let creds = SandboxCredentials::from_resolved(&resolved);
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!format!("{creds:?}").contains("hunter2"));
+        assert_eq!(creds.client_secret, "hunter2-very-secret");
+    }
+
+    #[test]
+    fn missing_credentials_are_generated() {
+        let r = Resolved::new(&SandboxConfig::default()).unwrap();
+        assert_eq!(r.client_id.len(), 36);
+        assert!(r.client_secret.len() >= 40);
+        assert!(
+            Resolved::new(&SandboxConfig {
+                page_size: 0,
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! `flightdeck sandbox`: a local emulator of the Azure ML managed online endpoint API
+//! (/work/shared/reference/azureml/CONTRACT.md is its spec) with a real data plane, an
+//! Entra-shaped token endpoint, fault injection and introspection. See docs/sandbox.md.
+//!
+//! Layout: `config` (knobs), `server` (router and shared state), `state` (store, operation
+//! settlement), `rules` / `deployment_input` (validation), `shapes` (response bodies), `lro`
+//! (operations), `arm` / `arm_deployments` / `paging` (control plane), `auth` (tokens),
+//! `data_plane` / `routing` (scoring), `faults`, `journal`, `net`.
+
+mod arm;
+mod arm_deployments;
+mod auth;
+mod config;
+mod data_plane;
+mod deployment_input;
+mod error;
+mod faults;
+mod journal;
+mod lro;
+mod net;
+mod paging;
+mod routing;
+mod rules;
+mod server;
+mod shapes;
+mod state;
+
+pub use config::{SandboxArgs, SandboxConfig, SandboxCredentials};
+pub use error::SandboxError;
+pub use server::{Sandbox, SandboxHandle};
+
+pub(crate) use server::AppState;
+
+/// The subscription id printed in `env_lines` (any subscription is accepted).
+pub const SANDBOX_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// `flightdeck sandbox`: starts the emulator, prints the `KEY=value` lines a client needs on
+/// stdout, logs to stderr, and shuts down cleanly on SIGINT or SIGTERM.
+pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
+    let handle = Sandbox::start(args.into_config()).await?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for line in handle.env_lines() {
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+    }
+    tracing::info!(base_url = %handle.base_url(), "sandbox listening");
+    wait_for_signal().await?;
+    tracing::info!("sandbox shutting down");
+    handle.shutdown().await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! The server: shared state, the router, start and shutdown.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::auth::{self, Audience, TokenStore};
+use super::config::{Resolved, SandboxConfig, SandboxCredentials};
+use super::error::{ArmError, SandboxError};
+use super::faults::{self, ControlRule};
+use super::journal::{self, Journal};
+use super::lro::{self, Operation};
+use super::net::{ConnHandle, KillableListener};
+use super::shapes::{self, RenderCtx};
+use super::state::{Store, Target};
+use super::{arm, arm_deployments, data_plane};
+
+/// api-versions served (CONTRACT.md §0: 2025-12-01 and the older stable ones).
+pub const API_VERSIONS: [&str; 5] = [
+    "2025-12-01",
+    "2025-09-01",
+    "2025-04-01",
+    "2024-10-01",
+    "2024-04-01",
+];
+
+pub(crate) struct Shared {
+    pub config: Resolved,
+    pub base_url: String,
+    store: Mutex<Store>,
+    tokens: Mutex<TokenStore>,
+    rules: Mutex<Vec<ControlRule>>,
+    journal: Mutex<Journal>,
+}
+
+pub(crate) type AppState = Arc<Shared>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    /// The store, with every due operation finished first.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        let mut store = lock(&self.store);
+        store.settle(Instant::now(), self.config.startup_delay);
+        store
+    }
+
+    pub fn rules(&self) -> MutexGuard<'_, Vec<ControlRule>> {
+        lock(&self.rules)
+    }
+
+    pub fn journal(&self) -> MutexGuard<'_, Journal> {
+        lock(&self.journal)
+    }
+
+    pub fn issue_token(&self, audience: Audience) -> String {
+        lock(&self.tokens).issue(audience, Instant::now(), auth::TOKEN_LIFETIME)
+    }
+
+    pub fn issue_token_for(&self, audience: Audience, lifetime: Duration) -> String {
+        lock(&self.tokens).issue(audience, Instant::now(), lifetime)
+    }
+
+    pub fn token_audience(&self, token: &str) -> Option<Audience> {
+        lock(&self.tokens).check(token, Instant::now()).cloned()
+    }
+
+    pub fn render_ctx(&self) -> RenderCtx<'_> {
+        RenderCtx {
+            base_url: &self.base_url,
+            tenant_id: &self.config.tenant_id,
+            client_id: &self.config.client_id,
+        }
+    }
+
+    pub fn current_op(&self, id: &str) -> Result<Operation, ArmError> {
+        self.store()
+            .ops
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ArmError::not_found(format!("operation {id} was not found")))
+    }
+
+    /// The current body of an operation's resource, if it still exists.
+    pub fn render_target(&self, target: &Target) -> Option<Value> {
+        let store = self.store();
+        let ep = store.endpoint(&target.ws, &target.endpoint)?;
+        let ctx = self.render_ctx();
+        match &target.deployment {
+            None => Some(shapes::endpoint(&ctx, ep)),
+            Some(d) => ep
+                .deployments
+                .get(d)
+                .map(|dep| shapes::deployment(&ctx, ep, dep)),
+        }
+    }
+
+    pub fn operation_delay(&self) -> Duration {
+        self.config.provisioning_delay
+    }
+}
+
+/// Request extension: the validated api-version of an ARM request.
+#[derive(Clone, Debug)]
+pub struct ApiVersion(pub String);
+
+/// CONTRACT.md §7.1: unknown api-version → 400 InvalidApiVersionParameter.
+async fn check_api_version(mut req: Request, next: Next) -> Response {
+    let version = req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "api-version")
+            .map(|(_, v)| v.into_owned())
+    });
+    match version {
+        None => ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "the api-version query parameter is required",
+        )
+        .into_response(),
+        Some(v) if !API_VERSIONS.contains(&v.as_str()) => ArmError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidApiVersionParameter",
+            format!(
+                "the api-version '{v}' is invalid; supported versions are {}",
+                API_VERSIONS.join(", ")
+            ),
+        )
+        .into_response(),
+        Some(v) => {
+            req.extensions_mut().insert(ApiVersion(v));
+            next.run(req).await
+        }
+    }
+}
+
+async fn arm_not_found() -> Response {
+    ArmError::new(
+        StatusCode::NOT_FOUND,
+        "NoRegisteredProviderFound",
+        "no route matches this path and method on the sandbox",
+    )
+    .into_response()
+}
+
+fn router(state: AppState) -> Router {
+    const WS: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}";
+    let ep = format!("{WS}/onlineEndpoints/{{ep}}");
+    let dep = format!("{ep}/deployments/{{dep}}");
+    const OPS: &str =
+        "/subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/{loc}";
+
+    let arm_routes = Router::new()
+        .route(&format!("{WS}/onlineEndpoints"), get(arm::list_endpoints))
+        .route(
+            &ep,
+            get(arm::get_endpoint)
+                .put(arm::put_endpoint)
+                .patch(arm::patch_endpoint)
+                .delete(arm::delete_endpoint),
+        )
+        .route(&format!("{ep}/listKeys"), post(arm::list_keys))
+        .route(&format!("{ep}/regenerateKeys"), post(arm::regenerate_keys))
+        .route(&format!("{ep}/token"), post(arm::get_token))
+        .route(
+            &format!("{ep}/deployments"),
+            get(arm_deployments::list_deployments),
+        )
+        .route(
+            &dep,
+            get(arm_deployments::get_deployment)
+                .put(arm_deployments::put_deployment)
+                .patch(arm_deployments::patch_deployment)
+                .delete(arm_deployments::delete_deployment),
+        )
+        .route(&format!("{dep}/getLogs"), post(arm_deployments::get_logs))
+        .route(&format!("{dep}/skus"), get(arm_deployments::list_skus))
+        .route(
+            &format!("{OPS}/mfeOperationsStatus/{{op}}"),
+            get(lro::operation_status),
+        )
+        .route(
+            &format!("{OPS}/mfeOperationResults/{{op}}"),
+            get(lro::operation_result),
+        )
+        .fallback(arm_not_found)
+        .layer(middleware::from_fn(check_api_version))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_arm_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults::apply_rules,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            journal::record_requests,
+        ));
+
+    let public = Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(auth::token_endpoint))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(auth::openid_configuration),
+        )
+        .route("/metadata/identity/oauth2/token", get(auth::imds))
+        .route(
+            "/inference/{sub}/{rg}/{ws}/{ep}/score",
+            post(data_plane::score),
+        )
+        .route(
+            "/inference/{sub}/{rg}/{ws}/{ep}/swagger.json",
+            get(data_plane::swagger),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults::apply_rules,
+        ));
+
+    let introspection = Router::new()
+        .route(
+            "/_sandbox/log",
+            get(journal::get_log).delete(journal::clear_log),
+        )
+        .route("/_sandbox/stats", get(journal::get_stats))
+        .route(
+            "/_sandbox/faults",
+            get(faults::get_faults)
+                .post(faults::post_faults)
+                .delete(faults::clear_faults),
+        )
+        .route("/_sandbox/health", get(|| async { "ok" }));
+
+    Router::new()
+        .merge(introspection)
+        .merge(public)
+        .merge(arm_routes)
+        .with_state(state)
+}
+
+/// Starts sandboxes.
+pub struct Sandbox;
+
+impl Sandbox {
+    /// Binds `config.listen` (127.0.0.1:0 by default) and serves until the handle is shut down
+    /// or dropped.
+    pub async fn start(config: SandboxConfig) -> anyhow::Result<SandboxHandle> {
+        let resolved = Resolved::new(&config)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SandboxError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(SandboxError::Serve)?;
+        let base_url = format!("http://{addr}");
+        let credentials = SandboxCredentials::from_resolved(&resolved);
+        let shared = Arc::new(Shared {
+            config: resolved,
+            base_url: base_url.clone(),
+            store: Mutex::new(Store::default()),
+            tokens: Mutex::new(TokenStore::default()),
+            rules: Mutex::new(Vec::new()),
+            journal: Mutex::new(Journal::default()),
+        });
+        let app = router(shared).into_make_service_with_connect_info::<ConnHandle>();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server =
+            axum::serve(KillableListener::new(listener), app).with_graceful_shutdown(async move {
+                // A dropped handle stops the server too.
+                let _ = stop_rx.await;
+            });
+        let task = tokio::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "sandbox server stopped with an error");
+            }
+        });
+        Ok(SandboxHandle {
+            base_url,
+            credentials,
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+}
+
+/// A running sandbox.
+pub struct SandboxHandle {
+    base_url: String,
+    credentials: SandboxCredentials,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SandboxHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxHandle")
+            .field("base_url", &self.base_url)
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+impl SandboxHandle {
+    /// e.g. `http://127.0.0.1:41234`: the ARM base URL and the authority host.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    pub fn credentials(&self) -> SandboxCredentials {
+        self.credentials.clone()
+    }
+
+    /// `KEY=value` lines for a client's environment (fake, sandbox-local credentials).
+    pub fn env_lines(&self) -> Vec<String> {
+        let c = &self.credentials;
+        vec![
+            format!("FLIGHTDECK_ARM_ENDPOINT={}", self.base_url),
+            format!("AZURE_AUTHORITY_HOST={}/", self.base_url),
+            format!("AZURE_TENANT_ID={}", c.tenant_id),
+            format!("AZURE_CLIENT_ID={}", c.client_id),
+            format!("AZURE_CLIENT_SECRET={}", c.client_secret),
+            format!("AZURE_SUBSCRIPTION_ID={}", c.subscription_id),
+        ]
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 5 s), then returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for SandboxHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The in-memory store: workspaces, endpoints, deployments, the operations in flight, and the
+//! injected deployment faults. Everything here is synchronous and clock-explicit: callers pass
+//! `now`, and `settle` finishes every operation whose time has come (states advance lazily,
+//! on the next request, so no background task is needed).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::error::ArmError;
+use super::faults::DeploymentFault;
+use super::lro::{OpKind, OpStatus, Operation};
+use super::routing::RoutingState;
+
+/// `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}`.
+/// Workspaces spring into existence on first use. Names are kept case-sensitive (ARM itself
+/// compares these case-insensitively; documented in docs/sandbox.md).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkspaceKey {
+    pub subscription: String,
+    pub resource_group: String,
+    pub workspace: String,
+}
+
+impl WorkspaceKey {
+    pub fn arm_prefix(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}",
+            self.subscription, self.resource_group, self.workspace
+        )
+    }
+
+    pub fn endpoint_id(&self, endpoint: &str) -> String {
+        format!("{}/onlineEndpoints/{endpoint}", self.arm_prefix())
+    }
+
+    pub fn deployment_id(&self, endpoint: &str, deployment: &str) -> String {
+        format!("{}/deployments/{deployment}", self.endpoint_id(endpoint))
+    }
+}
+
+/// EndpointProvisioningState / DeploymentProvisioningState (CONTRACT.md §2.2, §2.3, §3).
+/// `Canceled` is never produced: the sandbox refuses conflicting operations with 409 instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProvisioningState {
+    Creating,
+    Updating,
+    Scaling,
+    Deleting,
+    Succeeded,
+    Failed,
+}
+
+impl ProvisioningState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvisioningState::Creating => "Creating",
+            ProvisioningState::Updating => "Updating",
+            ProvisioningState::Scaling => "Scaling",
+            ProvisioningState::Deleting => "Deleting",
+            ProvisioningState::Succeeded => "Succeeded",
+            ProvisioningState::Failed => "Failed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    Key,
+    AmlToken,
+    AadToken,
+}
+
+impl AuthMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Key" => Some(AuthMode::Key),
+            "AMLToken" => Some(AuthMode::AmlToken),
+            "AADToken" => Some(AuthMode::AadToken),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Key => "Key",
+            AuthMode::AmlToken => "AMLToken",
+            AuthMode::AadToken => "AADToken",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComputeType {
+    Managed,
+    Kubernetes,
+}
+
+impl ComputeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComputeType::Managed => "Managed",
+            ComputeType::Kubernetes => "Kubernetes",
+        }
+    }
+}
+
+/// The tracked-resource envelope fields a client may set (CONTRACT.md §2.1).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Envelope {
+    pub tags: Map<String, Value>,
+    pub kind: Option<String>,
+    /// As sent (type + userAssignedIdentities); read-only ids are added when rendering.
+    pub identity: Option<Value>,
+    pub sku: Option<Map<String, Value>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timestamps {
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+}
+
+impl Timestamps {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Timestamps {
+            created_at: now,
+            modified_at: now,
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct EndpointKeys {
+    pub primary: String,
+    pub secondary: String,
+}
+
+impl std::fmt::Debug for EndpointKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EndpointKeys(***)")
+    }
+}
+
+#[derive(Debug)]
+pub struct Endpoint {
+    pub name: String,
+    pub ws: WorkspaceKey,
+    pub location: String,
+    pub envelope: Envelope,
+    pub auth_mode: AuthMode,
+    pub compute: Option<String>,
+    pub traffic: BTreeMap<String, u32>,
+    pub mirror: Option<BTreeMap<String, u32>>,
+    /// Other `properties` fields: description, properties, publicNetworkAccess.
+    pub props: Map<String, Value>,
+    pub state: ProvisioningState,
+    pub times: Timestamps,
+    pub keys: EndpointKeys,
+    pub deployments: BTreeMap<String, Deployment>,
+    /// The operation in flight on this endpoint or one of its deployments (§3 Concurrency).
+    pub busy: Option<String>,
+    pub seq: u64,
+    pub routing: RoutingState,
+}
+
+impl Endpoint {
+    pub fn is_kubernetes(&self) -> bool {
+        self.compute.is_some()
+    }
+}
+
+#[derive(Debug)]
+pub struct Deployment {
+    pub name: String,
+    pub location: String,
+    pub envelope: Envelope,
+    pub compute_type: ComputeType,
+    /// `properties` with the defaults of CONTRACT.md §2.3 filled in, without provisioningState.
+    pub props: Map<String, Value>,
+    pub state: ProvisioningState,
+    pub times: Timestamps,
+    /// When the containers answer after the last successful create/update (startup delay).
+    pub ready_at: Option<Instant>,
+    pub seq: u64,
+}
+
+/// Where an operation acts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub ws: WorkspaceKey,
+    pub endpoint: String,
+    pub deployment: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    pub workspaces: BTreeMap<WorkspaceKey, BTreeMap<String, Endpoint>>,
+    /// Lower-cased endpoint name → workspace: names are unique per region (R12).
+    pub names: HashMap<String, WorkspaceKey>,
+    pub ops: HashMap<String, Operation>,
+    pending: BTreeSet<(Instant, String)>,
+    /// Injected data-plane and provisioning faults, by (endpoint, deployment).
+    pub faults: HashMap<(String, String), DeploymentFault>,
+    seq: u64,
+}
+
+impl Store {
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn endpoint(&self, ws: &WorkspaceKey, name: &str) -> Option<&Endpoint> {
+        self.workspaces.get(ws).and_then(|eps| eps.get(name))
+    }
+
+    pub fn endpoint_mut(&mut self, ws: &WorkspaceKey, name: &str) -> Option<&mut Endpoint> {
+        self.workspaces
+            .get_mut(ws)
+            .and_then(|eps| eps.get_mut(name))
+    }
+
+    pub fn endpoint_or_404(&self, ws: &WorkspaceKey, name: &str) -> Result<&Endpoint, ArmError> {
+        self.endpoint(ws, name)
+            .ok_or_else(|| endpoint_not_found(name))
+    }
+
+    pub fn endpoint_mut_or_404(
+        &mut self,
+        ws: &WorkspaceKey,
+        name: &str,
+    ) -> Result<&mut Endpoint, ArmError> {
+        self.endpoint_mut(ws, name)
+            .ok_or_else(|| endpoint_not_found(name))
+    }
+
+    pub fn insert_endpoint(&mut self, endpoint: Endpoint) {
+        self.names
+            .insert(endpoint.name.to_ascii_lowercase(), endpoint.ws.clone());
+        self.workspaces
+            .entry(endpoint.ws.clone())
+            .or_default()
+            .insert(endpoint.name.clone(), endpoint);
+    }
+
+    /// Registers an operation and marks its endpoint busy.
+    pub fn start_op(&mut self, op: Operation) {
+        if let Some(ep) = self.endpoint_mut(&op.target.ws, &op.target.endpoint) {
+            ep.busy = Some(op.id.clone());
+        }
+        self.pending.insert((op.due, op.id.clone()));
+        self.ops.insert(op.id.clone(), op);
+    }
+
+    /// Finishes every operation due at or before `now`, in due order.
+    pub fn settle(&mut self, now: Instant, startup_delay: Duration) {
+        while let Some((due, id)) = self.pending.first().cloned() {
+            if due > now {
+                break;
+            }
+            self.pending.pop_first();
+            self.finish(&id, due, startup_delay);
+        }
+    }
+
+    /// Applies the terminal effect of one operation (CONTRACT.md §3 lifecycle).
+    fn finish(&mut self, id: &str, due: Instant, startup_delay: Duration) {
+        let Some(op) = self.ops.get(id) else { return };
+        let target = op.target.clone();
+        let kind = op.kind.clone();
+        let failure = op.failure.clone();
+        let outcome = match failure {
+            Some(error) => OpStatus::Failed(error),
+            None => OpStatus::Succeeded,
+        };
+        let succeeded = matches!(outcome, OpStatus::Succeeded);
+        let now_utc = Utc::now();
+
+        if let Some(ep) = self.endpoint_mut(&target.ws, &target.endpoint) {
+            if ep.busy.as_deref() == Some(id) {
+                ep.busy = None;
+            }
+        }
+        match (&kind, &target.deployment, succeeded) {
+            (OpKind::Delete, None, true) => {
+                // R10: deleting an endpoint deletes all its deployments.
+                if let Some(eps) = self.workspaces.get_mut(&target.ws) {
+                    eps.remove(&target.endpoint);
+                }
+                self.names.remove(&target.endpoint.to_ascii_lowercase());
+                self.faults.retain(|(e, _), _| e != &target.endpoint);
+            }
+            (OpKind::Delete, Some(d), true) => {
+                if let Some(ep) = self.endpoint_mut(&target.ws, &target.endpoint) {
+                    ep.deployments.remove(d);
+                    ep.traffic.remove(d);
+                    if let Some(mirror) = ep.mirror.as_mut() {
+                        mirror.remove(d);
+                    }
+                }
+                self.faults
+                    .retain(|(e, dep), _| !(e == &target.endpoint && dep == d));
+            }
+            (OpKind::RegenerateKeys { key_type, value }, _, true) => {
+                if let Some(ep) = self.endpoint_mut(&target.ws, &target.endpoint) {
+                    match key_type {
+                        super::lro::KeyType::Primary => ep.keys.primary = value.clone(),
+                        super::lro::KeyType::Secondary => ep.keys.secondary = value.clone(),
+                    }
+                }
+            }
+            (OpKind::RegenerateKeys { .. }, _, false) => {}
+            (_, None, _) => {
+                if let Some(ep) = self.endpoint_mut(&target.ws, &target.endpoint) {
+                    ep.state = terminal_state(succeeded);
+                    ep.times.modified_at = now_utc;
+                }
+            }
+            (_, Some(d), _) => {
+                if let Some(dep) = self
+                    .endpoint_mut(&target.ws, &target.endpoint)
+                    .and_then(|ep| ep.deployments.get_mut(d))
+                {
+                    dep.state = terminal_state(succeeded);
+                    dep.times.modified_at = now_utc;
+                    let restarts = matches!(kind, OpKind::Create | OpKind::Update);
+                    if succeeded && (restarts || dep.ready_at.is_none()) {
+                        dep.ready_at = Some(due + startup_delay);
+                    }
+                }
+            }
+        }
+        if let Some(op) = self.ops.get_mut(id) {
+            op.status = outcome;
+            op.ended = Some(now_utc);
+        }
+    }
+}
+
+fn terminal_state(succeeded: bool) -> ProvisioningState {
+    if succeeded {
+        ProvisioningState::Succeeded
+    } else {
+        ProvisioningState::Failed
+    }
+}
+
+pub fn endpoint_not_found(name: &str) -> ArmError {
+    ArmError::not_found(format!("online endpoint {name} was not found"))
+}
+
+pub fn deployment_not_found(endpoint: &str, name: &str) -> ArmError {
+    ArmError::not_found(format!(
+        "online deployment {name} was not found in endpoint {endpoint}"
+    ))
+}
+
+/// CONTRACT.md §3 Concurrency [emu]: 409 while an operation on the endpoint (or one of its
+/// deployments) is not terminal.
+pub fn ensure_idle(ep: &Endpoint) -> Result<(), ArmError> {
+    match &ep.busy {
+        Some(op) => Err(ArmError::conflict(format!(
+            "endpoint {}: another operation is in progress ({op}); retry when it completes",
+            ep.name
+        ))),
+        None => Ok(()),
+    }
+}

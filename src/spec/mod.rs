@@ -1,0 +1,52 @@
+//! Desired state from YAML: loads an environment directory (`environment.yaml` plus az ml
+//! endpoint and deployment files) into a [`DesiredState`], reporting every problem at once as
+//! `path:line:col: message`.
+//!
+//! Two stages: [`raw`] turns the located YAML tree ([`yaml`]) into raw, located structs (field
+//! names and types); [`validate`] then checks names, traffic, mirroring, links between files and
+//! target-specific rules. See docs/environment-format.md.
+
+mod diagnostics;
+mod files;
+mod load;
+mod raw;
+mod raw_deployment;
+mod raw_environment;
+mod read;
+mod validate;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use crate::model::{DesiredState, Endpoint};
+
+pub use diagnostics::{Diagnostic, Diagnostics};
+pub use files::{DiskFiles, Files, MAX_FILE_BYTES, MAX_FILES, MemFiles};
+pub use yaml::MAX_DEPTH;
+
+/// Loads `dir` (an environment directory) from the real filesystem.
+pub fn load_environment(dir: &Path) -> Result<DesiredState, Diagnostics> {
+    load_environment_from(&DiskFiles, dir)
+}
+
+/// Loads the environment directory `dir` from `files`.
+pub fn load_environment_from(files: &dyn Files, dir: &Path) -> Result<DesiredState, Diagnostics> {
+    load::environment(files, dir)
+}
+
+/// One endpoint from a single endpoint file (combined form) plus optional deployment files,
+/// without an `environment.yaml`: several endpoint files may be given; deployment files attach
+/// to them by `endpoint_name`. No target is known, so target-specific rules are not checked.
+pub fn load_endpoint_files(
+    files: &dyn Files,
+    paths: &[PathBuf],
+) -> Result<Vec<Endpoint>, Diagnostics> {
+    load::endpoint_files(files, paths)
+}
+
+/// `flightdeck validate <PATH>...`: each path is an environment directory (it has an
+/// `environment.yaml`) or a YAML file; files given together are linked by `endpoint_name`.
+/// Returns the diagnostics of all paths together.
+pub fn validate_paths(paths: &[PathBuf]) -> Result<(), Diagnostics> {
+    load::validate_paths(&DiskFiles, paths)
+}

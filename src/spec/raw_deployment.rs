@@ -1,0 +1,598 @@
+//! Stage one for deployments (split files, combined-form entries and the Kubernetes form): the
+//! YAML tree → [`RawDeployment`] with model settings and the positions later checks need.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::diagnostics::Sink;
+use super::read::{Loc, field, suggestion};
+use super::yaml::{Entry, Kind, Node, Pos};
+use crate::model::{
+    AssetRef, CodeConfiguration, DeploymentSettings, Probe, RequestSettings, Resources,
+};
+
+/// Deployment fields: az ml managed and Kubernetes deployments (current and 2021 preview, see
+/// schemas-2021-11-cli-v2-preview and CONTRACT.md §2.3/§2.6) plus flightdeck's Kubernetes form
+/// (`image`, `port`, `resources`).
+pub(crate) const DEPLOYMENT_FIELDS: &[&str] = &[
+    "name",
+    "endpoint_name",
+    "type",
+    "description",
+    "tags",
+    "model",
+    "model_mount_path",
+    "code_configuration",
+    "environment",
+    "environment_variables",
+    "instance_type",
+    "instance_count",
+    "scale_settings",
+    "request_settings",
+    "liveness_probe",
+    "readiness_probe",
+    "app_insights_enabled",
+    "egress_public_network_access",
+    "properties",
+    "image",
+    "port",
+    "resources",
+];
+
+const MODEL_FIELDS: &[&str] = &[
+    "name",
+    "version",
+    "path",
+    "local_path",
+    "description",
+    "tags",
+    "type",
+    "properties",
+    "flavors",
+    "datastore",
+    "model_format",
+    "model_uri",
+];
+const ENVIRONMENT_FIELDS: &[&str] = &[
+    "name",
+    "version",
+    "path",
+    "conda_file",
+    "docker",
+    "image",
+    "build",
+    "description",
+    "tags",
+    "os_type",
+    "inference_config",
+    "properties",
+];
+const CODE_FIELDS: &[&str] = &["code", "scoring_script"];
+const CODE_ASSET_FIELDS: &[&str] = &["local_path", "name", "version", "description", "tags"];
+const SCALE_FIELDS: &[&str] = &[
+    "type",
+    "scale_type",
+    "instance_count",
+    "min_instances",
+    "max_instances",
+    "polling_interval",
+    "target_utilization_percentage",
+];
+const REQUEST_FIELDS: &[&str] = &[
+    "request_timeout_ms",
+    "max_concurrent_requests_per_instance",
+    "max_queue_wait_ms",
+];
+const PROBE_FIELDS: &[&str] = &[
+    "initial_delay",
+    "period",
+    "timeout",
+    "success_threshold",
+    "failure_threshold",
+    "path",
+    "port",
+];
+const RESOURCE_NAMES: &[&str] = &["cpu", "memory", "ephemeral-storage"];
+
+#[derive(Clone, Debug)]
+pub(crate) struct RawDeployment {
+    pub path: PathBuf,
+    pub root_pos: Pos,
+    pub name: Option<Loc<String>>,
+    pub endpoint_name: Option<Loc<String>>,
+    pub settings: DeploymentSettings,
+    /// From `instance_count` or the preview `scale_settings.instance_count`; range-checked later.
+    pub instance_count: Option<Loc<i64>>,
+    /// Every top-level key written, for target-specific rules.
+    pub keys: BTreeMap<String, Pos>,
+    /// Probe fields only Kubernetes understands (`readiness_probe.path`), with positions.
+    pub kubernetes_probe_fields: Vec<(String, Pos)>,
+}
+
+pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option<RawDeployment> {
+    let entries = sink.mapping(what, node, what, DEPLOYMENT_FIELDS, true)?;
+    let mut raw = RawDeployment {
+        path: sink.path.to_path_buf(),
+        root_pos: node.pos,
+        name: None,
+        endpoint_name: None,
+        settings: DeploymentSettings::default(),
+        instance_count: None,
+        keys: entries.iter().map(|e| (e.key.clone(), e.key_pos)).collect(),
+        kubernetes_probe_fields: Vec::new(),
+    };
+    match field(entries, "name") {
+        Some(e) => raw.name = sink.string(e),
+        None => sink.error(node.pos, format!("{what} has no `name`")),
+    }
+    let mut scale_count = None;
+    for e in entries {
+        let s = &mut raw.settings;
+        match e.key.as_str() {
+            "endpoint_name" => raw.endpoint_name = sink.string(e),
+            "type" => {
+                sink.one_of(e, &["managed", "kubernetes"]);
+            }
+            "description" => s.description = sink.string(e).map(|l| l.value),
+            "tags" => s.tags = sink.string_map(e),
+            "model" => s.model = model(sink, e),
+            "model_mount_path" | "instance_type" | "image" => {
+                let v = sink.string(e).map(|l| l.value);
+                match e.key.as_str() {
+                    "instance_type" => s.instance_type = v,
+                    "image" => s.image = v,
+                    _ => {}
+                }
+            }
+            "code_configuration" => s.code_configuration = code_configuration(sink, e),
+            "environment" => {
+                let (env, image) = environment(sink, e);
+                s.environment = env;
+                if image.is_some() {
+                    if field(entries, "image").is_some() {
+                        sink.error(
+                            e.key_pos,
+                            "set the image either in `image` or in `environment`, not both",
+                        );
+                    } else {
+                        s.image = image;
+                    }
+                }
+            }
+            "environment_variables" => s.environment_variables = sink.string_map(e),
+            "instance_count" => raw.instance_count = sink.int(e),
+            "scale_settings" => scale_count = scale_settings(sink, e),
+            "request_settings" => s.request_settings = request_settings(sink, e),
+            "liveness_probe" => {
+                s.liveness_probe = probe(sink, e, &mut raw.kubernetes_probe_fields);
+            }
+            "readiness_probe" => {
+                s.readiness_probe = probe(sink, e, &mut raw.kubernetes_probe_fields);
+            }
+            "app_insights_enabled" => {
+                sink.bool(e);
+            }
+            "egress_public_network_access" => {
+                sink.one_of(e, &["enabled", "disabled"]);
+            }
+            "properties" => {
+                sink.string_map(e);
+            }
+            "port" => s.port = sink.port(e),
+            "resources" => s.resources = resources(sink, e),
+            _ => {}
+        }
+    }
+    if let Some(scale) = scale_count {
+        match &raw.instance_count {
+            Some(top) if top.value != scale.value => sink.error(
+                scale.key_pos,
+                format!(
+                    "instance_count is {} here but {} at line {}, declare it once",
+                    scale.value, top.value, top.key_pos.line
+                ),
+            ),
+            Some(_) => {}
+            None => raw.instance_count = Some(scale),
+        }
+    }
+    Some(raw)
+}
+
+/// `model: azureml:name:version`, an asset id, or a mapping (name + version → registered,
+/// otherwise `path`/`local_path` → local).
+fn model(sink: &mut Sink<'_>, e: &Entry) -> Option<AssetRef> {
+    if let Kind::Scalar { .. } = e.value.kind {
+        return sink.string(e).map(|l| asset_from_string(&l.value));
+    }
+    let entries = sink.mapping("model", &e.value, "model", MODEL_FIELDS, true)?;
+    let mut ok = true;
+    for item in entries {
+        ok &= match item.key.as_str() {
+            "tags" | "properties" => sink.string_map(item).is_some(),
+            "flavors" => sink.any_mapping(&item.key, &item.value).is_some(),
+            "version" => sink.scalar_text(item).is_some(),
+            _ => sink.string(item).is_some(),
+        };
+    }
+    if !ok {
+        return None;
+    }
+    let registered = registered(entries);
+    if registered.is_some() {
+        // name + version with local_path (the 2021 flow files): registered; local_path is only
+        // what az ml would upload.
+        return registered;
+    }
+    let local = field(entries, "path").or_else(|| field(entries, "local_path"));
+    if let Some(local) = local.and_then(|l| text(&l.value)) {
+        return Some(AssetRef::Local {
+            path: strip_file(&local),
+        });
+    }
+    sink.error(e.key_pos, "model needs `name` and `version`, or a `path`");
+    None
+}
+
+/// `environment: azureml:env:1` or an inline environment. Returns the asset and the image.
+fn environment(sink: &mut Sink<'_>, e: &Entry) -> (Option<AssetRef>, Option<String>) {
+    if let Kind::Scalar { .. } = e.value.kind {
+        return (sink.string(e).map(|l| asset_from_string(&l.value)), None);
+    }
+    let Some(entries) = sink.mapping(
+        "environment",
+        &e.value,
+        "environment",
+        ENVIRONMENT_FIELDS,
+        true,
+    ) else {
+        return (None, None);
+    };
+    let mut image = None;
+    let mut build_path = None;
+    for item in entries {
+        match item.key.as_str() {
+            "tags" | "properties" => {
+                sink.string_map(item);
+            }
+            "version" => {
+                sink.scalar_text(item);
+            }
+            "os_type" => {
+                sink.one_of(item, &["linux", "windows"]);
+            }
+            "image" => image = sink.string(item).map(|l| l.value),
+            "docker" => {
+                let fields = ["image", "build"];
+                if let Some(docker) = sink.mapping("docker", &item.value, "docker", &fields, false)
+                {
+                    if let Some(i) = field(docker, "image") {
+                        image = sink.string(i).map(|l| l.value);
+                    }
+                    if let Some(b) = field(docker, "build") {
+                        sink.any_mapping("build", &b.value);
+                    }
+                }
+            }
+            "build" => {
+                let fields = ["path", "local_path", "dockerfile_path", "context_uri"];
+                if let Some(build) = sink.mapping("build", &item.value, "build", &fields, false) {
+                    for b in build {
+                        let v = sink.string(b).map(|l| l.value);
+                        if matches!(b.key.as_str(), "path" | "local_path") {
+                            build_path = v;
+                        }
+                    }
+                }
+            }
+            "inference_config" => inference_config(sink, &item.value),
+            _ => {
+                sink.string(item);
+            }
+        }
+    }
+    if let Some(asset) = registered(entries) {
+        return (Some(asset), image);
+    }
+    // An inline environment: az ml would register it; flightdeck does not (the planner warns).
+    let path = field(entries, "conda_file")
+        .and_then(|c| text(&c.value))
+        .or(build_path)
+        .or_else(|| field(entries, "path").and_then(|p| text(&p.value)))
+        .or_else(|| image.clone());
+    match path {
+        Some(path) => (
+            Some(AssetRef::Local {
+                path: strip_file(&path),
+            }),
+            image,
+        ),
+        None => {
+            sink.error(
+                e.key_pos,
+                "environment needs `name` and `version`, an `image`, a `conda_file` or a `build`",
+            );
+            (None, image)
+        }
+    }
+}
+
+fn inference_config(sink: &mut Sink<'_>, node: &Node) {
+    let routes = ["liveness_route", "readiness_route", "scoring_route"];
+    let Some(entries) = sink.mapping("inference_config", node, "inference_config", &routes, false)
+    else {
+        return;
+    };
+    for route in entries {
+        if let Some(r) = sink.mapping(
+            &route.key,
+            &route.value,
+            &route.key,
+            &["path", "port"],
+            false,
+        ) {
+            for f in r {
+                if f.key == "port" {
+                    sink.port(f);
+                } else {
+                    sink.string(f);
+                }
+            }
+        }
+    }
+}
+
+fn code_configuration(sink: &mut Sink<'_>, e: &Entry) -> Option<CodeConfiguration> {
+    let entries = sink.mapping(&e.key, &e.value, "code_configuration", CODE_FIELDS, true)?;
+    let script = match field(entries, "scoring_script") {
+        Some(s) => sink.string(s).map(|l| l.value),
+        None => {
+            sink.error(e.key_pos, "code_configuration has no `scoring_script`");
+            None
+        }
+    };
+    let code = match field(entries, "code") {
+        Some(c) if matches!(c.value.kind, Kind::Map(_)) => {
+            let inner = sink.mapping("code", &c.value, "code", CODE_ASSET_FIELDS, true)?;
+            for item in inner {
+                match item.key.as_str() {
+                    "tags" => {
+                        sink.string_map(item);
+                    }
+                    "version" => {
+                        sink.scalar_text(item);
+                    }
+                    _ => {
+                        sink.string(item);
+                    }
+                }
+            }
+            match field(inner, "local_path").and_then(|l| text(&l.value)) {
+                Some(path) => Some(path),
+                None => {
+                    sink.error(c.key_pos, "code needs a `local_path`");
+                    None
+                }
+            }
+        }
+        Some(c) => sink.string(c).map(|l| l.value),
+        None => {
+            sink.error(e.key_pos, "code_configuration has no `code`");
+            None
+        }
+    };
+    Some(CodeConfiguration {
+        code: code?,
+        scoring_script: script?,
+    })
+}
+
+/// Checks `scale_settings` and returns its preview `instance_count`, if any.
+fn scale_settings(sink: &mut Sink<'_>, e: &Entry) -> Option<Loc<i64>> {
+    let entries = sink.mapping(&e.key, &e.value, "scale_settings", SCALE_FIELDS, false)?;
+    let mut count = None;
+    let (mut min, mut max) = (None, None);
+    for item in entries {
+        match item.key.as_str() {
+            "type" => {
+                sink.one_of(item, &["default", "target_utilization"]);
+            }
+            "scale_type" => {
+                sink.one_of(item, &["manual", "auto"]);
+            }
+            "instance_count" => count = sink.int(item),
+            "min_instances" => min = sink.int_in(item, 0, 100),
+            "max_instances" => max = sink.int_in(item, 1, 100),
+            "target_utilization_percentage" => {
+                sink.int_in(item, 1, 100);
+            }
+            _ => {
+                sink.u32(item);
+            }
+        }
+    }
+    if let (Some(min), Some(max)) = (min, max)
+        && min.value > max.value
+    {
+        sink.error(
+            min.pos,
+            format!(
+                "min_instances ({}) is greater than max_instances ({})",
+                min.value, max.value
+            ),
+        );
+    }
+    count
+}
+
+fn request_settings(sink: &mut Sink<'_>, e: &Entry) -> Option<RequestSettings> {
+    let entries = sink.mapping(&e.key, &e.value, "request_settings", REQUEST_FIELDS, false)?;
+    let mut out = RequestSettings::default();
+    for item in entries {
+        let v = sink.u32(item);
+        match item.key.as_str() {
+            "request_timeout_ms" => out.request_timeout_ms = v,
+            "max_concurrent_requests_per_instance" => out.max_concurrent_requests_per_instance = v,
+            "max_queue_wait_ms" => out.max_queue_wait_ms = v,
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+fn probe(sink: &mut Sink<'_>, e: &Entry, k8s: &mut Vec<(String, Pos)>) -> Option<Probe> {
+    let entries = sink.mapping(&e.key, &e.value, &e.key, PROBE_FIELDS, false)?;
+    let mut out = Probe::default();
+    for item in entries {
+        match item.key.as_str() {
+            "path" => {
+                k8s.push((format!("{}.path", e.key), item.key_pos));
+                if let Some(p) = sink.string(item) {
+                    if p.value.starts_with('/') {
+                        out.path = Some(p.value);
+                    } else {
+                        sink.error(
+                            p.pos,
+                            format!("path must start with `/`, found `{}`", p.value),
+                        );
+                    }
+                }
+            }
+            "port" => {
+                k8s.push((format!("{}.port", e.key), item.key_pos));
+                out.port = sink.port(item);
+            }
+            key => {
+                let v = sink.u32(item);
+                match key {
+                    "initial_delay" => out.initial_delay = v,
+                    "period" => out.period = v,
+                    "timeout" => out.timeout = v,
+                    "success_threshold" => out.success_threshold = v,
+                    _ => out.failure_threshold = v,
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Kubernetes `resources: {requests: {cpu: 500m}, limits: {memory: 2Gi}}`.
+fn resources(sink: &mut Sink<'_>, e: &Entry) -> Option<Resources> {
+    let entries = sink.mapping(
+        &e.key,
+        &e.value,
+        "resources",
+        &["requests", "limits"],
+        false,
+    )?;
+    let mut out = Resources::default();
+    for group in entries {
+        let Some(items) = sink.any_mapping(&group.key, &group.value) else {
+            continue;
+        };
+        let mut map = BTreeMap::new();
+        for item in items {
+            let name = item.key.as_str();
+            if !(RESOURCE_NAMES.contains(&name)
+                || name.contains('/')
+                || name.starts_with("hugepages-"))
+            {
+                let hint = if name == "gpu" {
+                    ", use an extended resource name such as `nvidia.com/gpu`".to_string()
+                } else {
+                    suggestion(name, RESOURCE_NAMES)
+                };
+                sink.error(item.key_pos, format!("unknown resource `{name}`{hint}"));
+                continue;
+            }
+            let Some(q) = sink.scalar_text(item) else {
+                continue;
+            };
+            if is_quantity(&q.value) {
+                map.insert(name.to_string(), q.value);
+            } else {
+                sink.error(
+                    q.pos,
+                    format!(
+                        "{name}: `{}` is not a Kubernetes quantity (e.g. `500m`, `2Gi`)",
+                        q.value
+                    ),
+                );
+            }
+        }
+        if group.key == "requests" {
+            out.requests = map;
+        } else {
+            out.limits = map;
+        }
+    }
+    Some(out)
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional binary (Ki..Ei), decimal
+/// (n, u, m, k, M..E) or exponent suffix.
+pub(crate) fn is_quantity(s: &str) -> bool {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let number_end = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_end);
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    if digits == 0 || number.matches('.').count() > 1 {
+        return false;
+    }
+    const SUFFIXES: &[&str] = &[
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E",
+    ];
+    if SUFFIXES.contains(&suffix) {
+        return true;
+    }
+    let Some(exp) = suffix.strip_prefix(['e', 'E']) else {
+        return false;
+    };
+    let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+    !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
+}
+
+fn registered(entries: &[Entry]) -> Option<AssetRef> {
+    let name = text(&field(entries, "name")?.value)?;
+    let version = text(&field(entries, "version")?.value)?;
+    Some(AssetRef::Registered { name, version })
+}
+
+/// A string reference: `file:` and `local:` paths are local, the rest goes to `AssetRef::parse`.
+fn asset_from_string(s: &str) -> AssetRef {
+    match s.strip_prefix("file:") {
+        Some(path) => AssetRef::Local {
+            path: path.to_string(),
+        },
+        None => AssetRef::parse(s),
+    }
+}
+
+fn strip_file(path: &str) -> String {
+    path.strip_prefix("file:").unwrap_or(path).to_string()
+}
+
+fn text(node: &Node) -> Option<String> {
+    match &node.kind {
+        Kind::Scalar { text, ty } if *ty != super::yaml::ScalarType::Null => Some(text.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_quantity;
+
+    #[test]
+    fn kubernetes_quantities_are_recognised() {
+        for ok in ["1", "500m", "2Gi", "0.5", "1e3", "128974848", "1.5G"] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["", "m", "2 Gi", "2GB", "1.2.3", "abc", "1e"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+}

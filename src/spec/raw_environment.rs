@@ -1,0 +1,321 @@
+//! Stage one for `environment.yaml`: name, target, drift policy and pre-traffic tests.
+
+use std::path::PathBuf;
+
+use super::diagnostics::Sink;
+use super::read::{Loc, field, suggestion};
+use super::yaml::{Entry, Node, Pos};
+use crate::model::{AzureMlTarget, DriftMode, DriftPolicy, KubernetesTarget, Router, Target};
+
+const ENVIRONMENT_FIELDS: &[&str] = &["name", "target", "drift", "tests"];
+const TARGET_KINDS: &[&str] = &["azureml", "kubernetes", "state_file"];
+const AZUREML_FIELDS: &[&str] = &["subscription_id", "resource_group", "workspace", "location"];
+const KUBERNETES_FIELDS: &[&str] = &[
+    "namespace",
+    "router",
+    "gateways",
+    "hostnames",
+    "pin_header",
+    "test_base_url",
+];
+const TEST_FIELDS: &[&str] = &["request_file", "expect_status", "expect_body_contains"];
+
+/// Setting names `drift.ignore` may list (model.rs `DriftPolicy`).
+pub(crate) const DRIFT_FIELDS: &[&str] = &[
+    "instance_count",
+    "tags",
+    "description",
+    "traffic",
+    "mirror_traffic",
+    "auth_mode",
+    "public_network_access",
+    "model",
+    "environment",
+    "image",
+    "code_configuration",
+    "instance_type",
+    "environment_variables",
+    "request_settings",
+    "liveness_probe",
+    "readiness_probe",
+    "port",
+    "resources",
+];
+
+#[derive(Clone, Debug)]
+pub(crate) struct RawTest {
+    /// `endpoint`, `endpoint/deployment` or `*`.
+    pub key: String,
+    pub key_pos: Pos,
+    pub request_file: Loc<String>,
+    pub expect_status: Option<u16>,
+    pub expect_body_contains: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct RawEnvironment {
+    pub path: PathBuf,
+    pub name: Option<Loc<String>>,
+    pub target: Option<Target>,
+    pub drift: DriftPolicy,
+    pub tests: Vec<RawTest>,
+}
+
+pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
+    let mut raw = RawEnvironment {
+        path: sink.path.to_path_buf(),
+        name: None,
+        target: None,
+        drift: DriftPolicy::default(),
+        tests: Vec::new(),
+    };
+    let Some(entries) = sink.mapping("environment", root, "environment", ENVIRONMENT_FIELDS, true)
+    else {
+        return raw;
+    };
+    match field(entries, "name") {
+        Some(e) => raw.name = sink.string(e),
+        None => sink.error(root.pos, "environment has no `name`"),
+    }
+    match field(entries, "target") {
+        Some(e) => raw.target = target(sink, e),
+        None => sink.error(root.pos, "environment has no `target`"),
+    }
+    if let Some(e) = field(entries, "drift") {
+        raw.drift = drift(sink, e);
+    }
+    if let Some(e) = field(entries, "tests") {
+        raw.tests = tests(sink, e);
+    }
+    raw
+}
+
+fn target(sink: &mut Sink<'_>, e: &Entry) -> Option<Target> {
+    let entries = sink.mapping("target", &e.value, "target", TARGET_KINDS, false)?;
+    let kinds: Vec<&Entry> = entries
+        .iter()
+        .filter(|k| TARGET_KINDS.contains(&k.key.as_str()))
+        .collect();
+    let kind = match kinds.as_slice() {
+        [] => {
+            sink.error(
+                e.key_pos,
+                "target needs one of `azureml`, `kubernetes` or `state_file`",
+            );
+            return None;
+        }
+        [one] => *one,
+        [first, second, ..] => {
+            sink.error(
+                second.key_pos,
+                format!(
+                    "target has more than one kind (`{}` and `{}`), keep exactly one",
+                    first.key, second.key
+                ),
+            );
+            return None;
+        }
+    };
+    let what = format!("target.{}", kind.key);
+    match kind.key.as_str() {
+        "azureml" => {
+            let fields = sink.mapping(&kind.key, &kind.value, &what, AZUREML_FIELDS, false)?;
+            let mut get = |name: &str| required_string(sink, fields, name, kind, &what);
+            let subscription_id = get("subscription_id");
+            let resource_group = get("resource_group");
+            let workspace = get("workspace");
+            let location = get("location");
+            let subscription_id = subscription_id?;
+            if !is_guid(&subscription_id.value) {
+                sink.error(
+                    subscription_id.pos,
+                    format!(
+                        "subscription_id `{}` is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+                        subscription_id.value
+                    ),
+                );
+                return None;
+            }
+            Some(Target::AzureMl(AzureMlTarget {
+                subscription_id: subscription_id.value,
+                resource_group: resource_group?.value,
+                workspace: workspace?.value,
+                location: location?.value,
+            }))
+        }
+        "kubernetes" => kubernetes(sink, kind, &what).map(Target::Kubernetes),
+        _ => {
+            let fields = sink.mapping(&kind.key, &kind.value, &what, &["path"], false)?;
+            let path = required_string(sink, fields, "path", kind, &what)?;
+            Some(Target::StateFile { path: path.value })
+        }
+    }
+}
+
+fn kubernetes(sink: &mut Sink<'_>, kind: &Entry, what: &str) -> Option<KubernetesTarget> {
+    let fields = sink.mapping(&kind.key, &kind.value, what, KUBERNETES_FIELDS, false)?;
+    let namespace = required_string(sink, fields, "namespace", kind, what);
+    if let Some(ns) = &namespace
+        && !is_dns_label(&ns.value)
+    {
+        sink.error(
+            ns.pos,
+            format!(
+                "namespace `{}` is not a valid Kubernetes name (lowercase letters, digits and `-`, at most 63)",
+                ns.value
+            ),
+        );
+    }
+    let router = match field(fields, "router") {
+        Some(r) => sink
+            .one_of(r, &["istio", "gateway-api"])
+            .map(|v| match v.value.as_str() {
+                "istio" => Router::Istio,
+                _ => Router::GatewayApi,
+            }),
+        None => {
+            sink.error(kind.key_pos, format!("{what} has no `router`"));
+            None
+        }
+    };
+    let list = |sink: &mut Sink<'_>, name: &str| {
+        field(fields, name)
+            .and_then(|e| sink.string_list(e))
+            .map(|l| l.into_iter().map(|s| s.value).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let gateways = list(sink, "gateways");
+    let hostnames = list(sink, "hostnames");
+    let pin_header = field(fields, "pin_header").and_then(|e| sink.string(e));
+    if let Some(h) = &pin_header
+        && !is_header_name(&h.value)
+    {
+        // k8s CONTRACT.md: Istio header match keys must be lowercase with hyphens.
+        sink.error(
+            h.pos,
+            format!(
+                "pin_header `{}` must be a lowercase header name (letters, digits, `-`)",
+                h.value
+            ),
+        );
+    }
+    let test_base_url = field(fields, "test_base_url").and_then(|e| sink.string(e));
+    if let Some(u) = &test_base_url {
+        let ok = url::Url::parse(&u.value)
+            .map(|p| matches!(p.scheme(), "http" | "https"))
+            .unwrap_or(false);
+        if !ok {
+            sink.error(
+                u.pos,
+                format!("test_base_url `{}` is not an http(s) URL", u.value),
+            );
+        }
+    }
+    Some(KubernetesTarget {
+        namespace: namespace?.value,
+        router: router?,
+        gateways,
+        hostnames,
+        pin_header: pin_header.map(|h| h.value),
+        test_base_url: test_base_url.map(|u| u.value),
+    })
+}
+
+fn drift(sink: &mut Sink<'_>, e: &Entry) -> DriftPolicy {
+    let mut out = DriftPolicy::default();
+    let Some(fields) = sink.mapping("drift", &e.value, "drift", &["mode", "ignore"], false) else {
+        return out;
+    };
+    if let Some(m) = field(fields, "mode").and_then(|m| sink.one_of(m, &["correct", "report"])) {
+        out.mode = if m.value == "report" {
+            DriftMode::Report
+        } else {
+            DriftMode::Correct
+        };
+    }
+    if let Some(list) = field(fields, "ignore").and_then(|i| sink.string_list(i)) {
+        for name in list {
+            if DRIFT_FIELDS.contains(&name.value.as_str()) {
+                out.ignore.push(name.value);
+            } else {
+                let hint = suggestion(&name.value, DRIFT_FIELDS);
+                sink.error(
+                    name.pos,
+                    format!("drift.ignore: unknown setting `{}`{hint}", name.value),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn tests(sink: &mut Sink<'_>, e: &Entry) -> Vec<RawTest> {
+    let mut out = Vec::new();
+    let Some(keys) = sink.any_mapping("tests", &e.value) else {
+        return out;
+    };
+    for key in keys {
+        let what = format!("tests.{}", key.key);
+        let Some(fields) = sink.mapping(&key.key, &key.value, &what, TEST_FIELDS, false) else {
+            continue;
+        };
+        let request_file = required_string(sink, fields, "request_file", key, &what);
+        let expect_status = field(fields, "expect_status")
+            .and_then(|s| sink.int_in(s, 100, 599))
+            .and_then(|s| u16::try_from(s.value).ok());
+        let expect_body_contains = field(fields, "expect_body_contains")
+            .and_then(|s| sink.string(s))
+            .map(|s| s.value);
+        if let Some(request_file) = request_file {
+            out.push(RawTest {
+                key: key.key.clone(),
+                key_pos: key.key_pos,
+                request_file,
+                expect_status,
+                expect_body_contains,
+            });
+        }
+    }
+    out
+}
+
+fn required_string(
+    sink: &mut Sink<'_>,
+    fields: &[Entry],
+    name: &str,
+    parent: &Entry,
+    what: &str,
+) -> Option<Loc<String>> {
+    match field(fields, name) {
+        Some(e) => sink.string(e),
+        None => {
+            sink.error(parent.key_pos, format!("{what} has no `{name}`"));
+            None
+        }
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// RFC 1123 label: what Kubernetes accepts for namespaces and most object names.
+pub(crate) fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}

@@ -1,0 +1,391 @@
+//! Stage two: rules that span fields and files. Names, links between endpoint and deployment
+//! files, traffic and mirror weights (CONTRACT.md §4.2 R1–R5), instance counts and the fields
+//! each target understands.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::diagnostics::{Diagnostic, Sink};
+use super::raw::{RawEndpoint, RawWeights};
+use super::raw_deployment::RawDeployment;
+use super::read::suggestion;
+use super::yaml::Pos;
+use crate::model::{Deployment, Endpoint, Target, Weights};
+
+/// Deployment fields that only Azure ML understands (refused on Kubernetes targets).
+const AZURE_ONLY: &[&str] = &[
+    "instance_type",
+    "code_configuration",
+    "environment",
+    "scale_settings",
+    "model_mount_path",
+    "app_insights_enabled",
+    "egress_public_network_access",
+];
+/// Deployment fields of flightdeck's Kubernetes form (refused on Azure ML targets).
+const KUBERNETES_ONLY: &[&str] = &["image", "port", "resources"];
+
+/// CONTRACT.md §1: names are 3–32 characters, start with a letter, and hold only letters,
+/// digits and `-`. Kubernetes object names must also be lowercase and not end with `-`.
+pub(crate) fn name_problem(kind: &str, name: &str, target: Option<&Target>) -> Option<String> {
+    let len = name.chars().count();
+    if !(3..=32).contains(&len) {
+        return Some(format!(
+            "{kind} name `{name}` must be 3 to 32 characters long, found {len}"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Some(format!("{kind} name `{name}` must start with a letter"));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Some(format!(
+            "{kind} name `{name}` may contain only letters, digits and `-`"
+        ));
+    }
+    if matches!(target, Some(Target::Kubernetes(_)))
+        && (name.chars().any(|c| c.is_ascii_uppercase()) || name.ends_with('-'))
+    {
+        return Some(format!(
+            "{kind} name `{name}` must be lowercase and not end with `-` on kubernetes targets"
+        ));
+    }
+    None
+}
+
+/// Where something was declared, for "already declared at ..." messages.
+#[derive(Clone, Debug)]
+struct Origin {
+    path: PathBuf,
+    pos: Pos,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}",
+            self.path.display(),
+            self.pos.line,
+            self.pos.column
+        )
+    }
+}
+
+struct Building {
+    endpoint: Endpoint,
+    raw: RawEndpoint,
+    deployments: BTreeMap<String, Origin>,
+}
+
+/// Links endpoint and deployment files and checks everything across them. `target` is `None`
+/// when no environment is known (single files), which skips the target-specific rules.
+pub(crate) fn endpoints(
+    target: Option<&Target>,
+    raw_endpoints: Vec<RawEndpoint>,
+    split: Vec<RawDeployment>,
+    out: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Endpoint> {
+    let mut building: BTreeMap<String, Building> = BTreeMap::new();
+    let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
+    for mut raw in raw_endpoints {
+        let mut sink = Sink {
+            path: &raw.path.clone(),
+            out,
+        };
+        let embedded = std::mem::take(&mut raw.deployments);
+        let mut checked = Vec::new();
+        for d in embedded {
+            if let (Some(en), Some(n)) = (&d.endpoint_name, &raw.name)
+                && en.value != n.value
+            {
+                sink.error(
+                    en.pos,
+                    format!(
+                        "endpoint_name `{}` does not match the endpoint `{}` this deployment is declared in",
+                        en.value, n.value
+                    ),
+                );
+            }
+            if let Some(d) = deployment(&mut sink, target, &d) {
+                checked.push(d);
+            }
+        }
+        let Some(name) = raw.name.clone() else {
+            continue;
+        };
+        if let Some(problem) = name_problem("endpoint", &name.value, target) {
+            sink.error(name.pos, problem);
+        }
+        let here = Origin {
+            path: raw.path.clone(),
+            pos: name.pos,
+        };
+        if let Some(first) = origins.get(&name.value) {
+            sink.error(
+                name.pos,
+                format!("endpoint `{}` is already declared at {first}", name.value),
+            );
+            continue;
+        }
+        origins.insert(name.value.clone(), here);
+        let mut b = Building {
+            endpoint: Endpoint {
+                name: name.value.clone(),
+                settings: raw.settings.clone(),
+                traffic: None,
+                mirror_traffic: None,
+                deployments: BTreeMap::new(),
+            },
+            raw,
+            deployments: BTreeMap::new(),
+        };
+        for (d, origin) in checked {
+            add_deployment(&mut b, d, origin, out);
+        }
+        building.insert(name.value, b);
+    }
+    for d in split {
+        let path = d.path.clone();
+        let mut sink = Sink { path: &path, out };
+        let Some(checked) = deployment(&mut sink, target, &d) else {
+            continue;
+        };
+        let Some(endpoint_name) = &d.endpoint_name else {
+            continue;
+        };
+        match building.get_mut(&endpoint_name.value) {
+            Some(b) => add_deployment(b, checked.0, checked.1, out),
+            None => {
+                let known: Vec<&str> = building.keys().map(String::as_str).collect();
+                let hint = suggestion(&endpoint_name.value, &known);
+                sink.error(
+                    endpoint_name.pos,
+                    format!(
+                        "endpoint_name `{}` names no declared endpoint{hint}",
+                        endpoint_name.value
+                    ),
+                );
+            }
+        }
+    }
+    building
+        .into_iter()
+        .map(|(name, mut b)| {
+            let path = b.raw.path.clone();
+            let mut sink = Sink { path: &path, out };
+            let traffic = b.raw.traffic.as_ref().map(|w| {
+                let declared = &b.deployments;
+                let weights = weights(&mut sink, "traffic", w, &name, declared);
+                if w.complete && weights.len() == w.entries.len() {
+                    // R1: sum to 100, except all zero or empty.
+                    let sum: i64 = w.entries.iter().map(|e| e.weight).sum();
+                    if sum != 100 && sum != 0 {
+                        sink.error(w.key_pos, format!("traffic sums to {sum}, expected 100"));
+                    }
+                }
+                weights
+            });
+            let mirror = b.raw.mirror_traffic.as_ref().map(|w| {
+                let m = weights(&mut sink, "mirror_traffic", w, &name, &b.deployments);
+                mirror_rules(&mut sink, w, traffic.as_ref());
+                m
+            });
+            b.endpoint.traffic = traffic;
+            b.endpoint.mirror_traffic = mirror;
+            (name, b.endpoint)
+        })
+        .collect()
+}
+
+fn add_deployment(b: &mut Building, d: Deployment, origin: Origin, out: &mut Vec<Diagnostic>) {
+    if let Some(first) = b.deployments.get(&d.name) {
+        out.push(Diagnostic::new(
+            &origin.path,
+            origin.pos,
+            format!(
+                "deployment `{}` of endpoint `{}` is already declared at {first}",
+                d.name, b.endpoint.name
+            ),
+        ));
+        return;
+    }
+    b.deployments.insert(d.name.clone(), origin);
+    b.endpoint.deployments.insert(d.name.clone(), d);
+}
+
+/// Checks one deployment on its own; returns it with where its name was written.
+fn deployment(
+    sink: &mut Sink<'_>,
+    target: Option<&Target>,
+    raw: &RawDeployment,
+) -> Option<(Deployment, Origin)> {
+    let mut settings = raw.settings.clone();
+    if let Some(count) = &raw.instance_count {
+        if (1..=100).contains(&count.value) {
+            settings.instance_count = u32::try_from(count.value).ok();
+        } else {
+            sink.error(
+                count.pos,
+                format!(
+                    "instance_count must be between 1 and 100, found {}",
+                    count.value
+                ),
+            );
+        }
+    }
+    let name = raw.name.as_ref();
+    let anchor = name.map_or(raw.root_pos, |n| n.key_pos);
+    match target {
+        Some(Target::Kubernetes(_)) => {
+            for key in AZURE_ONLY {
+                if let Some(pos) = raw.keys.get(*key) {
+                    sink.error(*pos, format!("`{key}` is only for azureml targets"));
+                }
+            }
+            for key in ["image", "port"] {
+                if !raw.keys.contains_key(key) {
+                    let who = name.map_or("deployment".to_string(), |n| {
+                        format!("deployment `{}`", n.value)
+                    });
+                    sink.error(anchor, format!("{who} needs `{key}` on kubernetes targets"));
+                }
+            }
+        }
+        Some(Target::AzureMl(_)) => {
+            for key in KUBERNETES_ONLY {
+                if let Some(pos) = raw.keys.get(*key) {
+                    let hint = if *key == "image" {
+                        " (on azureml, set `environment.image`)"
+                    } else {
+                        ""
+                    };
+                    sink.error(
+                        *pos,
+                        format!("`{key}` is only for kubernetes targets{hint}"),
+                    );
+                }
+            }
+            for (key, pos) in &raw.kubernetes_probe_fields {
+                sink.error(*pos, format!("`{key}` is only for kubernetes targets"));
+            }
+        }
+        Some(Target::StateFile { .. }) | None => {}
+    }
+    let name = name?;
+    if let Some(problem) = name_problem("deployment", &name.value, target) {
+        sink.error(name.pos, problem);
+    }
+    let deployment = Deployment {
+        name: name.value.clone(),
+        settings,
+        test: None,
+    };
+    let origin = Origin {
+        path: raw.path.clone(),
+        pos: name.pos,
+    };
+    Some((deployment, origin))
+}
+
+/// Every weight names a declared deployment and lies in 0..=100.
+fn weights(
+    sink: &mut Sink<'_>,
+    which: &str,
+    raw: &RawWeights,
+    endpoint: &str,
+    declared: &BTreeMap<String, Origin>,
+) -> Weights {
+    let mut out = Weights::new();
+    let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+    for w in &raw.entries {
+        if !declared.contains_key(&w.deployment) {
+            let hint = suggestion(&w.deployment, &known);
+            sink.error(
+                w.name_pos,
+                format!(
+                    "{which} names deployment `{}`, which endpoint `{endpoint}` does not declare{hint}",
+                    w.deployment
+                ),
+            );
+        }
+        match u32::try_from(w.weight) {
+            Ok(v) if v <= 100 => {
+                out.insert(w.deployment.clone(), v);
+            }
+            _ => sink.error(
+                w.weight_pos,
+                format!(
+                    "{which} weight of `{}` must be between 0 and 100, found {}",
+                    w.deployment, w.weight
+                ),
+            ),
+        }
+    }
+    out
+}
+
+/// CONTRACT.md §4.2: R4 one mirrored deployment at most, R3 a sum of at most 50, R5 never a
+/// deployment that takes live traffic.
+fn mirror_rules(sink: &mut Sink<'_>, mirror: &RawWeights, traffic: Option<&Weights>) {
+    let positive: Vec<_> = mirror.entries.iter().filter(|w| w.weight > 0).collect();
+    if positive.len() > 1 {
+        sink.error(
+            mirror.key_pos,
+            format!(
+                "mirror_traffic can name only one deployment, found {}",
+                positive.len()
+            ),
+        );
+    }
+    let sum: i64 = positive.iter().map(|w| w.weight).sum();
+    if mirror.complete && sum > 50 {
+        sink.error(
+            mirror.key_pos,
+            format!("mirror_traffic sums to {sum}, at most 50 is allowed"),
+        );
+    }
+    for w in positive {
+        if traffic
+            .and_then(|t| t.get(&w.deployment))
+            .is_some_and(|t| *t > 0)
+        {
+            sink.error(
+                w.name_pos,
+                format!(
+                    "deployment `{}` takes live traffic, so it cannot also get mirror traffic",
+                    w.deployment
+                ),
+            );
+        }
+    }
+}
+
+/// Test keys must name declared endpoints and deployments.
+pub(crate) fn test_key_problem(
+    key: &str,
+    endpoints: &BTreeMap<String, Endpoint>,
+) -> Option<String> {
+    if key == "*" {
+        return None;
+    }
+    let (endpoint, deployment) = match key.split_once('/') {
+        Some((e, d)) => (e, Some(d)),
+        None => (key, None),
+    };
+    let known: Vec<&str> = endpoints.keys().map(String::as_str).collect();
+    let Some(ep) = endpoints.get(endpoint) else {
+        let hint = suggestion(endpoint, &known);
+        return Some(format!(
+            "tests: endpoint `{endpoint}` is not declared{hint}"
+        ));
+    };
+    let deployment = deployment?;
+    if ep.deployments.contains_key(deployment) {
+        return None;
+    }
+    let known: Vec<&str> = ep.deployments.keys().map(String::as_str).collect();
+    let hint = suggestion(deployment, &known);
+    Some(format!(
+        "tests: endpoint `{endpoint}` has no deployment `{deployment}`{hint}"
+    ))
+}

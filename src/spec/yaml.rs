@@ -1,0 +1,436 @@
+//! A small located YAML tree built from `saphyr-parser` events.
+//!
+//! serde_yaml cannot say where a value came from, so the loader parses every file into this tree
+//! first: each node and each mapping key keeps its 1-based line and column. Duplicate keys,
+//! anchors, aliases, tags and nesting deeper than [`MAX_DEPTH`] are reported here.
+
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span, Tag};
+
+/// Deepest nesting of mappings and sequences accepted in one file.
+pub const MAX_DEPTH: usize = 32;
+
+/// A 1-based position in a file. Line 0 means "the whole file".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Pos {
+    pub const FILE: Pos = Pos { line: 0, column: 0 };
+
+    fn of(marker: &Marker) -> Pos {
+        Pos {
+            line: marker.line(),
+            column: marker.col() + 1,
+        }
+    }
+}
+
+/// The YAML 1.2 core-schema type of a scalar. Quoted and block scalars are always strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalarType {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str,
+}
+
+impl ScalarType {
+    /// `a string`, `an integer`, ... for "expected X, found Y" messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ScalarType::Null => "null",
+            ScalarType::Bool => "a boolean",
+            ScalarType::Int => "an integer",
+            ScalarType::Float => "a number",
+            ScalarType::Str => "a string",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub key: String,
+    pub key_pos: Pos,
+    pub value: Node,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    Scalar { text: String, ty: ScalarType },
+    Seq(Vec<Node>),
+    Map(Vec<Entry>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub kind: Kind,
+    pub pos: Pos,
+}
+
+impl Node {
+    /// What this node is, for "found X" in messages.
+    pub fn describe(&self) -> &'static str {
+        match &self.kind {
+            Kind::Scalar { ty, .. } => ty.describe(),
+            Kind::Seq(_) => "a sequence",
+            Kind::Map(_) => "a mapping",
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Scalar {
+                ty: ScalarType::Null,
+                ..
+            }
+        )
+    }
+
+    /// The entry for `key` when this node is a mapping.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        match &self.kind {
+            Kind::Map(entries) => entries.iter().find(|e| e.key == key),
+            _ => None,
+        }
+    }
+}
+
+/// A problem found while building the tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct YamlError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Parses one YAML document. Returns the tree (`None` for an empty file or a fatal error such as
+/// a syntax error) and every problem found.
+pub fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
+    let mut builder = Builder {
+        parser: Parser::new_from_str(text),
+        errors: Vec::new(),
+    };
+    let root = builder.document();
+    (root, builder.errors)
+}
+
+/// Signals that parsing of this file cannot go on; the error is already recorded.
+struct Fatal;
+
+struct Builder<'a> {
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    errors: Vec<YamlError>,
+}
+
+impl<'a> Builder<'a> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push(YamlError {
+            pos,
+            message: message.into(),
+        });
+    }
+
+    fn next(&mut self) -> Result<(Event<'a>, Span), Fatal> {
+        match self.parser.next_event() {
+            Some(Ok(ev)) => Ok(ev),
+            Some(Err(e)) => {
+                let pos = Pos::of(e.marker());
+                self.error(pos, format!("invalid YAML: {}", e.info()));
+                Err(Fatal)
+            }
+            None => {
+                self.error(Pos::FILE, "invalid YAML: unexpected end of input");
+                Err(Fatal)
+            }
+        }
+    }
+
+    fn document(&mut self) -> Option<Node> {
+        let mut root = None;
+        let mut documents = 0;
+        loop {
+            let (event, span) = self.next().ok()?;
+            match event {
+                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+                Event::StreamEnd => return root,
+                Event::DocumentStart(_) => {
+                    documents += 1;
+                    if documents > 1 {
+                        self.error(
+                            Pos::of(&span.start),
+                            "a file may hold only one YAML document",
+                        );
+                        return None;
+                    }
+                }
+                other => {
+                    let node = self.node(other, span, 0).ok()?;
+                    // An empty document is a single empty plain scalar.
+                    if !matches!(&node.kind, Kind::Scalar { ty: ScalarType::Null, text } if text.is_empty())
+                    {
+                        root = Some(node);
+                    }
+                }
+            }
+        }
+    }
+
+    fn node(&mut self, event: Event<'a>, span: Span, depth: usize) -> Result<Node, Fatal> {
+        let pos = Pos::of(&span.start);
+        match event {
+            Event::Alias(_) => {
+                self.error(pos, "YAML aliases (*name) are not supported");
+                Err(Fatal)
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                self.no_anchor(anchor, pos);
+                let ty = self.scalar_type(&value, style, tag.as_deref(), pos);
+                Ok(Node {
+                    kind: Kind::Scalar {
+                        text: value.into_owned(),
+                        ty,
+                    },
+                    pos,
+                })
+            }
+            Event::SequenceStart(anchor, tag) => {
+                self.no_anchor(anchor, pos);
+                self.no_tag(tag.as_deref(), pos);
+                self.check_depth(depth, pos)?;
+                let mut items = Vec::new();
+                loop {
+                    let (event, span) = self.next()?;
+                    if event == Event::SequenceEnd {
+                        break;
+                    }
+                    items.push(self.node(event, span, depth + 1)?);
+                }
+                Ok(Node {
+                    kind: Kind::Seq(items),
+                    pos,
+                })
+            }
+            Event::MappingStart(anchor, tag) => {
+                self.no_anchor(anchor, pos);
+                self.no_tag(tag.as_deref(), pos);
+                self.check_depth(depth, pos)?;
+                self.mapping(pos, depth)
+            }
+            other => {
+                self.error(pos, format!("invalid YAML: unexpected {other:?}"));
+                Err(Fatal)
+            }
+        }
+    }
+
+    fn mapping(&mut self, pos: Pos, depth: usize) -> Result<Node, Fatal> {
+        let mut entries: Vec<Entry> = Vec::new();
+        loop {
+            let (event, span) = self.next()?;
+            if event == Event::MappingEnd {
+                break;
+            }
+            let key_pos = Pos::of(&span.start);
+            let key_node = self.node(event, span, depth + 1)?;
+            let (value_event, value_span) = self.next()?;
+            let mut value = self.node(value_event, value_span, depth + 1)?;
+            let key = match key_node.kind {
+                Kind::Scalar { text, .. } => text,
+                _ => {
+                    self.error(key_pos, "mapping keys must be scalars");
+                    continue;
+                }
+            };
+            // `key:` with nothing after it: point at the key, not at whatever follows.
+            if matches!(&value.kind, Kind::Scalar { ty: ScalarType::Null, text } if text.is_empty())
+            {
+                value.pos = key_pos;
+            }
+            if let Some(first) = entries.iter().find(|e| e.key == key) {
+                let message = format!(
+                    "duplicate key `{key}` (first declared at line {}, column {})",
+                    first.key_pos.line, first.key_pos.column
+                );
+                self.error(key_pos, message);
+                continue;
+            }
+            entries.push(Entry {
+                key,
+                key_pos,
+                value,
+            });
+        }
+        Ok(Node {
+            kind: Kind::Map(entries),
+            pos,
+        })
+    }
+
+    fn check_depth(&mut self, depth: usize, pos: Pos) -> Result<(), Fatal> {
+        if depth >= MAX_DEPTH {
+            self.error(
+                pos,
+                format!("YAML nesting is deeper than {MAX_DEPTH} levels"),
+            );
+            return Err(Fatal);
+        }
+        Ok(())
+    }
+
+    fn no_anchor(&mut self, anchor: usize, pos: Pos) {
+        if anchor != 0 {
+            self.error(pos, "YAML anchors (&name) are not supported");
+        }
+    }
+
+    fn no_tag(&mut self, tag: Option<&Tag>, pos: Pos) {
+        if let Some(tag) = tag {
+            self.error(pos, format!("YAML tags are not supported (found `{tag}`)"));
+        }
+    }
+
+    fn scalar_type(
+        &mut self,
+        value: &str,
+        style: ScalarStyle,
+        tag: Option<&Tag>,
+        pos: Pos,
+    ) -> ScalarType {
+        if let Some(tag) = tag {
+            if tag.is_yaml_core_schema() && tag.suffix == "str" {
+                return ScalarType::Str;
+            }
+            self.no_tag(Some(tag), pos);
+        }
+        if style != ScalarStyle::Plain {
+            return ScalarType::Str;
+        }
+        resolve_plain(value)
+    }
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+fn resolve_plain(value: &str) -> ScalarType {
+    match value {
+        "" | "~" | "null" | "Null" | "NULL" => return ScalarType::Null,
+        "true" | "True" | "TRUE" | "false" | "False" | "FALSE" => return ScalarType::Bool,
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
+        | ".nan" | ".NaN" | ".NAN" => return ScalarType::Float,
+        _ => {}
+    }
+    let unsigned = value.strip_prefix(['-', '+']).unwrap_or(value);
+    let is_int = (!unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()))
+        || value
+            .strip_prefix("0o")
+            .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        || value
+            .strip_prefix("0x")
+            .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_hexdigit()));
+    if is_int {
+        return ScalarType::Int;
+    }
+    let looks_numeric = unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && unsigned
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+    if looks_numeric && value.parse::<f64>().is_ok() {
+        return ScalarType::Float;
+    }
+    ScalarType::Str
+}
+
+/// The value of an integer scalar (decimal, `0o` or `0x`), if it fits in an i64.
+pub fn int_value(text: &str) -> Option<i64> {
+    if let Some(oct) = text.strip_prefix("0o") {
+        return i64::from_str_radix(oct, 8).ok();
+    }
+    if let Some(hex) = text.strip_prefix("0x") {
+        return i64::from_str_radix(hex, 16).ok();
+    }
+    text.parse::<i64>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(text: &str) -> Vec<String> {
+        parse(text)
+            .1
+            .into_iter()
+            .map(|e| format!("{}:{}: {}", e.pos.line, e.pos.column, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn keys_and_values_keep_their_positions() {
+        let (root, errors) = parse("name: a\ntraffic:\n  blue: 90\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let root = root.unwrap();
+        let traffic = root.get("traffic").unwrap();
+        assert_eq!(traffic.key_pos, Pos { line: 2, column: 1 });
+        let blue = traffic.value.get("blue").unwrap();
+        assert_eq!(blue.key_pos, Pos { line: 3, column: 3 });
+        assert_eq!(blue.value.pos, Pos { line: 3, column: 9 });
+        assert_eq!(blue.value.describe(), "an integer");
+    }
+
+    #[test]
+    fn plain_scalars_resolve_with_the_core_schema() {
+        for (text, ty) in [
+            ("12", ScalarType::Int),
+            ("-3", ScalarType::Int),
+            ("0x1f", ScalarType::Int),
+            ("1.5", ScalarType::Float),
+            ("1e3", ScalarType::Float),
+            ("true", ScalarType::Bool),
+            ("~", ScalarType::Null),
+            ("yes", ScalarType::Str),
+            ("1.2.3", ScalarType::Str),
+            ("500m", ScalarType::Str),
+        ] {
+            assert_eq!(resolve_plain(text), ty, "{text}");
+        }
+        let (root, _) = parse("a: '12'\n");
+        assert_eq!(root.unwrap().get("a").unwrap().value.describe(), "a string");
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_at_the_second_key() {
+        assert_eq!(
+            messages("a: 1\nb: 2\na: 3\n"),
+            ["3:1: duplicate key `a` (first declared at line 1, column 1)"]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_their_location() {
+        let found = messages("a: [1, 2\nb: 3\n");
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("invalid YAML"), "{found:?}");
+    }
+
+    #[test]
+    fn deep_nesting_and_aliases_are_refused() {
+        let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(
+            messages(&deep),
+            ["1:33: YAML nesting is deeper than 32 levels"]
+        );
+        let found = messages("a: &x 1\nb: *x\n");
+        assert!(found.iter().any(|m| m.contains("anchors")), "{found:?}");
+        assert!(found.iter().any(|m| m.contains("aliases")), "{found:?}");
+    }
+
+    #[test]
+    fn an_empty_file_has_no_root_and_a_second_document_is_refused() {
+        assert_eq!(parse("# only a comment\n"), (None, vec![]));
+        assert_eq!(
+            messages("a: 1\n---\nb: 2\n"),
+            ["2:1: a file may hold only one YAML document"]
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The shipped JSON Schemas accept every shipped environment file and the reference az ml files
+//! as they are, and refuse broken ones.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use jsonschema::Validator;
+use serde_json::Value;
+
+fn crate_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the crate root (main checkout and CI); one level further up from a
+/// worktree under `/work/wt/<name>`.
+fn reference(dir: &str) -> PathBuf {
+    let shared = ["../shared", "../../shared"]
+        .iter()
+        .map(|p| crate_root().join(p))
+        .find(|p| p.is_dir())
+        .expect("shared/ next to the crate root");
+    shared.join("reference/azureml-cli-yaml").join(dir)
+}
+
+fn validator(schema: &str) -> Validator {
+    let text = fs::read_to_string(crate_root().join("schemas").join(schema)).unwrap();
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn yaml(text: &str) -> Value {
+    serde_yaml::from_str(text).unwrap()
+}
+
+fn errors(v: &Validator, instance: &Value) -> Vec<String> {
+    v.iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect()
+}
+
+/// The shipped schema a file declares in its `$schema` line.
+fn declared_schema(doc: &Value) -> String {
+    let line = doc["$schema"]
+        .as_str()
+        .expect("shipped files carry $schema");
+    line.rsplit('/').next().unwrap().to_string()
+}
+
+#[test]
+fn every_shipped_environment_file_validates_against_the_schema_it_names() {
+    let mut checked = 0;
+    for env in fs::read_dir(crate_root().join("environments")).unwrap() {
+        for file in fs::read_dir(env.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if !matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yml" | "yaml")
+            ) {
+                continue;
+            }
+            let doc = yaml(&fs::read_to_string(&path).unwrap());
+            let schema = declared_schema(&doc);
+            let found = errors(&validator(&schema), &doc);
+            assert!(found.is_empty(), "{}: {found:#?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "checked only {checked} files");
+}
+
+#[test]
+fn the_reference_az_ml_files_validate_unchanged() {
+    let endpoint = validator("endpoint.schema.json");
+    let deployment = validator("deployment.schema.json");
+    let mut checked = 0;
+    for dir in ["canary-declarative-flow", "managed-sample"] {
+        for file in fs::read_dir(reference(dir)).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yml") {
+                continue;
+            }
+            let doc = yaml(&fs::read_to_string(&path).unwrap());
+            let v = if doc.get("endpoint_name").is_some() {
+                &deployment
+            } else {
+                &endpoint
+            };
+            let found = errors(v, &doc);
+            assert!(found.is_empty(), "{}: {found:#?}", path.display());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 9);
+}
+
+#[test]
+fn broken_files_are_refused() {
+    let cases = [
+        (
+            "endpoint.schema.json",
+            "name: my-endpoint\ntrafic:\n  blue: 100\n",
+        ),
+        (
+            "endpoint.schema.json",
+            "name: my-endpoint\ntraffic:\n  blue: 120\n",
+        ),
+        ("endpoint.schema.json", "name: my-endpoint\ntraffic: blue\n"),
+        ("endpoint.schema.json", "name: 1-endpoint\n"),
+        (
+            "endpoint.schema.json",
+            "name: my-endpoint\nauth_mode: keys\n",
+        ),
+        (
+            "endpoint.schema.json",
+            "name: my-endpoint\nmirror_traffic: {green: 60}\n",
+        ),
+        (
+            "deployment.schema.json",
+            "name: blue\nendpoint_name: e-1\ninstance_count: two\n",
+        ),
+        (
+            "deployment.schema.json",
+            "name: blue\ninstance_type: Standard_DS3_v2\n",
+        ),
+        (
+            "deployment.schema.json",
+            "name: blue\nendpoint_name: e-1\ncode_configuration: {code: ./src}\n",
+        ),
+        (
+            "kubernetes-deployment.schema.json",
+            "name: blue\nendpoint_name: e-1\nport: 8080\n",
+        ),
+        (
+            "kubernetes-deployment.schema.json",
+            "name: blue\nendpoint_name: e-1\nimage: x\nport: 8080\nresources: {requests: {cpu: lots}}\n",
+        ),
+        (
+            "kubernetes-deployment.schema.json",
+            "name: blue\nendpoint_name: e-1\nimage: x\nport: 8080\ninstance_type: Standard_DS3_v2\n",
+        ),
+        ("environment.schema.json", "name: prod\n"),
+        (
+            "environment.schema.json",
+            "name: prod\ntarget:\n  state_file: {path: a}\n  kubernetes: {namespace: m, router: istio}\n",
+        ),
+        (
+            "environment.schema.json",
+            "name: prod\ntarget:\n  kubernetes: {namespace: m, router: linkerd}\n",
+        ),
+        (
+            "environment.schema.json",
+            "name: prod\ntarget:\n  state_file: {path: a}\ntests:\n  e-1: {expect_status: 200}\n",
+        ),
+    ];
+    for (schema, text) in cases {
+        let found = errors(&validator(schema), &yaml(text));
+        assert!(!found.is_empty(), "{schema} accepted:\n{text}");
+    }
+}
