@@ -285,6 +285,7 @@ async fn start_agent(
             namespace: "ops".into(),
         }),
         verify_keys: vec![],
+        arm_endpoint: None,
     };
     let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
     let options = AgentOptions {
