@@ -56,9 +56,15 @@ fn connector(live: Arc<MemoryBackend>, stop: Option<(usize, CancellationToken)>)
 fn files() -> Arc<FileMap> {
     let mut files = FileMap::new();
     let mut add = |name: &str, content: &str| {
-        files.insert(PathBuf::from("environments/dev").join(name), content.as_bytes().to_vec());
+        files.insert(
+            PathBuf::from("environments/dev").join(name),
+            content.as_bytes().to_vec(),
+        );
     };
-    add("environment.yaml", "name: dev\ntarget:\n  state_file:\n    path: live.json\n");
+    add(
+        "environment.yaml",
+        "name: dev\ntarget:\n  state_file:\n    path: live.json\n",
+    );
     add(
         "scoring.yml",
         "name: scoring\nauth_mode: key\ntraffic:\n  blue: 100\ndeployments:\n  - name: blue\n    model: azureml:m:1\n    instance_type: Standard_DS3_v2\n    instance_count: 2\n",
@@ -86,22 +92,40 @@ async fn a_restart_mid_rollout_continues_from_live_state() {
     let ReconcileError::Cancelled { plan, steps } = &err else {
         panic!("expected a cancelled rollout, got {err:?}");
     };
-    assert_eq!(steps.len(), 1, "the step in flight finished, the rest did not start");
+    assert_eq!(
+        steps.len(),
+        1,
+        "the step in flight finished, the rest did not start"
+    );
     assert!(plan.len() > 1);
     let done_first = live.log();
     assert_eq!(done_first.len(), 1);
 
     // "Restart": a new pipeline with fresh state plans from what is live now.
     let after_restart = Pipeline::new(connector(live.clone(), None), None);
-    let outcome = after_restart.reconcile(job(CancellationToken::new())).await.unwrap();
+    let outcome = after_restart
+        .reconcile(job(CancellationToken::new()))
+        .await
+        .unwrap();
     assert_eq!(outcome.kind, OutcomeKind::Applied);
-    assert_eq!(outcome.plan.len(), plan.len() - 1, "only the remaining steps are planned");
+    assert_eq!(
+        outcome.plan.len(),
+        plan.len() - 1,
+        "only the remaining steps are planned"
+    );
     let log = live.log();
-    assert_eq!(log.len(), plan.len(), "every step ran exactly once: {log:?}");
+    assert_eq!(
+        log.len(),
+        plan.len(),
+        "every step ran exactly once: {log:?}"
+    );
     let kinds: Vec<&str> = plan.iter().map(|s| s.action.kind()).collect();
     let ran: Vec<&str> = log.iter().map(|l| l.split(' ').next().unwrap()).collect();
     assert_eq!(ran, kinds, "in the original order");
 
-    let again = after_restart.reconcile(job(CancellationToken::new())).await.unwrap();
+    let again = after_restart
+        .reconcile(job(CancellationToken::new()))
+        .await
+        .unwrap();
     assert_eq!(again.kind, OutcomeKind::InSync);
 }

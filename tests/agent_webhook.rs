@@ -19,7 +19,12 @@ async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {
     let arm = Arm::new(&sandbox).await;
     let repo = GitRepo::with_sandbox_environment();
     // Polling every 10 minutes: only the webhook can explain a quick apply.
-    let config = agent_config(repo.dir.path(), &sandbox, Duration::from_secs(600), Some("hook-secret"));
+    let config = agent_config(
+        repo.dir.path(),
+        &sandbox,
+        Duration::from_secs(600),
+        Some("hook-secret"),
+    );
     let reconciler = Arc::new(pipeline_for(&config));
     let cancel = CancellationToken::new();
     let agent = Agent::start(config, reconciler, AgentOptions::default(), cancel.clone())
@@ -51,14 +56,20 @@ async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {
         assert_eq!(request.send().await.unwrap().status(), 401);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(arm.writes_after(before).await.is_empty(), "rejected webhooks write nothing");
+    assert!(
+        arm.writes_after(before).await.is_empty(),
+        "rejected webhooks write nothing"
+    );
     assert_eq!(arm.traffic("my-endpoint").await, Some(json!({"blue": 100})));
 
     let sent = chrono::Utc::now();
     let response = client
         .post(format!("{base}/webhook"))
         .header("x-github-event", "push")
-        .header("x-hub-signature-256", sign_github(b"hook-secret", body.as_bytes()))
+        .header(
+            "x-hub-signature-256",
+            sign_github(b"hook-secret", body.as_bytes()),
+        )
         .body(body.clone())
         .send()
         .await
@@ -78,7 +89,10 @@ async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {
         first["method"].as_str().unwrap(),
         first["path"].as_str().unwrap()
     );
-    assert!(latency > chrono::Duration::zero(), "writes come after the webhook");
+    assert!(
+        latency > chrono::Duration::zero(),
+        "writes come after the webhook"
+    );
 
     cancel.cancel();
     agent.wait().await;

@@ -40,8 +40,11 @@ pub struct Pipeline {
     pub concurrency: usize,
     /// Backends are reused across ticks (token caches, connection pools) until the
     /// environment's target changes.
-    backends: tokio::sync::Mutex<HashMap<PathBuf, (Environment, Arc<dyn Backend>)>>,
+    backends: tokio::sync::Mutex<HashMap<PathBuf, Connected>>,
 }
+
+/// A backend and the environment (target) it was opened for.
+type Connected = (Environment, Arc<dyn Backend>);
 
 impl Pipeline {
     pub fn new(connector: Connector, root: Option<PathBuf>) -> Pipeline {
