@@ -42,7 +42,8 @@ fn write_environment(dir: &Path, endpoints: usize) {
     )
     .expect("write environment.yaml");
     for i in 0..endpoints {
-        std::fs::write(dir.join(format!("ep-{i:05}.yml")), endpoint_yaml(i)).expect("write endpoint");
+        std::fs::write(dir.join(format!("ep-{i:05}.yml")), endpoint_yaml(i))
+            .expect("write endpoint");
     }
 }
 
@@ -74,7 +75,10 @@ fn bench(c: &mut Criterion) {
         let live = drifted_live(&desired);
         let opts = PlanOptions::default();
         let steps = plan(&desired, &live, &opts).expect("plan").steps.len();
-        assert!(steps >= n / 4, "the bench plans real changes ({steps} steps)");
+        assert!(
+            steps >= n / 4,
+            "the bench plans real changes ({steps} steps)"
+        );
         group.bench_with_input(BenchmarkId::new("plan", n), &n, |b, _| {
             b.iter(|| black_box(plan(&desired, &live, &opts).expect("plan")))
         });

@@ -98,6 +98,11 @@ impl fmt::Display for AssetRef {
 impl AssetRef {
     /// Parses `azureml:name:version` (or `name:version`), else keeps the string as an id.
     pub fn parse(s: &str) -> AssetRef {
+        if let Some(path) = s.strip_prefix("local:") {
+            return AssetRef::Local {
+                path: path.to_string(),
+            };
+        }
         let rest = s.strip_prefix("azureml:").unwrap_or(s);
         if !rest.starts_with("//") && !rest.starts_with('/') {
             let parts: Vec<&str> = rest.split(':').collect();
@@ -107,11 +112,6 @@ impl AssetRef {
                     version: parts[1].to_string(),
                 };
             }
-        }
-        if let Some(path) = s.strip_prefix("local:") {
-            return AssetRef::Local {
-                path: path.to_string(),
-            };
         }
         AssetRef::Id { id: s.to_string() }
     }

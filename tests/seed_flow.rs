@@ -47,14 +47,20 @@ fn describe(action: &Action) -> String {
             from,
             to,
         } => format!("scale_deployment {deployment} {from}->{to}"),
-        other => format!("{} {}", other.kind(), other.deployment().unwrap_or("")).trim().to_string(),
+        other => format!("{} {}", other.kind(), other.deployment().unwrap_or(""))
+            .trim()
+            .to_string(),
     }
 }
 
 #[test]
 fn replaying_the_six_reference_files_gives_exactly_the_seed_flow() {
     let expected: [&[&str]; 6] = [
-        &["create_endpoint", "create_deployment blue", "set_traffic blue=100"],
+        &[
+            "create_endpoint",
+            "create_deployment blue",
+            "set_traffic blue=100",
+        ],
         &["scale_deployment blue 1->2"],
         &["create_deployment green"],
         &["set_traffic blue=90,green=10"],
@@ -79,7 +85,11 @@ fn replaying_the_six_reference_files_gives_exactly_the_seed_flow() {
             apply_step(&mut live, step, &BTreeSet::new()).expect("the platform accepts the step");
         }
         let again = plan(&desired, &live, &PlanOptions::default()).expect("no refusal");
-        assert!(again.is_empty(), "{file}: re-plan is not empty: {:?}", again.steps);
+        assert!(
+            again.is_empty(),
+            "{file}: re-plan is not empty: {:?}",
+            again.steps
+        );
     }
 }
 
@@ -87,7 +97,14 @@ fn replaying_the_six_reference_files_gives_exactly_the_seed_flow() {
 fn the_seed_flow_reasons_read_as_the_rollout() {
     let mut live = LiveState::default();
     let mut reasons = Vec::new();
-    for file in ["1-create-endpoint-with-blue.yml", "2-scale-blue.yml", "3-create-green.yml", "4-flight-green.yml", "5-full-green.yml", "6-delete-blue.yml"] {
+    for file in [
+        "1-create-endpoint-with-blue.yml",
+        "2-scale-blue.yml",
+        "3-create-green.yml",
+        "4-flight-green.yml",
+        "5-full-green.yml",
+        "6-delete-blue.yml",
+    ] {
         let desired = desired_from(file);
         let p = plan(&desired, &live, &PlanOptions::default()).expect("no refusal");
         for step in &p.steps {
@@ -112,9 +129,20 @@ fn the_seed_flow_reasons_read_as_the_rollout() {
 
 #[test]
 fn the_reference_files_say_that_they_rely_on_local_code() {
-    let p = plan(&desired_from("3-create-green.yml"), &LiveState::default(), &PlanOptions::default())
-        .expect("no refusal");
-    let notes: Vec<String> = p.notes.iter().map(|n| format!("{:?} {}", n.deployment, n.message)).collect();
+    let p = plan(
+        &desired_from("3-create-green.yml"),
+        &LiveState::default(),
+        &PlanOptions::default(),
+    )
+    .expect("no refusal");
+    let notes: Vec<String> = p
+        .notes
+        .iter()
+        .map(|n| format!("{:?} {}", n.deployment, n.message))
+        .collect();
     assert_eq!(notes.len(), 2, "{notes:?}");
-    assert!(notes[0].contains("code ../../model-1/onlinescoring/"), "{notes:?}");
+    assert!(
+        notes[0].contains("code ../../model-1/onlinescoring/"),
+        "{notes:?}"
+    );
 }

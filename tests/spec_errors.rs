@@ -480,3 +480,65 @@ fn validate_paths_reports_every_path_together() {
     );
     assert!(validate_paths(&[tmp.path().join("loose/endpoint.yml")]).is_ok());
 }
+
+#[test]
+fn json_and_hidden_files_are_ignored_but_empty_and_binary_yaml_files_are_not() {
+    let tmp = TempDir::new().unwrap();
+    write(
+        tmp.path(),
+        &[
+            ("environment.yaml", STATE_FILE_ENV),
+            ("endpoint.yml", ENDPOINT),
+            ("blue.yml", BLUE),
+            ("request.json", "not yaml: ["),
+            (".hidden/broken.yml", "not: [yaml"),
+            (".editor.yml", "{{{"),
+        ],
+    );
+    assert!(load_environment(tmp.path()).is_ok());
+    write(tmp.path(), &[("empty.yml", "# nothing yet\n")]);
+    fs::write(tmp.path().join("binary.yaml"), [0xff, 0xfe, 0x00]).unwrap();
+    let found = relative(&load_environment(tmp.path()).unwrap_err(), tmp.path());
+    assert_eq!(
+        found,
+        [
+            "binary.yaml: file is not valid UTF-8",
+            "empty.yml: file is empty"
+        ]
+    );
+}
+
+#[test]
+fn nested_fields_are_checked_with_their_own_context() {
+    let blue = format!(
+        "{BLUE}code_configuration:\n  code: ./src\n  scoring_scrip: score.py\nrequest_settings:\n  request_timeout_ms: fast\n"
+    );
+    assert_eq!(
+        problems(&[
+            ("environment.yaml", STATE_FILE_ENV),
+            ("endpoint.yml", ENDPOINT),
+            ("blue.yml", &blue),
+        ]),
+        [
+            "blue.yml:5:1: code_configuration has no `scoring_script`",
+            "blue.yml:7:3: unknown field `scoring_scrip` in code_configuration, did you mean `scoring_script`?",
+            "blue.yml:9:23: request_timeout_ms: expected an integer, found a string",
+        ]
+    );
+}
+
+#[test]
+fn kubernetes_names_must_be_lowercase() {
+    let endpoint = "name: Scoring\ntraffic:\n  blue: 100\n";
+    let blue = "name: blue\nendpoint_name: Scoring\nimage: repo/model:1\nport: 8080\n";
+    assert_eq!(
+        problems(&[
+            ("environment.yaml", K8S_ENV),
+            ("endpoint.yml", endpoint),
+            ("blue.yml", blue),
+        ]),
+        [
+            "endpoint.yml:1:7: endpoint name `Scoring` must be lowercase and not end with `-` on kubernetes targets"
+        ]
+    );
+}

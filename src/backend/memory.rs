@@ -126,7 +126,7 @@ pub fn apply_step(
                 });
             }
             return Ok(StepOutcome {
-                detail: "200".into(),
+                detail: "200 (simulated: this backend has no data plane)".into(),
             });
         }
         Action::SetTraffic { traffic } => {

@@ -77,8 +77,28 @@ pub async fn connect(
     opts: &ConnectOptions,
 ) -> anyhow::Result<Box<dyn Backend>> {
     match &env.target {
-        Target::StateFile { path } => Ok(Box::new(memory::StateFileBackend::new(env_dir.join(path)))),
-        Target::AzureMl(target) => azureml::connect(target, opts).await,
-        Target::Kubernetes(target) => kubernetes::connect(target).await,
+        Target::StateFile { path } => {
+            Ok(Box::new(memory::StateFileBackend::new(env_dir.join(path))))
+        }
+        Target::AzureMl(target) => {
+            let mut config = azureml::AzureMlConfig::try_from_env()?;
+            if let Some(url) = &opts.arm_endpoint {
+                config.arm_endpoint = url
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--arm-endpoint {url}: {e}"))?;
+            }
+            let credential = azureml::credential_from_env(&config.arm_endpoint)?;
+            Ok(Box::new(azureml::AzureMlBackend::new(
+                target, config, credential,
+            )?))
+        }
+        Target::Kubernetes(target) => {
+            let client = kubernetes::client_from_env().await?;
+            Ok(Box::new(kubernetes::KubernetesBackend::new(
+                target,
+                client,
+                kubernetes::KubernetesOptions::default(),
+            )))
+        }
     }
 }

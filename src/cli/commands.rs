@@ -43,7 +43,11 @@ fn plan_options(desired: &DesiredState, prune: bool) -> PlanOptions {
     }
 }
 
-fn make_plan(desired: &DesiredState, live: &crate::model::LiveState, prune: bool) -> Result<Plan, u8> {
+fn make_plan(
+    desired: &DesiredState,
+    live: &crate::model::LiveState,
+    prune: bool,
+) -> Result<Plan, u8> {
     plan::plan(desired, live, &plan_options(desired, prune)).map_err(|refusals| {
         for r in &refusals {
             eprintln!("refused: {r}");
@@ -144,7 +148,12 @@ fn progress(total: usize) -> impl Fn(ApplyEvent<'_>) + Sync {
                 let secs = r.duration.as_secs_f64();
                 let _ = match &r.outcome {
                     Outcome::Done(d) if d.is_empty() => {
-                        writeln!(err, "      {} {}: done ({secs:.1}s)", r.step.subject(), r.step.action.kind())
+                        writeln!(
+                            err,
+                            "      {} {}: done ({secs:.1}s)",
+                            r.step.subject(),
+                            r.step.action.kind()
+                        )
                     }
                     Outcome::Done(d) => writeln!(
                         err,
@@ -244,8 +253,14 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
         concurrency: usize::from(args.concurrency),
         dry_run: args.dry_run,
     };
-    let report =
-        apply::apply_observed(&p, backend.as_ref(), &opts, &cancel, &progress(p.steps.len())).await;
+    let report = apply::apply_observed(
+        &p,
+        backend.as_ref(),
+        &opts,
+        &cancel,
+        &progress(p.steps.len()),
+    )
+    .await;
     signals.abort();
     print_report(&report, args.output);
     if report.succeeded() { OK } else { CHANGES }

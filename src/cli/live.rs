@@ -27,7 +27,11 @@ pub fn read_snapshot(path: &Path) -> anyhow::Result<LiveState> {
     let snapshot: Snapshot = serde_json::from_slice(&bytes)
         .map_err(|e| anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
     if snapshot.version != 1 {
-        bail!("{}: snapshot version {} is not supported (expected 1)", path.display(), snapshot.version);
+        bail!(
+            "{}: snapshot version {} is not supported (expected 1)",
+            path.display(),
+            snapshot.version
+        );
     }
     Ok(snapshot.live)
 }

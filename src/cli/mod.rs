@@ -18,7 +18,13 @@ mod live;
 #[command(name = "flightdeck", version, about, long_about = None)]
 pub struct Cli {
     /// Log format for diagnostics on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "FLIGHTDECK_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "FLIGHTDECK_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -48,8 +54,6 @@ pub enum Command {
     Export(ExportArgs),
     /// Run a local emulator of the Azure ML online endpoint API, with a data plane.
     Sandbox(crate::sandbox::SandboxArgs),
-    /// Run the long-running GitOps reconciler.
-    Agent(crate::agent::AgentArgs),
 }
 
 /// Where live state comes from.
@@ -123,7 +127,6 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Apply(args) => commands::apply(&args).await,
         Command::Export(args) => commands::export(&args).await,
         Command::Sandbox(args) => report(crate::sandbox::run(args).await),
-        Command::Agent(args) => report(crate::agent::run(args).await),
     };
     ExitCode::from(code)
 }

@@ -31,8 +31,12 @@ fn to_map<T: Serialize>(value: &T) -> Map<String, Value> {
     }
 }
 
-/// Renders a value for humans: strings bare, everything else as compact JSON.
+/// Renders a value for humans: asset references as `azureml:name:version`, strings bare,
+/// everything else as compact JSON.
 pub fn render_value(value: &Value) -> String {
+    if let Ok(asset) = serde_json::from_value::<crate::model::AssetRef>(value.clone()) {
+        return asset.to_string();
+    }
     match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),

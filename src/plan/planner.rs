@@ -468,7 +468,6 @@ impl<'a> EndpointPlanner<'a> {
     }
 
     fn deletes(&mut self, target: &Weights) {
-        let live_traffic = self.live_traffic();
         let doomed: Vec<&str> = self
             .fates
             .iter()
@@ -486,7 +485,9 @@ impl<'a> EndpointPlanner<'a> {
                 );
                 continue;
             }
-            let reason = if live_traffic.contains_key(name) {
+            // Drained now (by this plan's traffic step) or earlier (a 0 entry is left live).
+            let drained = self.have.is_some_and(|h| h.traffic.contains_key(name));
+            let reason = if drained {
                 format!("delete {name}: no longer declared, drained")
             } else {
                 format!("delete {name}: no longer declared, takes no traffic")

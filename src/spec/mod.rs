@@ -6,6 +6,7 @@
 //! names and types); [`validate`] then checks names, traffic, mirroring, links between files and
 //! target-specific rules. See docs/environment-format.md.
 
+mod assets;
 mod diagnostics;
 mod files;
 mod load;

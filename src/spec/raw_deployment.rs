@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::assets::{code_configuration, environment, model};
 use super::diagnostics::Sink;
 use super::read::{Loc, field, suggestion};
-use super::yaml::{Entry, Kind, Node, Pos};
-use crate::model::{
-    AssetRef, CodeConfiguration, DeploymentSettings, Probe, RequestSettings, Resources,
-};
+use super::yaml::{Entry, Node, Pos};
+use crate::model::{DeploymentSettings, Probe, RequestSettings, Resources};
 
 /// Deployment fields: az ml managed and Kubernetes deployments (current and 2021 preview, see
 /// schemas-2021-11-cli-v2-preview and CONTRACT.md §2.3/§2.6) plus flightdeck's Kubernetes form
@@ -39,36 +38,6 @@ pub(crate) const DEPLOYMENT_FIELDS: &[&str] = &[
     "resources",
 ];
 
-const MODEL_FIELDS: &[&str] = &[
-    "name",
-    "version",
-    "path",
-    "local_path",
-    "description",
-    "tags",
-    "type",
-    "properties",
-    "flavors",
-    "datastore",
-    "model_format",
-    "model_uri",
-];
-const ENVIRONMENT_FIELDS: &[&str] = &[
-    "name",
-    "version",
-    "path",
-    "conda_file",
-    "docker",
-    "image",
-    "build",
-    "description",
-    "tags",
-    "os_type",
-    "inference_config",
-    "properties",
-];
-const CODE_FIELDS: &[&str] = &["code", "scoring_script"];
-const CODE_ASSET_FIELDS: &[&str] = &["local_path", "name", "version", "description", "tags"];
 const SCALE_FIELDS: &[&str] = &[
     "type",
     "scale_type",
@@ -197,194 +166,6 @@ pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option
         }
     }
     Some(raw)
-}
-
-/// `model: azureml:name:version`, an asset id, or a mapping (name + version → registered,
-/// otherwise `path`/`local_path` → local).
-fn model(sink: &mut Sink<'_>, e: &Entry) -> Option<AssetRef> {
-    if let Kind::Scalar { .. } = e.value.kind {
-        return sink.string(e).map(|l| asset_from_string(&l.value));
-    }
-    let entries = sink.mapping("model", &e.value, "model", MODEL_FIELDS, true)?;
-    let mut ok = true;
-    for item in entries {
-        ok &= match item.key.as_str() {
-            "tags" | "properties" => sink.string_map(item).is_some(),
-            "flavors" => sink.any_mapping(&item.key, &item.value).is_some(),
-            "version" => sink.scalar_text(item).is_some(),
-            _ => sink.string(item).is_some(),
-        };
-    }
-    if !ok {
-        return None;
-    }
-    let registered = registered(entries);
-    if registered.is_some() {
-        // name + version with local_path (the 2021 flow files): registered; local_path is only
-        // what az ml would upload.
-        return registered;
-    }
-    let local = field(entries, "path").or_else(|| field(entries, "local_path"));
-    if let Some(local) = local.and_then(|l| text(&l.value)) {
-        return Some(AssetRef::Local {
-            path: strip_file(&local),
-        });
-    }
-    sink.error(e.key_pos, "model needs `name` and `version`, or a `path`");
-    None
-}
-
-/// `environment: azureml:env:1` or an inline environment. Returns the asset and the image.
-fn environment(sink: &mut Sink<'_>, e: &Entry) -> (Option<AssetRef>, Option<String>) {
-    if let Kind::Scalar { .. } = e.value.kind {
-        return (sink.string(e).map(|l| asset_from_string(&l.value)), None);
-    }
-    let Some(entries) = sink.mapping(
-        "environment",
-        &e.value,
-        "environment",
-        ENVIRONMENT_FIELDS,
-        true,
-    ) else {
-        return (None, None);
-    };
-    let mut image = None;
-    let mut build_path = None;
-    for item in entries {
-        match item.key.as_str() {
-            "tags" | "properties" => {
-                sink.string_map(item);
-            }
-            "version" => {
-                sink.scalar_text(item);
-            }
-            "os_type" => {
-                sink.one_of(item, &["linux", "windows"]);
-            }
-            "image" => image = sink.string(item).map(|l| l.value),
-            "docker" => {
-                let fields = ["image", "build"];
-                if let Some(docker) = sink.mapping("docker", &item.value, "docker", &fields, false)
-                {
-                    if let Some(i) = field(docker, "image") {
-                        image = sink.string(i).map(|l| l.value);
-                    }
-                    if let Some(b) = field(docker, "build") {
-                        sink.any_mapping("build", &b.value);
-                    }
-                }
-            }
-            "build" => {
-                let fields = ["path", "local_path", "dockerfile_path", "context_uri"];
-                if let Some(build) = sink.mapping("build", &item.value, "build", &fields, false) {
-                    for b in build {
-                        let v = sink.string(b).map(|l| l.value);
-                        if matches!(b.key.as_str(), "path" | "local_path") {
-                            build_path = v;
-                        }
-                    }
-                }
-            }
-            "inference_config" => inference_config(sink, &item.value),
-            _ => {
-                sink.string(item);
-            }
-        }
-    }
-    if let Some(asset) = registered(entries) {
-        return (Some(asset), image);
-    }
-    // An inline environment: az ml would register it; flightdeck does not (the planner warns).
-    let path = field(entries, "conda_file")
-        .and_then(|c| text(&c.value))
-        .or(build_path)
-        .or_else(|| field(entries, "path").and_then(|p| text(&p.value)))
-        .or_else(|| image.clone());
-    match path {
-        Some(path) => (
-            Some(AssetRef::Local {
-                path: strip_file(&path),
-            }),
-            image,
-        ),
-        None => {
-            sink.error(
-                e.key_pos,
-                "environment needs `name` and `version`, an `image`, a `conda_file` or a `build`",
-            );
-            (None, image)
-        }
-    }
-}
-
-fn inference_config(sink: &mut Sink<'_>, node: &Node) {
-    let routes = ["liveness_route", "readiness_route", "scoring_route"];
-    let Some(entries) = sink.mapping("inference_config", node, "inference_config", &routes, false)
-    else {
-        return;
-    };
-    for route in entries {
-        if let Some(r) = sink.mapping(
-            &route.key,
-            &route.value,
-            &route.key,
-            &["path", "port"],
-            false,
-        ) {
-            for f in r {
-                if f.key == "port" {
-                    sink.port(f);
-                } else {
-                    sink.string(f);
-                }
-            }
-        }
-    }
-}
-
-fn code_configuration(sink: &mut Sink<'_>, e: &Entry) -> Option<CodeConfiguration> {
-    let entries = sink.mapping(&e.key, &e.value, "code_configuration", CODE_FIELDS, true)?;
-    let script = match field(entries, "scoring_script") {
-        Some(s) => sink.string(s).map(|l| l.value),
-        None => {
-            sink.error(e.key_pos, "code_configuration has no `scoring_script`");
-            None
-        }
-    };
-    let code = match field(entries, "code") {
-        Some(c) if matches!(c.value.kind, Kind::Map(_)) => {
-            let inner = sink.mapping("code", &c.value, "code", CODE_ASSET_FIELDS, true)?;
-            for item in inner {
-                match item.key.as_str() {
-                    "tags" => {
-                        sink.string_map(item);
-                    }
-                    "version" => {
-                        sink.scalar_text(item);
-                    }
-                    _ => {
-                        sink.string(item);
-                    }
-                }
-            }
-            match field(inner, "local_path").and_then(|l| text(&l.value)) {
-                Some(path) => Some(path),
-                None => {
-                    sink.error(c.key_pos, "code needs a `local_path`");
-                    None
-                }
-            }
-        }
-        Some(c) => sink.string(c).map(|l| l.value),
-        None => {
-            sink.error(e.key_pos, "code_configuration has no `code`");
-            None
-        }
-    };
-    Some(CodeConfiguration {
-        code: code?,
-        scoring_script: script?,
-    })
 }
 
 /// Checks `scale_settings` and returns its preview `instance_count`, if any.
@@ -553,33 +334,6 @@ pub(crate) fn is_quantity(s: &str) -> bool {
     };
     let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
     !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
-}
-
-fn registered(entries: &[Entry]) -> Option<AssetRef> {
-    let name = text(&field(entries, "name")?.value)?;
-    let version = text(&field(entries, "version")?.value)?;
-    Some(AssetRef::Registered { name, version })
-}
-
-/// A string reference: `file:` and `local:` paths are local, the rest goes to `AssetRef::parse`.
-fn asset_from_string(s: &str) -> AssetRef {
-    match s.strip_prefix("file:") {
-        Some(path) => AssetRef::Local {
-            path: path.to_string(),
-        },
-        None => AssetRef::parse(s),
-    }
-}
-
-fn strip_file(path: &str) -> String {
-    path.strip_prefix("file:").unwrap_or(path).to_string()
-}
-
-fn text(node: &Node) -> Option<String> {
-    match &node.kind {
-        Kind::Scalar { text, ty } if *ty != super::yaml::ScalarType::Null => Some(text.clone()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

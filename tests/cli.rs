@@ -1,0 +1,292 @@
+//! The real binary on temp directories: exit codes, located errors, plan/diff/apply/export, and
+//! diffing against another Git revision with no credentials.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn flightdeck(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flightdeck"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("FLIGHTDECK_ARM_ENDPOINT")
+        .output()
+        .expect("run flightdeck")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A copy of the shipped `environments/local` in a temp dir, as `<tmp>/env`.
+fn local_env() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("environments/local");
+    let dst = tmp.path().join("env");
+    std::fs::create_dir(&dst).expect("mkdir");
+    for entry in std::fs::read_dir(src).expect("read env") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
+    }
+    (tmp, dst)
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("read");
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).expect("write");
+}
+
+#[test]
+fn validate_exits_0_for_the_shipped_environments_and_2_with_every_located_problem() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ok = flightdeck(
+        &["validate", "environments/local", "environments/sandbox"],
+        root,
+    );
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+
+    let (tmp, env) = local_env();
+    edit(&env.join("endpoint.yml"), "blue: 100", "blue: 90");
+    edit(
+        &env.join("blue-deployment.yml"),
+        "instance_count: 1",
+        "instance_cout: 1",
+    );
+    let bad = flightdeck(&["validate", "env"], tmp.path());
+    assert_eq!(code(&bad), 2);
+    let err = stderr(&bad);
+    assert!(
+        err.contains("env/endpoint.yml:7:1: traffic sums to 90, expected 100"),
+        "{err}"
+    );
+    assert!(err.contains("traffic sums to 90, expected 100"), "{err}");
+    assert!(
+        err.contains("env/blue-deployment.yml:10:1: unknown field `instance_cout`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `instance_count`"), "{err}");
+}
+
+#[test]
+fn plan_apply_and_replan_follow_the_0_1_2_exit_codes() {
+    let (tmp, _) = local_env();
+    let dir = tmp.path();
+    let plan = flightdeck(&["plan", "env"], dir);
+    assert_eq!(code(&plan), 1, "{}", stderr(&plan));
+    assert!(
+        stdout(&plan).contains("route 100% to blue"),
+        "{}",
+        stdout(&plan)
+    );
+
+    let dry = flightdeck(&["apply", "env", "--dry-run"], dir);
+    assert_eq!(code(&dry), 0, "{}", stderr(&dry));
+    assert!(
+        !dir.join("env/.live.json").exists(),
+        "a dry run changes nothing"
+    );
+
+    let apply = flightdeck(&["apply", "env"], dir);
+    assert_eq!(code(&apply), 0, "{}", stderr(&apply));
+    assert!(
+        stdout(&apply).contains("4 step(s): 4 done, 0 failed"),
+        "{}",
+        stdout(&apply)
+    );
+    assert!(
+        stderr(&apply).contains("[4/4] churn-model set_traffic"),
+        "{}",
+        stderr(&apply)
+    );
+
+    for cmd in ["plan", "diff"] {
+        let again = flightdeck(&[cmd, "env"], dir);
+        assert_eq!(
+            code(&again),
+            0,
+            "{cmd}: {}{}",
+            stdout(&again),
+            stderr(&again)
+        );
+    }
+}
+
+#[test]
+fn invalid_yaml_exits_2_and_applies_nothing() {
+    let (tmp, env) = local_env();
+    std::fs::write(env.join("broken.yml"), "name: ok-name\ntraffic: [\n").expect("write");
+    let out = flightdeck(&["apply", "env"], tmp.path());
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("env/broken.yml:"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was planned or applied"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.join(".live.json").exists());
+}
+
+#[test]
+fn json_plans_name_action_endpoint_deployment_traffic_and_reason() {
+    let (tmp, env) = local_env();
+    assert_eq!(code(&flightdeck(&["apply", "env"], tmp.path())), 0);
+    // Add green at 0%, then flight it 10%.
+    std::fs::write(
+        env.join("green-deployment.yml"),
+        std::fs::read_to_string(env.join("blue-deployment.yml"))
+            .expect("read")
+            .replace("name: blue", "name: green")
+            .replace("churn-model:3", "churn-model:4"),
+    )
+    .expect("write");
+    edit(
+        &env.join("endpoint.yml"),
+        "blue: 100",
+        "blue: 90\n  green: 10",
+    );
+    let out = flightdeck(&["plan", "env", "--output", "json"], tmp.path());
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["changes"], true);
+    let steps = doc["steps"].as_array().expect("steps");
+    let actions: Vec<&str> = steps
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["create_deployment", "test_deployment", "set_traffic"]
+    );
+    assert_eq!(steps[0]["deployment"], "green");
+    assert_eq!(
+        steps[2]["traffic"],
+        serde_json::json!({"blue": 90, "green": 10})
+    );
+    assert_eq!(steps[2]["reason"], "flight green 10% (was blue 100)");
+    assert!(steps.iter().all(|s| s["endpoint"] == "churn-model"));
+}
+
+#[test]
+fn export_writes_a_snapshot_that_plan_reads_with_live() {
+    let (tmp, _) = local_env();
+    let dir = tmp.path();
+    assert_eq!(code(&flightdeck(&["apply", "env"], dir)), 0);
+    let export = flightdeck(&["export", "env", "--file", "snap.json"], dir);
+    assert_eq!(code(&export), 0, "{}", stderr(&export));
+    let plan = flightdeck(&["plan", "env", "--live", "snap.json"], dir);
+    assert_eq!(code(&plan), 0, "{}{}", stdout(&plan), stderr(&plan));
+    std::fs::write(dir.join("bad.json"), "{\"version\": 1,").expect("write");
+    let bad = flightdeck(&["plan", "env", "--live", "bad.json"], dir);
+    assert_eq!(code(&bad), 2);
+    assert!(stderr(&bad).contains("bad.json:1:"), "{}", stderr(&bad));
+}
+
+#[test]
+fn a_create_only_change_on_a_deployment_with_traffic_is_refused_with_exit_2() {
+    let (tmp, env) = local_env();
+    assert_eq!(code(&flightdeck(&["apply", "env"], tmp.path())), 0);
+    edit(
+        &env.join("blue-deployment.yml"),
+        "Standard_DS3_v2",
+        "Standard_F4s_v2",
+    );
+    let out = flightdeck(&["apply", "env"], tmp.path());
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(err.contains("refused: endpoint churn-model: deployment blue: instance_type cannot be changed in place"), "{err}");
+    assert!(err.contains("new deployment name"), "{err}");
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn diff_against_the_previous_revision_renders_markdown_without_credentials() {
+    let (tmp, env) = local_env();
+    let dir = tmp.path();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "blue"]);
+    edit(
+        &env.join("blue-deployment.yml"),
+        "instance_count: 1",
+        "instance_count: 2",
+    );
+    git(dir, &["commit", "-qam", "scale blue"]);
+
+    let out = flightdeck(
+        &[
+            "diff",
+            "env",
+            "--against-rev",
+            "HEAD~1",
+            "--output",
+            "markdown",
+        ],
+        dir,
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(
+        md.contains("### flightdeck diff: `local`: 1 endpoint(s) differ"),
+        "{md}"
+    );
+    assert!(
+        md.contains("```diff\n--- live/churn-model\n+++ desired/churn-model"),
+        "{md}"
+    );
+    assert!(
+        md.contains("-    instance_count: 1\n+    instance_count: 2"),
+        "{md}"
+    );
+
+    let plan = flightdeck(&["plan", "env", "--against-rev", "HEAD~1"], dir);
+    assert_eq!(code(&plan), 1);
+    assert!(
+        stdout(&plan).contains("scale blue 1 → 2"),
+        "{}",
+        stdout(&plan)
+    );
+    let same = flightdeck(&["plan", "env", "--against-rev", "HEAD"], dir);
+    assert_eq!(code(&same), 0, "{}", stderr(&same));
+    let nothing = flightdeck(&["plan", "env", "--against-rev", "no-such-rev"], dir);
+    assert_eq!(code(&nothing), 2);
+    assert!(
+        stderr(&nothing).contains("cannot resolve revision no-such-rev"),
+        "{}",
+        stderr(&nothing)
+    );
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for cmd in ["validate", "plan", "diff", "apply", "export", "sandbox"] {
+        let out = flightdeck(&[cmd, "--help"], root);
+        assert_eq!(code(&out), 0, "{cmd}");
+        assert!(stdout(&out).contains("Usage: flightdeck"), "{cmd}");
+    }
+}
