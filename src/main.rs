@@ -11,7 +11,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Long-running commands log their lifecycle; one-shot commands only warnings.
     let default = match cli.command {
-        Command::Sandbox(_) => "info",
+        Command::Sandbox(_) | Command::Agent(_) => "info",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

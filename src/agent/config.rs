@@ -69,6 +69,9 @@ pub struct AgentArgs {
         value_name = "FILE"
     )]
     pub verify_keys: Vec<PathBuf>,
+    /// Azure Resource Manager base URL instead of https://management.azure.com (the sandbox).
+    #[arg(long, env = "FLIGHTDECK_ARM_ENDPOINT", value_name = "URL")]
+    pub arm_endpoint: Option<String>,
     /// Read `--repo` as a working directory and reconcile on file changes (development).
     #[arg(long, env = "FLIGHTDECK_WATCH_LOCAL", num_args = 0..=1, default_missing_value = "true")]
     pub watch_local: Option<bool>,
@@ -95,6 +98,7 @@ pub struct FileConfig {
     pub known_hosts: Option<PathBuf>,
     #[serde(default)]
     pub verify_keys: Vec<PathBuf>,
+    pub arm_endpoint: Option<String>,
     pub watch_local: Option<bool>,
 }
 
@@ -136,6 +140,7 @@ pub struct AgentConfig {
     pub webhook_secret: Option<Secret>,
     pub lease: Option<LeaseSettings>,
     pub verify_keys: Vec<PathBuf>,
+    pub arm_endpoint: Option<String>,
 }
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -262,6 +267,7 @@ pub fn resolve(
         webhook_secret,
         lease,
         verify_keys: pick_list(&args.verify_keys, &file.verify_keys),
+        arm_endpoint: pick(&args.arm_endpoint, &file.arm_endpoint),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod config;
 pub mod http;
 pub mod lease;
 pub mod metrics;
+pub mod pipeline;
 pub mod reconcile;
 pub mod status;
 pub mod webhook;
@@ -26,10 +27,12 @@ pub use config::{AgentArgs, AgentConfig, SourceKind};
 pub use reconcile::{Job, Outcome, OutcomeKind, Reconcile, ReconcileError, StepRecord};
 pub use status::{AgentState, AgentStatus, EnvStatus};
 
+use crate::backend::ConnectOptions;
 use crate::source::verify::Verifier;
 use crate::source::{GitConfig, GitRef, GitSource, LocalSource, Source, SourceError};
 use backoff::Backoff;
 use lease::{KubeLeaseStore, LeaderElector, LeaseConfig};
+use pipeline::Pipeline;
 use worker::{EnvWorker, Tick};
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +269,56 @@ impl Agent {
         self.server_stop.cancel();
         let _ = self.server.await;
         tracing::info!("agent stopped");
+    }
+}
+
+/// The production reconciler for a configuration.
+pub fn pipeline_for(config: &AgentConfig) -> Pipeline {
+    let connect = ConnectOptions {
+        arm_endpoint: config.arm_endpoint.clone(),
+    };
+    let root = match &config.source {
+        SourceKind::Local { root } => Some(root.clone()),
+        SourceKind::Git { .. } => None,
+    };
+    Pipeline::new(pipeline::default_connector(connect), root)
+}
+
+/// `flightdeck agent`: resolves the configuration, starts the agent with the real reconciler and
+/// runs until SIGTERM or Ctrl-C.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let config = args.resolve(&|key| std::env::var(key).ok())?;
+    let cancel = CancellationToken::new();
+    let reconciler = Arc::new(pipeline_for(&config));
+    let agent = Agent::start(config, reconciler, AgentOptions::default(), cancel.clone()).await?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing the current step");
+        cancel.cancel();
+    });
+    agent.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -54,6 +54,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Run a local emulator of the Azure ML online endpoint API, with a data plane.
     Sandbox(crate::sandbox::SandboxArgs),
+    /// Run the long-running GitOps reconciler (git poll + webhook, drift, health, metrics).
+    Agent(Box<crate::agent::AgentArgs>),
 }
 
 /// Where live state comes from.
@@ -127,6 +129,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Apply(args) => commands::apply(&args).await,
         Command::Export(args) => commands::export(&args).await,
         Command::Sandbox(args) => report(crate::sandbox::run(args).await),
+        Command::Agent(args) => report(crate::agent::run(*args).await),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,131 @@
+//! A rollout interrupted between steps (shutdown, lost lease) resumes from live state: the
+//! next reconcile plans only what is left, never repeating or skipping a step.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use flightdeck::agent::pipeline::{Connector, Pipeline};
+use flightdeck::agent::{Job, OutcomeKind, Reconcile, ReconcileError};
+use flightdeck::backend::memory::MemoryBackend;
+use flightdeck::backend::{Backend, BackendError, StepOutcome};
+use flightdeck::model::LiveState;
+use flightdeck::plan::Step;
+use flightdeck::source::FileMap;
+use tokio_util::sync::CancellationToken;
+
+/// Shares one in-memory platform; cancels `stop` after `stop_after` executed steps.
+struct Interrupting {
+    live: Arc<MemoryBackend>,
+    stop: Mutex<Option<(usize, CancellationToken)>>,
+}
+
+#[async_trait]
+impl Backend for Interrupting {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn read_live(&self) -> Result<LiveState, BackendError> {
+        self.live.read_live().await
+    }
+
+    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+        let outcome = self.live.execute(step).await;
+        if let Some((left, token)) = self.stop.lock().unwrap().as_mut() {
+            *left -= 1;
+            if *left == 0 {
+                token.cancel(); // like SIGTERM arriving during this step
+            }
+        }
+        outcome
+    }
+}
+
+fn connector(live: Arc<MemoryBackend>, stop: Option<(usize, CancellationToken)>) -> Connector {
+    let stop = Arc::new(Mutex::new(stop));
+    Arc::new(move |_environment, _dir| {
+        let backend = Interrupting {
+            live: live.clone(),
+            stop: Mutex::new(stop.lock().unwrap().take()),
+        };
+        Box::pin(async move { Ok(Box::new(backend) as Box<dyn Backend>) })
+    })
+}
+
+fn files() -> Arc<FileMap> {
+    let mut files = FileMap::new();
+    let mut add = |name: &str, content: &str| {
+        files.insert(
+            PathBuf::from("environments/dev").join(name),
+            content.as_bytes().to_vec(),
+        );
+    };
+    add(
+        "environment.yaml",
+        "name: dev\ntarget:\n  state_file:\n    path: live.json\n",
+    );
+    add(
+        "scoring.yml",
+        "name: scoring\nauth_mode: key\ntraffic:\n  blue: 100\ndeployments:\n  - name: blue\n    model: azureml:m:1\n    instance_type: Standard_DS3_v2\n    instance_count: 2\n",
+    );
+    Arc::new(files)
+}
+
+fn job(cancel: CancellationToken) -> Job {
+    Job {
+        path: PathBuf::from("environments/dev"),
+        revision: "abc".into(),
+        files: files(),
+        revision_changed: true,
+        may_apply: true,
+        cancel,
+    }
+}
+
+#[tokio::test]
+async fn a_restart_mid_rollout_continues_from_live_state() {
+    let live = Arc::new(MemoryBackend::new(LiveState::default()));
+    let first_run = CancellationToken::new();
+    let before_restart = Pipeline::new(connector(live.clone(), Some((1, first_run.clone()))), None);
+    let err = before_restart.reconcile(job(first_run)).await.unwrap_err();
+    let ReconcileError::Cancelled { plan, steps } = &err else {
+        panic!("expected a cancelled rollout, got {err:?}");
+    };
+    assert_eq!(
+        steps.len(),
+        1,
+        "the step in flight finished, the rest did not start"
+    );
+    assert!(plan.len() > 1);
+    let done_first = live.log();
+    assert_eq!(done_first.len(), 1);
+
+    // "Restart": a new pipeline with fresh state plans from what is live now.
+    let after_restart = Pipeline::new(connector(live.clone(), None), None);
+    let outcome = after_restart
+        .reconcile(job(CancellationToken::new()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.kind, OutcomeKind::Applied);
+    assert_eq!(
+        outcome.plan.len(),
+        plan.len() - 1,
+        "only the remaining steps are planned"
+    );
+    let log = live.log();
+    assert_eq!(
+        log.len(),
+        plan.len(),
+        "every step ran exactly once: {log:?}"
+    );
+    let kinds: Vec<&str> = plan.iter().map(|s| s.action.kind()).collect();
+    let ran: Vec<&str> = log.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(ran, kinds, "in the original order");
+
+    let again = after_restart
+        .reconcile(job(CancellationToken::new()))
+        .await
+        .unwrap();
+    assert_eq!(again.kind, OutcomeKind::InSync);
+}
