@@ -3,6 +3,8 @@
 //! remaining steps (a failed test leaves traffic where it was, because traffic steps come after
 //! the tests); other endpoints go on. The report lists every step with its outcome.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -104,6 +106,9 @@ pub enum ApplyEvent<'a> {
     Finished(&'a StepResult),
 }
 
+/// One endpoint's steps run in order: its index in the plan and the results.
+type EndpointRun<'a> = Pin<Box<dyn Future<Output = (usize, Vec<StepResult>)> + Send + 'a>>;
+
 /// Applies a plan with no progress callback.
 pub async fn apply(
     plan: &Plan,
@@ -122,19 +127,27 @@ pub async fn apply_observed(
     cancel: &CancellationToken,
     observe: &(dyn Fn(ApplyEvent<'_>) + Sync),
 ) -> ApplyReport {
-    let groups = plan.by_endpoint();
     let concurrency = opts.concurrency.max(1);
-    let mut per_group: Vec<(usize, Vec<StepResult>)> =
-        futures::stream::iter(groups.into_iter().enumerate())
-            .map(|(i, (_, steps))| async move {
+    // Boxing each endpoint's run as `dyn Future + Send` keeps the whole future `Send` (the
+    // closure-in-stream form trips rustc's "not general enough" lifetime inference), so callers
+    // can `tokio::spawn` it.
+    let runs: Vec<EndpointRun<'_>> = plan
+        .by_endpoint()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, steps))| {
+            Box::pin(async move {
                 (
                     i,
                     run_endpoint(&steps, backend, opts, cancel, observe).await,
                 )
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+            }) as EndpointRun<'_>
+        })
+        .collect();
+    let mut per_group: Vec<(usize, Vec<StepResult>)> = futures::stream::iter(runs)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     per_group.sort_by_key(|(i, _)| *i);
     ApplyReport {
         results: per_group.into_iter().flat_map(|(_, r)| r).collect(),
@@ -188,4 +201,24 @@ async fn run_endpoint(
         results.push(result);
     }
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn the_apply_future_is_send_so_it_can_be_spawned() {
+        let backend = MemoryBackend::default();
+        let (plan, opts, cancel) = (
+            Plan::default(),
+            ApplyOptions::default(),
+            CancellationToken::new(),
+        );
+        let fut = apply(&plan, &backend, &opts, &cancel);
+        assert_send(&fut);
+    }
 }

@@ -127,8 +127,7 @@ impl Reconcile for Pipeline {
             concurrency: self.concurrency,
             dry_run: false,
         };
-        let report =
-            apply_on_blocking_thread(plan.clone(), backend, options, job.cancel.clone()).await?;
+        let report = apply::apply(&plan, backend.as_ref(), &options, &job.cancel).await;
         let steps = records(&report);
         if report.succeeded() {
             return Ok(Outcome {
@@ -150,28 +149,6 @@ impl Reconcile for Pipeline {
             }),
         }
     }
-}
-
-/// Runs `apply::apply` on a blocking thread that drives it with `Handle::block_on`.
-///
-/// The executor's future cannot be proven `Send` (rustc's higher-ranked lifetime limitation
-/// with the closures inside its `buffer_unordered` stream: "implementation of `FnOnce` is not
-/// general enough"), and the agent runs each environment in a spawned, `Send` task. `block_on`
-/// does not need `Send`; the runtime's I/O and timer drivers keep running on the other threads
-/// (or on the thread inside `Runtime::block_on` for a current-thread runtime).
-async fn apply_on_blocking_thread(
-    plan: plan::Plan,
-    backend: Arc<dyn Backend>,
-    options: ApplyOptions,
-    cancel: tokio_util::sync::CancellationToken,
-) -> Result<ApplyReport, ReconcileError> {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        handle
-            .block_on(async move { apply::apply(&plan, backend.as_ref(), &options, &cancel).await })
-    })
-    .await
-    .map_err(|e| ReconcileError::Backend(format!("apply task failed: {e}")))
 }
 
 /// Steps that ran (done or failed), for status and metrics.

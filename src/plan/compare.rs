@@ -139,15 +139,27 @@ pub fn deployment_changes(
     if d.environment.is_none() {
         c.field("image", &d.image, &l.image);
     }
-    c.field("code_configuration", &d.code_configuration, &l.code_configuration);
+    c.field(
+        "code_configuration",
+        &d.code_configuration,
+        &l.code_configuration,
+    );
     c.field("instance_type", &d.instance_type, &l.instance_type);
     c.field("instance_count", &d.instance_count, &l.instance_count);
-    c.field("environment_variables", &d.environment_variables, &l.environment_variables);
+    c.field(
+        "environment_variables",
+        &d.environment_variables,
+        &l.environment_variables,
+    );
     c.nested(
         "request_settings",
         &d.request_settings,
         &l.request_settings,
-        subfields!(request_timeout_ms, max_concurrent_requests_per_instance, max_queue_wait_ms),
+        subfields!(
+            request_timeout_ms,
+            max_concurrent_requests_per_instance,
+            max_queue_wait_ms
+        ),
     );
     for (name, want, have) in [
         ("liveness_probe", &d.liveness_probe, &l.liveness_probe),
@@ -157,13 +169,24 @@ pub fn deployment_changes(
             name,
             want,
             have,
-            subfields!(initial_delay, period, timeout, failure_threshold, success_threshold, path, port),
+            subfields!(
+                initial_delay,
+                period,
+                timeout,
+                failure_threshold,
+                success_threshold,
+                path,
+                port
+            ),
         );
     }
     c.field("port", &d.port, &l.port);
     if let (Some(w), Some(h)) = (&d.resources, &l.resources) {
         // Requests and limits are maps, each compared whole (only when declared non-empty).
-        for (sub, want, have) in [("requests", &w.requests, &h.requests), ("limits", &w.limits, &h.limits)] {
+        for (sub, want, have) in [
+            ("requests", &w.requests, &h.requests),
+            ("limits", &w.limits, &h.limits),
+        ] {
             let field = format!("resources.{sub}");
             if !want.is_empty() && want != have && !is_ignored(&field, ignore) {
                 c.push(field, Some(render(have)), render(want));
