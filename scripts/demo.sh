@@ -84,10 +84,10 @@ green = green.replace("name: model-1", "name: model-2").replace("name: env-model
 s = s.replace("traffic:\n  blue: 100\n", "traffic:\n  blue: 100\n  green: 0\n") + "\n" + green
 open(p, "w").write(s)
 PY
-stage "2. add green at 0% (created, then tested through azureml-model-deployment before any traffic)"
+stage "2. add green at 0% (created and provisioned; it takes no traffic yet)"
 
 sed -i 's/^  blue: 100$/  blue: 90/; s/^  green: 0$/  green: 10/' "$endpoint_file"
-stage "3. flight green 10%"
+stage "3. flight green 10% (green is tested through azureml-model-deployment first)"
 
 sed -i 's/^  blue: 90$/  blue: 0/; s/^  green: 10$/  green: 100/' "$endpoint_file"
 stage "4. green takes all traffic"
