@@ -17,7 +17,7 @@ use super::auth::{self, Audience};
 use super::deployment_input::merge_add_only;
 use super::error::ArmError;
 use super::faults::LroFail;
-use super::lro::{KeyType, OpKind, Operation, lro_headers};
+use super::lro::{self, KeyType, OpKind, Operation, lro_headers};
 use super::paging::{self, Query};
 use super::routing::RoutingState;
 use super::rules::{self, check_name, check_traffic, parse_body};
@@ -300,16 +300,14 @@ pub async fn patch_endpoint(
     }
     ep.state = ProvisioningState::Updating;
     ep.times.modified_at = Utc::now();
-    let op = Operation::new(
+    Ok(lro::accept(
+        &state,
+        &mut store,
         OpKind::Update,
         p.target(),
-        Instant::now() + state.operation_delay(),
         lro_failure(fail),
         &api,
-    );
-    let headers = lro_headers(&state, &op, true);
-    store.start_op(op);
-    Ok((StatusCode::ACCEPTED, headers).into_response())
+    ))
 }
 
 /// DELETE E/{e}: 202 + Location, 204 when already gone; cascades to deployments (R10).
@@ -328,16 +326,14 @@ pub async fn delete_endpoint(
     for dep in ep.deployments.values_mut() {
         dep.state = ProvisioningState::Deleting;
     }
-    let op = Operation::new(
+    Ok(lro::accept(
+        &state,
+        &mut store,
         OpKind::Delete,
         p.target(),
-        Instant::now() + state.operation_delay(),
         lro_failure(fail),
         &api,
-    );
-    let headers = lro_headers(&state, &op, true);
-    store.start_op(op);
-    Ok((StatusCode::ACCEPTED, headers).into_response())
+    ))
 }
 
 /// POST E/{e}/listKeys: synchronous (§1). Keys exist whatever the auth mode; the data plane
@@ -388,16 +384,14 @@ pub async fn regenerate_keys(
     let ep = store.endpoint_or_404(&p.key(), &p.ep)?;
     ensure_idle(ep)?;
     let kind = OpKind::RegenerateKeys { key_type, value };
-    let op = Operation::new(
+    Ok(lro::accept(
+        &state,
+        &mut store,
         kind,
         p.target(),
-        Instant::now() + state.operation_delay(),
         lro_failure(fail),
         &api,
-    );
-    let headers = lro_headers(&state, &op, true);
-    store.start_op(op);
-    Ok((StatusCode::ACCEPTED, headers).into_response())
+    ))
 }
 
 /// POST E/{e}/token: an AML token for `AMLToken` endpoints (§1, §5).

@@ -16,7 +16,7 @@ use super::arm::{EpPath, lro_failure};
 use super::deployment_input::{check_create_only, deployment_put, is_scale_only, merge_add_only};
 use super::error::ArmError;
 use super::faults::LroFail;
-use super::lro::{OpKind, Operation, lro_headers};
+use super::lro::{self, OpKind, Operation, lro_headers};
 use super::paging::{self, Query};
 use super::rules::{self, check_name, parse_body};
 use super::server::ApiVersion;
@@ -237,16 +237,14 @@ pub async fn patch_deployment(
         ProvisioningState::Updating
     };
     dep.times.modified_at = Utc::now();
-    let op = Operation::new(
+    Ok(lro::accept(
+        &state,
+        &mut store,
         kind,
         p.target(),
-        Instant::now() + state.operation_delay(),
         lro_failure(fail),
         &api,
-    );
-    let headers = lro_headers(&state, &op, true);
-    store.start_op(op);
-    Ok((StatusCode::ACCEPTED, headers).into_response())
+    ))
 }
 
 /// DELETE D/{d}: refused while the deployment has live or mirrored traffic (R9); 202 +
@@ -281,16 +279,14 @@ pub async fn delete_deployment(
     if let Some(dep) = ep.deployments.get_mut(&p.dep) {
         dep.state = ProvisioningState::Deleting;
     }
-    let op = Operation::new(
+    Ok(lro::accept(
+        &state,
+        &mut store,
         OpKind::Delete,
         p.target(),
-        Instant::now() + state.operation_delay(),
         lro_failure(fail),
         &api,
-    );
-    let headers = lro_headers(&state, &op, true);
-    store.start_op(op);
-    Ok((StatusCode::ACCEPTED, headers).into_response())
+    ))
 }
 
 /// POST D/{d}/getLogs: `{containerType, tail}` → `{content}` with synthetic lines.

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::ArmError;
 use super::shapes;
-use super::state::Target;
+use super::state::{Store, Target};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyType {
@@ -125,6 +125,23 @@ impl Operation {
             self.api_version
         )
     }
+}
+
+/// Starts an operation on `target` that ends after the configured delay and answers 202 with
+/// `Location` + `Azure-AsyncOperation` (PATCH, DELETE, regenerateKeys: §3).
+pub fn accept(
+    state: &AppState,
+    store: &mut Store,
+    kind: OpKind,
+    target: Target,
+    failure: Option<ArmError>,
+    api_version: &str,
+) -> Response {
+    let due = Instant::now() + state.operation_delay();
+    let op = Operation::new(kind, target, due, failure, api_version);
+    let headers = lro_headers(state, &op, true);
+    store.start_op(op);
+    (StatusCode::ACCEPTED, headers).into_response()
 }
 
 /// Adds the LRO headers (§3): `Azure-AsyncOperation` and `x-ms-async-operation-timeout`
