@@ -97,7 +97,7 @@ pub async fn connect(
             Ok(Box::new(kubernetes::KubernetesBackend::new(
                 target,
                 client,
-                kubernetes::KubernetesOptions::default(),
+                kubernetes::KubernetesOptions::from_env()?,
             )))
         }
     }

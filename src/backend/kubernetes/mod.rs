@@ -52,8 +52,32 @@ impl Default for KubernetesOptions {
     }
 }
 
+impl KubernetesOptions {
+    /// The defaults, overridden by `FLIGHTDECK_K8S_ROLLOUT_TIMEOUT`, `FLIGHTDECK_K8S_POLL_INTERVAL`
+    /// and `FLIGHTDECK_K8S_MAKE_BEFORE_BREAK` (humantime durations such as `30s`, `200ms`).
+    pub fn from_env() -> Result<Self, KubernetesError> {
+        let mut opts = KubernetesOptions::default();
+        for (var, slot) in [
+            ("FLIGHTDECK_K8S_ROLLOUT_TIMEOUT", &mut opts.rollout_timeout),
+            ("FLIGHTDECK_K8S_POLL_INTERVAL", &mut opts.poll_interval),
+            (
+                "FLIGHTDECK_K8S_MAKE_BEFORE_BREAK",
+                &mut opts.make_before_break_delay,
+            ),
+        ] {
+            if let Ok(value) = std::env::var(var) {
+                *slot = humantime::parse_duration(&value)
+                    .map_err(|e| KubernetesError::Option(format!("{var}={value}: {e}")))?;
+            }
+        }
+        Ok(opts)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
+    #[error("invalid option: {0}")]
+    Option(String),
     #[error("no kubernetes configuration found (kubeconfig or in-cluster): {0}")]
     Config(#[source] kube::Error),
 }
