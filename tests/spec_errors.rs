@@ -310,12 +310,12 @@ fn nesting_deeper_than_32_levels_is_refused() {
 }
 
 #[test]
-fn more_than_10000_files_are_refused() {
+fn more_files_than_the_limit_are_refused() {
     let tmp = TempDir::new().unwrap();
     write(tmp.path(), &[("environment.yaml", STATE_FILE_ENV)]);
     let many = tmp.path().join("many");
     fs::create_dir(&many).unwrap();
-    for i in 0..10_000 {
+    for i in 0..flightdeck::spec::MAX_FILES {
         fs::write(many.join(format!("{i}.json")), b"{}").unwrap();
     }
     let found = relative(&load_environment(tmp.path()).unwrap_err(), tmp.path());
@@ -323,7 +323,8 @@ fn more_than_10000_files_are_refused() {
     assert_eq!(
         found,
         [format!(
-            "{shown}: the environment directory holds more than 10000 files"
+            "{shown}: the environment directory holds more than {} files",
+            flightdeck::spec::MAX_FILES
         )]
     );
 }

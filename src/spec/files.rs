@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 /// Largest file the loader reads (YAML and request bodies).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Most files an environment directory may hold.
-pub const MAX_FILES: usize = 10_000;
+pub const MAX_FILES: usize = 20_000;
 
 /// A read-only file tree.
 pub trait Files: Send + Sync {
