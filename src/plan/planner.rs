@@ -97,6 +97,9 @@ struct EndpointPlanner<'a> {
     refusals: Vec<Refusal>,
     scale_downs: Vec<Step>,
     waits: Vec<Step>,
+    /// Live traffic and mirror with zero entries dropped, computed once.
+    live_traffic: Weights,
+    live_mirror: Weights,
 }
 
 impl<'a> EndpointPlanner<'a> {
@@ -111,6 +114,10 @@ impl<'a> EndpointPlanner<'a> {
             refusals: Vec::new(),
             scale_downs: Vec::new(),
             waits: Vec::new(),
+            live_traffic: have.map(|h| effective(&h.traffic)).unwrap_or_default(),
+            live_mirror: have
+                .map(|h| effective(&h.mirror_traffic))
+                .unwrap_or_default(),
         }
     }
 
@@ -130,21 +137,11 @@ impl<'a> EndpointPlanner<'a> {
         });
     }
 
-    fn live_traffic(&self) -> Weights {
-        self.have.map(|h| effective(&h.traffic)).unwrap_or_default()
-    }
-
-    fn live_mirror(&self) -> Weights {
-        self.have
-            .map(|h| effective(&h.mirror_traffic))
-            .unwrap_or_default()
-    }
-
     /// Traffic after the plan: the declared split, or the live one when traffic is not managed.
     fn target_traffic(&self) -> Weights {
         match &self.want.traffic {
             Some(t) if !self.opts.ignores("traffic") => effective(t),
-            _ => self.live_traffic(),
+            _ => self.live_traffic.clone(),
         }
     }
 
@@ -229,8 +226,6 @@ impl<'a> EndpointPlanner<'a> {
     }
 
     fn classify_deployments(&mut self, target: &Weights) {
-        let live_traffic = self.live_traffic();
-        let live_mirror = self.live_mirror();
         let want = self.want;
         let have = self.have;
         let names: BTreeSet<&'a str> = want
@@ -260,8 +255,8 @@ impl<'a> EndpointPlanner<'a> {
                     ..Fate::default()
                 },
                 (Some(d), Some(l)) => {
-                    let busy = live_traffic.contains_key(name)
-                        || live_mirror.contains_key(name)
+                    let busy = self.live_traffic.contains_key(name)
+                        || self.live_mirror.contains_key(name)
                         || target.contains_key(name)
                         || self
                             .want
@@ -382,7 +377,6 @@ impl<'a> EndpointPlanner<'a> {
     }
 
     fn tests(&mut self, target: &Weights) {
-        let live = self.live_traffic();
         for (name, weight) in target {
             let Some(d) = self.want.deployments.get(name) else {
                 continue;
@@ -390,7 +384,7 @@ impl<'a> EndpointPlanner<'a> {
             let Some(test) = &d.test else { continue };
             let fate = self.fates.get(name.as_str());
             let changed = fate.is_some_and(|f| f.created || f.updated);
-            if *weight > 0 && (changed || !live.contains_key(name)) {
+            if *weight > 0 && (changed || !self.live_traffic.contains_key(name)) {
                 self.push(
                     Action::TestDeployment {
                         deployment: name.clone(),
@@ -406,8 +400,10 @@ impl<'a> EndpointPlanner<'a> {
     }
 
     fn traffic_and_mirror(&mut self, target: &Weights) {
-        let live_traffic = self.live_traffic();
-        let live_mirror = self.live_mirror();
+        // Moved out: this is their last use in the plan of this endpoint, and the steps pushed
+        // below borrow self mutably.
+        let live_traffic = std::mem::take(&mut self.live_traffic);
+        let live_mirror = std::mem::take(&mut self.live_mirror);
         let deleted: BTreeSet<&str> = self
             .fates
             .iter()
