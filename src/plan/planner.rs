@@ -37,34 +37,86 @@ impl PlanOptions {
     }
 }
 
+/// Endpoints per thread below which planning stays on the calling thread.
+const PARALLEL_CHUNK: usize = 2048;
+
+/// What planning some endpoints produced.
+#[derive(Default)]
+struct Partial {
+    steps: Vec<Step>,
+    notes: Vec<Note>,
+    refusals: Vec<Refusal>,
+}
+
 /// Plans every endpoint; any refusal means no plan at all (nothing may be half-applied).
+///
+/// Endpoints are independent, so large environments are planned on scoped threads, a chunk of
+/// names each; the chunks are joined in name order, so the plan is the same however it was split.
 pub fn plan(
     desired: &DesiredState,
     live: &LiveState,
     opts: &PlanOptions,
 ) -> Result<Plan, Vec<Refusal>> {
-    let mut plan = Plan::default();
-    let mut refusals = Vec::new();
-    let names: BTreeSet<&String> = desired
+    let names: Vec<&String> = desired
         .endpoints
         .keys()
         .chain(live.endpoints.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let chunk = names.len().div_ceil(threads).max(PARALLEL_CHUNK);
+    let partials: Vec<Partial> = if names.len() <= chunk {
+        vec![plan_endpoints(&names, desired, live, opts)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || plan_endpoints(part, desired, live, opts)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("planning does not panic"))
+                .collect()
+        })
+    };
+    let mut plan = Plan::default();
+    let mut refusals = Vec::new();
+    for part in partials {
+        plan.steps.extend(part.steps);
+        plan.notes.extend(part.notes);
+        refusals.extend(part.refusals);
+    }
+    if refusals.is_empty() {
+        Ok(plan)
+    } else {
+        Err(refusals)
+    }
+}
+
+fn plan_endpoints(
+    names: &[&String],
+    desired: &DesiredState,
+    live: &LiveState,
+    opts: &PlanOptions,
+) -> Partial {
+    let mut out = Partial::default();
     for name in names {
+        let name = *name;
         match (desired.endpoints.get(name), live.endpoints.get(name)) {
             (Some(want), have) => {
                 let mut p = EndpointPlanner::new(want, have, opts);
                 p.run();
-                plan.steps.extend(p.steps);
-                plan.notes.extend(p.notes);
-                refusals.extend(p.refusals);
+                out.steps.extend(p.steps);
+                out.notes.extend(p.notes);
+                out.refusals.extend(p.refusals);
             }
-            (None, Some(_)) if opts.prune => plan.steps.push(Step {
+            (None, Some(_)) if opts.prune => out.steps.push(Step {
                 endpoint: name.clone(),
                 action: Action::DeleteEndpoint,
                 reason: format!("delete {name}: no longer declared (prune)"),
             }),
-            (None, Some(_)) => plan.notes.push(Note {
+            (None, Some(_)) => out.notes.push(Note {
                 endpoint: name.clone(),
                 deployment: None,
                 message: "live but not declared; left alone (use --prune to delete it)".into(),
@@ -72,11 +124,7 @@ pub fn plan(
             (None, None) => {}
         }
     }
-    if refusals.is_empty() {
-        Ok(plan)
-    } else {
-        Err(refusals)
-    }
+    out
 }
 
 /// What happens to one deployment.
@@ -570,4 +618,84 @@ fn describe_mirror(w: &Weights) -> String {
         .map(|(n, p)| format!("{p}% to {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        AuthMode, Deployment, DriftPolicy, Endpoint, EndpointSettings, Environment, Target,
+    };
+
+    fn endpoint(i: usize) -> Endpoint {
+        let deployment = |name: &str, count: u32| Deployment {
+            name: name.into(),
+            settings: DeploymentSettings {
+                model: Some(AssetRef::parse(&format!("azureml:m{i}:1"))),
+                instance_count: Some(count),
+                ..DeploymentSettings::default()
+            },
+            test: None,
+        };
+        Endpoint {
+            name: format!("ep-{i:05}"),
+            settings: EndpointSettings {
+                auth_mode: Some(AuthMode::Key),
+                ..EndpointSettings::default()
+            },
+            traffic: Some([("blue".to_string(), 90), ("green".to_string(), 10)].into()),
+            mirror_traffic: None,
+            deployments: [("blue", 2), ("green", 1)]
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), deployment(n, c)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn planning_on_threads_gives_exactly_the_single_threaded_plan() {
+        let desired = DesiredState {
+            environment: Environment {
+                name: "big".into(),
+                target: Target::StateFile {
+                    path: "live.json".into(),
+                },
+                drift: DriftPolicy::default(),
+            },
+            endpoints: (0..3 * PARALLEL_CHUNK)
+                .map(endpoint)
+                .map(|e| (e.name.clone(), e))
+                .collect(),
+        };
+        // Every third endpoint is live (needs a traffic shift), every fifth also live-only.
+        let mut live = LiveState::default();
+        for (i, e) in desired.endpoints.values().enumerate().filter(|(i, _)| i % 3 == 0) {
+            let mut l = LiveState::from_desired(&DesiredState {
+                environment: desired.environment.clone(),
+                endpoints: [(e.name.clone(), e.clone())].into(),
+            });
+            let mut ep = l.endpoints.pop_first().expect("one").1;
+            ep.traffic = [("blue".to_string(), 100)].into();
+            if i % 5 == 0 {
+                ep.name = format!("gone-{i:05}");
+            }
+            live.endpoints.insert(ep.name.clone(), ep);
+        }
+        let opts = PlanOptions {
+            prune: true,
+            ignore: vec![],
+        };
+        let names: Vec<&String> = desired
+            .endpoints
+            .keys()
+            .chain(live.endpoints.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let single = plan_endpoints(&names, &desired, &live, &opts);
+        let threaded = plan(&desired, &live, &opts).expect("no refusals");
+        assert!(threaded.steps.len() > 3 * PARALLEL_CHUNK);
+        assert_eq!(threaded.steps, single.steps);
+        assert_eq!(threaded.notes, single.notes);
+    }
 }
