@@ -669,7 +669,12 @@ mod tests {
         };
         // Every third endpoint is live (needs a traffic shift), every fifth also live-only.
         let mut live = LiveState::default();
-        for (i, e) in desired.endpoints.values().enumerate().filter(|(i, _)| i % 3 == 0) {
+        for (i, e) in desired
+            .endpoints
+            .values()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == 0)
+        {
             let mut l = LiveState::from_desired(&DesiredState {
                 environment: desired.environment.clone(),
                 endpoints: [(e.name.clone(), e.clone())].into(),
