@@ -2,7 +2,9 @@
 
 pub mod compare;
 pub mod diff;
+mod endpoint;
 mod planner;
+mod reasons;
 pub mod render;
 mod step;
 

@@ -1,0 +1,459 @@
+//! Planning one endpoint: classify each deployment (create, update, recreate, scale, wait,
+//! delete), then emit steps in the safe order described in `planner`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::compare::{self, CREATE_ONLY};
+use super::planner::PlanOptions;
+use super::reasons::{describe, mirror_reason, traffic_reason};
+use super::{Action, FieldChange, Note, Refusal, Step};
+use crate::model::{
+    AssetRef, DeploymentSettings, DeploymentState, Endpoint, LiveEndpoint, Weights, effective,
+};
+
+/// What happens to one deployment.
+#[derive(Default)]
+struct Fate {
+    created: bool,
+    updated: bool,
+    deleted: bool,
+}
+
+pub(super) struct EndpointPlanner<'a> {
+    want: &'a Endpoint,
+    have: Option<&'a LiveEndpoint>,
+    opts: &'a PlanOptions,
+    fates: BTreeMap<&'a str, Fate>,
+    pub(super) steps: Vec<Step>,
+    pub(super) notes: Vec<Note>,
+    pub(super) refusals: Vec<Refusal>,
+    scale_downs: Vec<Step>,
+    waits: Vec<Step>,
+    /// Live traffic and mirror with zero entries dropped, computed once.
+    live_traffic: Weights,
+    live_mirror: Weights,
+}
+
+impl<'a> EndpointPlanner<'a> {
+    pub(super) fn new(
+        want: &'a Endpoint,
+        have: Option<&'a LiveEndpoint>,
+        opts: &'a PlanOptions,
+    ) -> Self {
+        EndpointPlanner {
+            want,
+            have,
+            opts,
+            fates: BTreeMap::new(),
+            steps: Vec::new(),
+            notes: Vec::new(),
+            refusals: Vec::new(),
+            scale_downs: Vec::new(),
+            waits: Vec::new(),
+            live_traffic: have.map(|h| effective(&h.traffic)).unwrap_or_default(),
+            live_mirror: have
+                .map(|h| effective(&h.mirror_traffic))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn push(&mut self, action: Action, reason: String) {
+        self.steps.push(Step {
+            endpoint: self.want.name.clone(),
+            action,
+            reason,
+        });
+    }
+
+    fn refuse(&mut self, deployment: Option<&str>, message: String) {
+        self.refusals.push(Refusal {
+            endpoint: self.want.name.clone(),
+            deployment: deployment.map(str::to_string),
+            message,
+        });
+    }
+
+    /// Traffic after the plan: the declared split, or the live one when traffic is not managed.
+    fn target_traffic(&self) -> Weights {
+        match &self.want.traffic {
+            Some(t) if !self.opts.ignores("traffic") => effective(t),
+            _ => self.live_traffic.clone(),
+        }
+    }
+
+    pub(super) fn run(&mut self) {
+        self.endpoint_settings();
+        self.note_local_assets();
+        let target = self.target_traffic();
+        self.classify_deployments(&target);
+        // Endpoint steps first, then recreate-deletes (idle deployments only), then creates,
+        // updates and scale-ups, in deployment name order.
+        let emitted = std::mem::take(&mut self.steps);
+        let (endpoint_steps, deployment_steps): (Vec<Step>, Vec<Step>) = emitted
+            .into_iter()
+            .partition(|s| s.action.deployment().is_none());
+        let (recreate_deletes, others): (Vec<Step>, Vec<Step>) = deployment_steps
+            .into_iter()
+            .partition(|s| matches!(s.action, Action::DeleteDeployment { .. }));
+        self.steps = endpoint_steps;
+        self.steps.extend(recreate_deletes);
+        self.steps.extend(others);
+        let waits = std::mem::take(&mut self.waits);
+        self.steps.extend(waits);
+        self.tests(&target);
+        self.traffic_and_mirror(&target);
+        let downs = std::mem::take(&mut self.scale_downs);
+        self.steps.extend(downs);
+        self.deletes(&target);
+    }
+
+    fn endpoint_settings(&mut self) {
+        let name = &self.want.name;
+        match self.have {
+            None => self.push(
+                Action::CreateEndpoint {
+                    settings: self.want.settings.clone(),
+                },
+                format!("create endpoint {name}: declared, not live"),
+            ),
+            Some(have) => {
+                let changes = compare::endpoint_changes(
+                    &self.want.settings,
+                    &have.settings,
+                    &self.opts.ignore,
+                );
+                if !changes.is_empty() {
+                    let reason = format!("update endpoint {name}: {}", describe(&changes));
+                    let mut settings = have.settings.clone();
+                    overlay_endpoint(&mut settings, &self.want.settings);
+                    self.push(Action::UpdateEndpoint { settings, changes }, reason);
+                }
+            }
+        }
+    }
+
+    fn note_local_assets(&mut self) {
+        for d in self.want.deployments.values() {
+            let s = &d.settings;
+            let mut locals: Vec<String> = [("model", &s.model), ("environment", &s.environment)]
+                .into_iter()
+                .filter_map(|(what, a)| match a {
+                    Some(AssetRef::Local { path }) => Some(format!("{what} {path}")),
+                    _ => None,
+                })
+                .collect();
+            if let Some(code) = &s.code_configuration {
+                if is_local_path(&code.code) {
+                    locals.push(format!("code {}", code.code));
+                }
+            }
+            if !locals.is_empty() {
+                self.notes.push(Note {
+                    endpoint: self.want.name.clone(),
+                    deployment: Some(d.name.clone()),
+                    message: format!(
+                        "relies on local files ({}); flightdeck does not upload assets: register \
+                         them (az ml model/environment/code create) and reference azureml:NAME:VERSION",
+                        locals.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+
+    fn classify_deployments(&mut self, target: &Weights) {
+        let want = self.want;
+        let have = self.have;
+        let names: BTreeSet<&'a str> = want
+            .deployments
+            .keys()
+            .chain(have.into_iter().flat_map(|h| h.deployments.keys()))
+            .map(String::as_str)
+            .collect();
+        for name in names {
+            let live_dep = have.and_then(|h| h.deployments.get(name));
+            let fate = match (want.deployments.get(name), live_dep) {
+                (Some(d), None) => {
+                    self.push(
+                        Action::CreateDeployment {
+                            deployment: name.to_string(),
+                            settings: d.settings.clone(),
+                        },
+                        format!("create {name} at 0% traffic"),
+                    );
+                    Fate {
+                        created: true,
+                        ..Fate::default()
+                    }
+                }
+                (None, Some(_)) => Fate {
+                    deleted: true,
+                    ..Fate::default()
+                },
+                (Some(d), Some(l)) => {
+                    let busy = self.live_traffic.contains_key(name)
+                        || self.live_mirror.contains_key(name)
+                        || target.contains_key(name)
+                        || self
+                            .want
+                            .mirror_traffic
+                            .as_ref()
+                            .is_some_and(|m| m.get(name).is_some_and(|w| *w > 0));
+                    self.existing(name, &d.settings, &l.settings, &l.state, busy)
+                }
+                (None, None) => continue,
+            };
+            self.fates.insert(name, fate);
+        }
+    }
+
+    fn existing(
+        &mut self,
+        name: &str,
+        want: &DeploymentSettings,
+        have: &DeploymentSettings,
+        state: &DeploymentState,
+        busy: bool,
+    ) -> Fate {
+        let changes = compare::deployment_changes(want, have, &self.opts.ignore);
+        let (create_only, rest): (Vec<FieldChange>, Vec<FieldChange>) =
+            changes.into_iter().partition(|c| {
+                CREATE_ONLY
+                    .iter()
+                    .any(|f| c.field == *f || c.field.starts_with(&format!("{f}.")))
+            });
+        if !create_only.is_empty() {
+            let fields = create_only
+                .iter()
+                .map(|c| c.field.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if busy {
+                self.refuse(
+                    Some(name),
+                    format!(
+                        "{fields} cannot be changed in place (CONTRACT R13: create-only) and {name} \
+                         takes traffic; roll the change out as a new deployment name (blue/green) \
+                         instead of recreating {name}"
+                    ),
+                );
+                return Fate::default();
+            }
+            self.push(
+                Action::DeleteDeployment {
+                    deployment: name.to_string(),
+                },
+                format!("recreate {name}: {fields} is create-only and {name} takes no traffic"),
+            );
+            self.push(
+                Action::CreateDeployment {
+                    deployment: name.to_string(),
+                    settings: want.clone(),
+                },
+                format!("recreate {name} with {}", describe(&create_only)),
+            );
+            return Fate {
+                created: true,
+                ..Fate::default()
+            };
+        }
+        let (count, rest): (Vec<FieldChange>, Vec<FieldChange>) =
+            rest.into_iter().partition(|c| c.field == "instance_count");
+        let live_count = have.instance_count.unwrap_or(1);
+        let mut fate = Fate::default();
+        let failed = match state {
+            DeploymentState::Failed { message } => Some(message.clone()),
+            _ => None,
+        };
+        if !rest.is_empty() || failed.is_some() {
+            let mut settings = compare::merged(want, have);
+            settings.instance_count = Some(live_count);
+            let reason = match (&failed, rest.is_empty()) {
+                (Some(msg), true) => {
+                    format!("re-provision {name}: last provisioning failed: {msg}")
+                }
+                (Some(_), false) => format!("update {name} (failed before): {}", describe(&rest)),
+                (None, _) => format!("update {name}: {}", describe(&rest)),
+            };
+            self.push(
+                Action::UpdateDeployment {
+                    deployment: name.to_string(),
+                    settings,
+                    changes: rest,
+                },
+                reason,
+            );
+            fate.updated = true;
+        } else if matches!(state, DeploymentState::Provisioning) {
+            self.waits.push(Step {
+                endpoint: self.want.name.clone(),
+                action: Action::WaitReady {
+                    deployment: name.to_string(),
+                },
+                reason: format!("wait for {name}: still provisioning"),
+            });
+        }
+        if let Some(to) = want.instance_count.filter(|_| !count.is_empty()) {
+            let step = Step {
+                endpoint: self.want.name.clone(),
+                action: Action::ScaleDeployment {
+                    deployment: name.to_string(),
+                    from: live_count,
+                    to,
+                },
+                reason: format!("scale {name} {live_count} → {to}"),
+            };
+            if to > live_count {
+                self.steps.push(step);
+            } else {
+                self.scale_downs.push(step);
+            }
+        }
+        fate
+    }
+
+    fn tests(&mut self, target: &Weights) {
+        for (name, weight) in target {
+            let Some(d) = self.want.deployments.get(name) else {
+                continue;
+            };
+            let Some(test) = &d.test else { continue };
+            let fate = self.fates.get(name.as_str());
+            let changed = fate.is_some_and(|f| f.created || f.updated);
+            if *weight > 0 && (changed || !self.live_traffic.contains_key(name)) {
+                self.push(
+                    Action::TestDeployment {
+                        deployment: name.clone(),
+                        test: test.clone(),
+                    },
+                    format!(
+                        "test {name} with {} before it takes traffic",
+                        test.request_file
+                    ),
+                );
+            }
+        }
+    }
+
+    fn traffic_and_mirror(&mut self, target: &Weights) {
+        // Moved out: this is their last use in the plan of this endpoint, and the steps pushed
+        // below borrow self mutably.
+        let live_traffic = std::mem::take(&mut self.live_traffic);
+        let live_mirror = std::mem::take(&mut self.live_mirror);
+        let deleted: BTreeSet<&str> = self
+            .fates
+            .iter()
+            .filter(|(_, f)| f.deleted)
+            .map(|(n, _)| *n)
+            .collect();
+        // Mirroring may never target a deployment with live traffic (R5) or one that goes away.
+        let keep = |name: &str| !target.contains_key(name) && !deleted.contains(name);
+        let wanted_mirror: Weights = match &self.want.mirror_traffic {
+            Some(m) if !self.opts.ignores("mirror_traffic") => effective(m),
+            _ => live_mirror
+                .iter()
+                .filter(|(n, _)| keep(n))
+                .map(|(n, w)| (n.clone(), *w))
+                .collect(),
+        };
+        if let Some(name) = wanted_mirror.keys().find(|n| target.contains_key(*n)) {
+            self.refuse(
+                Some(name),
+                format!(
+                    "mirror traffic to {name} is declared, but {name} takes live traffic that the \
+                     YAML does not manage (CONTRACT R5: live or mirror traffic, not both); declare \
+                     traffic too"
+                ),
+            );
+            return;
+        }
+        let mut mirror = live_mirror.clone();
+        if live_mirror.keys().any(|n| !keep(n)) {
+            let interim: Weights = live_mirror
+                .iter()
+                .filter(|(n, _)| keep(n))
+                .map(|(n, w)| (n.clone(), *w))
+                .collect();
+            self.push(
+                Action::SetMirrorTraffic {
+                    mirror_traffic: interim.clone(),
+                },
+                mirror_reason(&live_mirror, &interim),
+            );
+            mirror = interim;
+        }
+        if target != &live_traffic {
+            let traffic = self.want.traffic.clone().unwrap_or_default();
+            self.push(
+                Action::SetTraffic { traffic },
+                traffic_reason(&live_traffic, target),
+            );
+        }
+        if mirror != wanted_mirror {
+            self.push(
+                Action::SetMirrorTraffic {
+                    mirror_traffic: wanted_mirror.clone(),
+                },
+                mirror_reason(&mirror, &wanted_mirror),
+            );
+        }
+    }
+
+    fn deletes(&mut self, target: &Weights) {
+        let doomed: Vec<&str> = self
+            .fates
+            .iter()
+            .filter(|(_, f)| f.deleted)
+            .map(|(n, _)| *n)
+            .collect();
+        for name in doomed {
+            if let Some(w) = target.get(name) {
+                self.refuse(
+                    Some(name),
+                    format!(
+                        "{name} is no longer declared but would still take {w}% of traffic; \
+                         declare traffic without it first"
+                    ),
+                );
+                continue;
+            }
+            // Drained now (by this plan's traffic step) or earlier (a 0 entry is left live).
+            let drained = self.have.is_some_and(|h| h.traffic.contains_key(name));
+            let reason = if drained {
+                format!("delete {name}: no longer declared, drained")
+            } else {
+                format!("delete {name}: no longer declared, takes no traffic")
+            };
+            self.push(
+                Action::DeleteDeployment {
+                    deployment: name.to_string(),
+                },
+                reason,
+            );
+        }
+    }
+}
+
+fn overlay_endpoint(
+    settings: &mut crate::model::EndpointSettings,
+    want: &crate::model::EndpointSettings,
+) {
+    if want.auth_mode.is_some() {
+        settings.auth_mode = want.auth_mode;
+    }
+    if want.description.is_some() {
+        settings.description.clone_from(&want.description);
+    }
+    if want.tags.is_some() {
+        settings.tags.clone_from(&want.tags);
+    }
+    if want.public_network_access.is_some() {
+        settings
+            .public_network_access
+            .clone_from(&want.public_network_access);
+    }
+}
+
+fn is_local_path(code: &str) -> bool {
+    !(code.starts_with("azureml:") || code.starts_with("/subscriptions/"))
+}
