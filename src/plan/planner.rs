@@ -54,13 +54,7 @@ pub fn plan(
     live: &LiveState,
     opts: &PlanOptions,
 ) -> Result<Plan, Vec<Refusal>> {
-    let names: Vec<&String> = desired
-        .endpoints
-        .keys()
-        .chain(live.endpoints.keys())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let names = endpoint_names(desired, live);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let chunk = names.len().div_ceil(threads).max(PARALLEL_CHUNK);
     let partials: Vec<Partial> = if names.len() <= chunk {
@@ -89,6 +83,17 @@ pub fn plan(
     } else {
         Err(refusals)
     }
+}
+
+/// Every endpoint declared or live, in name order.
+fn endpoint_names<'a>(desired: &'a DesiredState, live: &'a LiveState) -> Vec<&'a String> {
+    desired
+        .endpoints
+        .keys()
+        .chain(live.endpoints.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 fn plan_endpoints(
@@ -195,14 +200,7 @@ mod tests {
             prune: true,
             ignore: vec![],
         };
-        let names: Vec<&String> = desired
-            .endpoints
-            .keys()
-            .chain(live.endpoints.keys())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let single = plan_endpoints(&names, &desired, &live, &opts);
+        let single = plan_endpoints(&endpoint_names(&desired, &live), &desired, &live, &opts);
         let threaded = plan(&desired, &live, &opts).expect("no refusals");
         assert!(threaded.steps.len() > 3 * PARALLEL_CHUNK);
         assert_eq!(threaded.steps, single.steps);
