@@ -4,7 +4,7 @@
 use super::diagnostics::Sink;
 use super::read::field;
 use super::yaml::{Entry, Kind, Node, ScalarType};
-use crate::model::{AssetRef, CodeConfiguration};
+use crate::model::{AssetRef, AzureMlTarget, CodeConfiguration, Endpoint};
 
 const MODEL_FIELDS: &[&str] = &[
     "name",
@@ -248,5 +248,116 @@ fn text(node: &Node) -> Option<String> {
     match &node.kind {
         Kind::Scalar { text, ty } if *ty != ScalarType::Null => Some(text.clone()),
         _ => None,
+    }
+}
+
+/// Rewrites full ARM ids of models and environments registered in the target workspace
+/// (`/subscriptions/S/resourceGroups/G/providers/Microsoft.MachineLearningServices/workspaces/W/models/N/versions/V`)
+/// as `azureml:N:V`: the same asset, in the form the Azure ML backend reads back, so declaring
+/// either form never shows up as a change. Ids of other workspaces and registries stay verbatim.
+pub fn canonical_workspace_assets<'a>(
+    target: &AzureMlTarget,
+    endpoints: impl Iterator<Item = &'a mut Endpoint>,
+) {
+    let workspace = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}/",
+        target.subscription_id, target.resource_group, target.workspace
+    );
+    let canonical = |asset: &mut Option<AssetRef>, kind: &str| {
+        let Some(AssetRef::Id { id }) = asset else {
+            return;
+        };
+        let prefix = format!("{workspace}{kind}/");
+        let rest = match id.get(..prefix.len()) {
+            Some(head) if head.eq_ignore_ascii_case(&prefix) => &id[prefix.len()..],
+            _ => return,
+        };
+        if let [name, versions, version] = rest.split('/').collect::<Vec<_>>()[..]
+            && versions.eq_ignore_ascii_case("versions")
+            && !name.is_empty()
+            && !version.is_empty()
+        {
+            *asset = Some(AssetRef::Registered {
+                name: name.to_string(),
+                version: version.to_string(),
+            });
+        }
+    };
+    for endpoint in endpoints {
+        for d in endpoint.deployments.values_mut() {
+            canonical(&mut d.settings.model, "models");
+            canonical(&mut d.settings.environment, "environments");
+        }
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+    use crate::model::{Deployment, DeploymentSettings, EndpointSettings};
+
+    #[test]
+    fn a_full_arm_id_in_the_target_workspace_is_the_registered_asset() {
+        let target = AzureMlTarget {
+            subscription_id: "sub".into(),
+            resource_group: "rg".into(),
+            workspace: "ws".into(),
+            location: "westus2".into(),
+        };
+        let ws = "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces";
+        let deployment = |model: String| Deployment {
+            name: "blue".into(),
+            settings: DeploymentSettings {
+                model: Some(AssetRef::parse(&model)),
+                environment: Some(AssetRef::parse(&format!(
+                    "{ws}/ws/environments/env/versions/3"
+                ))),
+                ..DeploymentSettings::default()
+            },
+            test: None,
+        };
+        let mut endpoints = [
+            Endpoint {
+                name: "ep-one".into(),
+                settings: EndpointSettings::default(),
+                traffic: None,
+                mirror_traffic: None,
+                deployments: [(
+                    "blue".into(),
+                    deployment(format!("{ws}/ws/models/m/versions/2")),
+                )]
+                .into(),
+            },
+            Endpoint {
+                name: "ep-two".into(),
+                settings: EndpointSettings::default(),
+                traffic: None,
+                mirror_traffic: None,
+                deployments: [(
+                    "blue".into(),
+                    deployment(format!("{ws}/other/models/m/versions/2")),
+                )]
+                .into(),
+            },
+        ];
+        canonical_workspace_assets(&target, endpoints.iter_mut());
+        let model = |i: usize| {
+            endpoints[i].deployments["blue"]
+                .settings
+                .model
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(model(0).to_string(), "azureml:m:2");
+        assert_eq!(
+            model(1).to_string(),
+            format!("{ws}/other/models/m/versions/2")
+        );
+        let env = endpoints[0].deployments["blue"]
+            .settings
+            .environment
+            .clone()
+            .unwrap();
+        assert_eq!(env.to_string(), "azureml:env:3");
     }
 }

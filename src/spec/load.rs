@@ -173,6 +173,9 @@ fn environment_into(
         &mut endpoints,
         out,
     );
+    if let Some(crate::model::Target::AzureMl(azure)) = &target {
+        super::assets::canonical_workspace_assets(azure, endpoints.values_mut());
+    }
     Some(DesiredState {
         environment: Environment {
             name: name?.value.clone(),
