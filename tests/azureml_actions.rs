@@ -8,16 +8,8 @@ use flightdeck::backend::Backend;
 use flightdeck::model::{
     AssetRef, AuthMode, DeploymentSettings, DeploymentState, EndpointSettings, Probe,
 };
-use flightdeck::plan::{Action, FieldChange, Step};
+use flightdeck::plan::{Action, FieldChange};
 use serde_json::json;
-
-fn step(endpoint: &str, action: Action) -> Step {
-    Step {
-        endpoint: endpoint.into(),
-        action,
-        reason: "test".into(),
-    }
-}
 
 #[tokio::test]
 async fn read_live_follows_next_links_and_lists_deployments_once_per_endpoint() {

@@ -6,16 +6,8 @@ mod azureml_fake;
 use azureml_fake::*;
 use flightdeck::backend::{Backend, BackendError};
 use flightdeck::model::TestSpec;
-use flightdeck::plan::{Action, Step};
+use flightdeck::plan::Action;
 use serde_json::json;
-
-fn step(endpoint: &str, action: Action) -> Step {
-    Step {
-        endpoint: endpoint.into(),
-        action,
-        reason: "test".into(),
-    }
-}
 
 fn test_spec(expect_body_contains: Option<&str>) -> TestSpec {
     TestSpec {

@@ -17,6 +17,7 @@ use flightdeck::backend::azureml::{
     AzureMlBackend, AzureMlConfig, AzureMlError, RetryPolicy, Secret, TokenSource,
 };
 use flightdeck::model::AzureMlTarget;
+use flightdeck::plan::{Action, Step};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "arm-token-for-tests";
@@ -298,6 +299,15 @@ pub struct StaticToken;
 impl TokenSource for StaticToken {
     async fn token(&self, scope: &str) -> Result<Secret, AzureMlError> {
         Ok(Secret::new(format!("{TOKEN}|{scope}")))
+    }
+}
+
+/// A plan step for `endpoint`, as the executor hands it to the backend.
+pub fn step(endpoint: &str, action: Action) -> Step {
+    Step {
+        endpoint: endpoint.into(),
+        action,
+        reason: "test".into(),
     }
 }
 
