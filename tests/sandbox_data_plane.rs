@@ -47,6 +47,17 @@ async fn invoke(env: &Env, s: &Scoring, deployment: Option<&str>) -> reqwest::Re
     req.send().await.unwrap()
 }
 
+/// POSTs the sample request to `url` with `credential` as the bearer token.
+async fn score_as(env: &Env, url: &str, credential: &str) -> reqwest::Response {
+    env.http
+        .post(url)
+        .bearer_auth(credential)
+        .body(SAMPLE)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn blue_green(env: &Env, traffic: Value, mirror: Option<Value>) -> Scoring {
     env.create_endpoint("e1", "Key").await;
     env.create_deployment("e1", "blue", "azureml:model-1:1")
@@ -213,23 +224,9 @@ async fn wrong_or_missing_keys_get_401_and_the_secondary_key_works() {
     let s = blue_green(&env, json!({"blue": 100, "green": 0}), None).await;
     let r = env.http.post(&s.url).body(SAMPLE).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = env
-        .http
-        .post(&s.url)
-        .bearer_auth("nope")
-        .body(SAMPLE)
-        .send()
-        .await
-        .unwrap();
+    let r = score_as(&env, &s.url, "nope").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = env
-        .http
-        .post(&s.url)
-        .bearer_auth(&env.token)
-        .body(SAMPLE)
-        .send()
-        .await
-        .unwrap();
+    let r = score_as(&env, &s.url, &env.token).await;
     assert_eq!(
         r.status(),
         StatusCode::UNAUTHORIZED,
@@ -241,14 +238,7 @@ async fn wrong_or_missing_keys_get_401_and_the_secondary_key_works() {
         .json()
         .await
         .unwrap();
-    let r = env
-        .http
-        .post(&s.url)
-        .bearer_auth(keys["secondaryKey"].as_str().unwrap())
-        .body(SAMPLE)
-        .send()
-        .await
-        .unwrap();
+    let r = score_as(&env, &s.url, keys["secondaryKey"].as_str().unwrap()).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -271,14 +261,7 @@ async fn aml_token_endpoints_accept_tokens_from_the_token_route() {
         .await
         .unwrap();
     assert!(tok["expiryTimeUtc"].as_i64().unwrap() > tok["refreshAfterTimeUtc"].as_i64().unwrap());
-    let r = env
-        .http
-        .post(&s.url)
-        .bearer_auth(tok["accessToken"].as_str().unwrap())
-        .body(SAMPLE)
-        .send()
-        .await
-        .unwrap();
+    let r = score_as(&env, &s.url, tok["accessToken"].as_str().unwrap()).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -290,23 +273,9 @@ async fn aad_token_endpoints_accept_ml_audience_tokens_only() {
     env.set_traffic("e1", json!({"blue": 100}), None).await;
     let s = scoring(&env, "e1").await;
     let ml = fetch_token(&env.sandbox, &env.http, "https://ml.azure.com/.default").await;
-    let r = env
-        .http
-        .post(&s.url)
-        .bearer_auth(&ml)
-        .body(SAMPLE)
-        .send()
-        .await
-        .unwrap();
+    let r = score_as(&env, &s.url, &ml).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = env
-        .http
-        .post(&s.url)
-        .bearer_auth(&env.token)
-        .body(SAMPLE)
-        .send()
-        .await
-        .unwrap();
+    let r = score_as(&env, &s.url, &env.token).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -330,13 +299,6 @@ async fn invalid_json_gets_400_from_the_model() {
 async fn unknown_endpoints_are_404() {
     let env = Env::start().await;
     let url = format!("{}/inference/{SUB}/rg/ws/ghost/score", env.base);
-    let r = env
-        .http
-        .post(url)
-        .bearer_auth("x")
-        .body(SAMPLE)
-        .send()
-        .await
-        .unwrap();
+    let r = score_as(&env, &url, "x").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
