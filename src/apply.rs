@@ -210,6 +210,89 @@ mod tests {
 
     fn assert_send<T: Send>(_: &T) {}
 
+    fn flight_green(endpoint: &str) -> Vec<Step> {
+        use crate::model::{DeploymentSettings, TestSpec, Weights};
+        use crate::plan::Action;
+        let step = |action| Step {
+            endpoint: endpoint.to_string(),
+            action,
+            reason: "test".into(),
+        };
+        vec![
+            step(Action::CreateEndpoint {
+                settings: Default::default(),
+            }),
+            step(Action::CreateDeployment {
+                deployment: "green".into(),
+                settings: DeploymentSettings::default(),
+            }),
+            step(Action::TestDeployment {
+                deployment: "green".into(),
+                test: TestSpec {
+                    request_file: "sample-request.json".into(),
+                    request_body: "{}".into(),
+                    expect_status: None,
+                    expect_body_contains: None,
+                },
+            }),
+            step(Action::SetTraffic {
+                traffic: Weights::from([("green".to_string(), 100)]),
+            }),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_failed_test_stops_its_endpoint_before_traffic_moves_and_other_endpoints_go_on() {
+        let backend = MemoryBackend::default();
+        let plan = Plan {
+            steps: [flight_green("ep-a"), flight_green("ep-b")].concat(),
+            notes: vec![],
+        };
+        backend.fail_tests_of("green");
+        let report = apply(
+            &plan,
+            &backend,
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(!report.succeeded());
+        // Both endpoints ran up to their (failing) gate, and neither moved traffic.
+        assert_eq!(report.failures().count(), 2);
+        assert_eq!(report.writes(), 4, "create endpoint + create green, twice");
+        let skipped: Vec<_> = report
+            .results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Skipped(_)))
+            .map(|r| r.step.action.kind())
+            .collect();
+        assert_eq!(skipped, ["set_traffic", "set_traffic"]);
+        assert!(backend.log().iter().all(|l| !l.starts_with("set_traffic")));
+        assert!(report.error().expect("an error").contains("test failed"));
+        let live = backend.snapshot();
+        assert!(live.endpoints.values().all(|e| e.traffic.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_run_skips_every_step_not_yet_started() {
+        let backend = MemoryBackend::default();
+        let plan = Plan {
+            steps: flight_green("ep-a"),
+            notes: vec![],
+        };
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let report = apply(&plan, &backend, &ApplyOptions::default(), &cancel).await;
+        assert_eq!(report.writes(), 0);
+        assert!(
+            report
+                .results
+                .iter()
+                .all(|r| matches!(r.outcome, Outcome::Skipped(_)))
+        );
+        assert!(backend.log().is_empty());
+    }
+
     #[test]
     fn the_apply_future_is_send_so_it_can_be_spawned() {
         let backend = MemoryBackend::default();
