@@ -43,12 +43,19 @@ fn plan_options(desired: &DesiredState, prune: bool) -> PlanOptions {
     }
 }
 
+/// Plans, or reports the refusals (also as a JSON document with `--output json`) and returns
+/// the exit code: a refused plan applies nothing.
 fn make_plan(
     desired: &DesiredState,
     live: &crate::model::LiveState,
     prune: bool,
+    output: Format,
 ) -> Result<Plan, u8> {
     plan::plan(desired, live, &plan_options(desired, prune)).map_err(|refusals| {
+        if output == Format::Json {
+            let name = desired.environment.name.as_str();
+            print!("{}", render::json(name, &Plan::default(), &refusals));
+        }
         for r in &refusals {
             eprintln!("refused: {r}");
         }
@@ -91,21 +98,15 @@ pub async fn plan(args: &PlanArgs) -> u8 {
         Ok(v) => v,
         Err(code) => return code,
     };
-    let name = desired.environment.name.as_str();
-    match plan::plan(&desired, &live, &plan_options(&desired, args.prune)) {
+    match make_plan(&desired, &live, args.prune, args.output) {
         Ok(p) => {
-            print!("{}", render::render(args.output, name, &p));
+            print!(
+                "{}",
+                render::render(args.output, &desired.environment.name, &p)
+            );
             if p.is_empty() { OK } else { CHANGES }
         }
-        Err(refusals) => {
-            if args.output == Format::Json {
-                print!("{}", render::json(name, &Plan::default(), &refusals));
-            }
-            for r in &refusals {
-                eprintln!("refused: {r}");
-            }
-            ERROR
-        }
+        Err(code) => code,
     }
 }
 
@@ -227,7 +228,7 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    let p = match make_plan(&desired, &live, args.prune) {
+    let p = match make_plan(&desired, &live, args.prune, args.output) {
         Ok(p) => p,
         Err(code) => return code,
     };
