@@ -1,87 +1,26 @@
 //! The Git source against real repositories made with git2 in temp dirs.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flightdeck::source::verify::Verifier;
 use flightdeck::source::{GitAuth, GitConfig, GitRef, GitSource, Source, SourceError};
-use git2::{Oid, Repository, Signature};
 use ssh_key::private::{Ed25519Keypair, PrivateKey};
 use ssh_key::{HashAlg, LineEnding};
+use support::GitRepo;
 
-struct Upstream {
-    dir: tempfile::TempDir,
-    repo: Repository,
-}
-
-impl Upstream {
-    fn new() -> Upstream {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path()).unwrap();
-        Upstream { dir, repo }
-    }
-
-    fn write(&self, path: &str, content: &str) {
-        let full = self.dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-
-    fn tree_and_parents(&self) -> (git2::Tree<'_>, Vec<git2::Commit<'_>>) {
-        let mut index = self.repo.index().unwrap();
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-            .unwrap();
-        index.update_all(["*"], None).unwrap();
-        index.write().unwrap();
-        let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let parents = match self.repo.refname_to_id("refs/heads/main") {
-            Ok(id) => vec![self.repo.find_commit(id).unwrap()],
-            Err(_) => vec![],
-        };
-        (tree, parents)
-    }
-
-    fn commit(&self, message: &str) -> Oid {
-        let sig = Signature::now("t", "t@example.com").unwrap();
-        let (tree, parents) = self.tree_and_parents();
-        let parents: Vec<&git2::Commit> = parents.iter().collect();
-        self.repo
-            .commit(
-                Some("refs/heads/main"),
-                &sig,
-                &sig,
-                message,
-                &tree,
-                &parents,
-            )
-            .unwrap()
-    }
-
-    fn commit_signed(&self, message: &str, key: &PrivateKey) -> Oid {
-        let sig = Signature::now("t", "t@example.com").unwrap();
-        let (tree, parents) = self.tree_and_parents();
-        let parents: Vec<&git2::Commit> = parents.iter().collect();
-        let buf = self
-            .repo
-            .commit_create_buffer(&sig, &sig, message, &tree, &parents)
-            .unwrap();
-        let content = std::str::from_utf8(&buf).unwrap();
-        let armored = key
-            .sign("git", HashAlg::Sha512, content.as_bytes())
-            .unwrap()
-            .to_pem(LineEnding::LF)
-            .unwrap();
-        let oid = self.repo.commit_signed(content, &armored, None).unwrap();
-        self.repo
-            .reference("refs/heads/main", oid, true, "signed commit")
-            .unwrap();
-        oid
-    }
+/// Signs a commit's bytes with an SSH key, as git does with `gpg.format = ssh`.
+fn ssh_sign(key: &PrivateKey, data: &[u8]) -> String {
+    key.sign("git", HashAlg::Sha512, data)
+        .unwrap()
+        .to_pem(LineEnding::LF)
+        .unwrap()
 }
 
 fn source(
-    upstream: &Upstream,
+    upstream: &GitRepo,
     cache: &Path,
     reference: GitRef,
     verifier: Option<Verifier>,
@@ -108,7 +47,7 @@ fn file(snapshot: &flightdeck::source::Snapshot, path: &str) -> String {
 
 #[tokio::test]
 async fn fetches_follow_the_branch_and_read_files_from_the_commit_tree() {
-    let upstream = Upstream::new();
+    let upstream = GitRepo::new();
     upstream.write("environments/dev/environment.yaml", "name: dev\n");
     upstream.write("environments/dev/endpoints/a.yaml", "traffic: 1\n");
     upstream.write("README.md", "not part of any environment\n");
@@ -147,7 +86,7 @@ async fn fetches_follow_the_branch_and_read_files_from_the_commit_tree() {
 
 #[tokio::test]
 async fn a_pinned_revision_stays_put_when_the_branch_moves() {
-    let upstream = Upstream::new();
+    let upstream = GitRepo::new();
     upstream.write("environments/dev/x.yaml", "v: 1\n");
     let first = upstream.commit("first");
     upstream.write("environments/dev/x.yaml", "v: 2\n");
@@ -179,9 +118,9 @@ async fn with_verify_keys_only_commits_signed_by_a_trusted_key_are_read() {
     let trusted = PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32]));
     let stranger = PrivateKey::from(Ed25519Keypair::from_seed(&[8; 32]));
     let verifier = Verifier::from_keys(vec![trusted.public_key().clone()]);
-    let upstream = Upstream::new();
+    let upstream = GitRepo::new();
     upstream.write("environments/dev/x.yaml", "v: 1\n");
-    let signed = upstream.commit_signed("signed", &trusted);
+    let signed = upstream.commit_signed("signed", |d| ssh_sign(&trusted, d));
     let cache = tempfile::tempdir().unwrap();
     let src = source(
         &upstream,
@@ -198,7 +137,7 @@ async fn with_verify_keys_only_commits_signed_by_a_trusted_key_are_read() {
     assert_eq!(err.kind(), "verify");
 
     upstream.write("environments/dev/x.yaml", "v: 3\n");
-    upstream.commit_signed("by a stranger", &stranger);
+    upstream.commit_signed("by a stranger", |d| ssh_sign(&stranger, d));
     let err = src.fetch().await.unwrap_err();
     assert!(err.to_string().contains("not a trusted key"), "{err}");
 }

@@ -61,7 +61,8 @@ pub struct AgentArgs {
     pub ssh_key_file: Option<PathBuf>,
     #[arg(long, env = "FLIGHTDECK_KNOWN_HOSTS", value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
-    /// SSH public keys (authorized_keys or allowed_signers format) that commits must be signed with.
+    /// Public keys commits must be signed with: SSH (authorized_keys or allowed_signers format)
+    /// or OpenPGP (`gpg --export [--armor]`) files.
     #[arg(
         long,
         env = "FLIGHTDECK_VERIFY_KEYS",
@@ -220,6 +221,13 @@ pub fn resolve(
             .filter(|s| !s.expose().is_empty()),
     };
     let watch_local = pick(&args.watch_local, &file.watch_local).unwrap_or(false);
+    let verify_keys = pick_list(&args.verify_keys, &file.verify_keys);
+    if watch_local && !verify_keys.is_empty() {
+        // A working directory has no commits to verify; ignoring the keys would apply unsigned files.
+        return Err(ConfigError::Invalid(
+            "--verify-keys needs a git source: --watch-local reads a working directory, which has no signed commits".into(),
+        ));
+    }
     let source = if watch_local {
         SourceKind::Local {
             root: PathBuf::from(&repo),
@@ -266,7 +274,7 @@ pub fn resolve(
         listen,
         webhook_secret,
         lease,
-        verify_keys: pick_list(&args.verify_keys, &file.verify_keys),
+        verify_keys,
         arm_endpoint: pick(&args.arm_endpoint, &file.arm_endpoint),
     })
 }
@@ -404,6 +412,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "give either branch or rev, not both");
+        let err = resolve(
+            &AgentArgs::default(),
+            &file("repo: r\npath: [e]\nwatch-local: true\nverify-keys: [keys.asc]\n"),
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--verify-keys needs a git source")
+        );
         let unknown: Result<FileConfig, _> = serde_yaml::from_str("repos: r\n");
         assert!(
             unknown

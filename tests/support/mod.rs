@@ -2,14 +2,18 @@
 //! in-process sandbox, raw ARM calls and the sandbox's request log.
 #![allow(dead_code)]
 
+pub mod openpgp;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use flightdeck::agent::config::{AgentConfig, SourceKind};
+use flightdeck::agent::{Agent, AgentOptions, pipeline_for};
 use flightdeck::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use flightdeck::source::{GitAuth, GitRef, Secret};
 use git2::{Repository, Signature};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 pub const API: &str = "api-version=2025-12-01";
 pub const WS: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/flightdeck-demo/providers/Microsoft.MachineLearningServices/workspaces/demo";
@@ -61,6 +65,9 @@ pub fn endpoint_yaml(deployments: &[(&str, u32)], traffic: &[(&str, u32)]) -> St
     out
 }
 
+/// Makes the armored `gpgsig` value for a commit's bytes.
+type SignFn<'a> = dyn Fn(&[u8]) -> String + 'a;
+
 pub struct GitRepo {
     pub dir: tempfile::TempDir,
     repo: Repository,
@@ -80,10 +87,22 @@ impl GitRepo {
     }
 
     pub fn commit(&self, message: &str) -> String {
+        self.commit_with(message, None)
+    }
+
+    /// Commits with a `gpgsig` header made by `sign` over the commit's bytes, as
+    /// `git commit -S` does (SSH or OpenPGP, whatever `sign` returns).
+    pub fn commit_signed(&self, message: &str, sign: impl Fn(&[u8]) -> String) -> String {
+        self.commit_with(message, Some(&sign))
+    }
+
+    fn commit_with(&self, message: &str, sign: Option<&SignFn<'_>>) -> String {
         let mut index = self.repo.index().unwrap();
         index
             .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
             .unwrap();
+        // Records deleted files too.
+        index.update_all(["*"], None).unwrap();
         index.write().unwrap();
         let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
         let sig = Signature::now("t", "t@example.com").unwrap();
@@ -93,33 +112,52 @@ impl GitRepo {
             .ok()
             .map(|id| self.repo.find_commit(id).unwrap());
         let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let Some(sign) = sign else {
+            return self
+                .repo
+                .commit(
+                    Some("refs/heads/main"),
+                    &sig,
+                    &sig,
+                    message,
+                    &tree,
+                    &parents,
+                )
+                .unwrap()
+                .to_string();
+        };
+        let buffer = self
+            .repo
+            .commit_create_buffer(&sig, &sig, message, &tree, &parents)
+            .unwrap();
+        let content = std::str::from_utf8(&buffer).unwrap();
+        let signature = sign(content.as_bytes());
+        let oid = self.repo.commit_signed(content, &signature, None).unwrap();
         self.repo
-            .commit(
-                Some("refs/heads/main"),
-                &sig,
-                &sig,
-                message,
-                &tree,
-                &parents,
-            )
-            .unwrap()
-            .to_string()
+            .reference("refs/heads/main", oid, true, message)
+            .unwrap();
+        oid.to_string()
     }
 
     /// A repository with the sandbox environment: `my-endpoint` with blue at 100%.
     pub fn with_sandbox_environment() -> GitRepo {
         let repo = GitRepo::new();
-        repo.write("environments/sandbox/environment.yaml", ENVIRONMENT);
-        repo.write(
+        repo.write_sandbox_environment();
+        repo.commit("sandbox environment");
+        repo
+    }
+
+    /// Writes (does not commit) the sandbox environment with blue at 100%.
+    pub fn write_sandbox_environment(&self) {
+        self.write("environments/sandbox/environment.yaml", ENVIRONMENT);
+        self.write(
             "environments/sandbox/sample-request.json",
             "{\"data\": [[1, 2, 3]]}\n",
         );
-        repo.write(
+        self.write(
             "environments/sandbox/my-endpoint.yml",
             &endpoint_yaml(&[("blue", 1)], &[("blue", 100)]),
         );
-        repo.commit("sandbox environment");
-        repo
     }
 }
 
@@ -165,6 +203,36 @@ pub fn agent_config(
         lease: None,
         verify_keys: vec![],
         arm_endpoint: Some(sandbox.base_url()),
+    }
+}
+
+/// An agent started in-process with the real reconcile pipeline.
+pub struct RunningAgent {
+    pub agent: Agent,
+    /// `http://ADDR` of its HTTP server.
+    pub base: String,
+    cancel: CancellationToken,
+}
+
+pub async fn start_agent(config: AgentConfig) -> RunningAgent {
+    let reconciler = std::sync::Arc::new(pipeline_for(&config));
+    let cancel = CancellationToken::new();
+    let agent = Agent::start(config, reconciler, AgentOptions::default(), cancel.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", agent.local_addr());
+    RunningAgent {
+        agent,
+        base,
+        cancel,
+    }
+}
+
+impl RunningAgent {
+    /// Cancels the agent and waits for it to finish.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.agent.wait().await;
     }
 }
 
@@ -293,6 +361,16 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The agent's `/metrics` text.
+pub async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 pub async fn status(base: &str) -> Value {
