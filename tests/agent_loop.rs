@@ -1,6 +1,8 @@
 //! The reconcile loop with an injected reconciler: independence of environments, backoff,
 //! drift reporting, webhook triggering and clean shutdown.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use flightdeck::agent::{
 };
 use flightdeck::plan::{Action, Step};
 use flightdeck::source::{GitAuth, GitRef, Secret};
-use git2::{Repository, Signature};
+use support::GitRepo;
 use tokio_util::sync::CancellationToken;
 
 type Behaviour = dyn Fn(&Job) -> Result<Outcome, ReconcileError> + Send + Sync;
@@ -97,41 +99,13 @@ fn traffic_step() -> Step {
     }
 }
 
-fn repo_with(envs: &[&str]) -> (tempfile::TempDir, Repository) {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(dir.path()).unwrap();
+fn repo_with(envs: &[&str]) -> GitRepo {
+    let repo = GitRepo::new();
     for env in envs {
-        let path = dir.path().join(env).join("environment.yaml");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, "name: x\n").unwrap();
+        repo.write(&format!("{env}/environment.yaml"), "name: x\n");
     }
-    commit(&repo, "initial");
-    (dir, repo)
-}
-
-fn commit(repo: &Repository, message: &str) -> String {
-    let mut index = repo.index().unwrap();
-    index
-        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-        .unwrap();
-    index.write().unwrap();
-    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-    let sig = Signature::now("t", "t@example.com").unwrap();
-    let parent = repo
-        .refname_to_id("refs/heads/main")
-        .ok()
-        .map(|id| repo.find_commit(id).unwrap());
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
-    repo.commit(
-        Some("refs/heads/main"),
-        &sig,
-        &sig,
-        message,
-        &tree,
-        &parents,
-    )
-    .unwrap()
-    .to_string()
+    repo.commit("initial");
+    repo
 }
 
 fn config(repo: &Path, cache: &Path, envs: &[&str], interval: Duration) -> AgentConfig {
@@ -172,7 +146,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn a_failing_environment_backs_off_without_blocking_the_others() {
-    let (repo_dir, repo) = repo_with(&["environments/good", "environments/bad"]);
+    let repo = repo_with(&["environments/good", "environments/bad"]);
     let cache = tempfile::tempdir().unwrap();
     let fake = Fake::new(|job| {
         if job.path == Path::new("environments/bad") {
@@ -184,7 +158,7 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
         }
     });
     let cfg = config(
-        repo_dir.path(),
+        repo.dir.path(),
         cache.path(),
         &["environments/good", "environments/bad"],
         Duration::from_millis(40),
@@ -234,7 +208,7 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
 
     // A new commit is retried at once, without waiting for the backoff.
     let before = fake.calls("environments/bad").len();
-    let new = commit(&repo, "fix");
+    let new = repo.commit("fix");
     agent.trigger();
     eventually("the new revision is tried", || {
         fake.calls("environments/bad")
@@ -250,7 +224,7 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
 
 #[tokio::test]
 async fn a_plan_on_an_unchanged_revision_is_reported_as_drift() {
-    let (repo_dir, _repo) = repo_with(&["environments/prod"]);
+    let repo = repo_with(&["environments/prod"]);
     let cache = tempfile::tempdir().unwrap();
     // First reconcile applies; later ones find the live state changed behind our back.
     let fake = Fake::new(|job| {
@@ -261,7 +235,7 @@ async fn a_plan_on_an_unchanged_revision_is_reported_as_drift() {
         }
     });
     let cfg = config(
-        repo_dir.path(),
+        repo.dir.path(),
         cache.path(),
         &["environments/prod"],
         Duration::from_millis(30),
@@ -305,12 +279,12 @@ async fn a_plan_on_an_unchanged_revision_is_reported_as_drift() {
 
 #[tokio::test]
 async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
-    let (repo_dir, repo) = repo_with(&["environments/prod"]);
+    let repo = repo_with(&["environments/prod"]);
     let cache = tempfile::tempdir().unwrap();
     let fake = Fake::new(|_| Ok(outcome(OutcomeKind::InSync, vec![])));
     // A long interval: only the webhook can explain a quick reconcile.
     let cfg = config(
-        repo_dir.path(),
+        repo.dir.path(),
         cache.path(),
         &["environments/prod"],
         Duration::from_secs(600),
@@ -325,7 +299,7 @@ async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
     })
     .await;
 
-    let new = commit(&repo, "traffic change");
+    let new = repo.commit("traffic change");
     let body = r#"{"ref":"refs/heads/main"}"#;
     let client = reqwest::Client::new();
     let unsigned = client
@@ -376,7 +350,7 @@ async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
 
 #[tokio::test]
 async fn shutdown_cancels_an_in_flight_rollout_and_stops_every_task() {
-    let (repo_dir, _repo) = repo_with(&["environments/slow", "environments/fast"]);
+    let repo = repo_with(&["environments/slow", "environments/fast"]);
     let cache = tempfile::tempdir().unwrap();
     let fake = Arc::new(Fake {
         calls: Mutex::new(Vec::new()),
@@ -385,7 +359,7 @@ async fn shutdown_cancels_an_in_flight_rollout_and_stops_every_task() {
         cancelled: Mutex::new(Vec::new()),
     });
     let cfg = config(
-        repo_dir.path(),
+        repo.dir.path(),
         cache.path(),
         &["environments/slow", "environments/fast"],
         Duration::from_millis(50),

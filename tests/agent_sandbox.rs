@@ -6,11 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use flightdeck::agent::{Agent, AgentOptions, pipeline_for};
 use serde_json::json;
-use std::sync::Arc;
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_applies_commits_rejects_invalid_yaml_and_corrects_drift() {
@@ -18,12 +15,8 @@ async fn the_agent_applies_commits_rejects_invalid_yaml_and_corrects_drift() {
     let arm = Arm::new(&sandbox).await;
     let repo = GitRepo::with_sandbox_environment();
     let config = agent_config(repo.dir.path(), &sandbox, Duration::from_millis(300), None);
-    let reconciler = Arc::new(pipeline_for(&config));
-    let cancel = CancellationToken::new();
-    let agent = Agent::start(config, reconciler, AgentOptions::default(), cancel.clone())
-        .await
-        .unwrap();
-    let base = format!("http://{}", agent.local_addr());
+    let agent = start_agent(config).await;
+    let base = agent.base.clone();
     let t = Duration::from_secs(20);
 
     eventually("the endpoint is created with blue at 100%", t, || async {
@@ -62,12 +55,7 @@ async fn the_agent_applies_commits_rejects_invalid_yaml_and_corrects_drift() {
         arm.traffic("my-endpoint").await == Some(json!({"blue": 90, "green": 10}))
     })
     .await;
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&base).await;
     assert!(metrics.contains(
         "flightdeck_steps_total{env=\"environments/sandbox\",kind=\"set_traffic\",outcome=\"ok\"}"
     ));
@@ -112,7 +100,6 @@ async fn the_agent_applies_commits_rejects_invalid_yaml_and_corrects_drift() {
         Some(json!({"blue": 90, "green": 10}))
     );
 
-    cancel.cancel();
-    agent.wait().await;
+    agent.stop().await;
     sandbox.shutdown().await;
 }

@@ -4,14 +4,11 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use flightdeck::agent::webhook::sign_github;
-use flightdeck::agent::{Agent, AgentOptions, pipeline_for};
 use serde_json::json;
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {
@@ -25,12 +22,8 @@ async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {
         Duration::from_secs(600),
         Some("hook-secret"),
     );
-    let reconciler = Arc::new(pipeline_for(&config));
-    let cancel = CancellationToken::new();
-    let agent = Agent::start(config, reconciler, AgentOptions::default(), cancel.clone())
-        .await
-        .unwrap();
-    let base = format!("http://{}", agent.local_addr());
+    let agent = start_agent(config).await;
+    let base = agent.base.clone();
     let t = Duration::from_secs(20);
     eventually("the first sync", t, || async {
         status(&base).await["environments"]["environments/sandbox"]["last_result"] == "applied"
@@ -94,7 +87,6 @@ async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {
         "writes come after the webhook"
     );
 
-    cancel.cancel();
-    agent.wait().await;
+    agent.stop().await;
     sandbox.shutdown().await;
 }
