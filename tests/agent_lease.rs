@@ -1,6 +1,8 @@
 //! Leader election against a tiny fake of the Lease API (GET, POST, PUT with resourceVersion
 //! conflicts), with two candidates.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,8 +19,9 @@ use flightdeck::agent::lease::{
 use flightdeck::agent::{
     Agent, AgentOptions, Job, Outcome, OutcomeKind, Reconcile, ReconcileError,
 };
-use flightdeck::source::{GitAuth, GitRef};
+use flightdeck::source::{GitAuth, GitRef, Secret};
 use serde_json::{Value, json};
+use support::GitRepo;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -112,6 +115,7 @@ fn lease_config(identity: &str) -> LeaseConfig {
         lease_duration: Duration::from_secs(1),
         renew_deadline: Duration::from_millis(600),
         retry_period: Duration::from_millis(50),
+        advertise_url: None,
     }
 }
 
@@ -223,12 +227,30 @@ async fn releasing_on_shutdown_hands_the_lease_over_at_once() {
     task_b.await.unwrap();
 }
 
-struct Recorder(Mutex<Vec<bool>>);
+/// (may_apply, revision) of every reconcile.
+struct Recorder(Mutex<Vec<(bool, String)>>);
+
+impl Recorder {
+    fn may_apply(&self) -> Vec<bool> {
+        self.0.lock().unwrap().iter().map(|(m, _)| *m).collect()
+    }
+
+    fn applied(&self, revision: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, r)| *m && r == revision)
+    }
+}
 
 #[async_trait]
 impl Reconcile for Recorder {
     async fn reconcile(&self, job: Job) -> Result<Outcome, ReconcileError> {
-        self.0.lock().unwrap().push(job.may_apply);
+        self.0
+            .lock()
+            .unwrap()
+            .push((job.may_apply, job.revision.clone()));
         let kind = if job.may_apply {
             OutcomeKind::InSync
         } else {
@@ -242,33 +264,37 @@ impl Reconcile for Recorder {
     }
 }
 
-fn repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = git2::Repository::init(dir.path()).unwrap();
-    std::fs::create_dir_all(dir.path().join("environments/prod")).unwrap();
-    std::fs::write(
-        dir.path().join("environments/prod/environment.yaml"),
-        "name: prod\n",
-    )
-    .unwrap();
-    let mut index = repo.index().unwrap();
-    index
-        .add_path(Path::new("environments/prod/environment.yaml"))
-        .unwrap();
-    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-    let sig = git2::Signature::now("t", "t@example.com").unwrap();
-    repo.commit(Some("refs/heads/main"), &sig, &sig, "init", &tree, &[])
-        .unwrap();
-    dir
+fn repo() -> GitRepo {
+    let repo = GitRepo::new();
+    repo.write("environments/prod/environment.yaml", "name: prod\n");
+    repo.commit("init");
+    repo
+}
+
+/// Webhook settings for an agent: the secret, and a port to listen on and advertise.
+struct Hook {
+    secret: &'static str,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start_agent(
     repo: &Path,
     client: kube::Client,
     identity: &str,
+    interval: Duration,
+    hook: Option<Hook>,
 ) -> (Agent, Arc<Recorder>, CancellationToken) {
     let cache =
         std::env::temp_dir().join(format!("flightdeck-lease-test-{}", uuid::Uuid::new_v4()));
+    let port = hook.as_ref().map_or(0, |h| h.port);
     let config = AgentConfig {
         source: SourceKind::Git {
             url: repo.display().to_string(),
@@ -277,12 +303,13 @@ async fn start_agent(
             auth: GitAuth::default(),
         },
         paths: vec![PathBuf::from("environments/prod")],
-        interval: Duration::from_millis(50),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        webhook_secret: None,
+        interval,
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        webhook_secret: hook.as_ref().map(|h| Secret::new(h.secret)),
         lease: Some(LeaseSettings {
             name: "agent".into(),
             namespace: "ops".into(),
+            advertise_url: hook.map(|h| format!("http://127.0.0.1:{}", h.port)),
         }),
         verify_keys: vec![],
         arm_endpoint: None,
@@ -309,20 +336,22 @@ async fn start_agent(
 async fn only_the_leader_applies_and_followers_still_serve_status() {
     let (client, _shared) = fake_api().await;
     let repo = repo();
-    let (a, a_calls, cancel_a) = start_agent(repo.path(), client.clone(), "a").await;
+    let fast = Duration::from_millis(50);
+    let (a, a_calls, cancel_a) =
+        start_agent(repo.dir.path(), client.clone(), "a", fast, None).await;
     let a_state = a.state();
     eventually("a leads", || a_state.snapshot().role == "leader").await;
-    let (b, b_calls, cancel_b) = start_agent(repo.path(), client, "b").await;
+    let (b, b_calls, cancel_b) = start_agent(repo.dir.path(), client, "b", fast, None).await;
     let b_state = b.state();
     eventually("b reconciles as a follower", || {
-        b_calls.0.lock().unwrap().len() >= 3
+        b_calls.may_apply().len() >= 3
     })
     .await;
     assert!(
-        b_calls.0.lock().unwrap().iter().all(|may_apply| !may_apply),
+        b_calls.may_apply().iter().all(|may_apply| !may_apply),
         "the follower never applies"
     );
-    assert!(a_calls.0.lock().unwrap().iter().any(|may_apply| *may_apply));
+    assert!(a_calls.may_apply().iter().any(|may_apply| *may_apply));
 
     let status: Value = reqwest::get(format!("http://{}/status", b.local_addr()))
         .await
@@ -344,10 +373,128 @@ async fn only_the_leader_applies_and_followers_still_serve_status() {
     cancel_a.cancel();
     a.wait().await;
     eventually("b takes over and applies", || {
-        b_calls.0.lock().unwrap().last() == Some(&true)
+        b_calls.may_apply().last() == Some(&true)
     })
     .await;
     assert_eq!(b_state.snapshot().role, "leader");
     cancel_b.cancel();
     b.wait().await;
+}
+
+#[tokio::test]
+async fn a_push_to_a_standby_is_passed_on_to_the_leader_at_once() {
+    let (client, shared) = fake_api().await;
+    let repo = repo();
+    let slow = Duration::from_secs(600);
+    let secret = "hook-secret";
+    let a_port = free_port();
+    let (a, a_calls, cancel_a) = start_agent(
+        repo.dir.path(),
+        client.clone(),
+        "a",
+        slow,
+        Some(Hook {
+            secret,
+            port: a_port,
+        }),
+    )
+    .await;
+    eventually("a leads", || a.state().snapshot().role == "leader").await;
+    let advertised = shared.lock().unwrap().lease.as_ref().unwrap()["metadata"]["annotations"]
+        ["flightdeck.io/webhook-url"]
+        .clone();
+    assert_eq!(advertised, json!(format!("http://127.0.0.1:{a_port}")));
+    let (b, b_calls, cancel_b) = start_agent(
+        repo.dir.path(),
+        client,
+        "b",
+        slow,
+        Some(Hook {
+            secret,
+            port: free_port(),
+        }),
+    )
+    .await;
+    eventually("b's first sync", || !b_calls.may_apply().is_empty()).await;
+    // b reads the lease (and the leader's URL) every 50 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let new = repo.commit("traffic change");
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let http = reqwest::Client::new();
+    let push = |signature: String| {
+        http.post(format!("http://{}/webhook", b.local_addr()))
+            .header("x-github-event", "push")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+    };
+    let forged = push(flightdeck::agent::webhook::sign_github(
+        b"wrong",
+        body.as_bytes(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), 401);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!a_calls.applied(&new), "a forged push is not passed on");
+
+    let sent = Instant::now();
+    let answer = push(flightdeck::agent::webhook::sign_github(
+        secret.as_bytes(),
+        body.as_bytes(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 202);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(
+        answer["forwarded_to"],
+        json!(format!("http://127.0.0.1:{a_port}"))
+    );
+    eventually("the leader applies the pushed commit", || {
+        a_calls.applied(&new)
+    })
+    .await;
+    eprintln!(
+        "push to the standby -> leader reconciles it: {:?}",
+        sent.elapsed()
+    );
+    assert!(
+        b.state()
+            .metrics
+            .render()
+            .contains("flightdeck_webhook_forwards_total{outcome=\"ok\"} 1")
+    );
+    assert!(!b_calls.may_apply().iter().any(|m| *m), "b never applies");
+
+    // The leader itself does not forward.
+    let direct: Value = reqwest::Client::new()
+        .post(format!("http://{}/webhook", a.local_addr()))
+        .header("x-github-event", "push")
+        .header(
+            "x-hub-signature-256",
+            flightdeck::agent::webhook::sign_github(secret.as_bytes(), body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(direct["status"], "sync triggered");
+    assert!(direct.get("forwarded_to").is_none(), "{direct}");
+
+    cancel_b.cancel();
+    b.wait().await;
+    cancel_a.cancel();
+    a.wait().await;
+    let lease = shared.lock().unwrap().lease.clone().unwrap();
+    assert!(
+        lease["metadata"]["annotations"]
+            .get("flightdeck.io/webhook-url")
+            .is_none(),
+        "the released lease advertises nobody: {lease}"
+    );
 }

@@ -51,6 +51,10 @@ pub struct AgentArgs {
     pub lease_name: Option<String>,
     #[arg(long, env = "FLIGHTDECK_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
+    /// With --leader-elect: this replica's base URL, which the leader publishes on the Lease so a
+    /// standby can pass webhook pushes on to it (default `http://$POD_IP:<listen port>`).
+    #[arg(long, env = "FLIGHTDECK_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
     /// Where the bare repository cache lives.
     #[arg(long, env = "FLIGHTDECK_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -93,6 +97,7 @@ pub struct FileConfig {
     pub leader_elect: Option<bool>,
     pub lease_name: Option<String>,
     pub lease_namespace: Option<String>,
+    pub advertise_url: Option<String>,
     pub cache_dir: Option<PathBuf>,
     pub git_token_file: Option<PathBuf>,
     pub ssh_key_file: Option<PathBuf>,
@@ -129,6 +134,8 @@ pub enum SourceKind {
 pub struct LeaseSettings {
     pub name: String,
     pub namespace: String,
+    /// This replica's base URL (`http://POD_IP:PORT`) for webhooks a standby passes on.
+    pub advertise_url: Option<String>,
 }
 
 /// Resolved configuration.
@@ -259,10 +266,28 @@ pub fn resolve(
                     .map(|s| s.trim().to_string())
             })
             .unwrap_or_else(|| "default".to_string());
+        let advertise_url = match pick(&args.advertise_url, &file.advertise_url) {
+            Some(text) => {
+                let url = url::Url::parse(&text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "advertise-url {text:?}: expected http://HOST:PORT"
+                        ))
+                    })?;
+                Some(url.as_str().trim_end_matches('/').to_string())
+            }
+            // The downward API's pod IP, as deploy/agent/deployment.yaml sets it.
+            None => env("POD_IP")
+                .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+                .map(|ip| format!("http://{}", SocketAddr::new(ip, listen.port()))),
+        };
         Some(LeaseSettings {
             name: pick(&args.lease_name, &file.lease_name)
                 .unwrap_or_else(|| DEFAULT_LEASE_NAME.into()),
             namespace,
+            advertise_url,
         })
     } else {
         None
@@ -362,6 +387,34 @@ mod tests {
         unsafe {
             std::env::remove_var("FLIGHTDECK_LEASE_NAME");
         }
+    }
+
+    #[test]
+    fn the_advertised_url_comes_from_the_flag_or_the_pod_ip() {
+        let f = file("repo: r\npath: [e]\nleader-elect: true\nlisten: 0.0.0.0:9090\n");
+        let pod = |k: &str| (k == "POD_IP").then(|| "10.1.2.3".to_string());
+        let c = resolve(&AgentArgs::default(), &f, &pod).unwrap();
+        assert_eq!(
+            c.lease.unwrap().advertise_url.as_deref(),
+            Some("http://10.1.2.3:9090")
+        );
+        let v6 = |k: &str| (k == "POD_IP").then(|| "fd00::7".to_string());
+        let c = resolve(&AgentArgs::default(), &f, &v6).unwrap();
+        assert_eq!(
+            c.lease.unwrap().advertise_url.as_deref(),
+            Some("http://[fd00::7]:9090")
+        );
+        let flag = Cli::parse_from(["x", "--advertise-url", "http://agent-0.agents:8080/"]).agent;
+        let c = resolve(&flag, &f, &pod).unwrap();
+        assert_eq!(
+            c.lease.unwrap().advertise_url.as_deref(),
+            Some("http://agent-0.agents:8080")
+        );
+        let c = resolve(&AgentArgs::default(), &f, &no_env).unwrap();
+        assert_eq!(c.lease.unwrap().advertise_url, None);
+        let bad = Cli::parse_from(["x", "--advertise-url", "agent-0:8080"]).agent;
+        let err = resolve(&bad, &f, &no_env).unwrap_err();
+        assert!(err.to_string().starts_with("advertise-url"), "{err}");
     }
 
     #[test]

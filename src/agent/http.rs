@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::status::AgentState;
 use super::webhook::{self, MAX_BODY_BYTES, WebhookAction, WebhookError};
@@ -28,6 +28,41 @@ pub struct HttpContext {
     pub webhook: Option<WebhookConfig>,
     /// Wakes the fetch loop.
     pub trigger: Arc<Notify>,
+    /// With leader election: how a standby passes a push on to the leader.
+    pub forward: Option<Forward>,
+}
+
+/// A standby's way to the leader: it passes on each authenticated push, with the sender's
+/// signature headers, so the leader (which checks them again) fetches now instead of at its
+/// next poll.
+#[derive(Clone)]
+pub struct Forward {
+    /// Whether this replica leads (then nothing is forwarded).
+    pub leading: watch::Receiver<bool>,
+    /// The leader's advertised base URL, from the Lease.
+    pub leader_url: watch::Receiver<Option<String>>,
+    pub client: reqwest::Client,
+}
+
+/// Marks a forwarded push, so it is never forwarded twice (e.g. during a leader change).
+pub const FORWARDED_HEADER: &str = "x-flightdeck-forwarded";
+
+/// Headers the leader needs to authenticate and classify a push.
+const FORWARDED_HEADERS: &[&str] = &[
+    "content-type",
+    "x-github-event",
+    "x-github-delivery",
+    "x-hub-signature-256",
+    "x-gitlab-event",
+    "x-gitlab-token",
+];
+
+/// The client standbys forward with: a push must not hold the sender for long.
+pub fn forward_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap_or_default()
 }
 
 pub fn router(ctx: HttpContext) -> Router {
@@ -92,11 +127,13 @@ async fn webhook_handler(
         Ok(WebhookAction::Sync { git_ref, after }) => {
             tracing::info!(git_ref = %git_ref, after = after.as_deref().unwrap_or(""), "webhook push, syncing");
             ctx.trigger.notify_one();
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({"status": "sync triggered", "ref": git_ref})),
-            )
-                .into_response()
+            let mut answer = json!({"status": "sync triggered", "ref": git_ref});
+            match forward_to_leader(&ctx, &headers, &body).await {
+                Some(Ok(url)) => answer["forwarded_to"] = json!(url),
+                Some(Err(err)) => answer["forward_error"] = json!(err),
+                None => {}
+            }
+            (StatusCode::ACCEPTED, Json(answer)).into_response()
         }
         Ok(WebhookAction::Ignore(reason)) => {
             tracing::debug!(reason = %reason, "webhook ignored");
@@ -117,6 +154,46 @@ async fn webhook_handler(
         )
             .into_response(),
     }
+}
+
+/// On a standby that knows the leader, passes an authenticated push on to it; `None` when
+/// there is nothing to forward (leading, no election, a forwarded push, leader unknown).
+async fn forward_to_leader(
+    ctx: &HttpContext,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<Result<String, String>> {
+    let forward = ctx.forward.as_ref()?;
+    if *forward.leading.borrow() || headers.contains_key(FORWARDED_HEADER) {
+        return None;
+    }
+    let url = forward.leader_url.borrow().clone()?;
+    let mut request = forward
+        .client
+        .post(format!("{url}/webhook"))
+        .header(FORWARDED_HEADER, "1")
+        .body(body.clone());
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = headers.get(*name) {
+            request = request.header(*name, value);
+        }
+    }
+    let result = match request.send().await {
+        Ok(response) if response.status().is_success() => Ok(url),
+        Ok(response) => Err(format!("leader {url} answered {}", response.status())),
+        Err(err) => Err(format!("leader {url} unreachable: {}", err.without_url())),
+    };
+    match &result {
+        Ok(url) => {
+            tracing::info!(leader = %url, "webhook push passed on to the leader");
+            ctx.state.metrics.webhook_forwarded("ok");
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not pass the webhook push on; the leader will see it at its next poll");
+            ctx.state.metrics.webhook_forwarded("error");
+        }
+    }
+    Some(result)
 }
 
 #[cfg(test)]
@@ -143,6 +220,7 @@ mod tests {
                 tracked_ref: Some("refs/heads/main".into()),
             }),
             trigger: Arc::new(Notify::new()),
+            forward: None,
         }
     }
 

@@ -3,7 +3,13 @@
 //! `observedTime + leaseDurationSeconds > now` by the *local* clock; otherwise PUT with the read
 //! `resourceVersion` (a concurrent writer gets 409 and loses); renew every retry period; give up
 //! when no renewal succeeded within the renew deadline; release on shutdown.
+//!
+//! The holder also publishes where it takes webhooks (annotation [`WEBHOOK_URL_ANNOTATION`]) so a
+//! standby that receives a push can pass it on at once instead of leaving it to the leader's
+//! next poll. Only the holder writes the annotation, inside its own resourceVersion-guarded
+//! renewals, so it adds no write and no conflict.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -24,7 +30,12 @@ pub struct LeaseConfig {
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
+    /// This replica's webhook URL, published on the lease while it leads.
+    pub advertise_url: Option<String>,
 }
+
+/// The lease annotation holding the current leader's webhook URL.
+pub const WEBHOOK_URL_ANNOTATION: &str = "flightdeck.io/webhook-url";
 
 impl LeaseConfig {
     /// client-go's usual timings: 15 s lease, 10 s renew deadline, 2 s retry.
@@ -36,6 +47,7 @@ impl LeaseConfig {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
+            advertise_url: None,
         }
     }
 }
@@ -174,6 +186,23 @@ pub struct LeaderElector<S: LeaseStore> {
     store: S,
     config: LeaseConfig,
     observed: Option<Observed>,
+    leader_url: watch::Sender<Option<String>>,
+}
+
+/// Sets (or, with `None`, removes) our webhook URL annotation.
+fn set_advertised(meta: &mut ObjectMeta, url: Option<&str>) {
+    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
+    match url {
+        Some(url) => {
+            annotations.insert(WEBHOOK_URL_ANNOTATION.to_string(), url.to_string());
+        }
+        None => {
+            annotations.remove(WEBHOOK_URL_ANNOTATION);
+        }
+    }
+    if annotations.is_empty() {
+        meta.annotations = None;
+    }
 }
 
 impl<S: LeaseStore> LeaderElector<S> {
@@ -182,7 +211,13 @@ impl<S: LeaseStore> LeaderElector<S> {
             store,
             config,
             observed: None,
+            leader_url: watch::Sender::new(None),
         }
+    }
+
+    /// The webhook URL the current leader advertises, when another replica leads.
+    pub fn leader_url(&self) -> watch::Receiver<Option<String>> {
+        self.leader_url.subscribe()
     }
 
     /// One round: `Ok(true)` when this candidate holds the lease afterwards.
@@ -199,13 +234,24 @@ impl<S: LeaseStore> LeaderElector<S> {
             Instant::now(),
             Timestamp::now(),
         );
+        let advertise = self.config.advertise_url.as_deref();
         let written = match decision {
             Decision::Wait { holder } => {
                 tracing::debug!(holder = %holder, "lease held by another replica");
+                let url = current
+                    .as_ref()
+                    .and_then(|l| l.metadata.annotations.as_ref())
+                    .and_then(|a| a.get(WEBHOOK_URL_ANNOTATION))
+                    .cloned();
+                self.leader_url.send_if_modified(|known| {
+                    let changed = *known != url;
+                    *known = url;
+                    changed
+                });
                 return Ok(false);
             }
             Decision::Create(spec) => {
-                let lease = Lease {
+                let mut lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(self.config.name.clone()),
                         namespace: Some(self.config.namespace.clone()),
@@ -213,16 +259,21 @@ impl<S: LeaseStore> LeaderElector<S> {
                     },
                     spec: Some(spec),
                 };
+                set_advertised(&mut lease.metadata, advertise);
                 self.store.create(&lease).await
             }
             Decision::Update(spec) => {
                 let mut lease = current.unwrap_or_default();
                 lease.spec = Some(spec);
+                // Replaces what a previous holder advertised.
+                set_advertised(&mut lease.metadata, advertise);
                 self.store.replace(&lease).await
             }
         };
         match written {
             Ok(lease) => {
+                self.leader_url
+                    .send_if_modified(|known| known.take().is_some());
                 self.observed = lease.spec.map(|spec| Observed {
                     spec,
                     at: Instant::now(),
@@ -252,6 +303,7 @@ impl<S: LeaseStore> LeaderElector<S> {
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(now.clone());
         spec.acquire_time = Some(now);
+        set_advertised(&mut lease.metadata, None);
         self.store.replace(&lease).await.map(|_| ())
     }
 

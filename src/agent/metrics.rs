@@ -60,6 +60,7 @@ struct Inner {
     errors: BTreeMap<(String, String), u64>,
     fetch: Histogram,
     fetch_errors: BTreeMap<String, u64>,
+    webhook_forwards: BTreeMap<String, u64>,
     leader: Option<bool>,
 }
 
@@ -115,6 +116,11 @@ impl Metrics {
 
     pub fn fetch_failed(&self, kind: &str) {
         self.with(|m| *m.fetch_errors.entry(kind.into()).or_default() += 1);
+    }
+
+    /// A push passed on by this standby to the leader; `outcome` is `ok` or `error`.
+    pub fn webhook_forwarded(&self, outcome: &str) {
+        self.with(|m| *m.webhook_forwards.entry(outcome.into()).or_default() += 1);
     }
 
     pub fn leader(&self, is_leader: bool) {
@@ -231,6 +237,21 @@ impl Metrics {
                 "flightdeck_source_errors_total{{kind=\"{}\"}} {n}",
                 esc(kind)
             );
+        }
+        if !m.webhook_forwards.is_empty() {
+            header(
+                &mut out,
+                "flightdeck_webhook_forwards_total",
+                "counter",
+                "Pushes a standby passed on to the leader, by outcome.",
+            );
+            for (outcome, n) in &m.webhook_forwards {
+                let _ = writeln!(
+                    out,
+                    "flightdeck_webhook_forwards_total{{outcome=\"{}\"}} {n}",
+                    esc(outcome)
+                );
+            }
         }
         if let Some(leader) = m.leader {
             header(

@@ -144,31 +144,8 @@ impl Agent {
             addr: config.listen,
             message: e.to_string(),
         })?;
-        let router = http::router(http::HttpContext {
-            state: state.clone(),
-            webhook: config
-                .webhook_secret
-                .clone()
-                .map(|secret| http::WebhookConfig {
-                    secret,
-                    tracked_ref,
-                }),
-            trigger: trigger.clone(),
-        });
-        let server_stop = CancellationToken::new();
-        let stop = server_stop.clone();
-        let server = tokio::spawn(async move {
-            let shutdown = async move { stop.cancelled().await };
-            if let Err(err) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %err, "http server failed");
-            }
-        });
-        tracing::info!(addr = %addr, source = %source.describe(), "agent listening");
-
         let mut workers = Vec::new();
+        let mut leader_url = None;
         if let Some(settings) = &config.lease {
             let client = match &options.kube_client {
                 Some(client) => client.clone(),
@@ -184,8 +161,12 @@ impl Agent {
                 lease_config.renew_deadline = deadline;
                 lease_config.retry_period = retry;
             }
+            if config.webhook_secret.is_some() {
+                lease_config.advertise_url = settings.advertise_url.clone();
+            }
             let store = KubeLeaseStore::new(client, &settings.namespace, &settings.name);
             let elector = LeaderElector::new(store, lease_config);
+            leader_url = Some(elector.leader_url());
             let mut leader_watch = leader_tx.subscribe();
             let role_state = state.clone();
             workers.push(tokio::spawn(async move {
@@ -210,6 +191,35 @@ impl Agent {
                 }
             }));
         }
+
+        let router = http::router(http::HttpContext {
+            state: state.clone(),
+            webhook: config
+                .webhook_secret
+                .clone()
+                .map(|secret| http::WebhookConfig {
+                    secret,
+                    tracked_ref,
+                }),
+            trigger: trigger.clone(),
+            forward: leader_url.map(|leader_url| http::Forward {
+                leading: leader_rx.clone(),
+                leader_url,
+                client: http::forward_client(),
+            }),
+        });
+        let server_stop = CancellationToken::new();
+        let stop = server_stop.clone();
+        let server = tokio::spawn(async move {
+            let shutdown = async move { stop.cancelled().await };
+            if let Err(err) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %err, "http server failed");
+            }
+        });
+        tracing::info!(addr = %addr, source = %source.describe(), "agent listening");
 
         let (ticks_tx, ticks_rx) = watch::channel::<Tick>(None);
         for path in &config.paths {
