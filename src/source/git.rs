@@ -70,6 +70,7 @@ impl GitSource {
             .map(|p| normalize(p))
             .collect::<Result<Vec<_>, _>>()?;
         let url = absolute_if_local(&config.url);
+        check_token_transport(&url, &config.auth)?;
         let config = GitConfig { url, ..config };
         // One cache repository per URL, so several agents can share a cache directory.
         let digest = Sha256::digest(config.url.as_bytes());
@@ -203,6 +204,32 @@ fn open_or_init(path: &Path) -> Result<Repository, SourceError> {
     }
     Repository::init_bare(path)
         .map_err(|e| SourceError::git(format!("creating cache {}", path.display()), e))
+}
+
+/// A token travels only over https, or over plain http to this machine (a local mirror, tests).
+fn check_token_transport(url: &str, auth: &GitAuth) -> Result<(), SourceError> {
+    if auth.token.is_none() {
+        return Ok(());
+    }
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(()); // scp-like ssh address or a local path: the token is never used
+    };
+    if parsed.scheme() != "http" {
+        return Ok(());
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    if loopback {
+        return Ok(());
+    }
+    Err(SourceError::Config(format!(
+        "refusing to send the git token over plain http to {}; use an https URL",
+        parsed.host_str().unwrap_or("")
+    )))
 }
 
 /// Local paths become absolute so the cache key and the remote do not depend on the cwd.
@@ -405,6 +432,31 @@ mod tests {
             check_host_key(&text, "example.com", 22, &raw),
             HostKeyCheck::Revoked
         );
+    }
+
+    #[test]
+    fn a_token_is_never_sent_over_plain_http_to_another_host() {
+        let auth = GitAuth {
+            token: Some(Secret::new("tok")),
+            ..GitAuth::default()
+        };
+        let err = check_token_transport("http://git.example.com/org/repo.git", &auth).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid source configuration: refusing to send the git token over plain http to git.example.com; use an https URL"
+        );
+        for fine in [
+            "https://git.example.com/org/repo.git",
+            "http://127.0.0.1:8080/repo.git",
+            "http://[::1]:8080/repo.git",
+            "http://localhost/repo.git",
+            "git@github.com:org/repo.git",
+            "/srv/repo",
+        ] {
+            assert!(check_token_transport(fine, &auth).is_ok(), "{fine}");
+        }
+        let no_token = GitAuth::default();
+        assert!(check_token_transport("http://git.example.com/r.git", &no_token).is_ok());
     }
 
     #[test]

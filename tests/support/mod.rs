@@ -2,6 +2,7 @@
 //! in-process sandbox, raw ARM calls and the sandbox's request log.
 #![allow(dead_code)]
 
+pub mod git_http;
 pub mod openpgp;
 
 use std::path::{Path, PathBuf};
