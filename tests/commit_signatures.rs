@@ -17,8 +17,8 @@ use ssh_key::private::{Ed25519Keypair, PrivateKey};
 use ssh_key::{HashAlg, LineEnding};
 use support::openpgp::PgpKey;
 
-const ALICE: &str = "23911633997C427344C53D72211FE22C58E60D78";
-const BOB_SIGNING_SUBKEY: &str = "8248BFCFE195FFFDA5CDB389FFA90EF5049FB98B";
+const ALICE: &str = "DA4E3E96D49CD422A4E9FA75758D6E0BAFD8B6B1";
+const BOB_SIGNING_SUBKEY: &str = "17CCBEC1169EE1A57B10EAB447D09386567ADCF4";
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -261,4 +261,19 @@ fn rpgp_keys_sign_with_a_subkey_and_a_certification_only_primary_is_refused() {
         .verify_signature(key.sign_with_primary(data).as_bytes(), data)
         .unwrap_err();
     assert!(err.ends_with("is not certified for signing"), "{err}");
+}
+
+#[test]
+fn a_signature_over_sha1_is_refused() {
+    let repo = Repo::new();
+    let trusted = verifier(&["bob.asc"]);
+    // The same key and commit contents, signed by gpg with --digest-algo SHA1.
+    let sha1 = repo.fixture_commit("bob-sha1");
+    let reason = refusal(trusted.verify_commit(&repo.repo, sha1));
+    assert_eq!(
+        reason,
+        "signature uses SHA1, which is not collision resistant; sign with SHA-256 or stronger"
+    );
+    let sha2 = repo.fixture_commit("bob");
+    assert!(trusted.verify_commit(&repo.repo, sha2).is_ok());
 }

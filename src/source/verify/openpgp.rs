@@ -14,11 +14,15 @@
 //! - the key had not expired when the signature was made: the key expiration time of the
 //!   newest valid self-signature (or subkey binding), counted from the key's creation (§5.2.3.13);
 //! - the signature is not older than its key and has not itself expired (§5.2.3.18);
+//! - its hash is collision resistant: MD5, SHA-1 and RIPEMD-160 are refused (RFC 9580 §9.5
+//!   forbids MD5 and deprecates SHA-1 and RIPEMD-160 for new signatures; a chosen-prefix SHA-1
+//!   collision could let a signature over one commit stand for another);
 //! - the cryptographic check over the exact signed bytes passes.
 
 use std::io::Cursor;
 
 use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey};
+use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{PublicKey, PublicSubkey, Signature, SignatureType, SubpacketData};
 use pgp::types::{Fingerprint, KeyDetails, KeyId, Tag, Timestamp};
 
@@ -185,11 +189,15 @@ fn date(secs: u64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
-/// Whether a keys file holds OpenPGP material (armored, or binary packets: the first octet of
-/// an OpenPGP packet always has its high bit set, RFC 9580 §4.2).
+/// Whether a keys file holds OpenPGP material: armored, or binary packets starting with a
+/// Public-Key packet (tag 6), as a transferable public key must (RFC 9580 §10.1). Its first
+/// octet is 0x98–0x9B in the legacy packet format or 0xC6 in the current one (§4.2).
 pub fn looks_like_openpgp(bytes: &[u8]) -> bool {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]);
-    text.contains("-----BEGIN PGP ") || bytes.first().is_some_and(|b| b & 0x80 != 0)
+    text.contains("-----BEGIN PGP ")
+        || bytes
+            .first()
+            .is_some_and(|b| (0x98..=0x9b).contains(b) || *b == 0xc6)
 }
 
 /// Parses every public key in a keys file: any number of armored blocks, or binary packets.
@@ -246,6 +254,19 @@ pub fn verify(
             issuer(&sig)
         )
     })?;
+    if let Some(hash) = sig.hash_alg()
+        && matches!(
+            hash,
+            HashAlgorithm::None
+                | HashAlgorithm::Md5
+                | HashAlgorithm::Sha1
+                | HashAlgorithm::Ripemd160
+        )
+    {
+        return Err(format!(
+            "signature uses {hash}, which is not collision resistant; sign with SHA-256 or stronger"
+        ));
+    }
     let checked = match &signer.key {
         SignerKey::Primary(key) => sig.verify(key, signed_data),
         SignerKey::Subkey(key) => sig.verify(key, signed_data),
