@@ -6,7 +6,7 @@ mod azureml_fake;
 use azureml_fake::*;
 use flightdeck::backend::{Backend, BackendError};
 use flightdeck::model::TestSpec;
-use flightdeck::plan::Action;
+use flightdeck::plan::{Action, Step};
 use serde_json::json;
 
 fn test_spec(expect_body_contains: Option<&str>) -> TestSpec {
@@ -16,6 +16,25 @@ fn test_spec(expect_body_contains: Option<&str>) -> TestSpec {
         expect_status: None,
         expect_body_contains: expect_body_contains.map(str::to_string),
     }
+}
+
+/// The gate step for deployment green of endpoint `scoring`.
+fn test_green(expect_body_contains: Option<&str>) -> Step {
+    step(
+        "scoring",
+        Action::TestDeployment {
+            deployment: "green".into(),
+            test: test_spec(expect_body_contains),
+        },
+    )
+}
+
+/// The scoring requests the fake received, in order.
+fn scoring_requests(fake: &Fake) -> Vec<Seen> {
+    fake.log()
+        .into_iter()
+        .filter(|s| s.path == "/score/scoring")
+        .collect()
 }
 
 #[tokio::test]
@@ -48,13 +67,7 @@ async fn the_test_gate_posts_to_the_scoring_uri_with_the_endpoint_key_and_deploy
     );
 
     let outcome = backend(&fake)
-        .execute(&step(
-            "scoring",
-            Action::TestDeployment {
-                deployment: "green".into(),
-                test: test_spec(Some("predictions")),
-            },
-        ))
+        .execute(&test_green(Some("predictions")))
         .await
         .unwrap();
     assert!(
@@ -63,11 +76,7 @@ async fn the_test_gate_posts_to_the_scoring_uri_with_the_endpoint_key_and_deploy
         outcome.detail
     );
 
-    let score = fake
-        .log()
-        .into_iter()
-        .filter(|s| s.path == "/score/scoring")
-        .collect::<Vec<_>>();
+    let score = scoring_requests(&fake);
     assert_eq!(score.len(), 2, "a warming-up 503 is retried");
     assert_eq!(
         score[1].header("authorization"),
@@ -95,21 +104,8 @@ async fn the_test_gate_uses_the_aml_token_for_aml_token_endpoints() {
         "/score/scoring",
         vec![Canned::json(200, json!({"ok": true}))],
     );
-    backend(&fake)
-        .execute(&step(
-            "scoring",
-            Action::TestDeployment {
-                deployment: "green".into(),
-                test: test_spec(None),
-            },
-        ))
-        .await
-        .unwrap();
-    let score = fake
-        .log()
-        .into_iter()
-        .find(|s| s.path == "/score/scoring")
-        .unwrap();
+    backend(&fake).execute(&test_green(None)).await.unwrap();
+    let score = scoring_requests(&fake)[0].clone();
     assert_eq!(score.header("authorization"), Some("Bearer aml-tok"));
     fake.stop().await;
 }
@@ -139,13 +135,7 @@ async fn a_failing_test_stops_with_status_and_excerpt_but_never_the_key() {
         )],
     );
     let b = backend(&fake);
-    let test = step(
-        "scoring",
-        Action::TestDeployment {
-            deployment: "green".into(),
-            test: test_spec(None),
-        },
-    );
+    let test = test_green(None);
 
     let err = b.execute(&test).await.unwrap_err();
     let BackendError::TestFailed { subject, message } = &err else {
@@ -168,13 +158,7 @@ async fn a_failing_test_stops_with_status_and_excerpt_but_never_the_key() {
         "/score/scoring",
         vec![Canned::json(200, json!({"predictions": []}))],
     );
-    let wants_body = step(
-        "scoring",
-        Action::TestDeployment {
-            deployment: "green".into(),
-            test: test_spec(Some("deployment")),
-        },
-    );
+    let wants_body = test_green(Some("deployment"));
     let err = b.execute(&wants_body).await.unwrap_err();
     assert!(
         matches!(&err, BackendError::TestFailed { message, .. } if message.contains("does not contain")),
@@ -194,21 +178,8 @@ async fn the_test_gate_uses_an_entra_token_for_the_ml_scope_on_aad_token_endpoin
         "/score/scoring",
         vec![Canned::json(200, json!({"ok": true}))],
     );
-    backend(&fake)
-        .execute(&step(
-            "scoring",
-            Action::TestDeployment {
-                deployment: "green".into(),
-                test: test_spec(None),
-            },
-        ))
-        .await
-        .unwrap();
-    let score = fake
-        .log()
-        .into_iter()
-        .find(|s| s.path == "/score/scoring")
-        .unwrap();
+    backend(&fake).execute(&test_green(None)).await.unwrap();
+    let score = scoring_requests(&fake)[0].clone();
     let expected = format!("Bearer {TOKEN}|https://ml.azure.com/.default");
     assert_eq!(score.header("authorization"), Some(expected.as_str()));
     assert_eq!(
