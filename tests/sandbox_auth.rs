@@ -84,23 +84,13 @@ async fn a_data_plane_token_is_not_an_arm_token() {
 async fn the_token_endpoint_answers_in_the_entra_shape() {
     let env = Env::start().await;
     let c = env.sandbox.credentials();
-    let url = format!("{}/{}/oauth2/v2.0/token", env.base, c.tenant_id);
     let form = [
         ("grant_type", "client_credentials"),
         ("client_id", c.client_id.as_str()),
         ("client_secret", c.client_secret.as_str()),
         ("scope", "https://management.azure.com/.default"),
     ];
-    let body: Value = env
-        .http
-        .post(&url)
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = env.request_token(&form).await.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 3599);
     assert_eq!(body["ext_expires_in"], 3599);
@@ -111,14 +101,13 @@ async fn the_token_endpoint_answers_in_the_entra_shape() {
 async fn a_wrong_client_secret_gets_401_with_an_aadsts_error_and_no_secret_echo() {
     let env = Env::start().await;
     let c = env.sandbox.credentials();
-    let url = format!("{}/{}/oauth2/v2.0/token", env.base, c.tenant_id);
     let form = [
         ("grant_type", "client_credentials"),
         ("client_id", c.client_id.as_str()),
         ("client_secret", "wrong-secret-value"),
         ("scope", "https://management.azure.com/.default"),
     ];
-    let r = env.http.post(&url).form(&form).send().await.unwrap();
+    let r = env.request_token(&form).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let text = r.text().await.unwrap();
     let body: Value = serde_json::from_str(&text).unwrap();
@@ -138,7 +127,7 @@ async fn unknown_tenants_clients_and_scopes_are_refused() {
     let env = Env::start().await;
     let c = env.sandbox.credentials();
     let post = |tenant: String, client: String, scope: &'static str| {
-        let url = format!("{}/{tenant}/oauth2/v2.0/token", env.base);
+        let url = token_url(&env.base, &tenant);
         let form = vec![
             ("grant_type", "client_credentials".to_string()),
             ("client_id", client),
@@ -178,7 +167,6 @@ async fn unknown_tenants_clients_and_scopes_are_refused() {
 async fn workload_identity_assertions_are_accepted_for_the_configured_client() {
     let env = Env::start().await;
     let c = env.sandbox.credentials();
-    let url = format!("{}/{}/oauth2/v2.0/token", env.base, c.tenant_id);
     let form = [
         ("grant_type", "client_credentials"),
         ("client_id", c.client_id.as_str()),
@@ -189,16 +177,7 @@ async fn workload_identity_assertions_are_accepted_for_the_configured_client() {
         ("client_assertion", "eyJhbGciOiJSUzI1NiJ9.projected.token"),
         ("scope", "https://management.azure.com/.default"),
     ];
-    let body: Value = env
-        .http
-        .post(&url)
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = env.request_token(&form).await.json().await.unwrap();
     let token = body["access_token"].as_str().unwrap();
     let r = env
         .http
@@ -220,13 +199,7 @@ async fn workload_identity_assertions_are_accepted_for_the_configured_client() {
         ("scope", "https://management.azure.com/.default"),
     ];
     assert_eq!(
-        env.http
-            .post(&url)
-            .form(&empty)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        env.request_token(&empty).await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -283,10 +256,7 @@ async fn openid_configuration_points_at_the_token_endpoint() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        body["token_endpoint"],
-        format!("{}/{tenant}/oauth2/v2.0/token", env.base)
-    );
+    assert_eq!(body["token_endpoint"], token_url(&env.base, &tenant));
 }
 
 #[tokio::test]

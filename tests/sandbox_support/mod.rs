@@ -21,9 +21,14 @@ pub struct Env {
 }
 
 /// A client-credentials token for `scope` from the sandbox's token endpoint.
+/// The sandbox's Entra-shaped token URL for `tenant`.
+pub fn token_url(base: &str, tenant: &str) -> String {
+    format!("{base}/{tenant}/oauth2/v2.0/token")
+}
+
 pub async fn fetch_token(sandbox: &SandboxHandle, http: &reqwest::Client, scope: &str) -> String {
     let c = sandbox.credentials();
-    let url = format!("{}/{}/oauth2/v2.0/token", sandbox.base_url(), c.tenant_id);
+    let url = token_url(&sandbox.base_url(), &c.tenant_id);
     let form = [
         ("grant_type", "client_credentials"),
         ("client_id", c.client_id.as_str()),
@@ -37,6 +42,12 @@ pub async fn fetch_token(sandbox: &SandboxHandle, http: &reqwest::Client, scope:
 }
 
 impl Env {
+    /// POSTs a token request form to this sandbox's tenant.
+    pub async fn request_token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        let url = token_url(&self.base, &self.sandbox.credentials().tenant_id);
+        self.http.post(url).form(form).send().await.unwrap()
+    }
+
     pub async fn start() -> Env {
         Self::start_with(SandboxConfig::default()).await
     }
