@@ -55,7 +55,7 @@ fn check(case: &str, before: PathBuf, after: PathBuf) {
 
 fn reference(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/azureml-cli-yaml/canary-declarative-flow")
+        .join("tests/fixtures/reference/azureml-cli-yaml/canary-declarative-flow")
         .join(name)
 }
 

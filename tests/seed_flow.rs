@@ -12,7 +12,7 @@ use flightdeck::spec::{self, DiskFiles};
 
 fn reference(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/azureml-cli-yaml/canary-declarative-flow")
+        .join("tests/fixtures/reference/azureml-cli-yaml/canary-declarative-flow")
         .join(name)
 }
 

@@ -10,16 +10,12 @@ use flightdeck::spec::{
 };
 use tempfile::TempDir;
 
-/// `../shared` beside the crate root (main checkout and CI); from a worktree under
-/// `/work/wt/<name>` it is one level further up.
+/// The in-repo copy of the reference az ml files (kept equal to the contracts by
+/// `scripts/check-reference-fixtures.sh`).
 fn reference(dir: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = ["../shared", "../../shared"]
-        .iter()
-        .map(|p| root.join(p))
-        .find(|p| p.is_dir())
-        .expect("shared/ next to the crate root");
-    shared.join("reference/azureml-cli-yaml").join(dir)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/reference/azureml-cli-yaml")
+        .join(dir)
 }
 
 fn shipped(env: &str) -> PathBuf {

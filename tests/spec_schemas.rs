@@ -11,15 +11,12 @@ fn crate_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared` beside the crate root (main checkout and CI); one level further up from a
-/// worktree under `/work/wt/<name>`.
+/// The in-repo copy of the reference az ml files (kept equal to the contracts by
+/// `scripts/check-reference-fixtures.sh`).
 fn reference(dir: &str) -> PathBuf {
-    let shared = ["../shared", "../../shared"]
-        .iter()
-        .map(|p| crate_root().join(p))
-        .find(|p| p.is_dir())
-        .expect("shared/ next to the crate root");
-    shared.join("reference/azureml-cli-yaml").join(dir)
+    crate_root()
+        .join("tests/fixtures/reference/azureml-cli-yaml")
+        .join(dir)
 }
 
 fn validator(schema: &str) -> Validator {

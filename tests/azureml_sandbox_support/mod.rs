@@ -34,20 +34,11 @@ pub const FLOW: [&str; 6] = [
     "6-delete-blue.yml",
 ];
 
-/// A file under `shared/reference/azureml-cli-yaml`, found beside the crate or above it (the
-/// crate may be checked out as a worktree deeper in the tree).
+/// A file of the in-repo copy of the reference az ml files (kept equal to the contracts by
+/// `scripts/check-reference-fixtures.sh`).
 pub fn reference(rel: &str) -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared/reference/azureml-cli-yaml"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "no shared/reference/azureml-cli-yaml above {}",
-                manifest.display()
-            )
-        })
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/reference/azureml-cli-yaml")
         .join(rel)
 }
 

@@ -16,15 +16,10 @@ pub fn reference_dir() -> PathBuf {
     std::env::var_os("FLIGHTDECK_AZUREML_REFERENCE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            // `../shared` beside the crate root (a checkout and CI); one level further up from
-            // a git worktree under `wt/<name>`.
-            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-            ["../shared", "../../shared"]
-                .iter()
-                .map(|p| root.join(p))
-                .find(|p| p.is_dir())
-                .expect("shared/ next to the crate root")
-                .join("reference/azureml")
+            // The in-repo copy, kept equal to the contracts by
+            // `scripts/check-reference-fixtures.sh`.
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/reference/azureml")
         })
         .join("2025-12-01")
 }

@@ -1,5 +1,5 @@
 //! Azure ML managed online endpoints through the ARM REST API (api-version 2025-12-01), with
-//! Entra ID auth. Ground truth: /work/shared/reference/azureml/CONTRACT.md (cited as §N / RN).
+//! Entra ID auth. Ground truth: the reference contract `reference/azureml/CONTRACT.md` (cited as §N / RN).
 //!
 //! `mapping` turns ARM bodies into the model and back (pure), `client` sends requests with
 //! retries, `lro` follows long-running operations, `gate` runs the pre-traffic test, `auth` and

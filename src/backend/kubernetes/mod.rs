@@ -1,7 +1,7 @@
 //! Kubernetes backend: each model version is a Deployment + Service, traffic is split by an Istio
 //! VirtualService (+ DestinationRule subsets) or a Gateway API HTTPRoute. The mapping is described
 //! in docs/kubernetes.md; the platform facts it relies on are in
-//! /work/shared/reference/k8s/CONTRACT.md (cited by section in the code).
+//! the reference contract `reference/k8s/CONTRACT.md` (cited by section in the code).
 //!
 //! Layout: `objects` and `routing` are pure renderers, `rollout` is the readiness predicate,
 //! `ssa` does the writes, `live` reads state, `exec` runs plan steps, `gate` runs test requests.

@@ -1,5 +1,5 @@
 //! Validation of objects written for the CRD kinds: the `openAPIV3Schema` of the CRD's `v1`
-//! version (from /work/shared/reference/k8s/*.yaml), plus the CEL rules and webhook checks that
+//! version (from the in-repo copy `tests/fixtures/reference/k8s/*.yaml`), plus the CEL rules and webhook checks that
 //! CONTRACT.md lists, checked by hand. Deployments and Services get a few structural checks.
 
 use std::collections::BTreeMap;
@@ -9,16 +9,13 @@ use serde_json::Value;
 
 use super::store::Kind;
 
-/// `../shared/reference/k8s` beside the crate root (a checkout and CI; one level further up from
-/// a git worktree under `wt/<name>`).
+/// The in-repo copy of the reference CRDs (kept equal to the contracts by
+/// `scripts/check-reference-fixtures.sh`).
 pub fn reference_dir() -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = ["../shared", "../../shared"]
-        .iter()
-        .map(|p| root.join(p))
-        .find(|p| p.is_dir())
-        .expect("shared/ next to the crate root");
-    shared.join("reference/k8s").display().to_string()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/reference/k8s")
+        .display()
+        .to_string()
 }
 
 fn load(file: &str) -> jsonschema::Validator {
