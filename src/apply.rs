@@ -63,7 +63,12 @@ mod millis {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ApplyReport {
     pub results: Vec<StepResult>,
+    /// The run was cancelled (Ctrl-C, SIGTERM, shutdown) and some steps were skipped for it.
+    pub interrupted: bool,
 }
+
+/// Why a step was skipped when the run was cancelled before it started.
+const CANCELLED: &str = "cancelled before this step";
 
 impl ApplyReport {
     pub fn failures(&self) -> impl Iterator<Item = &StepResult> {
@@ -149,8 +154,13 @@ pub async fn apply_observed(
         .collect()
         .await;
     per_group.sort_by_key(|(i, _)| *i);
+    let results: Vec<StepResult> = per_group.into_iter().flat_map(|(_, r)| r).collect();
+    let interrupted = results
+        .iter()
+        .any(|r| matches!(&r.outcome, Outcome::Skipped(why) if why == CANCELLED));
     ApplyReport {
-        results: per_group.into_iter().flat_map(|(_, r)| r).collect(),
+        results,
+        interrupted,
     }
 }
 
@@ -166,7 +176,7 @@ async fn run_endpoint(
     for step in steps {
         let step = (*step).clone();
         if stop.is_none() && cancel.is_cancelled() {
-            stop = Some("cancelled before this step".into());
+            stop = Some(CANCELLED.into());
         }
         if let Some(why) = &stop {
             let result = StepResult {
@@ -257,6 +267,10 @@ mod tests {
         )
         .await;
         assert!(!report.succeeded());
+        assert!(
+            !report.interrupted,
+            "nothing was skipped for a cancellation"
+        );
         // Both endpoints ran up to their (failing) gate, and neither moved traffic.
         assert_eq!(report.failures().count(), 2);
         assert_eq!(report.writes(), 4, "create endpoint + create green, twice");
@@ -283,6 +297,7 @@ mod tests {
         let cancel = CancellationToken::new();
         cancel.cancel();
         let report = apply(&plan, &backend, &ApplyOptions::default(), &cancel).await;
+        assert!(report.interrupted);
         assert_eq!(report.writes(), 0);
         assert!(
             report

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
+use super::interrupt::{INTERRUPTED, Interrupts};
 use super::live::{self, Snapshot};
 use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
 use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
@@ -196,13 +197,18 @@ fn print_report(report: &ApplyReport, format: Format) {
     }
     let count = |f: fn(&Outcome) -> bool| report.results.iter().filter(|r| f(&r.outcome)).count();
     println!(
-        "{} step(s): {} done, {} failed, {} skipped{}",
+        "{} step(s): {} done, {} failed, {} skipped{}{}",
         report.results.len(),
         count(|o| matches!(o, Outcome::Done(_))),
         count(|o| matches!(o, Outcome::Failed(_))),
         count(|o| matches!(o, Outcome::Skipped(_))),
         if count(|o| matches!(o, Outcome::WouldRun)) > 0 {
             " (dry run: nothing was changed)"
+        } else {
+            ""
+        },
+        if report.interrupted {
+            "; interrupted: the skipped steps did not run, apply again to finish"
         } else {
             ""
         }
@@ -243,13 +249,10 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
         return OK;
     }
     let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: finishing the current step, skipping the rest");
-            on_signal.cancel();
-        }
-    });
+    let interrupts = match Interrupts::watch(cancel.clone()) {
+        Ok(i) => i,
+        Err(e) => return fail(format!("cannot watch for Ctrl-C: {e}")),
+    };
     let opts = ApplyOptions {
         concurrency: usize::from(args.concurrency),
         dry_run: args.dry_run,
@@ -262,9 +265,15 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
         &progress(p.steps.len()),
     )
     .await;
-    signals.abort();
+    drop(interrupts);
     print_report(&report, args.output);
-    if report.succeeded() { OK } else { CHANGES }
+    if report.interrupted {
+        INTERRUPTED
+    } else if report.succeeded() {
+        OK
+    } else {
+        CHANGES
+    }
 }
 
 pub async fn export(args: &ExportArgs) -> u8 {

@@ -1,7 +1,7 @@
 //! Command-line interface: argument types and dispatch. Exit codes (documented in README):
 //! `plan`/`diff`: 0 no changes, 1 changes pending, 2 error (the `kubectl diff` convention);
 //! `validate`: 0 valid, 2 invalid; `apply`: 0 applied (or nothing to do), 1 a step failed,
-//! 2 invalid input or could not start (nothing applied).
+//! 2 invalid input or could not start (nothing applied), 130 interrupted (Ctrl-C or SIGTERM).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::plan::render::Format;
 
 mod commands;
+mod interrupt;
 mod live;
 
 /// GitOps reconciler for ML model endpoints.

@@ -83,6 +83,19 @@ impl Env {
         }
     }
 
+    /// The real `flightdeck` binary with `args` and only the sandbox's variables (plus PATH and
+    /// a 20 ms poll cap) in its environment; killed when dropped.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck"));
+        cmd.args(args)
+            .env_clear()
+            .envs(&self.vars)
+            .env("FLIGHTDECK_POLL_INTERVAL_MAX", "20ms")
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .kill_on_drop(true);
+        cmd
+    }
+
     pub fn subscription(&self) -> &str {
         &self.vars["AZURE_SUBSCRIPTION_ID"]
     }
