@@ -2,12 +2,15 @@
 //!
 //! Layout: `spec` loads and validates the desired state, `plan` is the pure planner, `apply`
 //! executes a plan through a `backend`; `sandbox` emulates Azure ML locally; `agent` is the
-//! long-running reconciler.
+//! long-running reconciler. `escape` and `logging` keep control characters out of every line
+//! flightdeck prints.
 
 pub mod agent;
 pub mod apply;
 pub mod backend;
 pub mod cli;
+pub mod escape;
+pub mod logging;
 pub mod model;
 pub mod plan;
 pub mod sandbox;

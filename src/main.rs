@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use flightdeck::cli::{Cli, Command, LogFormat};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -14,13 +13,6 @@ async fn main() -> ExitCode {
         Command::Sandbox(_) | Command::Agent(_) => "info",
         _ => "warn",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    flightdeck::logging::init(cli.log_format == LogFormat::Json, default);
     flightdeck::cli::run(cli).await
 }

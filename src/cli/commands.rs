@@ -1,4 +1,6 @@
-//! The subcommands. Each returns its exit code; output goes to stdout, problems to stderr.
+//! The subcommands. Each returns its exit code; output goes to stdout, problems to stderr. Every
+//! name, value or message that comes from the YAML or the platform is printed through
+//! `crate::escape`, so control characters in it show as `\u{1b}`, `\r`, ...
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use super::live::{self, Snapshot};
 use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
 use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
 use crate::backend::{self, ConnectOptions};
+use crate::escape::{Esc, escape_control_keep_lines, escape_json};
 use crate::model::DesiredState;
 use crate::plan::render::{self, Format};
 use crate::plan::{self, Plan, PlanOptions, diff};
@@ -20,7 +23,9 @@ const CHANGES: u8 = 1;
 const ERROR: u8 = 2;
 
 fn fail(e: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {e:#}");
+    // Errors may span lines (an invalid environment at `--against-rev` lists its problems, each
+    // escaped already); the lines stay, every other control character is escaped.
+    eprintln!("error: {}", escape_control_keep_lines(&format!("{e:#}")));
     ERROR
 }
 
@@ -29,7 +34,7 @@ fn load(env_dir: &Path) -> Result<DesiredState, u8> {
         eprintln!("{diagnostics}");
         eprintln!(
             "error: {} is invalid ({} problem{}); nothing was planned or applied",
-            env_dir.display(),
+            Esc(&env_dir.display().to_string()),
             diagnostics.0.len(),
             if diagnostics.0.len() == 1 { "" } else { "s" }
         );
@@ -141,44 +146,49 @@ fn progress(total: usize) -> impl Fn(ApplyEvent<'_>) + Sync {
                 let _ = writeln!(
                     err,
                     "[{i}/{total}] {} {}: {} ...",
-                    step.subject(),
+                    Esc(&step.subject()),
                     step.action.kind(),
-                    step.reason
+                    Esc(&step.reason)
                 );
             }
             ApplyEvent::Finished(r) => {
                 let secs = r.duration.as_secs_f64();
+                let subject = r.step.subject();
+                let subject = Esc(&subject);
                 let _ = match &r.outcome {
                     Outcome::Done(d) if d.is_empty() => {
                         writeln!(
                             err,
                             "      {} {}: done ({secs:.1}s)",
-                            r.step.subject(),
+                            subject,
                             r.step.action.kind()
                         )
                     }
                     Outcome::Done(d) => writeln!(
                         err,
-                        "      {} {}: done ({secs:.1}s): {d}",
-                        r.step.subject(),
-                        r.step.action.kind()
+                        "      {} {}: done ({secs:.1}s): {}",
+                        subject,
+                        r.step.action.kind(),
+                        Esc(d)
                     ),
                     Outcome::Failed(e) => writeln!(
                         err,
-                        "      {} {}: FAILED ({secs:.1}s): {e}",
-                        r.step.subject(),
-                        r.step.action.kind()
+                        "      {} {}: FAILED ({secs:.1}s): {}",
+                        subject,
+                        r.step.action.kind(),
+                        Esc(e)
                     ),
                     Outcome::Skipped(why) => writeln!(
                         err,
-                        "      {} {}: skipped: {why}",
-                        r.step.subject(),
-                        r.step.action.kind()
+                        "      {} {}: skipped: {}",
+                        subject,
+                        r.step.action.kind(),
+                        Esc(why)
                     ),
                     Outcome::WouldRun => writeln!(
                         err,
                         "      {} {}: would run (dry run)",
-                        r.step.subject(),
+                        subject,
                         r.step.action.kind()
                     ),
                 };
@@ -189,10 +199,8 @@ fn progress(total: usize) -> impl Fn(ApplyEvent<'_>) + Sync {
 
 fn print_report(report: &ApplyReport, format: Format) {
     if format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).expect("report serialises")
-        );
+        let text = serde_json::to_string_pretty(report).expect("report serialises");
+        println!("{}", escape_json(&text));
         return;
     }
     let count = |f: fn(&Outcome) -> bool| report.results.iter().filter(|r| f(&r.outcome)).count();
@@ -213,8 +221,13 @@ fn print_report(report: &ApplyReport, format: Format) {
             ""
         }
     );
-    if let Some(e) = report.error() {
-        println!("failed:\n{e}");
+    if report.error().is_some() {
+        println!("failed:");
+        for r in report.failures() {
+            if let Outcome::Failed(e) = &r.outcome {
+                println!("{}: {}", Esc(&r.step.reason), Esc(e));
+            }
+        }
     }
 }
 
@@ -301,13 +314,13 @@ pub async fn export(args: &ExportArgs) -> u8 {
     match &args.file {
         Some(path) => match std::fs::write(path, json) {
             Ok(()) => {
-                eprintln!("wrote {}", path.display());
+                eprintln!("wrote {}", Esc(&path.display().to_string()));
                 OK
             }
             Err(e) => fail(format!("{}: {e}", path.display())),
         },
         None => {
-            print!("{json}");
+            print!("{}", escape_json(&json));
             OK
         }
     }

@@ -1,6 +1,7 @@
 //! `flightdeck diff`: a unified diff of the live and desired endpoint documents. Both sides show
 //! only what the desired state declares (plus everything of what is live and not declared), so
-//! platform defaults and read-only fields never show up as noise.
+//! platform defaults and read-only fields never show up as noise. The rendered diffs keep their
+//! lines but have every other control character escaped (`crate::escape`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -9,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use similar::TextDiff;
 
+use crate::escape::{Esc, escape_control_keep_lines, escape_json};
 use crate::model::{DesiredState, Endpoint, LiveEndpoint, LiveState, effective};
 
 /// One endpoint's documents and their unified diff.
@@ -172,7 +174,10 @@ pub fn text(diffs: &[EndpointDiff]) -> String {
     if changed.is_empty() {
         return "no differences\n".into();
     }
-    changed.iter().map(|d| d.diff.as_str()).collect()
+    changed
+        .iter()
+        .map(|d| escape_control_keep_lines(&d.diff))
+        .collect()
 }
 
 pub fn markdown(environment: &str, diffs: &[EndpointDiff]) -> String {
@@ -180,7 +185,8 @@ pub fn markdown(environment: &str, diffs: &[EndpointDiff]) -> String {
     let changed: Vec<&EndpointDiff> = diffs.iter().filter(|d| !d.diff.is_empty()).collect();
     let _ = writeln!(
         out,
-        "### flightdeck diff: `{environment}`: {}",
+        "### flightdeck diff: `{}`: {}",
+        Esc(environment),
         if changed.is_empty() {
             "no differences".to_string()
         } else {
@@ -191,7 +197,9 @@ pub fn markdown(environment: &str, diffs: &[EndpointDiff]) -> String {
         let _ = writeln!(
             out,
             "\n#### `{}` ({})\n\n```diff\n{}```",
-            d.endpoint, d.status, d.diff
+            Esc(&d.endpoint),
+            d.status,
+            escape_control_keep_lines(&d.diff)
         );
     }
     out
@@ -204,5 +212,6 @@ pub fn json(environment: &str, diffs: &[EndpointDiff]) -> String {
         "changes": diffs.iter().any(|d| !d.diff.is_empty()),
         "endpoints": diffs,
     });
-    serde_json::to_string_pretty(&doc).expect("diff serialises") + "\n"
+    let text = serde_json::to_string_pretty(&doc).expect("diff serialises");
+    escape_json(&text).into_owned() + "\n"
 }

@@ -1,11 +1,13 @@
 //! Renders plans for people (text, markdown for PR comments) and machines (JSON, documented in
-//! docs/plan-json.md).
+//! docs/plan-json.md). Every name, reason and note is written with its control characters
+//! escaped (`crate::escape`), in JSON too.
 
 use std::fmt::Write;
 
 use serde::Serialize;
 
 use super::{Action, Note, Plan, Refusal, Step};
+use crate::escape::{Esc, escape_control, escape_json};
 use crate::model::weights_display;
 
 /// Output formats shared by `plan` and `diff`.
@@ -42,33 +44,39 @@ fn detail(step: &Step) -> String {
 pub fn text(environment: &str, plan: &Plan) -> String {
     let mut out = String::new();
     if plan.is_empty() {
-        let _ = writeln!(out, "{environment}: no changes");
+        let _ = writeln!(out, "{}: no changes", Esc(environment));
     } else {
         let endpoints = plan.by_endpoint().len();
         let _ = writeln!(
             out,
-            "{environment}: {} step{} on {endpoints} endpoint{}",
+            "{}: {} step{} on {endpoints} endpoint{}",
+            Esc(environment),
             plan.steps.len(),
             plural(plan.steps.len()),
             plural(endpoints)
         );
         let mut n = 0;
         for (endpoint, steps) in plan.by_endpoint() {
-            let _ = writeln!(out, "\n  {endpoint}");
+            let _ = writeln!(out, "\n  {}", Esc(endpoint));
             for step in steps {
                 n += 1;
                 let _ = writeln!(
                     out,
                     "  {n:>3}. {:<19} {:<12} {}",
                     step.action.kind(),
-                    step.action.deployment().unwrap_or("-"),
-                    step.reason
+                    Esc(step.action.deployment().unwrap_or("-")),
+                    Esc(&step.reason)
                 );
             }
         }
     }
     for note in &plan.notes {
-        let _ = writeln!(out, "note: {}: {}", note_subject(note), note.message);
+        let _ = writeln!(
+            out,
+            "note: {}: {}",
+            Esc(&note_subject(note)),
+            Esc(&note.message)
+        );
     }
     out
 }
@@ -76,11 +84,16 @@ pub fn text(environment: &str, plan: &Plan) -> String {
 pub fn markdown(environment: &str, plan: &Plan) -> String {
     let mut out = String::new();
     if plan.is_empty() {
-        let _ = writeln!(out, "### flightdeck plan: `{environment}`: no changes");
+        let _ = writeln!(
+            out,
+            "### flightdeck plan: `{}`: no changes",
+            Esc(environment)
+        );
     } else {
         let _ = writeln!(
             out,
-            "### flightdeck plan: `{environment}`: {} step{}\n",
+            "### flightdeck plan: `{}`: {} step{}\n",
+            Esc(environment),
             plan.steps.len(),
             plural(plan.steps.len())
         );
@@ -94,11 +107,11 @@ pub fn markdown(environment: &str, plan: &Plan) -> String {
                 out,
                 "| {} | `{}` | `{}` | {} | {} | {} |",
                 i + 1,
-                step.endpoint,
+                Esc(&step.endpoint),
                 step.action.kind(),
                 step.action
                     .deployment()
-                    .map(|d| format!("`{d}`"))
+                    .map(|d| format!("`{}`", Esc(d)))
                     .unwrap_or_default(),
                 escape_md(&step.reason),
                 escape_md(&detail(step))
@@ -109,7 +122,7 @@ pub fn markdown(environment: &str, plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "\n> **Note** `{}`: {}",
-            note_subject(note),
+            Esc(&note_subject(note)),
             escape_md(&note.message)
         );
     }
@@ -125,7 +138,8 @@ pub fn json(environment: &str, plan: &Plan, refusals: &[Refusal]) -> String {
         notes: &plan.notes,
         refusals,
     };
-    serde_json::to_string_pretty(&doc).expect("plan serialises") + "\n"
+    let text = serde_json::to_string_pretty(&doc).expect("plan serialises");
+    escape_json(&text).into_owned() + "\n"
 }
 
 pub fn render(format: Format, environment: &str, plan: &Plan) -> String {
@@ -148,5 +162,5 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn escape_md(s: &str) -> String {
-    s.replace('|', "\\|")
+    escape_control(s).replace('|', "\\|")
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::escape::Esc;
 use crate::model::{DeploymentSettings, EndpointSettings, TestSpec, Weights};
 
 /// One field that differs between desired and live.
@@ -132,7 +133,7 @@ pub struct Note {
 
 /// A change the planner refuses to make; any refusal means nothing is applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("endpoint {endpoint}{}: {message}", deployment.as_ref().map(|d| format!(": deployment {d}")).unwrap_or_default())]
+#[error("endpoint {}{}: {}", Esc(endpoint), deployment.as_ref().map(|d| format!(": deployment {}", Esc(d))).unwrap_or_default(), Esc(message))]
 pub struct Refusal {
     pub endpoint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

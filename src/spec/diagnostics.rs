@@ -1,9 +1,11 @@
-//! Located problems: `path:line:col: message`.
+//! Located problems: `path:line:col: message`. Displayed with control characters escaped
+//! (`crate::escape`): messages quote YAML keys and values as they are.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::yaml::Pos;
+use crate::escape::Esc;
 
 /// One problem in one file. `line` and `column` are 1-based; a line of 0 means the problem
 /// concerns the whole file or directory and is shown as `path: message`.
@@ -28,17 +30,12 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display().to_string();
+        let (path, message) = (Esc(&path), Esc(&self.message));
         if self.line == 0 {
-            write!(f, "{}: {}", self.path.display(), self.message)
+            write!(f, "{path}: {message}")
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.path.display(),
-                self.line,
-                self.column,
-                self.message
-            )
+            write!(f, "{path}:{}:{}: {message}", self.line, self.column)
         }
     }
 }
@@ -110,6 +107,19 @@ mod tests {
         assert_eq!(
             d.to_string(),
             "a.yml:9:3: first\nb.yml:1:1: second\ndir: whole"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_a_message_or_path_are_escaped() {
+        let d = Diagnostic::new(
+            Path::new("a\rb.yml"),
+            Pos { line: 2, column: 1 },
+            "unknown field `x\u{1b}[2J\ny`",
+        );
+        assert_eq!(
+            d.to_string(),
+            "a\\rb.yml:2:1: unknown field `x\\u{1b}[2J\\ny`"
         );
     }
 }
