@@ -3,6 +3,7 @@
 //! "interrupted" in the summary; a second one exits at once with 130.
 
 mod azureml_sandbox_support;
+mod support;
 
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -143,6 +144,11 @@ async fn a_second_ctrl_c_exits_at_once_with_130_while_the_step_is_still_in_fligh
     let tmp = tempfile::tempdir().unwrap();
     let mut apply = Apply::start(&env, &tmp.path().join("prod"));
     apply.wait_for("[1/").await;
+    // The step is in flight once the sandbox holds the endpoint, still creating.
+    support::eventually("the endpoint PUT reaches the sandbox", PATIENCE, || async {
+        env.arm_get("/onlineEndpoints/my-endpoint").await.is_some()
+    })
+    .await;
     apply.signal("INT");
     apply.wait_for("interrupted (SIGINT)").await;
     apply.signal("INT");
@@ -164,7 +170,7 @@ async fn a_second_ctrl_c_exits_at_once_with_130_while_the_step_is_still_in_fligh
     let endpoint = env
         .arm_get("/onlineEndpoints/my-endpoint")
         .await
-        .expect("the endpoint was created");
+        .expect("the endpoint is still there");
     assert_ne!(
         endpoint["properties"]["provisioningState"], "Succeeded",
         "the step was still in flight: {show}"
