@@ -168,7 +168,7 @@ async fn a_sku_only_change_goes_through_scaling() {
 
 #[tokio::test]
 async fn delete_returns_202_then_the_resource_is_gone_and_a_second_delete_is_204() {
-    let env = Env::start().await;
+    let env = Env::start_slow().await;
     env.create_endpoint("e1", "Key").await;
     let r = env.delete(&env.ep_url("e1")).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);

@@ -194,7 +194,7 @@ async fn r9_a_deployment_with_traffic_cannot_be_deleted() {
 
 #[tokio::test]
 async fn r10_deleting_an_endpoint_deletes_its_deployments() {
-    let env = Env::start().await;
+    let env = Env::start_slow().await;
     endpoint_with(&env, &["blue"]).await;
     env.set_traffic("e1", json!({"blue": 100}), None).await;
     assert_eq!(

@@ -123,7 +123,8 @@ impl Env {
 
     /// Polls a resource until its provisioningState is terminal; returns the body.
     pub async fn wait_terminal(&self, url: &str) -> Value {
-        for _ in 0..400 {
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < give_up {
             let r = self.get(url).await;
             if r.status() == StatusCode::OK {
                 let body: Value = r.json().await.unwrap();
@@ -142,13 +143,24 @@ impl Env {
 
     /// Polls a URL until it no longer answers 200 (or `status`).
     pub async fn wait_gone(&self, url: &str) {
-        for _ in 0..400 {
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < give_up {
             if self.get(url).await.status() == StatusCode::NOT_FOUND {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         panic!("{url} was never deleted");
+    }
+
+    /// A sandbox whose operations take long enough (1 s) that a GET right after a write still
+    /// sees the transitional state on a loaded machine.
+    pub async fn start_slow() -> Env {
+        Self::start_with(SandboxConfig {
+            provisioning_delay: Duration::from_secs(1),
+            ..SandboxConfig::default()
+        })
+        .await
     }
 
     pub async fn create_endpoint(&self, ep: &str, auth_mode: &str) -> Value {
