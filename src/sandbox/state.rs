@@ -184,7 +184,72 @@ pub struct Deployment {
     pub times: Timestamps,
     /// When the containers answer after the last successful create/update (startup delay).
     pub ready_at: Option<Instant>,
+    /// The version that answered before the change in progress (or the one that failed) was
+    /// applied. It keeps serving until the new version is ready, as a rolling update does.
+    pub previous: Option<Served>,
     pub seq: u64,
+}
+
+/// A version of a deployment that answers requests: its model and when it became ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    pub model: String,
+    pub ready_at: Instant,
+}
+
+impl Deployment {
+    fn model(&self) -> String {
+        self.props
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The current properties' version, once provisioned.
+    fn current_version(&self) -> Option<Served> {
+        if self.state != ProvisioningState::Succeeded {
+            return None;
+        }
+        self.ready_at.map(|ready_at| Served {
+            model: self.model(),
+            ready_at,
+        })
+    }
+
+    /// Call before a PUT or PATCH replaces the properties: remembers the version that serves
+    /// now, so it keeps answering while the change runs and after the change fails.
+    pub fn begin_change(&mut self, now: Instant) {
+        let current = self.current_version();
+        self.previous = match (current, self.previous.take()) {
+            // The current version is still starting: the one before it is what serves.
+            (Some(c), Some(p)) if c.ready_at > now && p.ready_at <= now => Some(p),
+            (Some(c), _) => Some(c),
+            (None, p) => p,
+        };
+    }
+
+    /// The model that answers at `now`: the current version once it is `Succeeded` and started;
+    /// otherwise the previous version while an update or scale is in progress, after one
+    /// failed, or while the new version starts. `None`: nothing answers (503).
+    pub fn serving(&self, now: Instant) -> Option<String> {
+        if let Some(current) = self.current_version()
+            && current.ready_at <= now
+        {
+            return Some(current.model);
+        }
+        let keeps_old = matches!(
+            self.state,
+            ProvisioningState::Updating
+                | ProvisioningState::Scaling
+                | ProvisioningState::Failed
+                | ProvisioningState::Succeeded
+        );
+        self.previous
+            .as_ref()
+            .filter(|p| keeps_old && p.ready_at <= now)
+            .map(|p| p.model.clone())
+    }
 }
 
 /// Where an operation acts.
