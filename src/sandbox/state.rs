@@ -450,3 +450,63 @@ pub fn ensure_idle(ep: &Endpoint) -> Result<(), ArmError> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(model: &str, ready_at: Instant) -> Deployment {
+        let mut props = Map::new();
+        props.insert("model".into(), json!(model));
+        Deployment {
+            name: "blue".into(),
+            location: "westus2".into(),
+            envelope: Envelope::default(),
+            compute_type: ComputeType::Managed,
+            props,
+            state: ProvisioningState::Succeeded,
+            times: Timestamps::new(Utc::now()),
+            ready_at: Some(ready_at),
+            previous: None,
+            seq: 1,
+        }
+    }
+
+    #[test]
+    fn the_previous_version_serves_until_the_updated_one_has_started() {
+        let t0 = Instant::now();
+        let mut dep = deployment("v1", t0);
+        dep.begin_change(t0);
+        dep.props.insert("model".into(), json!("v2"));
+        dep.state = ProvisioningState::Updating;
+        assert_eq!(dep.serving(t0).as_deref(), Some("v1"));
+        // Succeeded, but v2's containers start 5 s later: v1 answers until then.
+        dep.state = ProvisioningState::Succeeded;
+        dep.ready_at = Some(t0 + Duration::from_secs(5));
+        assert_eq!(
+            dep.serving(t0 + Duration::from_secs(1)).as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            dep.serving(t0 + Duration::from_secs(5)).as_deref(),
+            Some("v2")
+        );
+    }
+
+    #[test]
+    fn an_update_while_the_last_one_still_starts_keeps_the_version_that_answers() {
+        let t0 = Instant::now();
+        let mut dep = deployment("v2", t0 + Duration::from_secs(5));
+        dep.previous = Some(Served {
+            model: "v1".into(),
+            ready_at: t0,
+        });
+        dep.begin_change(t0 + Duration::from_secs(1));
+        assert_eq!(dep.previous.as_ref().map(|p| p.model.as_str()), Some("v1"));
+        // A deployment being created or deleted has nothing else to serve.
+        let mut fresh = deployment("v1", t0);
+        fresh.state = ProvisioningState::Creating;
+        assert_eq!(fresh.serving(t0), None);
+    }
+}
