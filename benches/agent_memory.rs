@@ -111,7 +111,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let sandbox = Sandbox::start(SandboxConfig {
-        retry_after: 0,
+        retry_after: Some(0),
         ..SandboxConfig::default()
     })
     .await

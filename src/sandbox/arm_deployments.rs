@@ -149,6 +149,7 @@ pub async fn put_deployment(
                 merge_add_only(&old, new)?;
             }
             let scale = is_scale_only(existing, &input);
+            existing.begin_change(Instant::now());
             existing.envelope = input.envelope;
             existing.props = input.props;
             existing.state = if scale {
@@ -174,6 +175,7 @@ pub async fn put_deployment(
                     state: ProvisioningState::Creating,
                     times: Timestamps::new(Utc::now()),
                     ready_at: None,
+                    previous: None,
                     seq,
                 },
             );
@@ -220,6 +222,7 @@ pub async fn patch_deployment(
         .get_mut(&p.dep)
         .ok_or_else(|| deployment_not_found(&p.ep, &p.dep))?;
     let mut kind = OpKind::Update;
+    dep.begin_change(Instant::now());
     if let Some(tags) = patch.tags {
         dep.envelope.tags = tags;
     }

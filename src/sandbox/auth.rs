@@ -84,6 +84,18 @@ pub fn audience_of(scope: &str) -> Option<Audience> {
     }
 }
 
+/// A scope or resource naming the sandbox itself (`<base URL>/.default`) is an ARM audience too:
+/// a client configured with a custom cloud whose resource manager is the sandbox (the
+/// azure-ai-ml SDK's `cloud_metadata`) asks for `<resource manager>/.default`, as it would in a
+/// sovereign cloud.
+fn audience_for(state: &AppState, scope: &str) -> Option<Audience> {
+    audience_of(scope).or_else(|| {
+        let s = scope.trim();
+        let s = s.strip_suffix(".default").unwrap_or(s);
+        (s.trim_end_matches('/') == state.base_url).then_some(Audience::Arm)
+    })
+}
+
 /// AADSTS-like error JSON (what login.microsoftonline.com returns).
 fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
     let body = json!({
@@ -157,7 +169,7 @@ pub async fn token_endpoint(
             "invalid client secret or assertion provided",
         );
     }
-    let Some(audience) = form.scope.as_deref().and_then(audience_of) else {
+    let Some(audience) = form.scope.as_deref().and_then(|s| audience_for(&state, s)) else {
         return aad_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
@@ -207,7 +219,7 @@ pub async fn imds(
     let Some(resource) = q.resource else {
         return bad("Required query variable 'resource' is missing");
     };
-    let Some(audience) = audience_of(&resource) else {
+    let Some(audience) = audience_for(&state, &resource) else {
         return bad("resource is not a known audience");
     };
     let token = state.issue_token(audience);

@@ -1,6 +1,7 @@
 //! Sandbox knobs: the `flightdeck sandbox` flags and the in-process configuration.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::SANDBOX_SUBSCRIPTION_ID;
@@ -32,9 +33,24 @@ pub struct SandboxArgs {
     /// Tenant id of the token endpoint (default: generated at start).
     #[arg(long)]
     pub tenant_id: Option<String>,
-    /// The Retry-After (seconds) that LRO responses advertise.
-    #[arg(long, default_value_t = 1)]
-    pub retry_after: u64,
+    /// The Retry-After (seconds) that LRO responses advertise, or `none` to send no Retry-After.
+    #[arg(long, default_value = "1", value_parser = parse_retry_after)]
+    pub retry_after: RetryAfter,
+    /// Serve HTTPS with a self-signed certificate generated at start, written (PEM) to this path.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+}
+
+/// `--retry-after`: whole seconds, or `None` for "send no Retry-After header".
+pub type RetryAfter = Option<u64>;
+
+fn parse_retry_after(raw: &str) -> Result<RetryAfter, String> {
+    if raw.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    raw.parse::<u64>()
+        .map(Some)
+        .map_err(|_| format!("{raw:?} is not a whole number of seconds or `none`"))
 }
 
 impl std::fmt::Debug for SandboxArgs {
@@ -49,6 +65,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
             .field("tenant_id", &self.tenant_id)
             .field("retry_after", &self.retry_after)
+            .field("tls_cert", &self.tls_cert)
             .finish()
     }
 }
@@ -65,6 +82,7 @@ impl SandboxArgs {
             client_secret: self.client_secret,
             tenant_id: self.tenant_id,
             retry_after: self.retry_after,
+            tls_cert: self.tls_cert,
         }
     }
 }
@@ -80,7 +98,10 @@ pub struct SandboxConfig {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub tenant_id: Option<String>,
-    pub retry_after: u64,
+    /// `None`: LRO responses carry no Retry-After.
+    pub retry_after: RetryAfter,
+    /// When set, serve HTTPS and write the self-signed certificate (PEM) here.
+    pub tls_cert: Option<PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -94,7 +115,8 @@ impl Default for SandboxConfig {
             client_id: None,
             client_secret: None,
             tenant_id: None,
-            retry_after: 1,
+            retry_after: Some(1),
+            tls_cert: None,
         }
     }
 }
@@ -111,6 +133,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
             .field("tenant_id", &self.tenant_id)
             .field("retry_after", &self.retry_after)
+            .field("tls_cert", &self.tls_cert)
             .finish()
     }
 }
@@ -125,7 +148,7 @@ pub(crate) struct Resolved {
     pub client_id: String,
     pub client_secret: String,
     pub tenant_id: String,
-    pub retry_after: u64,
+    pub retry_after: RetryAfter,
 }
 
 impl Resolved {
@@ -224,7 +247,11 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:7070");
         assert_eq!(config.provisioning_delay, Duration::from_secs(2));
         assert_eq!(config.location, "westus2");
-        assert_eq!((config.page_size, config.retry_after), (50, 1));
+        assert_eq!((config.page_size, config.retry_after), (50, Some(1)));
+        assert_eq!(config.tls_cert, None);
+        let none = Cli::try_parse_from(["sandbox", "--retry-after", "none"]).unwrap();
+        assert_eq!(none.args.retry_after, None);
+        assert!(Cli::try_parse_from(["sandbox", "--retry-after", "soon"]).is_err());
         let cli = Cli::try_parse_from([
             "sandbox",
             "--listen",

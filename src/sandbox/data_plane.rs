@@ -98,10 +98,10 @@ fn authorize(state: &AppState, p: &ScorePath, headers: &HeaderMap) -> Result<(),
     Ok(())
 }
 
-fn is_ready(dep: &Deployment, never_ready: bool, now: Instant) -> bool {
-    dep.state == super::state::ProvisioningState::Succeeded
-        && dep.ready_at.is_some_and(|t| t <= now)
-        && !never_ready
+/// The model that answers for `dep` now (see `Deployment::serving`), unless a `never_ready`
+/// fault holds it at 503.
+fn serving_model(dep: &Deployment, never_ready: bool, now: Instant) -> Option<String> {
+    dep.serving(now).filter(|_| !never_ready)
 }
 
 /// A per-model factor 1..=9 (FNV-1a of the model id), so two models answer differently.
@@ -214,12 +214,6 @@ pub async fn score(
                 share.and_then(|(d, w)| ep.routing.mirror_next(w).then_some(d))
             }
         };
-        let model = ep.deployments[&chosen]
-            .props
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
         let store = &mut *store;
         let ep = store.endpoint(&ws, &p.ep).expect("endpoint found above");
         let never_ready = |d: &str| {
@@ -228,12 +222,23 @@ pub async fn score(
                 .get(&(p.ep.clone(), d.to_string()))
                 .is_some_and(|f| f.never_ready)
         };
-        let ready = is_ready(&ep.deployments[&chosen], never_ready(&chosen), now);
+        let chosen_dep = &ep.deployments[&chosen];
+        let served = serving_model(chosen_dep, never_ready(&chosen), now);
+        let ready = served.is_some();
+        // Unready: the configured model (unused, the answer is a 503).
+        let model = served.unwrap_or_else(|| {
+            chosen_dep
+                .props
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        });
         let mirrored_to = mirror.map(|d| {
             let ok = ep
                 .deployments
                 .get(&d)
-                .is_some_and(|dep| is_ready(dep, never_ready(&d), now));
+                .is_some_and(|dep| serving_model(dep, never_ready(&d), now).is_some());
             (d, ok)
         });
         let fault = store.faults.get_mut(&(p.ep.clone(), chosen.clone()));

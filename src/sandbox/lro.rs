@@ -156,15 +156,18 @@ pub fn lro_headers(state: &AppState, op: &Operation, with_location: bool) -> Hea
         &op.status_url(base, location),
     );
     insert(&mut headers, "x-ms-async-operation-timeout", "PT1H");
-    insert(
-        &mut headers,
-        "retry-after",
-        &state.config.retry_after.to_string(),
-    );
+    insert_retry_after(state, &mut headers);
     if with_location {
         insert(&mut headers, "location", &op.location_url(base, location));
     }
     headers
+}
+
+/// `Retry-After` as configured; `--retry-after none` sends none (real ARM may omit it, §3).
+fn insert_retry_after(state: &AppState, headers: &mut HeaderMap) {
+    if let Some(secs) = state.config.retry_after {
+        insert(headers, "retry-after", &secs.to_string());
+    }
 }
 
 fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -195,11 +198,7 @@ pub async fn operation_status(
     }
     let mut response = (StatusCode::OK, Json(body)).into_response();
     if op.status == OpStatus::InProgress {
-        insert(
-            response.headers_mut(),
-            "retry-after",
-            &state.config.retry_after.to_string(),
-        );
+        insert_retry_after(&state, response.headers_mut());
     }
     Ok(response)
 }

@@ -5,7 +5,8 @@
 //! Layout: `config` (knobs), `server` (router and shared state), `state` (store, operation
 //! settlement), `rules` / `deployment_input` (validation), `shapes` (response bodies), `lro`
 //! (operations), `arm` / `arm_deployments` / `paging` (control plane), `auth` (tokens),
-//! `data_plane` / `routing` (scoring), `faults`, `journal`, `net`.
+//! `data_plane` / `routing` (scoring), `workspace` (the workspace GET), `faults`, `journal`,
+//! `net` / `tls` (listeners).
 
 mod arm;
 mod arm_deployments;
@@ -24,6 +25,8 @@ mod rules;
 mod server;
 mod shapes;
 mod state;
+mod tls;
+mod workspace;
 
 pub use config::{SandboxArgs, SandboxConfig, SandboxCredentials};
 pub use error::SandboxError;

@@ -21,6 +21,7 @@ fn dep(name: &str, state: ProvisioningState) -> (String, Deployment) {
             state,
             times: Timestamps::new(Utc::now()),
             ready_at: Some(Instant::now()),
+            previous: None,
             seq: 1,
         },
     )

@@ -22,15 +22,21 @@ use super::lro::{self, Operation};
 use super::net::{ConnHandle, KillableListener};
 use super::shapes::{self, RenderCtx};
 use super::state::{Store, Target};
-use super::{arm, arm_deployments, data_plane};
+use super::{arm, arm_deployments, data_plane, tls, workspace};
 
-/// api-versions served (CONTRACT.md §0: 2025-12-01 and the older stable ones).
-pub const API_VERSIONS: [&str; 5] = [
+/// api-versions served (CONTRACT.md §0: 2025-12-01 and the older stable ones), plus the preview
+/// versions that Microsoft's azure-ai-ml SDK (1.x, `MLClient`) pins by default: online endpoints
+/// 2022-02-01-preview, online deployments 2023-04-01-preview, workspaces 2024-10-01-preview.
+/// Their request and response shapes for the fields the sandbox serves match 2025-12-01.
+pub const API_VERSIONS: [&str; 8] = [
     "2025-12-01",
     "2025-09-01",
     "2025-04-01",
     "2024-10-01",
     "2024-04-01",
+    "2024-10-01-preview",
+    "2023-04-01-preview",
+    "2022-02-01-preview",
 ];
 
 pub(crate) struct Shared {
@@ -162,6 +168,7 @@ fn router(state: AppState) -> Router {
         "/subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/{loc}";
 
     let arm_routes = Router::new()
+        .route(WS, get(workspace::get_workspace))
         .route(&format!("{WS}/onlineEndpoints"), get(arm::list_endpoints))
         .route(
             &ep,
@@ -265,7 +272,12 @@ impl Sandbox {
                 source,
             })?;
         let addr = listener.local_addr().map_err(SandboxError::Serve)?;
-        let base_url = format!("http://{addr}");
+        let identity = match &config.tls_cert {
+            Some(path) => Some(tls::self_signed(addr.ip(), path)?),
+            None => None,
+        };
+        let scheme = if identity.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://{addr}");
         let credentials = SandboxCredentials::from_resolved(&resolved);
         let shared = Arc::new(Shared {
             config: resolved,
@@ -277,11 +289,15 @@ impl Sandbox {
         });
         let app = router(shared).into_make_service_with_connect_info::<ConnHandle>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server =
-            axum::serve(KillableListener::new(listener), app).with_graceful_shutdown(async move {
-                // A dropped handle stops the server too.
-                let _ = stop_rx.await;
-            });
+        let listener = match identity {
+            Some(identity) => KillableListener::tls(listener, identity.acceptor),
+            None => KillableListener::new(listener),
+        }
+        .map_err(SandboxError::Serve)?;
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            // A dropped handle stops the server too.
+            let _ = stop_rx.await;
+        });
         let task = tokio::spawn(async move {
             if let Err(error) = server.await {
                 tracing::error!(%error, "sandbox server stopped with an error");
@@ -290,6 +306,7 @@ impl Sandbox {
         Ok(SandboxHandle {
             base_url,
             credentials,
+            tls_cert: config.tls_cert.clone(),
             stop: Some(stop_tx),
             task: Some(task),
         })
@@ -300,6 +317,7 @@ impl Sandbox {
 pub struct SandboxHandle {
     base_url: String,
     credentials: SandboxCredentials,
+    tls_cert: Option<std::path::PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -324,16 +342,27 @@ impl SandboxHandle {
     }
 
     /// `KEY=value` lines for a client's environment (fake, sandbox-local credentials).
+    /// With TLS, two more lines follow the usual six: the certificate path for Python clients
+    /// (`REQUESTS_CA_BUNDLE`) and the managed-identity endpoint azure-identity uses
+    /// (`AZURE_POD_IDENTITY_AUTHORITY_HOST`, served by the sandbox's IMDS route).
     pub fn env_lines(&self) -> Vec<String> {
         let c = &self.credentials;
-        vec![
+        let mut lines = vec![
             format!("FLIGHTDECK_ARM_ENDPOINT={}", self.base_url),
             format!("AZURE_AUTHORITY_HOST={}/", self.base_url),
             format!("AZURE_TENANT_ID={}", c.tenant_id),
             format!("AZURE_CLIENT_ID={}", c.client_id),
             format!("AZURE_CLIENT_SECRET={}", c.client_secret),
             format!("AZURE_SUBSCRIPTION_ID={}", c.subscription_id),
-        ]
+        ];
+        if let Some(cert) = &self.tls_cert {
+            lines.push(format!("REQUESTS_CA_BUNDLE={}", cert.display()));
+            lines.push(format!(
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST={}",
+                self.base_url
+            ));
+        }
+        lines
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 5 s), then returns.

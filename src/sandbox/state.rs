@@ -184,7 +184,72 @@ pub struct Deployment {
     pub times: Timestamps,
     /// When the containers answer after the last successful create/update (startup delay).
     pub ready_at: Option<Instant>,
+    /// The version that answered before the change in progress (or the one that failed) was
+    /// applied. It keeps serving until the new version is ready, as a rolling update does.
+    pub previous: Option<Served>,
     pub seq: u64,
+}
+
+/// A version of a deployment that answers requests: its model and when it became ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    pub model: String,
+    pub ready_at: Instant,
+}
+
+impl Deployment {
+    fn model(&self) -> String {
+        self.props
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The current properties' version, once provisioned.
+    fn current_version(&self) -> Option<Served> {
+        if self.state != ProvisioningState::Succeeded {
+            return None;
+        }
+        self.ready_at.map(|ready_at| Served {
+            model: self.model(),
+            ready_at,
+        })
+    }
+
+    /// Call before a PUT or PATCH replaces the properties: remembers the version that serves
+    /// now, so it keeps answering while the change runs and after the change fails.
+    pub fn begin_change(&mut self, now: Instant) {
+        let current = self.current_version();
+        self.previous = match (current, self.previous.take()) {
+            // The current version is still starting: the one before it is what serves.
+            (Some(c), Some(p)) if c.ready_at > now && p.ready_at <= now => Some(p),
+            (Some(c), _) => Some(c),
+            (None, p) => p,
+        };
+    }
+
+    /// The model that answers at `now`: the current version once it is `Succeeded` and started;
+    /// otherwise the previous version while an update or scale is in progress, after one
+    /// failed, or while the new version starts. `None`: nothing answers (503).
+    pub fn serving(&self, now: Instant) -> Option<String> {
+        if let Some(current) = self.current_version()
+            && current.ready_at <= now
+        {
+            return Some(current.model);
+        }
+        let keeps_old = matches!(
+            self.state,
+            ProvisioningState::Updating
+                | ProvisioningState::Scaling
+                | ProvisioningState::Failed
+                | ProvisioningState::Succeeded
+        );
+        self.previous
+            .as_ref()
+            .filter(|p| keeps_old && p.ready_at <= now)
+            .map(|p| p.model.clone())
+    }
 }
 
 /// Where an operation acts.
@@ -383,5 +448,65 @@ pub fn ensure_idle(ep: &Endpoint) -> Result<(), ArmError> {
             ep.name
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(model: &str, ready_at: Instant) -> Deployment {
+        let mut props = Map::new();
+        props.insert("model".into(), json!(model));
+        Deployment {
+            name: "blue".into(),
+            location: "westus2".into(),
+            envelope: Envelope::default(),
+            compute_type: ComputeType::Managed,
+            props,
+            state: ProvisioningState::Succeeded,
+            times: Timestamps::new(Utc::now()),
+            ready_at: Some(ready_at),
+            previous: None,
+            seq: 1,
+        }
+    }
+
+    #[test]
+    fn the_previous_version_serves_until_the_updated_one_has_started() {
+        let t0 = Instant::now();
+        let mut dep = deployment("v1", t0);
+        dep.begin_change(t0);
+        dep.props.insert("model".into(), json!("v2"));
+        dep.state = ProvisioningState::Updating;
+        assert_eq!(dep.serving(t0).as_deref(), Some("v1"));
+        // Succeeded, but v2's containers start 5 s later: v1 answers until then.
+        dep.state = ProvisioningState::Succeeded;
+        dep.ready_at = Some(t0 + Duration::from_secs(5));
+        assert_eq!(
+            dep.serving(t0 + Duration::from_secs(1)).as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            dep.serving(t0 + Duration::from_secs(5)).as_deref(),
+            Some("v2")
+        );
+    }
+
+    #[test]
+    fn an_update_while_the_last_one_still_starts_keeps_the_version_that_answers() {
+        let t0 = Instant::now();
+        let mut dep = deployment("v2", t0 + Duration::from_secs(5));
+        dep.previous = Some(Served {
+            model: "v1".into(),
+            ready_at: t0,
+        });
+        dep.begin_change(t0 + Duration::from_secs(1));
+        assert_eq!(dep.previous.as_ref().map(|p| p.model.as_str()), Some("v1"));
+        // A deployment being created or deleted has nothing else to serve.
+        let mut fresh = deployment("v1", t0);
+        fresh.state = ProvisioningState::Creating;
+        assert_eq!(fresh.serving(t0), None);
     }
 }

@@ -167,7 +167,7 @@ impl GitRepo {
 /// variables are never raced.
 pub async fn start_sandbox() -> SandboxHandle {
     let config = SandboxConfig {
-        retry_after: 0,
+        retry_after: Some(0),
         client_id: Some("agent-test-client".into()),
         client_secret: Some("agent-test-secret".into()),
         tenant_id: Some("agent-test-tenant".into()),

@@ -119,13 +119,6 @@ impl ArmClient {
         Ok(url)
     }
 
-    /// Poll wait: the server's Retry-After (10 s when absent, CONTRACT.md §3), capped.
-    pub fn poll_delay(&self, headers: &HeaderMap) -> Duration {
-        retry_after(headers)
-            .unwrap_or(Duration::from_secs(10))
-            .min(self.max_poll_interval)
-    }
-
     async fn bearer(&self) -> Result<Secret, AzureMlError> {
         self.credential.token(&self.scope).await
     }

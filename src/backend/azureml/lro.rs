@@ -1,7 +1,11 @@
 //! Long-running operations (CONTRACT.md §3): PUT follows `Azure-AsyncOperation` then GETs the
 //! original URI; PATCH and DELETE follow `Location` (202 while running). Poll waits honour
-//! `Retry-After`, capped by `max_poll_interval`. The step timeout wraps the whole step.
+//! `Retry-After`, capped by `max_poll_interval`; without one they start fast and back off (see
+//! `PollSchedule`). The step timeout wraps the whole step.
 
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use url::Url;
@@ -9,6 +13,44 @@ use url::Url;
 use super::client::{ArmClient, ArmResponse};
 use super::error::{AzureMlError, excerpt};
 use super::mapping::provisioning_state;
+use super::retry::retry_after;
+
+/// The first wait when the platform sends no `Retry-After`.
+pub const FIRST_POLL: Duration = Duration::from_millis(200);
+/// Where the no-`Retry-After` backoff stops (CONTRACT.md §3: "poll every 10–30 s" when absent),
+/// unless `max_poll_interval` is lower.
+pub const ABSENT_RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
+
+/// The waits between polls of one operation. The platform's `Retry-After` wins when it sends one
+/// (capped by `max_poll_interval`), so real Azure paces itself as before. Without it, the waits
+/// start at `FIRST_POLL` and double up to `ABSENT_RETRY_AFTER_CAP`: a 1 s operation is seen done
+/// about 1 s after it started (200 + 400 + 800 ms), not after a flat 10 s.
+#[derive(Clone, Debug)]
+pub struct PollSchedule {
+    next: Duration,
+    cap: Duration,
+    max: Duration,
+}
+
+impl PollSchedule {
+    pub fn new(max_poll_interval: Duration) -> Self {
+        PollSchedule {
+            next: FIRST_POLL.min(max_poll_interval),
+            cap: ABSENT_RETRY_AFTER_CAP.min(max_poll_interval),
+            max: max_poll_interval,
+        }
+    }
+
+    /// The wait before the next poll, given the last answer's headers.
+    pub fn delay(&mut self, headers: &HeaderMap) -> Duration {
+        if let Some(wait) = retry_after(headers) {
+            return wait.min(self.max);
+        }
+        let wait = self.next;
+        self.next = self.next.saturating_mul(2).min(self.cap);
+        wait
+    }
+}
 
 const ASYNC_OPERATION: &str = "azure-asyncoperation";
 const LOCATION: &str = "location";
@@ -34,6 +76,10 @@ fn settled(body: Value) -> Result<Value, AzureMlError> {
 }
 
 impl ArmClient {
+    fn poll_schedule(&self) -> PollSchedule {
+        PollSchedule::new(self.max_poll_interval)
+    }
+
     /// PUT a full resource and wait until it is terminal; returns the final resource.
     ///
     /// A PUT whose response is lost is never blindly sent again: GET first; if the resource is
@@ -110,7 +156,8 @@ impl ArmClient {
             return self.wait_location(&location).await;
         }
         // No Location: watch the resource until it 404s.
-        let mut delay = self.poll_delay(&resp.headers);
+        let mut schedule = self.poll_schedule();
+        let mut delay = schedule.delay(&resp.headers);
         loop {
             tokio::time::sleep(delay).await;
             match self.call(Method::GET, url, None).await {
@@ -120,7 +167,7 @@ impl ArmClient {
                     if let Ok(body) = resp.json("resource") {
                         settled(body)?;
                     }
-                    delay = self.poll_delay(&resp.headers);
+                    delay = schedule.delay(&resp.headers);
                 }
             }
         }
@@ -128,6 +175,7 @@ impl ArmClient {
 
     /// Polls an Azure-AsyncOperation status URL until Succeeded, Failed or Canceled.
     async fn wait_operation(&self, op: &Url) -> Result<(), AzureMlError> {
+        let mut schedule = self.poll_schedule();
         loop {
             let resp = self.call(Method::GET, op, None).await?;
             let status_body = resp.json("operation status")?;
@@ -138,12 +186,13 @@ impl ArmClient {
             if is_terminal(status) {
                 return Err(operation_failure(status, &status_body));
             }
-            tokio::time::sleep(self.poll_delay(&resp.headers)).await;
+            tokio::time::sleep(schedule.delay(&resp.headers)).await;
         }
     }
 
     /// Polls a Location URL: 202 while running, 200/201/204 when done.
     async fn wait_location(&self, location: &Url) -> Result<(), AzureMlError> {
+        let mut schedule = self.poll_schedule();
         loop {
             let resp = self.call(Method::GET, location, None).await?;
             if resp.status != StatusCode::ACCEPTED {
@@ -157,18 +206,19 @@ impl ArmClient {
                 }
                 return Ok(());
             }
-            tokio::time::sleep(self.poll_delay(&resp.headers)).await;
+            tokio::time::sleep(schedule.delay(&resp.headers)).await;
         }
     }
 
     /// Polls GET on a resource until its provisioningState is terminal.
     pub async fn wait_resource(&self, url: &Url) -> Result<Value, AzureMlError> {
+        let mut schedule = self.poll_schedule();
         loop {
             let resp = self.call(Method::GET, url, None).await?;
             let body = resp.json("resource")?;
             match provisioning_state(&body) {
                 Some(state) if !is_terminal(state) => {
-                    tokio::time::sleep(self.poll_delay(&resp.headers)).await;
+                    tokio::time::sleep(schedule.delay(&resp.headers)).await;
                 }
                 _ => return settled(body),
             }
@@ -192,5 +242,42 @@ fn operation_failure(status: &str, body: &Value) -> AzureMlError {
                 .unwrap_or("the operation reported no error message"),
             600,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn without_retry_after_polls_start_fast_and_double_up_to_the_cap() {
+        let mut s = PollSchedule::new(Duration::from_secs(30));
+        let none = HeaderMap::new();
+        let waits: Vec<Duration> = (0..9).map(|_| s.delay(&none)).collect();
+        let expected = [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000];
+        assert_eq!(waits, expected.map(ms));
+    }
+
+    #[test]
+    fn a_retry_after_from_the_platform_is_honoured_up_to_max_poll_interval() {
+        let mut s = PollSchedule::new(Duration::from_secs(30));
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "15".parse().unwrap());
+        assert_eq!(s.delay(&headers), Duration::from_secs(15));
+        headers.insert("retry-after", "120".parse().unwrap());
+        assert_eq!(s.delay(&headers), Duration::from_secs(30));
+        // The fast start is still there when the header disappears.
+        assert_eq!(s.delay(&HeaderMap::new()), ms(200));
+    }
+
+    #[test]
+    fn a_small_max_poll_interval_caps_the_backoff_too() {
+        let mut s = PollSchedule::new(ms(50));
+        let none = HeaderMap::new();
+        assert_eq!([s.delay(&none), s.delay(&none)], [ms(50), ms(50)]);
     }
 }
