@@ -31,6 +31,9 @@ pub enum BackendError {
         code: String,
         message: String,
     },
+    /// The platform answered success with a body that is not what its contract says.
+    #[error("{subject}: {message}")]
+    Malformed { subject: String, message: String },
     /// A pre-traffic test failed: the rollout stops and traffic stays where it was.
     #[error("{subject}: test failed: {message}")]
     TestFailed { subject: String, message: String },

@@ -13,6 +13,7 @@ use url::Url;
 use super::auth::{Secret, TokenSource};
 use super::error::{AzureMlError, parse_arm_error};
 use super::retry::{RetryPolicy, is_retryable, retry_after};
+use super::shape::{Shape, checked};
 
 /// One ARM answer, any status.
 #[derive(Debug)]
@@ -240,15 +241,18 @@ impl ArmClient {
         self.call_with(method, url, body, true).await
     }
 
-    /// GET a JSON resource.
-    pub async fn get_json(&self, url: &Url, what: &str) -> Result<Value, AzureMlError> {
-        self.call(Method::GET, url, None).await?.json(what)
+    /// GET an endpoint or deployment, checked to be one (see `shape`).
+    pub async fn get_resource(&self, url: &Url) -> Result<Value, AzureMlError> {
+        checked(
+            &self.call(Method::GET, url, None).await?,
+            Shape::of_resource(url),
+        )
     }
 
     /// GET a resource, `None` on 404.
-    pub async fn get_opt(&self, url: &Url, what: &str) -> Result<Option<Value>, AzureMlError> {
+    pub async fn get_opt(&self, url: &Url) -> Result<Option<Value>, AzureMlError> {
         match self.call(Method::GET, url, None).await {
-            Ok(resp) => resp.json(what).map(Some),
+            Ok(resp) => checked(&resp, Shape::of_resource(url)).map(Some),
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
@@ -267,16 +271,10 @@ impl ArmClient {
                     message: "more than 10000 pages: nextLink loops".into(),
                 });
             }
-            let mut page = self.get_json(&page_url, what).await?;
-            match page.get_mut("value").map(Value::take) {
-                Some(Value::Array(values)) => items.extend(values),
-                Some(Value::Null) | None => {}
-                Some(_) => {
-                    return Err(AzureMlError::Unexpected {
-                        what: what.into(),
-                        message: "`value` is not an array".into(),
-                    });
-                }
+            let resp = self.call(Method::GET, &page_url, None).await?;
+            let mut page = checked(&resp, Shape::Page)?;
+            if let Some(Value::Array(values)) = page.get_mut("value").map(Value::take) {
+                items.extend(values);
             }
             if let Some(link) = page.get("nextLink").and_then(Value::as_str)
                 && !link.is_empty()

@@ -40,6 +40,13 @@ pub enum AzureMlError {
     /// ARM answered 2xx with a body or headers this client cannot use.
     #[error("{what}: unexpected response: {message}")]
     Unexpected { what: String, message: String },
+    /// ARM answered 2xx with a body that is not the object the contract gives that answer.
+    #[error("ARM answered {status} with a body that is not {what}: {detail}")]
+    Malformed {
+        status: u16,
+        what: String,
+        detail: String,
+    },
     /// The pre-traffic test request failed.
     #[error("{0}")]
     TestFailed(String),
@@ -86,6 +93,10 @@ impl AzureMlError {
                 subject,
                 code: "UnexpectedResponse".to_string(),
                 message: format!("{what}: {message}"),
+            },
+            err @ AzureMlError::Malformed { .. } => BackendError::Malformed {
+                subject,
+                message: err.to_string(),
             },
             AzureMlError::Config(message) => BackendError::Platform {
                 subject,

@@ -27,7 +27,7 @@ pub(crate) async fn run(
     deployment: &str,
     test: &TestSpec,
 ) -> Result<String, AzureMlError> {
-    let endpoint = client.get_json(endpoint_url, "endpoint").await?;
+    let endpoint = client.get_resource(endpoint_url).await?;
     let props = &endpoint["properties"];
     let scoring = props["scoringUri"]
         .as_str()

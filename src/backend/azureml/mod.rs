@@ -14,6 +14,7 @@ mod loopback;
 mod lro;
 mod mapping;
 mod retry;
+mod shape;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ use crate::model::{AzureMlTarget, LiveState, Weights};
 use crate::plan::{Action, Step};
 use client::ArmClient;
 use mapping::Workspace;
+use shape::Shape;
 
 /// The ARM api-version this client speaks (CONTRACT.md §0).
 pub const API_VERSION: &str = "2025-12-01";
@@ -194,20 +196,35 @@ impl AzureMlBackend {
         self.endpoints_url(&[endpoint, "deployments", deployment])
     }
 
-    async fn read_live_inner(&self) -> Result<LiveState, AzureMlError> {
+    /// Every endpoint with its deployments. An error carries the subject it is about: the
+    /// workspace for the endpoint list, `endpoint E` for one endpoint's deployments.
+    async fn read_live_inner(&self) -> Result<LiveState, (String, AzureMlError)> {
+        let workspace = format!("workspace {}", self.target.workspace);
         let bodies = self
             .client
             .list(&self.endpoints_url(&[]), "endpoint list")
-            .await?;
+            .await
+            .map_err(|e| (workspace.clone(), e))?;
         let endpoints = futures::stream::iter(bodies.into_iter().map(|body| async move {
-            let mut endpoint = mapping::endpoint_from_arm(&body)?;
-            check_name("endpoint", &endpoint.name)?;
+            let listed = |e| (format!("workspace {}", self.target.workspace), e);
+            let mut endpoint = live_resource(&body, Shape::Endpoint)
+                .and_then(|_| mapping::endpoint_from_arm(&body))
+                .map_err(listed)?;
+            check_name("endpoint", &endpoint.name).map_err(listed)?;
+            let subject = format!("endpoint {}", endpoint.name);
             let url = self.endpoints_url(&[&endpoint.name, "deployments"]);
-            for d in self.client.list(&url, "deployment list").await? {
-                let d = mapping::deployment_from_arm(&self.workspace, &d)?;
+            let deployments = self
+                .client
+                .list(&url, "deployment list")
+                .await
+                .map_err(|e| (subject.clone(), e))?;
+            for d in deployments {
+                let d = live_resource(&d, Shape::Deployment)
+                    .and_then(|_| mapping::deployment_from_arm(&self.workspace, &d))
+                    .map_err(|e| (subject.clone(), e))?;
                 endpoint.deployments.insert(d.name.clone(), d);
             }
-            Ok::<_, AzureMlError>((endpoint.name.clone(), endpoint))
+            Ok::<_, (String, AzureMlError)>((endpoint.name.clone(), endpoint))
         }))
         .buffered(4)
         .try_collect()
@@ -244,7 +261,7 @@ impl AzureMlBackend {
                             .await?;
                     }
                     _ => {
-                        let mut body = self.client.get_json(&url, "endpoint").await?;
+                        let mut body = self.client.get_resource(&url).await?;
                         mapping::strip_read_only(&mut body);
                         mapping::overlay_endpoint(&mut body, settings)?;
                         self.client.put_and_wait(&url, &body, false).await?;
@@ -273,7 +290,7 @@ impl AzureMlBackend {
             } => {
                 // GET + overlay keeps create-only and undeclared fields as they are (R8, R13).
                 let url = self.deployment_url(e, deployment);
-                let mut live = self.client.get_json(&url, "deployment").await?;
+                let mut live = self.client.get_resource(&url).await?;
                 mapping::strip_read_only(&mut live);
                 let body =
                     mapping::deployment_body(&self.workspace, location, Some(live), settings);
@@ -341,7 +358,7 @@ impl AzureMlBackend {
         mirror: Option<&Weights>,
     ) -> Result<(), AzureMlError> {
         let url = self.endpoint_url(endpoint);
-        let mut body = self.client.get_json(&url, "endpoint").await?;
+        let mut body = self.client.get_resource(&url).await?;
         let live = mapping::endpoint_from_arm(&body)?;
         mapping::strip_read_only(&mut body);
         mapping::set_weights(
@@ -352,6 +369,15 @@ impl AzureMlBackend {
         self.client.put_and_wait(&url, &body, false).await?;
         Ok(())
     }
+}
+
+/// A listed item checked against its shape; the status is that of the list page (200).
+fn live_resource(body: &serde_json::Value, shape: Shape) -> Result<(), AzureMlError> {
+    shape::check(body, shape).map_err(|detail| AzureMlError::Malformed {
+        status: 200,
+        what: format!("{} in the list", shape.noun()),
+        detail,
+    })
 }
 
 fn subject(step: &Step) -> String {
@@ -368,10 +394,9 @@ impl Backend for AzureMlBackend {
     }
 
     async fn read_live(&self) -> Result<LiveState, BackendError> {
-        let subject = format!("workspace {}", self.target.workspace);
         self.read_live_inner()
             .await
-            .map_err(|e| e.into_backend(&subject))
+            .map_err(|(subject, e)| e.into_backend(&subject))
     }
 
     async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
