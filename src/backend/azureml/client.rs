@@ -190,12 +190,28 @@ impl ArmClient {
         retry_transport: bool,
     ) -> Result<ArmResponse, AzureMlError> {
         let mut retry = 0u32;
+        // A 401 means the cached token was revoked or rotated before its expiry: drop it and
+        // send once more with a fresh one (CONTRACT.md §4.1 lists 401 as "auth"). A second 401
+        // is final. The refresh does not count as a retry.
+        let mut refreshed = false;
         loop {
             let last = retry + 1 >= self.retry.max_attempts.max(1);
             match self.attempt(&method, url, body, retry + 1).await {
                 Ok(resp) if resp.status.is_success() => return Ok(resp),
+                Ok(resp) if resp.status == StatusCode::UNAUTHORIZED && !refreshed => {
+                    tracing::debug!(
+                        method = %method,
+                        path = url.path(),
+                        "arm refused the token; fetching a new one"
+                    );
+                    self.credential.invalidate(&self.scope).await;
+                    refreshed = true;
+                }
                 Ok(resp) => {
-                    let (code, message) = parse_arm_error(&resp.body);
+                    let (code, mut message) = parse_arm_error(&resp.body);
+                    if resp.status == StatusCode::UNAUTHORIZED {
+                        message.push_str(" (a freshly fetched token was refused too)");
+                    }
                     if !last && is_retryable(resp.status, &code, &message) {
                         let wait = match retry_after(&resp.headers) {
                             Some(d) => d.min(self.max_poll_interval),
