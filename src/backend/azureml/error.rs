@@ -47,6 +47,9 @@ pub enum AzureMlError {
         what: String,
         detail: String,
     },
+    /// One request got no answer within its timeout.
+    #[error("{0}")]
+    RequestTimedOut(String),
     /// The pre-traffic test request failed.
     #[error("{0}")]
     TestFailed(String),
@@ -104,6 +107,7 @@ impl AzureMlError {
                 message,
             },
             AzureMlError::TestFailed(message) => BackendError::TestFailed { subject, message },
+            AzureMlError::RequestTimedOut(message) => BackendError::TimedOut { subject, message },
             err @ (AzureMlError::Auth { .. } | AzureMlError::Transport { .. }) => {
                 BackendError::Transport(format!("{subject}: {err}"))
             }

@@ -49,8 +49,10 @@ pub struct AzureMlConfig {
     /// ARM base URL; `--arm-endpoint` / `FLIGHTDECK_ARM_ENDPOINT` (the sandbox's base URL).
     pub arm_endpoint: Url,
     pub api_version: String,
-    /// Longest one step may take, LRO waits included.
+    /// Longest one step may take, LRO waits included (enforced by the executor).
     pub step_timeout: Duration,
+    /// Longest one pre-traffic test request may go unanswered; `FLIGHTDECK_TEST_REQUEST_TIMEOUT`.
+    pub test_request_timeout: Duration,
     /// Cap on any server-requested wait (Retry-After while polling or throttled).
     pub max_poll_interval: Duration,
     pub retry: RetryPolicy,
@@ -62,6 +64,7 @@ impl Default for AzureMlConfig {
             arm_endpoint: Url::parse(DEFAULT_ARM_ENDPOINT).expect("constant URL"),
             api_version: API_VERSION.to_string(),
             step_timeout: Duration::from_secs(30 * 60),
+            test_request_timeout: crate::backend::DEFAULT_TEST_REQUEST_TIMEOUT,
             max_poll_interval: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
@@ -98,6 +101,11 @@ impl AzureMlConfig {
                 ))
             })?;
         }
+        if let Some(d) = crate::backend::duration_var(var, "FLIGHTDECK_TEST_REQUEST_TIMEOUT")
+            .map_err(AzureMlError::Config)?
+        {
+            config.test_request_timeout = d;
+        }
         Ok(config)
     }
 }
@@ -122,6 +130,7 @@ pub struct AzureMlBackend {
     target: AzureMlTarget,
     workspace: Workspace,
     step_timeout: Duration,
+    test_request_timeout: Duration,
 }
 
 impl AzureMlBackend {
@@ -168,6 +177,7 @@ impl AzureMlBackend {
             target: target.clone(),
             workspace,
             step_timeout: config.step_timeout,
+            test_request_timeout: config.test_request_timeout,
         })
     }
 
@@ -320,7 +330,14 @@ impl AzureMlBackend {
                 ))
             }
             Action::TestDeployment { deployment, test } => {
-                gate::run(&self.client, &self.endpoint_url(e), deployment, test).await
+                gate::run(
+                    &self.client,
+                    &self.endpoint_url(e),
+                    deployment,
+                    test,
+                    self.test_request_timeout,
+                )
+                .await
             }
             Action::SetTraffic { traffic } => {
                 self.set_weights(e, Some(traffic), None).await?;
@@ -400,17 +417,15 @@ impl Backend for AzureMlBackend {
     }
 
     async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
-        let subject = subject(step);
-        let seconds = self.step_timeout.as_secs_f64().ceil() as u64;
-        match tokio::time::timeout(self.step_timeout, self.execute_inner(step)).await {
-            Ok(Ok(detail)) => Ok(StepOutcome { detail }),
-            Ok(Err(e)) => Err(e.into_backend(&subject)),
-            Err(_) => Err(BackendError::Timeout {
-                subject,
-                what: step.action.kind().replace('_', " "),
-                seconds,
-            }),
+        match self.execute_inner(step).await {
+            Ok(detail) => Ok(StepOutcome { detail }),
+            Err(e) => Err(e.into_backend(&subject(step))),
         }
+    }
+
+    /// `step_timeout` (default 30 min) for every step; the executor enforces it.
+    fn step_timeout(&self, _step: &Step) -> Duration {
+        self.step_timeout
     }
 }
 
