@@ -268,6 +268,7 @@ mod tests {
         let plan = Plan {
             steps: [flight_green("ep-a"), flight_green("ep-b")].concat(),
             notes: vec![],
+            pending: vec![],
         };
         backend.fail_tests_of("green");
         let report = apply(
@@ -300,6 +301,7 @@ mod tests {
         let plan = Plan {
             steps: flight_green("ep-a"),
             notes: vec![],
+            pending: vec![],
         };
         let cancel = CancellationToken::new();
         cancel.cancel();
@@ -335,6 +337,7 @@ mod tests {
         let plan = Plan {
             steps: flight_green("ep-a"),
             notes: vec![],
+            pending: vec![],
         };
         let report = apply(
             &plan,

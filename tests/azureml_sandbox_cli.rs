@@ -13,13 +13,7 @@ use serde_json::{Value, json};
 
 /// Runs the binary with only the sandbox's variables (plus PATH) in its environment.
 async fn flightdeck(env: &Env, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck"));
-    cmd.args(args)
-        .env_clear()
-        .envs(&env.vars)
-        .env("FLIGHTDECK_POLL_INTERVAL_MAX", "20ms")
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .kill_on_drop(true);
+    let mut cmd = env.flightdeck(args);
     tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
         .expect("flightdeck finished within 30s")

@@ -123,7 +123,12 @@ pub async fn diff(args: &PlanArgs) -> u8 {
         Format::Json => diff::json(name, &diffs),
     };
     print!("{out}");
-    if diffs.iter().any(|d| !d.diff.is_empty()) {
+    // A live object still being provisioned is not converged, whatever its fields say.
+    let pending = plan::pending(&live);
+    for p in &pending {
+        eprintln!("pending: {p}: an operation is under way; diff again when it ends");
+    }
+    if diffs.iter().any(|d| !d.diff.is_empty()) || !pending.is_empty() {
         CHANGES
     } else {
         OK

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::{Action, Note, Plan, Refusal, Step};
+use super::{Action, Note, Pending, Plan, Refusal, Step};
 use crate::model::weights_display;
 
 /// Output formats shared by `plan` and `diff`.
@@ -25,6 +25,9 @@ pub struct PlanDocument<'a> {
     pub changes: bool,
     pub steps: &'a [Step],
     pub notes: &'a [Note],
+    /// Live objects still being provisioned (an operation under way); `changes` is true then.
+    #[serde(skip_serializing_if = "<[Pending]>::is_empty")]
+    pub pending: &'a [Pending],
     #[serde(skip_serializing_if = "<[Refusal]>::is_empty")]
     pub refusals: &'a [Refusal],
 }
@@ -43,6 +46,12 @@ pub fn text(environment: &str, plan: &Plan) -> String {
     let mut out = String::new();
     if plan.is_empty() {
         let _ = writeln!(out, "{environment}: no changes");
+    } else if plan.steps.is_empty() {
+        let _ = writeln!(
+            out,
+            "{environment}: no steps, {} pending",
+            plan.pending.len()
+        );
     } else {
         let endpoints = plan.by_endpoint().len();
         let _ = writeln!(
@@ -70,6 +79,12 @@ pub fn text(environment: &str, plan: &Plan) -> String {
     for note in &plan.notes {
         let _ = writeln!(out, "note: {}: {}", note_subject(note), note.message);
     }
+    for p in &plan.pending {
+        let _ = writeln!(
+            out,
+            "pending: {p}: an operation is under way; plan again when it ends"
+        );
+    }
     out
 }
 
@@ -77,6 +92,12 @@ pub fn markdown(environment: &str, plan: &Plan) -> String {
     let mut out = String::new();
     if plan.is_empty() {
         let _ = writeln!(out, "### flightdeck plan: `{environment}`: no changes");
+    } else if plan.steps.is_empty() {
+        let _ = writeln!(
+            out,
+            "### flightdeck plan: `{environment}`: {} pending",
+            plan.pending.len()
+        );
     } else {
         let _ = writeln!(
             out,
@@ -113,6 +134,9 @@ pub fn markdown(environment: &str, plan: &Plan) -> String {
             escape_md(&note.message)
         );
     }
+    for p in &plan.pending {
+        let _ = writeln!(out, "\n> **Pending** {}", escape_md(&p.to_string()));
+    }
     out
 }
 
@@ -123,6 +147,7 @@ pub fn json(environment: &str, plan: &Plan, refusals: &[Refusal]) -> String {
         changes: !plan.is_empty(),
         steps: &plan.steps,
         notes: &plan.notes,
+        pending: &plan.pending,
         refusals,
     };
     serde_json::to_string_pretty(&doc).expect("plan serialises") + "\n"

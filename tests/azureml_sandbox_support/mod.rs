@@ -92,6 +92,19 @@ impl Env {
         }
     }
 
+    /// The real binary with only this sandbox's variables (plus PATH) in its environment and a
+    /// 20 ms poll cap; killed when dropped.
+    pub fn flightdeck(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck"));
+        cmd.args(args)
+            .env_clear()
+            .envs(&self.vars)
+            .env("FLIGHTDECK_POLL_INTERVAL_MAX", "20ms")
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .kill_on_drop(true);
+        cmd
+    }
+
     pub fn subscription(&self) -> &str {
         &self.vars["AZURE_SUBSCRIPTION_ID"]
     }
