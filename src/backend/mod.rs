@@ -13,6 +13,7 @@ use crate::plan::Step;
 pub mod azureml;
 pub mod kubernetes;
 pub mod memory;
+pub mod state_lock;
 
 /// What a backend reports about one executed step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use super::live::{self, Snapshot};
 use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
 use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
 use crate::backend::{self, ConnectOptions};
-use crate::model::DesiredState;
+use crate::model::{DesiredState, Target};
 use crate::plan::render::{self, Format};
 use crate::plan::{self, Plan, PlanOptions, diff};
 use crate::spec;
@@ -217,6 +217,16 @@ fn print_report(report: &ApplyReport, format: Format) {
     }
 }
 
+/// `FLIGHTDECK_LOCK_TIMEOUT` (humantime), default 10 minutes: how long an apply waits for
+/// another apply on the same state_file environment.
+fn lock_timeout() -> anyhow::Result<std::time::Duration> {
+    match std::env::var("FLIGHTDECK_LOCK_TIMEOUT") {
+        Ok(v) if !v.is_empty() => humantime::parse_duration(&v)
+            .map_err(|e| anyhow::anyhow!("FLIGHTDECK_LOCK_TIMEOUT {v:?} is not a duration: {e}")),
+        _ => Ok(std::time::Duration::from_secs(600)),
+    }
+}
+
 pub async fn apply(args: &ApplyArgs) -> u8 {
     let desired = match load(&args.env_dir) {
         Ok(d) => d,
@@ -224,6 +234,27 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
     };
     let opts = ConnectOptions {
         arm_endpoint: args.arm_endpoint.clone(),
+    };
+    // state_file: one apply at a time, held until this function returns (docs: README "apply").
+    let _lock = match &desired.environment.target {
+        Target::StateFile { path } if !args.dry_run => {
+            let limit = match lock_timeout() {
+                Ok(l) => l,
+                Err(e) => return fail(e),
+            };
+            let state = args.env_dir.join(path);
+            let waiting = |lock: &Path| {
+                eprintln!(
+                    "waiting for another apply on this environment (lock {})",
+                    lock.display()
+                )
+            };
+            match backend::state_lock::acquire(&state, limit, waiting).await {
+                Ok(lock) => Some(lock),
+                Err(e) => return fail(e),
+            }
+        }
+        _ => None,
     };
     let backend = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
         Ok(b) => b,
