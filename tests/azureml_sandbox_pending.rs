@@ -96,3 +96,67 @@ async fn plan_after_an_interrupted_apply_reports_the_updating_endpoint_as_pendin
     let out = run(&env, &["diff", d]).await;
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
 }
+
+fn endpoint_puts(log: &[serde_json::Value]) -> usize {
+    log.iter()
+        .filter(|e| {
+            let (m, p) = method_path(e);
+            m == "PUT" && p.ends_with("/onlineEndpoints/my-endpoint")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_apply_sees_the_first_writer_in_the_endpoint_state_and_waits_or_refuses_clearly() {
+    let env = Env::start(Duration::from_secs(2)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    env.write_environment(&dir, "");
+    let d = dir.to_str().unwrap();
+    write(&dir, "first");
+
+    let first = env.flightdeck(&["apply", d]).output();
+    let first = tokio::spawn(first);
+    wait_for_endpoint_put(&env).await;
+
+    // With a short bound: refused, named, nothing written.
+    let mut impatient = env.flightdeck(&["apply", d]);
+    impatient.env("FLIGHTDECK_LOCK_TIMEOUT", "50ms");
+    let out = tokio::time::timeout(Duration::from_secs(30), impatient.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "endpoint my-endpoint is Creating (pending): another writer is at work on this \
+             environment; gave up after 50ms"
+        ),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(endpoint_puts(&env.log().await), 1);
+
+    // With the default bound: waits for the first writer, re-reads, finds nothing to do.
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("waiting for another writer: endpoint my-endpoint is Creating (pending)"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("e2e: no changes"),
+        "{}",
+        show(&out)
+    );
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", show(&first));
+    assert_eq!(
+        endpoint_puts(&env.log().await),
+        1,
+        "the create was sent once"
+    );
+}

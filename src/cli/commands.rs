@@ -227,6 +227,42 @@ fn lock_timeout() -> anyhow::Result<std::time::Duration> {
     }
 }
 
+/// Re-reads live until nothing is pending, polling at `FLIGHTDECK_POLL_INTERVAL_MAX` (default
+/// 5 s), for at most `FLIGHTDECK_LOCK_TIMEOUT`; then refuses, naming what is still busy.
+async fn wait_for_other_writer(
+    backend: &dyn backend::Backend,
+    mut live: crate::model::LiveState,
+) -> anyhow::Result<crate::model::LiveState> {
+    let limit = lock_timeout()?;
+    let every = match std::env::var("FLIGHTDECK_POLL_INTERVAL_MAX") {
+        Ok(v) if !v.is_empty() => humantime::parse_duration(&v).map_err(|e| {
+            anyhow::anyhow!("FLIGHTDECK_POLL_INTERVAL_MAX {v:?} is not a duration: {e}")
+        })?,
+        _ => std::time::Duration::from_secs(5),
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut announced = false;
+    loop {
+        let pending = plan::pending(&live);
+        let Some(first) = pending.first() else {
+            return Ok(live);
+        };
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{first}: another writer is at work on this environment; gave up after {} \
+                 (FLIGHTDECK_LOCK_TIMEOUT); nothing was applied",
+                humantime::format_duration(limit)
+            );
+        }
+        if !announced {
+            eprintln!("waiting for another writer: {first}");
+            announced = true;
+        }
+        tokio::time::sleep(every).await;
+        live = backend.read_live().await?;
+    }
+}
+
 pub async fn apply(args: &ApplyArgs) -> u8 {
     let desired = match load(&args.env_dir) {
         Ok(d) => d,
@@ -260,10 +296,19 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
-    let live = match backend.read_live().await {
+    let mut live = match backend.read_live().await {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
+    // Azure ML: an endpoint or deployment in a non-terminal state means another writer (or an
+    // interrupted apply's operation) is at work. Wait for it, re-read, then plan — never plan
+    // against a state that is still moving (docs/azureml.md "Concurrent applies").
+    if matches!(desired.environment.target, Target::AzureMl(_)) && !args.dry_run {
+        live = match wait_for_other_writer(backend.as_ref(), live).await {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+    }
     let p = match make_plan(&desired, &live, args.prune, args.output) {
         Ok(p) => p,
         Err(code) => return code,
