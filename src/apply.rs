@@ -2,6 +2,9 @@
 //! strictly in order, one write in flight per endpoint. A failed step stops its endpoint's
 //! remaining steps (a failed test leaves traffic where it was, because traffic steps come after
 //! the tests); other endpoints go on. The report lists every step with its outcome.
+//!
+//! The executor owns step timeouts, for every backend: each step runs under
+//! `Backend::step_timeout(step)`; a step that outlives it fails as `timed out after Ns`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +14,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError};
 use crate::plan::{Plan, Step};
 
 #[derive(Clone, Debug)]
@@ -164,6 +167,14 @@ pub async fn apply_observed(
     }
 }
 
+/// `endpoint E` or `endpoint E: deployment D`, as backends name a step's subject.
+fn subject(step: &Step) -> String {
+    match step.action.deployment() {
+        Some(d) => format!("endpoint {}: deployment {d}", step.endpoint),
+        None => format!("endpoint {}", step.endpoint),
+    }
+}
+
 async fn run_endpoint(
     steps: &[&Step],
     backend: &dyn Backend,
@@ -193,7 +204,17 @@ async fn run_endpoint(
         let outcome = if opts.dry_run {
             Outcome::WouldRun
         } else {
-            match backend.execute(&step).await {
+            let budget = backend.step_timeout(&step);
+            let ran = tokio::time::timeout(budget, backend.execute(&step))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(BackendError::Timeout {
+                        subject: subject(&step),
+                        what: step.action.kind().replace('_', " "),
+                        seconds: budget.as_secs_f64().ceil() as u64,
+                    })
+                });
+            match ran {
                 Ok(o) => Outcome::Done(o.detail),
                 Err(e) => {
                     tracing::warn!(endpoint = %step.endpoint, action = step.action.kind(), error = %e, "step failed");
@@ -257,6 +278,7 @@ mod tests {
         let plan = Plan {
             steps: [flight_green("ep-a"), flight_green("ep-b")].concat(),
             notes: vec![],
+            pending: vec![],
         };
         backend.fail_tests_of("green");
         let report = apply(
@@ -293,6 +315,7 @@ mod tests {
         let plan = Plan {
             steps: flight_green("ep-a"),
             notes: vec![],
+            pending: vec![],
         };
         let cancel = CancellationToken::new();
         cancel.cancel();
@@ -306,6 +329,49 @@ mod tests {
                 .all(|r| matches!(r.outcome, Outcome::Skipped(_)))
         );
         assert!(backend.log().is_empty());
+    }
+
+    /// A backend whose every step hangs, as a platform that never answers does.
+    struct Hanging;
+
+    #[async_trait::async_trait]
+    impl Backend for Hanging {
+        fn name(&self) -> &'static str {
+            "hanging"
+        }
+        async fn read_live(&self) -> Result<crate::model::LiveState, BackendError> {
+            Ok(Default::default())
+        }
+        async fn execute(&self, _: &Step) -> Result<crate::backend::StepOutcome, BackendError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_that_never_returns_fails_after_its_budget_and_stops_its_endpoint() {
+        let plan = Plan {
+            steps: flight_green("ep-a"),
+            notes: vec![],
+            pending: vec![],
+        };
+        let report = apply(
+            &plan,
+            &Hanging,
+            &ApplyOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(
+            report.results[0].outcome,
+            Outcome::Failed(
+                "endpoint ep-a: timed out after 1800s waiting for create endpoint".into()
+            )
+        );
+        assert!(
+            report.results[1..]
+                .iter()
+                .all(|r| matches!(r.outcome, Outcome::Skipped(_)))
+        );
     }
 
     #[test]

@@ -358,6 +358,11 @@ impl DeploymentState {
     pub fn is_ready(&self) -> bool {
         matches!(self, DeploymentState::Ready)
     }
+
+    /// Ready or failed: no operation is under way.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, DeploymentState::Provisioning)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,6 +372,10 @@ pub struct LiveDeployment {
     pub settings: DeploymentSettings,
     #[serde(flatten)]
     pub state: DeploymentState,
+    /// The platform's own name for a non-terminal state (Azure ML `Creating`, `Updating`,
+    /// `Scaling`, `Deleting`), shown in plans; `None` when terminal or not reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -383,6 +392,10 @@ pub struct LiveEndpoint {
     /// Where requests go (Azure ML `scoringUri`), when the platform reports one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scoring_uri: Option<String>,
+    /// The platform's provisioning state while an operation on the endpoint is under way
+    /// (Azure ML `Creating`, `Updating`, `Deleting`); `None` when it is terminal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy: Option<String>,
 }
 
 /// What a backend reports: every endpoint in the environment's target.
@@ -407,6 +420,7 @@ impl LiveState {
                             name: d.name.clone(),
                             settings: d.settings.clone(),
                             state: DeploymentState::Ready,
+                            phase: None,
                         };
                         (d.name.clone(), live)
                     })
@@ -422,6 +436,7 @@ impl LiveState {
                         .unwrap_or_default(),
                     deployments,
                     scoring_uri: None,
+                    busy: None,
                 };
                 (e.name.clone(), live)
             })

@@ -196,7 +196,8 @@ async fn auth_failures_name_the_credential_and_never_show_secrets_or_tokens() {
     assert!(!text.contains("not-the-secret-123"), "{text}");
     assert_eq!(fake.log().len(), 1, "no ARM call without a token");
 
-    // ARM refusing a token: 401 is reported, not retried, and the token is not in the error.
+    // ARM refusing a token: one refresh and resend, then the 401 is reported (no retry loop),
+    // and the token is not in the error.
     fake.on(
         "GET",
         &eps(""),
@@ -210,6 +211,10 @@ async fn auth_failures_name_the_credential_and_never_show_secrets_or_tokens() {
     let text = format!("{err} {err:?}");
     assert!(text.contains("InvalidAuthenticationToken"), "{text}");
     assert!(!text.contains(TOKEN), "{text}");
-    assert_eq!(fake.count("GET", &eps("")), 1);
+    assert!(
+        text.contains("a freshly fetched token was refused too"),
+        "{text}"
+    );
+    assert_eq!(fake.count("GET", &eps("")), 2);
     fake.stop().await;
 }

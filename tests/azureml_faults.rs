@@ -1,13 +1,11 @@
 //! Faults against the scripted fake: failed operations, throttling, server errors, a lost PUT
-//! response, conflicts while another operation runs, and the per-step timeout.
+//! response, conflicts while another operation runs (the step timeout: azureml_timeouts.rs).
 
 mod azureml_fake;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use azureml_fake::*;
-use flightdeck::backend::azureml::AzureMlBackend;
 use flightdeck::backend::{Backend, BackendError};
 use flightdeck::model::{DeploymentSettings, EndpointSettings};
 use flightdeck::plan::{Action, Step};
@@ -295,39 +293,6 @@ async fn a_name_conflict_is_not_retried() {
     let err = backend(&fake).execute(&step).await.unwrap_err();
     assert!(err.to_string().contains("unique within a region"), "{err}");
     assert_eq!(fake.count("PUT", &e), 1);
-    fake.stop().await;
-}
-
-#[tokio::test]
-async fn a_step_that_outlives_its_timeout_fails_with_timeout() {
-    let fake = Fake::start().await;
-    let d = eps("/scoring/deployments/green");
-    fake.on(
-        "GET",
-        &d,
-        vec![Canned::json(200, deployment_body("green", "Creating", 1))],
-    );
-    let mut config = config(&fake);
-    config.step_timeout = Duration::from_millis(150);
-    let backend = AzureMlBackend::new(&target(), config, Arc::new(StaticToken)).unwrap();
-    let step = Step {
-        endpoint: "scoring".into(),
-        action: Action::WaitReady {
-            deployment: "green".into(),
-        },
-        reason: "test".into(),
-    };
-    let started = Instant::now();
-    let err = backend.execute(&step).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2));
-    match &err {
-        BackendError::Timeout { subject, what, .. } => {
-            assert_eq!(subject, "endpoint scoring: deployment green");
-            assert_eq!(what, "wait ready");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
-    assert!(fake.count("GET", &d) >= 2, "it polled before giving up");
     fake.stop().await;
 }
 

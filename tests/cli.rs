@@ -290,3 +290,84 @@ fn every_subcommand_has_help() {
         assert!(stdout(&out).contains("Usage: flightdeck"), "{cmd}");
     }
 }
+
+/// Spawns `flightdeck apply` and waits (generous bound) until it says it waits for the lock.
+fn apply_waiting_for_lock(env: &Path) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flightdeck"))
+        .args(["apply", env.to_str().unwrap()])
+        .env_remove("FLIGHTDECK_ARM_ENDPOINT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn flightdeck");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("apply reports that it waits for the lock");
+    assert!(line.starts_with("waiting for another apply"), "{line}");
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).unwrap();
+        s
+    });
+    (child, reader)
+}
+
+#[test]
+fn two_applies_on_one_state_file_run_one_after_the_other_and_never_repeat_a_step() {
+    let (_tmp, env) = local_env();
+    // Hold the environment's apply lock (what a first apply does) while two more start.
+    let lock = std::fs::File::create(env.join(".live.json.lock")).unwrap();
+    lock.lock().unwrap();
+    let (mut a, a_out) = apply_waiting_for_lock(&env);
+    let (mut b, b_out) = apply_waiting_for_lock(&env);
+    lock.unlock().unwrap();
+    let (a_status, b_status) = (a.wait().unwrap(), b.wait().unwrap());
+    let (a_out, b_out) = (a_out.join().unwrap(), b_out.join().unwrap());
+    assert!(a_status.success(), "{a_out}");
+    assert!(b_status.success(), "{b_out}");
+    let created: Vec<&String> = [&a_out, &b_out]
+        .into_iter()
+        .filter(|o| o.contains("create_endpoint") && o.contains("4 done, 0 failed"))
+        .collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "exactly one apply created:\n{a_out}\n---\n{b_out}"
+    );
+    assert!(
+        [&a_out, &b_out]
+            .iter()
+            .any(|o| o.contains("local: no changes")),
+        "the other found nothing left to do:\n{a_out}\n---\n{b_out}"
+    );
+}
+
+#[test]
+fn an_apply_that_cannot_get_the_lock_in_time_refuses_with_exit_2_and_changes_nothing() {
+    let (tmp, env) = local_env();
+    let lock = std::fs::File::create(env.join(".live.json.lock")).unwrap();
+    lock.lock().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flightdeck"))
+        .args(["apply", env.to_str().unwrap()])
+        .env_remove("FLIGHTDECK_ARM_ENDPOINT")
+        .env("FLIGHTDECK_LOCK_TIMEOUT", "200ms")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another apply on this environment still holds the lock after 200ms"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.join(".live.json").exists(), "nothing was applied");
+}

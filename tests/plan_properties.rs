@@ -140,6 +140,7 @@ fn live_endpoint(name: &'static str) -> impl Strategy<Value = LiveEndpoint> {
                         name: n.clone(),
                         settings: s,
                         state: st,
+                        phase: None,
                     };
                     (n.clone(), d)
                 })
@@ -176,6 +177,7 @@ fn live_endpoint(name: &'static str) -> impl Strategy<Value = LiveEndpoint> {
                     mirror_traffic,
                     deployments,
                     scoring_uri: None,
+                    busy: None,
                 }
             },
         )

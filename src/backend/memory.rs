@@ -42,6 +42,7 @@ pub fn apply_step(
             mirror_traffic: Weights::new(),
             deployments: Default::default(),
             scoring_uri: None,
+            busy: None,
         };
         state.endpoints.insert(step.endpoint.clone(), endpoint);
         return Ok(StepOutcome::default());
@@ -73,6 +74,7 @@ pub fn apply_step(
                 name: deployment.clone(),
                 settings: settings.clone(),
                 state: DeploymentState::Ready,
+                phase: None,
             };
             endpoint.deployments.insert(deployment.clone(), live);
         }

@@ -3,6 +3,7 @@
 //! `state_file` target).
 
 use std::path::Path;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -12,6 +13,7 @@ use crate::plan::Step;
 pub mod azureml;
 pub mod kubernetes;
 pub mod memory;
+pub mod state_lock;
 
 /// What a backend reports about one executed step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,6 +33,9 @@ pub enum BackendError {
         code: String,
         message: String,
     },
+    /// The platform answered success with a body that is not what its contract says.
+    #[error("{subject}: {message}")]
+    Malformed { subject: String, message: String },
     /// A pre-traffic test failed: the rollout stops and traffic stays where it was.
     #[error("{subject}: test failed: {message}")]
     TestFailed { subject: String, message: String },
@@ -41,6 +46,9 @@ pub enum BackendError {
         what: String,
         seconds: u64,
     },
+    /// One request got no answer in time (a hung API server or model server).
+    #[error("{subject}: {message}")]
+    TimedOut { subject: String, message: String },
     /// Could not reach the platform or authenticate.
     #[error("{0}")]
     Transport(String),
@@ -61,6 +69,40 @@ pub trait Backend: Send + Sync {
 
     /// Executes one step. Called with at most one step in flight per endpoint.
     async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError>;
+
+    /// The longest the executor lets `step` run before it fails it (`apply` owns the timeout;
+    /// backends only choose the budget). Waits for provisioning get long budgets, a test short.
+    fn step_timeout(&self, step: &Step) -> Duration {
+        default_step_timeout(step)
+    }
+}
+
+/// Budgets when a backend has no better idea: 30 min for anything that provisions or deletes,
+/// 5 min for a pre-traffic test (its own requests time out sooner), 10 min for a traffic change.
+pub fn default_step_timeout(step: &Step) -> Duration {
+    use crate::plan::Action;
+    match step.action {
+        Action::TestDeployment { .. } => Duration::from_secs(5 * 60),
+        Action::SetTraffic { .. } | Action::SetMirrorTraffic { .. } => Duration::from_secs(10 * 60),
+        _ => Duration::from_secs(30 * 60),
+    }
+}
+
+/// Per-request timeout of a pre-traffic test request, both backends:
+/// `FLIGHTDECK_TEST_REQUEST_TIMEOUT` (humantime, e.g. `10s`), default 30 s.
+pub const DEFAULT_TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads a humantime duration variable; `None` when unset or empty.
+pub(crate) fn duration_var(
+    var: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<Duration>, String> {
+    match var(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(raw) => humantime::parse_duration(&raw)
+            .map(Some)
+            .map_err(|e| format!("{name} {raw:?} is not a duration: {e}")),
+    }
 }
 
 /// Overrides for connecting to a backend (from flags and environment variables).
@@ -93,11 +135,10 @@ pub async fn connect(
             )?))
         }
         Target::Kubernetes(target) => {
-            let client = kubernetes::client_from_env().await?;
+            let opts = kubernetes::KubernetesOptions::from_env()?;
+            let client = kubernetes::client_from_env(&opts).await?;
             Ok(Box::new(kubernetes::KubernetesBackend::new(
-                target,
-                client,
-                kubernetes::KubernetesOptions::from_env()?,
+                target, client, opts,
             )))
         }
     }

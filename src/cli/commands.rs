@@ -13,7 +13,7 @@ use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
 use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
 use crate::backend::{self, ConnectOptions};
 use crate::escape::{Esc, escape_control_keep_lines, escape_json};
-use crate::model::DesiredState;
+use crate::model::{DesiredState, Target};
 use crate::plan::render::{self, Format};
 use crate::plan::{self, Plan, PlanOptions, diff};
 use crate::spec;
@@ -129,7 +129,12 @@ pub async fn diff(args: &PlanArgs) -> u8 {
         Format::Json => diff::json(name, &diffs),
     };
     print!("{out}");
-    if diffs.iter().any(|d| !d.diff.is_empty()) {
+    // A live object still being provisioned is not converged, whatever its fields say.
+    let pending = plan::pending(&live);
+    for p in &pending {
+        eprintln!("pending: {p}: an operation is under way; diff again when it ends");
+    }
+    if diffs.iter().any(|d| !d.diff.is_empty()) || !pending.is_empty() {
         CHANGES
     } else {
         OK
@@ -231,6 +236,52 @@ fn print_report(report: &ApplyReport, format: Format) {
     }
 }
 
+/// `FLIGHTDECK_LOCK_TIMEOUT` (humantime), default 10 minutes: how long an apply waits for
+/// another apply on the same state_file environment.
+fn lock_timeout() -> anyhow::Result<std::time::Duration> {
+    match std::env::var("FLIGHTDECK_LOCK_TIMEOUT") {
+        Ok(v) if !v.is_empty() => humantime::parse_duration(&v)
+            .map_err(|e| anyhow::anyhow!("FLIGHTDECK_LOCK_TIMEOUT {v:?} is not a duration: {e}")),
+        _ => Ok(std::time::Duration::from_secs(600)),
+    }
+}
+
+/// Re-reads live until nothing is pending, polling at `FLIGHTDECK_POLL_INTERVAL_MAX` (default
+/// 5 s), for at most `FLIGHTDECK_LOCK_TIMEOUT`; then refuses, naming what is still busy.
+async fn wait_for_other_writer(
+    backend: &dyn backend::Backend,
+    mut live: crate::model::LiveState,
+) -> anyhow::Result<crate::model::LiveState> {
+    let limit = lock_timeout()?;
+    let every = match std::env::var("FLIGHTDECK_POLL_INTERVAL_MAX") {
+        Ok(v) if !v.is_empty() => humantime::parse_duration(&v).map_err(|e| {
+            anyhow::anyhow!("FLIGHTDECK_POLL_INTERVAL_MAX {v:?} is not a duration: {e}")
+        })?,
+        _ => std::time::Duration::from_secs(5),
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut announced = false;
+    loop {
+        let pending = plan::pending(&live);
+        let Some(first) = pending.first() else {
+            return Ok(live);
+        };
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{first}: another writer is at work on this environment; gave up after {} \
+                 (FLIGHTDECK_LOCK_TIMEOUT); nothing was applied",
+                humantime::format_duration(limit)
+            );
+        }
+        if !announced {
+            eprintln!("waiting for another writer: {first}");
+            announced = true;
+        }
+        tokio::time::sleep(every).await;
+        live = backend.read_live().await?;
+    }
+}
+
 pub async fn apply(args: &ApplyArgs) -> u8 {
     let desired = match load(&args.env_dir) {
         Ok(d) => d,
@@ -239,14 +290,44 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
     let opts = ConnectOptions {
         arm_endpoint: args.arm_endpoint.clone(),
     };
+    // state_file: one apply at a time, held until this function returns (docs: README "apply").
+    let _lock = match &desired.environment.target {
+        Target::StateFile { path } if !args.dry_run => {
+            let limit = match lock_timeout() {
+                Ok(l) => l,
+                Err(e) => return fail(e),
+            };
+            let state = args.env_dir.join(path);
+            let waiting = |lock: &Path| {
+                eprintln!(
+                    "waiting for another apply on this environment (lock {})",
+                    lock.display()
+                )
+            };
+            match backend::state_lock::acquire(&state, limit, waiting).await {
+                Ok(lock) => Some(lock),
+                Err(e) => return fail(e),
+            }
+        }
+        _ => None,
+    };
     let backend = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
-    let live = match backend.read_live().await {
+    let mut live = match backend.read_live().await {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
+    // Azure ML: an endpoint or deployment in a non-terminal state means another writer (or an
+    // interrupted apply's operation) is at work. Wait for it, re-read, then plan — never plan
+    // against a state that is still moving (docs/azureml.md "Concurrent applies").
+    if matches!(desired.environment.target, Target::AzureMl(_)) && !args.dry_run {
+        live = match wait_for_other_writer(backend.as_ref(), live).await {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+    }
     let p = match make_plan(&desired, &live, args.prune, args.output) {
         Ok(p) => p,
         Err(code) => return code,

@@ -8,5 +8,6 @@ mod reasons;
 pub mod render;
 mod step;
 
+pub use planner::pending;
 pub use planner::{PlanOptions, plan};
-pub use step::{Action, FieldChange, Note, Plan, Refusal, Step};
+pub use step::{Action, FieldChange, Note, Pending, Plan, Refusal, Step};

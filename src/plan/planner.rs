@@ -16,8 +16,8 @@
 use std::collections::BTreeSet;
 
 use super::endpoint::EndpointPlanner;
-use super::{Action, Note, Plan, Refusal, Step};
-use crate::model::{DesiredState, LiveState};
+use super::{Action, Note, Pending, Plan, Refusal, Step};
+use crate::model::{DeploymentState, DesiredState, LiveState};
 
 /// Knobs that change what the planner may do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,11 +78,39 @@ pub fn plan(
         plan.notes.extend(part.notes);
         refusals.extend(part.refusals);
     }
+    plan.pending = pending(live);
     if refusals.is_empty() {
         Ok(plan)
     } else {
         Err(refusals)
     }
+}
+
+/// Every live endpoint or deployment whose state is not terminal, in name order (pure).
+pub fn pending(live: &LiveState) -> Vec<Pending> {
+    let mut out = Vec::new();
+    for (name, endpoint) in &live.endpoints {
+        if let Some(state) = &endpoint.busy {
+            out.push(Pending {
+                endpoint: name.clone(),
+                deployment: None,
+                state: state.clone(),
+            });
+        }
+        for (d, deployment) in &endpoint.deployments {
+            if matches!(deployment.state, DeploymentState::Provisioning) {
+                out.push(Pending {
+                    endpoint: name.clone(),
+                    deployment: Some(d.clone()),
+                    state: deployment
+                        .phase
+                        .clone()
+                        .unwrap_or_else(|| "provisioning".to_string()),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Every endpoint declared or live, in name order.

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::{Action, Note, Plan, Refusal, Step};
+use super::{Action, Note, Pending, Plan, Refusal, Step};
 use crate::escape::{Esc, escape_control, escape_json};
 use crate::model::weights_display;
 
@@ -27,6 +27,9 @@ pub struct PlanDocument<'a> {
     pub changes: bool,
     pub steps: &'a [Step],
     pub notes: &'a [Note],
+    /// Live objects still being provisioned (an operation under way); `changes` is true then.
+    #[serde(skip_serializing_if = "<[Pending]>::is_empty")]
+    pub pending: &'a [Pending],
     #[serde(skip_serializing_if = "<[Refusal]>::is_empty")]
     pub refusals: &'a [Refusal],
 }
@@ -45,6 +48,13 @@ pub fn text(environment: &str, plan: &Plan) -> String {
     let mut out = String::new();
     if plan.is_empty() {
         let _ = writeln!(out, "{}: no changes", Esc(environment));
+    } else if plan.steps.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}: no steps, {} pending",
+            Esc(environment),
+            plan.pending.len()
+        );
     } else {
         let endpoints = plan.by_endpoint().len();
         let _ = writeln!(
@@ -78,6 +88,13 @@ pub fn text(environment: &str, plan: &Plan) -> String {
             Esc(&note.message)
         );
     }
+    for p in &plan.pending {
+        let _ = writeln!(
+            out,
+            "pending: {}: an operation is under way; plan again when it ends",
+            Esc(&p.to_string())
+        );
+    }
     out
 }
 
@@ -88,6 +105,13 @@ pub fn markdown(environment: &str, plan: &Plan) -> String {
             out,
             "### flightdeck plan: `{}`: no changes",
             Esc(environment)
+        );
+    } else if plan.steps.is_empty() {
+        let _ = writeln!(
+            out,
+            "### flightdeck plan: `{}`: {} pending",
+            Esc(environment),
+            plan.pending.len()
         );
     } else {
         let _ = writeln!(
@@ -126,6 +150,9 @@ pub fn markdown(environment: &str, plan: &Plan) -> String {
             escape_md(&note.message)
         );
     }
+    for p in &plan.pending {
+        let _ = writeln!(out, "\n> **Pending** {}", escape_md(&p.to_string()));
+    }
     out
 }
 
@@ -136,6 +163,7 @@ pub fn json(environment: &str, plan: &Plan, refusals: &[Refusal]) -> String {
         changes: !plan.is_empty(),
         steps: &plan.steps,
         notes: &plan.notes,
+        pending: &plan.pending,
         refusals,
     };
     let text = serde_json::to_string_pretty(&doc).expect("plan serialises");

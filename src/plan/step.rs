@@ -141,17 +141,42 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// A live endpoint or deployment in a non-terminal state: an operation (an interrupted apply,
+/// another writer) is still under way, so live is not settled and the plan is not "no changes".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// The platform's state: `Creating`, `Updating`, `Deleting`, or `provisioning` (rollout).
+    pub state: String,
+}
+
+impl std::fmt::Display for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "endpoint {}", self.endpoint)?;
+        if let Some(d) = &self.deployment {
+            write!(f, ": deployment {d}")?;
+        }
+        write!(f, " is {} (pending)", self.state)
+    }
+}
+
 /// An ordered plan: all steps of endpoint A (in safe order), then endpoint B, ... by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub steps: Vec<Step>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<Note>,
+    /// Live objects still being provisioned; non-empty means "not converged" (exit 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Pending>,
 }
 
 impl Plan {
+    /// No steps and nothing pending: live equals desired and is settled.
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
+        self.steps.is_empty() && self.pending.is_empty()
     }
 
     /// Steps grouped by endpoint, each group in plan order (the executor runs groups in parallel).

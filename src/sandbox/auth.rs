@@ -52,6 +52,14 @@ impl TokenStore {
         token
     }
 
+    /// Forgets every issued token (as a credential rotation or a revoked session does); the
+    /// number revoked. Holders get 401 until they fetch a new one.
+    pub fn revoke_all(&mut self) -> usize {
+        let n = self.tokens.len();
+        self.tokens.clear();
+        n
+    }
+
     /// The audience of a live token.
     pub fn check(&self, token: &str, now: Instant) -> Option<&Audience> {
         self.tokens
@@ -254,6 +262,14 @@ pub async fn openid_configuration(
         "tenant_region_scope": "NA",
     }))
     .into_response()
+}
+
+/// `POST /_sandbox/tokens/revoke` (no auth, like every `/_sandbox` route): every token issued
+/// so far stops working at once, long before it expires.
+pub async fn revoke_tokens(State(state): State<AppState>) -> Response {
+    let revoked = state.revoke_tokens();
+    tracing::debug!(revoked, "sandbox: tokens revoked");
+    Json(json!({ "revoked": revoked })).into_response()
 }
 
 /// The bearer token of a request, if any.

@@ -78,6 +78,10 @@ impl Shared {
         lock(&self.tokens).issue(audience, Instant::now(), lifetime)
     }
 
+    pub fn revoke_tokens(&self) -> usize {
+        lock(&self.tokens).revoke_all()
+    }
+
     pub fn token_audience(&self, token: &str) -> Option<Audience> {
         lock(&self.tokens).check(token, Instant::now()).cloned()
     }
@@ -248,6 +252,7 @@ fn router(state: AppState) -> Router {
                 .post(faults::post_faults)
                 .delete(faults::clear_faults),
         )
+        .route("/_sandbox/tokens/revoke", post(auth::revoke_tokens))
         .route("/_sandbox/health", get(|| async { "ok" }));
 
     Router::new()

@@ -326,6 +326,7 @@ pub fn config(fake: &Fake) -> AzureMlConfig {
         arm_endpoint: fake.url(),
         api_version: "2025-12-01".into(),
         step_timeout: Duration::from_secs(5),
+        test_request_timeout: Duration::from_secs(5),
         max_poll_interval: Duration::from_millis(20),
         retry: RetryPolicy {
             max_attempts: 5,

@@ -67,6 +67,10 @@ impl fmt::Display for Secret {
 #[async_trait]
 pub trait TokenSource: Send + Sync {
     async fn token(&self, scope: &str) -> Result<Secret, AzureMlError>;
+
+    /// Drops a cached token for `scope` after the server refused it (401), so the next
+    /// [`TokenSource::token`] fetches a new one. Sources that do not cache do nothing.
+    async fn invalidate(&self, _scope: &str) {}
 }
 
 /// A freshly issued token and how long it is valid.
@@ -121,6 +125,16 @@ impl TokenSource for CachedTokenSource {
         );
         cache.insert(scope.to_string(), (issued.token.clone(), refresh_at));
         Ok(issued.token)
+    }
+
+    async fn invalidate(&self, scope: &str) {
+        if self.cache.lock().await.remove(scope).is_some() {
+            tracing::debug!(
+                credential = self.fetcher.name(),
+                scope,
+                "cached token refused; dropped"
+            );
+        }
     }
 }
 

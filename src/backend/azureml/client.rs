@@ -13,6 +13,7 @@ use url::Url;
 use super::auth::{Secret, TokenSource};
 use super::error::{AzureMlError, parse_arm_error};
 use super::retry::{RetryPolicy, is_retryable, retry_after};
+use super::shape::{Shape, checked};
 
 /// One ARM answer, any status.
 #[derive(Debug)]
@@ -182,12 +183,28 @@ impl ArmClient {
         retry_transport: bool,
     ) -> Result<ArmResponse, AzureMlError> {
         let mut retry = 0u32;
+        // A 401 means the cached token was revoked or rotated before its expiry: drop it and
+        // send once more with a fresh one (CONTRACT.md §4.1 lists 401 as "auth"). A second 401
+        // is final. The refresh does not count as a retry.
+        let mut refreshed = false;
         loop {
             let last = retry + 1 >= self.retry.max_attempts.max(1);
             match self.attempt(&method, url, body, retry + 1).await {
                 Ok(resp) if resp.status.is_success() => return Ok(resp),
+                Ok(resp) if resp.status == StatusCode::UNAUTHORIZED && !refreshed => {
+                    tracing::debug!(
+                        method = %method,
+                        path = url.path(),
+                        "arm refused the token; fetching a new one"
+                    );
+                    self.credential.invalidate(&self.scope).await;
+                    refreshed = true;
+                }
                 Ok(resp) => {
-                    let (code, message) = parse_arm_error(&resp.body);
+                    let (code, mut message) = parse_arm_error(&resp.body);
+                    if resp.status == StatusCode::UNAUTHORIZED {
+                        message.push_str(" (a freshly fetched token was refused too)");
+                    }
                     if !last && is_retryable(resp.status, &code, &message) {
                         let wait = match retry_after(&resp.headers) {
                             Some(d) => d.min(self.max_poll_interval),
@@ -233,15 +250,18 @@ impl ArmClient {
         self.call_with(method, url, body, true).await
     }
 
-    /// GET a JSON resource.
-    pub async fn get_json(&self, url: &Url, what: &str) -> Result<Value, AzureMlError> {
-        self.call(Method::GET, url, None).await?.json(what)
+    /// GET an endpoint or deployment, checked to be one (see `shape`).
+    pub async fn get_resource(&self, url: &Url) -> Result<Value, AzureMlError> {
+        checked(
+            &self.call(Method::GET, url, None).await?,
+            Shape::of_resource(url),
+        )
     }
 
     /// GET a resource, `None` on 404.
-    pub async fn get_opt(&self, url: &Url, what: &str) -> Result<Option<Value>, AzureMlError> {
+    pub async fn get_opt(&self, url: &Url) -> Result<Option<Value>, AzureMlError> {
         match self.call(Method::GET, url, None).await {
-            Ok(resp) => resp.json(what).map(Some),
+            Ok(resp) => checked(&resp, Shape::of_resource(url)).map(Some),
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
@@ -260,16 +280,10 @@ impl ArmClient {
                     message: "more than 10000 pages: nextLink loops".into(),
                 });
             }
-            let mut page = self.get_json(&page_url, what).await?;
-            match page.get_mut("value").map(Value::take) {
-                Some(Value::Array(values)) => items.extend(values),
-                Some(Value::Null) | None => {}
-                Some(_) => {
-                    return Err(AzureMlError::Unexpected {
-                        what: what.into(),
-                        message: "`value` is not an array".into(),
-                    });
-                }
+            let resp = self.call(Method::GET, &page_url, None).await?;
+            let mut page = checked(&resp, Shape::Page)?;
+            if let Some(Value::Array(values)) = page.get_mut("value").map(Value::take) {
+                items.extend(values);
             }
             if let Some(link) = page.get("nextLink").and_then(Value::as_str)
                 && !link.is_empty()

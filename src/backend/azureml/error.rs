@@ -40,6 +40,16 @@ pub enum AzureMlError {
     /// ARM answered 2xx with a body or headers this client cannot use.
     #[error("{what}: unexpected response: {message}")]
     Unexpected { what: String, message: String },
+    /// ARM answered 2xx with a body that is not the object the contract gives that answer.
+    #[error("ARM answered {status} with a body that is not {what}: {detail}")]
+    Malformed {
+        status: u16,
+        what: String,
+        detail: String,
+    },
+    /// One request got no answer within its timeout.
+    #[error("{0}")]
+    RequestTimedOut(String),
     /// The pre-traffic test request failed.
     #[error("{0}")]
     TestFailed(String),
@@ -87,12 +97,17 @@ impl AzureMlError {
                 code: "UnexpectedResponse".to_string(),
                 message: format!("{what}: {message}"),
             },
+            err @ AzureMlError::Malformed { .. } => BackendError::Malformed {
+                subject,
+                message: err.to_string(),
+            },
             AzureMlError::Config(message) => BackendError::Platform {
                 subject,
                 code: "InvalidConfiguration".to_string(),
                 message,
             },
             AzureMlError::TestFailed(message) => BackendError::TestFailed { subject, message },
+            AzureMlError::RequestTimedOut(message) => BackendError::TimedOut { subject, message },
             err @ (AzureMlError::Auth { .. } | AzureMlError::Transport { .. }) => {
                 BackendError::Transport(format!("{subject}: {err}"))
             }

@@ -2,7 +2,7 @@
 //! --deployment-name D` does (CONTRACT.md §5): GET the endpoint for scoringUri and authMode, get
 //! the credential for that mode, POST the request with `azureml-model-deployment: D`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -26,8 +26,9 @@ pub(crate) async fn run(
     endpoint_url: &Url,
     deployment: &str,
     test: &TestSpec,
+    limit: Duration,
 ) -> Result<String, AzureMlError> {
-    let endpoint = client.get_json(endpoint_url, "endpoint").await?;
+    let endpoint = client.get_resource(endpoint_url).await?;
     let props = &endpoint["properties"];
     let scoring = props["scoringUri"]
         .as_str()
@@ -51,7 +52,7 @@ pub(crate) async fn run(
         .and_then(auth_mode_from_arm)
         .unwrap_or(AuthMode::Key);
     let credential = scoring_credential(client, endpoint_url, mode).await?;
-    invoke(client, &scoring, &credential, deployment, test).await
+    invoke(client, &scoring, &credential, deployment, test, limit).await
 }
 
 /// Key → POST listKeys; AMLToken → POST token; AADToken → Entra token for ml.azure.com (§5).
@@ -89,6 +90,7 @@ async fn invoke(
     credential: &Secret,
     deployment: &str,
     test: &TestSpec,
+    limit: Duration,
 ) -> Result<String, AzureMlError> {
     let mut auth =
         HeaderValue::from_str(&format!("Bearer {}", credential.expose())).map_err(|_| {
@@ -105,17 +107,27 @@ async fn invoke(
             .header(CONTENT_TYPE, "application/json")
             .header("azureml-model-deployment", deployment)
             .body(test.request_body.clone())
+            .timeout(limit)
             .send()
             .await;
         let last = retry + 1 >= client.retry.max_attempts.max(1);
+        // A hung model server is not retried: it fails the test at once, naming the wait.
+        let timed_out = || {
+            AzureMlError::RequestTimedOut(format!(
+                "test of deployment {deployment} timed out after {} (pre-traffic request to {scoring})",
+                humantime::format_duration(limit)
+            ))
+        };
         let outcome = match sent {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match resp.text().await {
                     Ok(text) => Ok((status, text)),
+                    Err(e) if e.is_timeout() => return Err(timed_out()),
                     Err(e) => Err(e.without_url().to_string()),
                 }
             }
+            Err(e) if e.is_timeout() => return Err(timed_out()),
             Err(e) => Err(e.without_url().to_string()),
         };
         tracing::debug!(

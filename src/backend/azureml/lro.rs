@@ -51,6 +51,7 @@ impl PollSchedule {
         wait
     }
 }
+use super::shape::{Shape, checked};
 
 const ASYNC_OPERATION: &str = "azure-asyncoperation";
 const LOCATION: &str = "location";
@@ -101,7 +102,7 @@ impl ArmClient {
             };
             tracing::debug!(error = %err, path = url.path(), "put response lost, checking what landed");
             tokio::time::sleep(self.retry.backoff(tries - 1)).await;
-            let Some(current) = self.get_opt(url, "resource").await? else {
+            let Some(current) = self.get_opt(url).await? else {
                 continue;
             };
             match provisioning_state(&current) {
@@ -119,9 +120,9 @@ impl ArmClient {
             return self.wait_resource(url).await;
         }
         let body = if resp.body.is_empty() {
-            self.get_json(url, "resource").await?
+            self.get_resource(url).await?
         } else {
-            resp.json("resource")?
+            checked(&resp, Shape::of_resource(url))?
         };
         match provisioning_state(&body) {
             Some(state) if !is_terminal(state) => self.wait_resource(url).await,
@@ -178,8 +179,8 @@ impl ArmClient {
         let mut schedule = self.poll_schedule();
         loop {
             let resp = self.call(Method::GET, op, None).await?;
-            let status_body = resp.json("operation status")?;
-            let status = status_body["status"].as_str().unwrap_or("InProgress");
+            let status_body = checked(&resp, Shape::OperationStatus)?;
+            let status = status_body["status"].as_str().unwrap_or_default();
             if status.eq_ignore_ascii_case("Succeeded") {
                 return Ok(());
             }
@@ -215,7 +216,7 @@ impl ArmClient {
         let mut schedule = self.poll_schedule();
         loop {
             let resp = self.call(Method::GET, url, None).await?;
-            let body = resp.json("resource")?;
+            let body = checked(&resp, Shape::of_resource(url))?;
             match provisioning_state(&body) {
                 Some(state) if !is_terminal(state) => {
                     tokio::time::sleep(schedule.delay(&resp.headers)).await;

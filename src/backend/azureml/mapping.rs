@@ -315,6 +315,7 @@ struct EndpointProps {
     mirror_traffic: Option<Weights>,
     public_network_access: Option<String>,
     scoring_uri: Option<String>,
+    provisioning_state: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -444,10 +445,12 @@ pub(crate) fn deployment_from_arm(
         port: None,
         resources: None,
     };
+    let state = deployment_state(p.provisioning_state.as_deref());
     Ok(LiveDeployment {
         name,
         settings,
-        state: deployment_state(p.provisioning_state.as_deref()),
+        phase: p.provisioning_state.filter(|_| !state.is_terminal()),
+        state,
     })
 }
 
@@ -471,6 +474,10 @@ pub(crate) fn endpoint_from_arm(body: &Value) -> Result<LiveEndpoint, AzureMlErr
         mirror_traffic: p.mirror_traffic.unwrap_or_default(),
         deployments: BTreeMap::new(),
         scoring_uri: p.scoring_uri,
+        // §3: Succeeded, Failed and Canceled are terminal; anything else is an operation at work.
+        busy: p
+            .provisioning_state
+            .filter(|s| !deployment_state(Some(s)).is_terminal()),
     })
 }
 

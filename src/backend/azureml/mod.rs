@@ -14,6 +14,7 @@ mod loopback;
 mod lro;
 mod mapping;
 mod retry;
+mod shape;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ use crate::model::{AzureMlTarget, LiveState, Weights};
 use crate::plan::{Action, Step};
 use client::ArmClient;
 use mapping::Workspace;
+use shape::Shape;
 
 /// The ARM api-version this client speaks (CONTRACT.md §0).
 pub const API_VERSION: &str = "2025-12-01";
@@ -47,8 +49,10 @@ pub struct AzureMlConfig {
     /// ARM base URL; `--arm-endpoint` / `FLIGHTDECK_ARM_ENDPOINT` (the sandbox's base URL).
     pub arm_endpoint: Url,
     pub api_version: String,
-    /// Longest one step may take, LRO waits included.
+    /// Longest one step may take, LRO waits included (enforced by the executor).
     pub step_timeout: Duration,
+    /// Longest one pre-traffic test request may go unanswered; `FLIGHTDECK_TEST_REQUEST_TIMEOUT`.
+    pub test_request_timeout: Duration,
     /// Cap on any server-requested wait (Retry-After while polling or throttled).
     pub max_poll_interval: Duration,
     pub retry: RetryPolicy,
@@ -60,6 +64,7 @@ impl Default for AzureMlConfig {
             arm_endpoint: Url::parse(DEFAULT_ARM_ENDPOINT).expect("constant URL"),
             api_version: API_VERSION.to_string(),
             step_timeout: Duration::from_secs(30 * 60),
+            test_request_timeout: crate::backend::DEFAULT_TEST_REQUEST_TIMEOUT,
             max_poll_interval: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
@@ -96,6 +101,11 @@ impl AzureMlConfig {
                 ))
             })?;
         }
+        if let Some(d) = crate::backend::duration_var(var, "FLIGHTDECK_TEST_REQUEST_TIMEOUT")
+            .map_err(AzureMlError::Config)?
+        {
+            config.test_request_timeout = d;
+        }
         Ok(config)
     }
 }
@@ -120,6 +130,7 @@ pub struct AzureMlBackend {
     target: AzureMlTarget,
     workspace: Workspace,
     step_timeout: Duration,
+    test_request_timeout: Duration,
 }
 
 impl AzureMlBackend {
@@ -166,6 +177,7 @@ impl AzureMlBackend {
             target: target.clone(),
             workspace,
             step_timeout: config.step_timeout,
+            test_request_timeout: config.test_request_timeout,
         })
     }
 
@@ -194,20 +206,35 @@ impl AzureMlBackend {
         self.endpoints_url(&[endpoint, "deployments", deployment])
     }
 
-    async fn read_live_inner(&self) -> Result<LiveState, AzureMlError> {
+    /// Every endpoint with its deployments. An error carries the subject it is about: the
+    /// workspace for the endpoint list, `endpoint E` for one endpoint's deployments.
+    async fn read_live_inner(&self) -> Result<LiveState, (String, AzureMlError)> {
+        let workspace = format!("workspace {}", self.target.workspace);
         let bodies = self
             .client
             .list(&self.endpoints_url(&[]), "endpoint list")
-            .await?;
+            .await
+            .map_err(|e| (workspace.clone(), e))?;
         let endpoints = futures::stream::iter(bodies.into_iter().map(|body| async move {
-            let mut endpoint = mapping::endpoint_from_arm(&body)?;
-            check_name("endpoint", &endpoint.name)?;
+            let listed = |e| (format!("workspace {}", self.target.workspace), e);
+            let mut endpoint = live_resource(&body, Shape::Endpoint)
+                .and_then(|_| mapping::endpoint_from_arm(&body))
+                .map_err(listed)?;
+            check_name("endpoint", &endpoint.name).map_err(listed)?;
+            let subject = format!("endpoint {}", endpoint.name);
             let url = self.endpoints_url(&[&endpoint.name, "deployments"]);
-            for d in self.client.list(&url, "deployment list").await? {
-                let d = mapping::deployment_from_arm(&self.workspace, &d)?;
+            let deployments = self
+                .client
+                .list(&url, "deployment list")
+                .await
+                .map_err(|e| (subject.clone(), e))?;
+            for d in deployments {
+                let d = live_resource(&d, Shape::Deployment)
+                    .and_then(|_| mapping::deployment_from_arm(&self.workspace, &d))
+                    .map_err(|e| (subject.clone(), e))?;
                 endpoint.deployments.insert(d.name.clone(), d);
             }
-            Ok::<_, AzureMlError>((endpoint.name.clone(), endpoint))
+            Ok::<_, (String, AzureMlError)>((endpoint.name.clone(), endpoint))
         }))
         .buffered(4)
         .try_collect()
@@ -244,7 +271,7 @@ impl AzureMlBackend {
                             .await?;
                     }
                     _ => {
-                        let mut body = self.client.get_json(&url, "endpoint").await?;
+                        let mut body = self.client.get_resource(&url).await?;
                         mapping::strip_read_only(&mut body);
                         mapping::overlay_endpoint(&mut body, settings)?;
                         self.client.put_and_wait(&url, &body, false).await?;
@@ -273,7 +300,7 @@ impl AzureMlBackend {
             } => {
                 // GET + overlay keeps create-only and undeclared fields as they are (R8, R13).
                 let url = self.deployment_url(e, deployment);
-                let mut live = self.client.get_json(&url, "deployment").await?;
+                let mut live = self.client.get_resource(&url).await?;
                 mapping::strip_read_only(&mut live);
                 let body =
                     mapping::deployment_body(&self.workspace, location, Some(live), settings);
@@ -303,7 +330,14 @@ impl AzureMlBackend {
                 ))
             }
             Action::TestDeployment { deployment, test } => {
-                gate::run(&self.client, &self.endpoint_url(e), deployment, test).await
+                gate::run(
+                    &self.client,
+                    &self.endpoint_url(e),
+                    deployment,
+                    test,
+                    self.test_request_timeout,
+                )
+                .await
             }
             Action::SetTraffic { traffic } => {
                 self.set_weights(e, Some(traffic), None).await?;
@@ -341,7 +375,7 @@ impl AzureMlBackend {
         mirror: Option<&Weights>,
     ) -> Result<(), AzureMlError> {
         let url = self.endpoint_url(endpoint);
-        let mut body = self.client.get_json(&url, "endpoint").await?;
+        let mut body = self.client.get_resource(&url).await?;
         let live = mapping::endpoint_from_arm(&body)?;
         mapping::strip_read_only(&mut body);
         mapping::set_weights(
@@ -352,6 +386,15 @@ impl AzureMlBackend {
         self.client.put_and_wait(&url, &body, false).await?;
         Ok(())
     }
+}
+
+/// A listed item checked against its shape; the status is that of the list page (200).
+fn live_resource(body: &serde_json::Value, shape: Shape) -> Result<(), AzureMlError> {
+    shape::check(body, shape).map_err(|detail| AzureMlError::Malformed {
+        status: 200,
+        what: format!("{} in the list", shape.noun()),
+        detail,
+    })
 }
 
 fn subject(step: &Step) -> String {
@@ -368,24 +411,21 @@ impl Backend for AzureMlBackend {
     }
 
     async fn read_live(&self) -> Result<LiveState, BackendError> {
-        let subject = format!("workspace {}", self.target.workspace);
         self.read_live_inner()
             .await
-            .map_err(|e| e.into_backend(&subject))
+            .map_err(|(subject, e)| e.into_backend(&subject))
     }
 
     async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
-        let subject = subject(step);
-        let seconds = self.step_timeout.as_secs_f64().ceil() as u64;
-        match tokio::time::timeout(self.step_timeout, self.execute_inner(step)).await {
-            Ok(Ok(detail)) => Ok(StepOutcome { detail }),
-            Ok(Err(e)) => Err(e.into_backend(&subject)),
-            Err(_) => Err(BackendError::Timeout {
-                subject,
-                what: step.action.kind().replace('_', " "),
-                seconds,
-            }),
+        match self.execute_inner(step).await {
+            Ok(detail) => Ok(StepOutcome { detail }),
+            Err(e) => Err(e.into_backend(&subject(step))),
         }
+    }
+
+    /// `step_timeout` (default 30 min) for every step; the executor enforces it.
+    fn step_timeout(&self, _step: &Step) -> Duration {
+        self.step_timeout
     }
 }
 

@@ -46,7 +46,7 @@ impl KubernetesBackend {
     ) -> Result<StepOutcome, BackendError> {
         let name = version_name(e, d);
         let (status, body, via) = match &self.target.test_base_url {
-            Some(base) => self.post_direct(subject, base, &name, test).await?,
+            Some(base) => self.post_direct(subject, base, &name, d, test).await?,
             None => self.post_via_proxy(subject, &name, test).await?,
         };
         judge(test, status, &body).map_err(|message| BackendError::TestFailed {
@@ -102,21 +102,35 @@ impl KubernetesBackend {
         subject: &str,
         base: &str,
         name: &str,
+        deployment: &str,
         test: &TestSpec,
     ) -> Result<(u16, String, String), BackendError> {
         let url = format!("{}/{name}/score", base.trim_end_matches('/'));
+        let limit = self.opts.test_request_timeout;
+        let failed = |err: reqwest::Error| {
+            if err.is_timeout() {
+                BackendError::TimedOut {
+                    subject: subject.to_string(),
+                    message: format!(
+                        "test of deployment {} timed out after {} (pre-traffic request to {url})",
+                        deployment,
+                        humantime::format_duration(limit)
+                    ),
+                }
+            } else {
+                BackendError::Transport(format!("{subject}: POST {url}: {err}"))
+            }
+        };
         let response = reqwest::Client::new()
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(test.request_body.clone())
+            .timeout(limit)
             .send()
             .await
-            .map_err(|err| BackendError::Transport(format!("{subject}: POST {url}: {err}")))?;
+            .map_err(failed)?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|err| BackendError::Transport(format!("{subject}: POST {url}: {err}")))?;
+        let body = response.text().await.map_err(failed)?;
         Ok((status, body, url))
     }
 }

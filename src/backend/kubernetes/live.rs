@@ -69,6 +69,7 @@ impl KubernetesBackend {
                     mirror_traffic: Weights::new(),
                     deployments: BTreeMap::new(),
                     scoring_uri: None,
+                    busy: None,
                 })
                 .name
                 .clone()
@@ -97,10 +98,13 @@ impl KubernetesBackend {
                 continue;
             };
             let name = entry(&mut endpoints, e);
+            let state = deployment_state(d);
             let live = LiveDeployment {
                 name: dep.to_string(),
                 settings: settings_from_deployment(d),
-                state: deployment_state(d),
+                // A Deployment whose rollout is not complete (CONTRACT.md: kubectl rollout status).
+                phase: (!state.is_terminal()).then(|| "rolling out".to_string()),
+                state,
             };
             let ep = endpoints.get_mut(&name).expect("entry just inserted");
             ep.deployments.insert(dep.to_string(), live);

@@ -40,6 +40,11 @@ pub struct KubernetesOptions {
     /// names it, and between dropping a subset from the VirtualService and removing it from the
     /// DestinationRule (CONTRACT.md §1 ISTIO-MBB: config reaches proxies eventually).
     pub make_before_break_delay: Duration,
+    /// Connect, read and write timeout of every Kubernetes API call, so a hung API server
+    /// cannot hold a step (`FLIGHTDECK_K8S_API_TIMEOUT`).
+    pub api_timeout: Duration,
+    /// Longest one pre-traffic test request may go unanswered (`FLIGHTDECK_TEST_REQUEST_TIMEOUT`).
+    pub test_request_timeout: Duration,
 }
 
 impl Default for KubernetesOptions {
@@ -48,13 +53,16 @@ impl Default for KubernetesOptions {
             rollout_timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(2),
             make_before_break_delay: Duration::from_secs(5),
+            api_timeout: Duration::from_secs(30),
+            test_request_timeout: crate::backend::DEFAULT_TEST_REQUEST_TIMEOUT,
         }
     }
 }
 
 impl KubernetesOptions {
-    /// The defaults, overridden by `FLIGHTDECK_K8S_ROLLOUT_TIMEOUT`, `FLIGHTDECK_K8S_POLL_INTERVAL`
-    /// and `FLIGHTDECK_K8S_MAKE_BEFORE_BREAK` (humantime durations such as `30s`, `200ms`).
+    /// The defaults, overridden by `FLIGHTDECK_K8S_ROLLOUT_TIMEOUT`, `FLIGHTDECK_K8S_POLL_INTERVAL`,
+    /// `FLIGHTDECK_K8S_MAKE_BEFORE_BREAK`, `FLIGHTDECK_K8S_API_TIMEOUT` and
+    /// `FLIGHTDECK_TEST_REQUEST_TIMEOUT` (humantime durations such as `30s`, `200ms`).
     pub fn from_env() -> Result<Self, KubernetesError> {
         let mut opts = KubernetesOptions::default();
         for (var, slot) in [
@@ -63,6 +71,11 @@ impl KubernetesOptions {
             (
                 "FLIGHTDECK_K8S_MAKE_BEFORE_BREAK",
                 &mut opts.make_before_break_delay,
+            ),
+            ("FLIGHTDECK_K8S_API_TIMEOUT", &mut opts.api_timeout),
+            (
+                "FLIGHTDECK_TEST_REQUEST_TIMEOUT",
+                &mut opts.test_request_timeout,
             ),
         ] {
             if let Ok(value) = std::env::var(var) {
@@ -83,9 +96,24 @@ pub enum KubernetesError {
 }
 
 /// A client from the local kubeconfig (`KUBECONFIG` or `~/.kube/config`), else the in-cluster
-/// service account, as `kube::Client::try_default` does.
-pub async fn client_from_env() -> Result<Client, KubernetesError> {
-    Client::try_default().await.map_err(KubernetesError::Config)
+/// service account, as `kube::Client::try_default` does, with `opts.api_timeout` on every call.
+pub async fn client_from_env(opts: &KubernetesOptions) -> Result<Client, KubernetesError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| KubernetesError::Config(kube::Error::InferConfig(e)))?;
+    client_with_timeouts(config, opts)
+}
+
+/// A client for `config` whose connect, read and write each give up after `opts.api_timeout`
+/// (kube's own defaults leave reads unbounded, 295 s for watches; flightdeck never watches).
+pub fn client_with_timeouts(
+    mut config: kube::Config,
+    opts: &KubernetesOptions,
+) -> Result<Client, KubernetesError> {
+    config.connect_timeout = Some(opts.api_timeout);
+    config.read_timeout = Some(opts.api_timeout);
+    config.write_timeout = Some(opts.api_timeout);
+    Client::try_from(config).map_err(KubernetesError::Config)
 }
 
 /// The Kubernetes backend for one namespace.
@@ -155,10 +183,41 @@ impl Backend for KubernetesBackend {
     }
 
     async fn read_live(&self) -> Result<LiveState, BackendError> {
-        self.read_live_state().await
+        self.read_live_state().await.map_err(|e| self.timed(e))
     }
 
     async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
-        self.execute_step(step).await
+        self.execute_step(step).await.map_err(|e| self.timed(e))
+    }
+
+    /// A rollout wait gets its rollout budget plus room for the API calls around it.
+    fn step_timeout(&self, step: &Step) -> Duration {
+        let calls = self.opts.api_timeout * 4;
+        match step.action {
+            crate::plan::Action::TestDeployment { .. } => self.opts.test_request_timeout + calls,
+            crate::plan::Action::SetTraffic { .. }
+            | crate::plan::Action::SetMirrorTraffic { .. } => {
+                self.opts.make_before_break_delay * 2 + calls * 2
+            }
+            _ => self.opts.rollout_timeout + calls * 2,
+        }
+    }
+}
+
+impl KubernetesBackend {
+    /// Names the API timeout in a timed-out call's message (`ssa::kube_error` cannot know it).
+    fn timed(&self, err: BackendError) -> BackendError {
+        match err {
+            BackendError::TimedOut { subject, message } if message.ends_with(ssa::TIMED_OUT) => {
+                BackendError::TimedOut {
+                    subject,
+                    message: format!(
+                        "{message} after {}",
+                        humantime::format_duration(self.opts.api_timeout)
+                    ),
+                }
+            }
+            other => other,
+        }
     }
 }

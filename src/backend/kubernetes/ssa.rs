@@ -54,8 +54,33 @@ pub fn kube_error(subject: &str, what: &str, err: kube::Error) -> BackendError {
                 message: format!("{what}: {}", status.message),
             }
         }
+        other if is_timeout(&other) => BackendError::TimedOut {
+            subject: subject.to_string(),
+            message: format!("kubernetes API call {what} {TIMED_OUT}"),
+        },
         other => BackendError::Transport(format!("{subject}: {what}: {other}")),
     }
+}
+
+/// How a timed-out call's message ends; the backend appends the budget.
+pub(super) const TIMED_OUT: &str = "timed out";
+
+/// Whether a kube error is a connect/read/write timeout somewhere down its source chain
+/// (hyper-timeout reports `io::ErrorKind::TimedOut`).
+fn is_timeout(err: &kube::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if e.to_string().contains("deadline has elapsed") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn not_managed(subject: &str, kind: &str, name: &str) -> BackendError {

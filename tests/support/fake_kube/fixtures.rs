@@ -29,6 +29,7 @@ pub fn options() -> KubernetesOptions {
         rollout_timeout: Duration::from_secs(5),
         poll_interval: Duration::from_millis(10),
         make_before_break_delay: Duration::from_millis(30),
+        ..KubernetesOptions::default()
     }
 }
 
