@@ -167,7 +167,9 @@ impl AgentArgs {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
-        resolve(self, &file, env)
+        let config = resolve(self, &file, env)?;
+        check_repository(&config.source)?;
+        Ok(config)
     }
 }
 
@@ -302,6 +304,45 @@ pub fn resolve(
         verify_keys,
         arm_endpoint: pick(&args.arm_endpoint, &file.arm_endpoint),
     })
+}
+
+/// A local `--repo` must exist: otherwise git2 answers "unsupported URL protocol" on every
+/// tick and the agent never says what is wrong.
+pub fn check_repository(source: &SourceKind) -> Result<(), ConfigError> {
+    let (shown, path) = match source {
+        SourceKind::Git { url, .. } => match local_repo_path(url) {
+            Some(path) => (url.as_str(), path),
+            None => return Ok(()),
+        },
+        SourceKind::Local { root } => (root.to_str().unwrap_or_default(), root.clone()),
+    };
+    if path.exists() {
+        Ok(())
+    } else {
+        let shown = if shown.is_empty() {
+            path.display().to_string()
+        } else {
+            shown.to_string()
+        };
+        Err(ConfigError::Invalid(format!("no such repository: {shown}")))
+    }
+}
+
+/// The directory `repo` names when it is a local path or a `file://` URL; `None` for remote
+/// URLs (`https://`, `ssh://`) and scp-like addresses (`git@host:org/repo.git`, `host:repo`),
+/// which git reads as remote when a `:` comes before any `/`.
+fn local_repo_path(repo: &str) -> Option<PathBuf> {
+    if let Some(rest) = repo.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
+    }
+    if repo.contains("://") {
+        return None;
+    }
+    match (repo.find(':'), repo.find('/')) {
+        (Some(colon), Some(slash)) if colon < slash => None,
+        (Some(_), None) => None,
+        _ => Some(PathBuf::from(repo)),
+    }
 }
 
 fn reference_of(branch: &Option<String>, rev: &Option<String>) -> Result<GitRef, ConfigError> {
@@ -447,6 +488,27 @@ mod tests {
             !debug.contains("s3cret") && !debug.contains("tok\""),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn only_local_paths_and_file_urls_are_checked_for_existence() {
+        for remote in [
+            "https://github.com/org/repo.git",
+            "ssh://git@host:2222/org/repo.git",
+            "git@github.com:org/repo.git",
+            "host:repo.git",
+        ] {
+            assert_eq!(local_repo_path(remote), None, "{remote}");
+        }
+        assert_eq!(
+            local_repo_path("file:///srv/repo"),
+            Some(PathBuf::from("/srv/repo"))
+        );
+        assert_eq!(
+            local_repo_path("./repos/a:b"),
+            Some(PathBuf::from("./repos/a:b"))
+        );
+        assert_eq!(local_repo_path("repo"), Some(PathBuf::from("repo")));
     }
 
     #[test]
