@@ -313,6 +313,7 @@ async fn start_agent(
         }),
         verify_keys: vec![],
         arm_endpoint: None,
+        http: Default::default(),
     };
     let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
     let options = AgentOptions {

@@ -16,6 +16,7 @@ pub mod backoff;
 pub mod config;
 pub mod http;
 pub mod lease;
+pub mod listener;
 pub mod metrics;
 pub mod pipeline;
 pub mod reconcile;
@@ -202,6 +203,7 @@ impl Agent {
                     tracked_ref,
                 }),
             trigger: trigger.clone(),
+            body_timeout: config.http.body_timeout,
             forward: leader_url.map(|leader_url| http::Forward {
                 leading: leader_rx.clone(),
                 leader_url,
@@ -210,15 +212,7 @@ impl Agent {
         });
         let server_stop = CancellationToken::new();
         let stop = server_stop.clone();
-        let server = tokio::spawn(async move {
-            let shutdown = async move { stop.cancelled().await };
-            if let Err(err) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %err, "http server failed");
-            }
-        });
+        let server = tokio::spawn(listener::serve(listener, router, config.http, stop));
         tracing::info!(addr = %addr, source = %source.describe(), "agent listening");
 
         let (ticks_tx, ticks_rx) = watch::channel::<Tick>(None);
