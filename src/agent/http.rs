@@ -80,14 +80,13 @@ pub fn router(ctx: HttpContext) -> Router {
 }
 
 async fn readyz(State(ctx): State<HttpContext>) -> Response {
-    if ctx.state.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
+    match ctx.state.not_ready_reason() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no successful sync yet\n",
+            format!("not ready: {reason}\n"),
         )
-            .into_response()
+            .into_response(),
     }
 }
 

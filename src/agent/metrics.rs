@@ -62,6 +62,7 @@ struct Inner {
     fetch_errors: BTreeMap<String, u64>,
     webhook_forwards: BTreeMap<String, u64>,
     webhooks: BTreeMap<String, u64>,
+    worker_restarts: BTreeMap<String, u64>,
     leader: Option<bool>,
 }
 
@@ -127,6 +128,11 @@ impl Metrics {
     /// One webhook delivery; `result` is `sync`, `ignored`, `bad_request` or `unauthorized`.
     pub fn webhook(&self, result: &str) {
         self.with(|m| *m.webhooks.entry(result.into()).or_default() += 1);
+    }
+
+    /// A crashed environment worker was scheduled for restart.
+    pub fn worker_restart(&self, env: &str) {
+        self.with(|m| *m.worker_restarts.entry(env.into()).or_default() += 1);
     }
 
     pub fn leader(&self, is_leader: bool) {
@@ -256,6 +262,21 @@ impl Metrics {
                     out,
                     "flightdeck_webhook_forwards_total{{outcome=\"{}\"}} {n}",
                     esc(outcome)
+                );
+            }
+        }
+        if !m.worker_restarts.is_empty() {
+            header(
+                &mut out,
+                "flightdeck_worker_restarts_total",
+                "counter",
+                "Environment workers restarted after a panic or an unexpected exit.",
+            );
+            for (env, n) in &m.worker_restarts {
+                let _ = writeln!(
+                    out,
+                    "flightdeck_worker_restarts_total{{env=\"{}\"}} {n}",
+                    esc(env)
                 );
             }
         }

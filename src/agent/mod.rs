@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod reconcile;
 pub mod status;
+mod supervise;
 pub mod webhook;
 mod worker;
 
@@ -57,6 +58,8 @@ pub struct AgentOptions {
     pub lease_timing: Option<(Duration, Duration, Duration)>,
     /// Per-environment backoff (default: 2 s doubling to 5 min).
     pub backoff: Option<Backoff>,
+    /// Delay before restarting a crashed environment worker (default: 1 s doubling to 1 min).
+    pub restart_backoff: Option<Backoff>,
     /// This replica's identity for the Lease (default: `$POD_NAME`, else hostname + random).
     pub identity: Option<String>,
 }
@@ -224,7 +227,14 @@ impl Agent {
                 backoff: options.backoff.unwrap_or_default(),
                 leader: leader_rx.clone(),
             };
-            workers.push(tokio::spawn(worker.run(ticks_rx.clone(), cancel.clone())));
+            workers.push(tokio::spawn(supervise::supervise(
+                worker,
+                ticks_rx.clone(),
+                options
+                    .restart_backoff
+                    .unwrap_or(supervise::RESTART_BACKOFF),
+                cancel.clone(),
+            )));
         }
         workers.push(tokio::spawn(worker::fetch_loop(
             source,

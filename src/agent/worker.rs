@@ -79,6 +79,7 @@ struct EnvMemory {
 }
 
 /// Settings of one environment worker.
+#[derive(Clone)]
 pub struct EnvWorker {
     pub path: PathBuf,
     pub reconciler: Arc<dyn Reconcile>,
