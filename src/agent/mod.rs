@@ -151,11 +151,12 @@ impl Agent {
         let mut workers = Vec::new();
         let mut leader_url = None;
         if let Some(settings) = &config.lease {
+            let renew_deadline = options
+                .lease_timing
+                .map_or(lease::LeaseConfig::DEFAULT_RENEW_DEADLINE, |(_, d, _)| d);
             let client = match &options.kube_client {
                 Some(client) => client.clone(),
-                None => kube::Client::try_default()
-                    .await
-                    .map_err(|e| AgentError::Kube(e.to_string()))?,
+                None => lease_client(renew_deadline).await?,
             };
             let identity = options.identity.clone().unwrap_or_else(default_identity);
             let mut lease_config =
@@ -284,6 +285,22 @@ impl Agent {
         let _ = self.server.await;
         tracing::info!("agent stopped");
     }
+}
+
+/// The Kubernetes client for the Lease: no retry layer (a retried renewal would run past the
+/// renew deadline; the elector retries every retry period itself) and connect/read timeouts
+/// within the renew deadline.
+async fn lease_client(renew_deadline: Duration) -> Result<kube::Client, AgentError> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| AgentError::Kube(e.to_string()))?;
+    config.default_retry = false;
+    config.connect_timeout = Some(renew_deadline);
+    config.read_timeout = Some(renew_deadline);
+    config.write_timeout = Some(renew_deadline);
+    // Otherwise time a pooled connection sat idle counts against the read timeout.
+    config.reset_reader_on_write = true;
+    kube::Client::try_from(config).map_err(|e| AgentError::Kube(e.to_string()))
 }
 
 /// The production reconciler for a configuration.
