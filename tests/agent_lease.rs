@@ -1,6 +1,8 @@
 //! Leader election against a tiny fake of the Lease API (GET, POST, PUT with resourceVersion
 //! conflicts), with two candidates.
 
+#[path = "support/fake_kube/mod.rs"]
+mod fake_kube;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -313,6 +315,7 @@ async fn start_agent(
         }),
         verify_keys: vec![],
         arm_endpoint: None,
+        http: Default::default(),
     };
     let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
     let options = AgentOptions {
@@ -497,4 +500,81 @@ async fn a_push_to_a_standby_is_passed_on_to_the_leader_at_once() {
             .is_none(),
         "the released lease advertises nobody: {lease}"
     );
+}
+
+/// Every (instant, leading) change of a replica's leadership flag, as it happens.
+fn record_leadership(mut rx: watch::Receiver<bool>) -> Arc<Mutex<Vec<(Instant, bool)>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let out = log.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let leading = *rx.borrow_and_update();
+            out.lock().unwrap().push((Instant::now(), leading));
+        }
+    });
+    log
+}
+
+/// The [start, end) intervals in which a replica acted as leader (`end` = None: still leads).
+fn intervals(log: &[(Instant, bool)]) -> Vec<(Instant, Option<Instant>)> {
+    let mut out: Vec<(Instant, Option<Instant>)> = Vec::new();
+    for (at, leading) in log {
+        match (leading, out.last_mut()) {
+            (true, Some((_, None))) => {}
+            (true, _) => out.push((*at, None)),
+            (false, Some(last @ (_, None))) => last.1 = Some(*at),
+            (false, _) => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_renewals_hang_steps_down_before_another_replica_takes_the_lease() {
+    let fake = fake_kube::FakeKube::start().await;
+    let a = LeaderElector::new(
+        KubeLeaseStore::new(fake.client(), "ops", "agent"),
+        lease_config("a"),
+    );
+    let b = LeaderElector::new(
+        KubeLeaseStore::new(fake.client(), "ops", "agent"),
+        lease_config("b"),
+    );
+    let (a_tx, a_rx) = watch::channel(false);
+    let (b_tx, b_rx) = watch::channel(false);
+    let a_log = record_leadership(a_rx.clone());
+    let b_log = record_leadership(b_rx.clone());
+    let cancel = CancellationToken::new();
+    let task_a = tokio::spawn(a.run(a_tx, cancel.clone()));
+    eventually("a leads", || *a_rx.borrow()).await;
+
+    // The API server now takes 30 s to answer a's renewals (far past the 1 s lease).
+    fake.delay_lease_writes("a", Duration::from_secs(30));
+    let task_b = tokio::spawn(b.run(b_tx, cancel.clone()));
+    eventually("b takes the lease once it expires", || *b_rx.borrow()).await;
+
+    let a_intervals = intervals(&a_log.lock().unwrap());
+    let b_intervals = intervals(&b_log.lock().unwrap());
+    assert_eq!(b_intervals.len(), 1, "{b_intervals:?}");
+    let b_start = b_intervals[0].0;
+    for (start, end) in &a_intervals {
+        let end = end.expect("a stopped acting as leader");
+        assert!(start < &end);
+        assert!(
+            end < b_start,
+            "a led until {:?} after b took over",
+            end - b_start
+        );
+    }
+    assert!(
+        !*a_rx.borrow(),
+        "a does not lead again while its writes hang"
+    );
+    let lease = fake.object("leases", "ops", "agent").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    cancel.cancel();
+    task_b.await.unwrap();
+    // a's last call may still be inside its (bounded) round; it ends within the deadline.
+    task_a.await.unwrap();
 }

@@ -123,6 +123,7 @@ fn config(repo: &Path, cache: &Path, envs: &[&str], interval: Duration) -> Agent
         lease: None,
         verify_keys: vec![],
         arm_endpoint: None,
+        http: Default::default(),
     }
 }
 

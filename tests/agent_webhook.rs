@@ -1,14 +1,139 @@
 //! The webhook end to end: unsigned or wrongly signed pushes get 401 and write nothing; a signed
 //! push is applied long before the next poll. Logs the webhook-to-first-write latency measured
-//! from the sandbox's request log timestamps (logged, not asserted).
+//! from the sandbox's request log timestamps (logged, not asserted). Only a push event syncs:
+//! a ping is answered without a sync, other events and a missing event header get 400.
 
 mod support;
 
 use std::time::Duration;
 
 use flightdeck::agent::webhook::sign_github;
-use serde_json::json;
+use flightdeck::agent::{Agent, AgentOptions};
+use serde_json::{Value, json};
+use support::recorder::{Recorder, git_config};
 use support::*;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn only_a_push_event_syncs_a_ping_is_answered_and_other_events_are_refused() {
+    let repo = GitRepo::new();
+    repo.write("environments/prod/environment.yaml", "name: prod\n");
+    let first = repo.commit("init");
+    let cache = tempfile::tempdir().unwrap();
+    // Polling every 10 minutes: every fetch after the first is a webhook's.
+    let config = git_config(
+        repo.dir.path(),
+        cache.path(),
+        &["environments/prod"],
+        Duration::from_secs(600),
+        Some("hook-secret"),
+    );
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let cancel = CancellationToken::new();
+    let agent = Agent::start(
+        config,
+        recorder.clone(),
+        AgentOptions::default(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", agent.local_addr());
+    let t = Duration::from_secs(10);
+    eventually("the first sync", t, || async {
+        recorder.reconciled(&first)
+    })
+    .await;
+    repo.write("environments/prod/more.yaml", "x: 1\n");
+    let second = repo.commit("more");
+
+    let client = reqwest::Client::new();
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let send = |headers: &'static [(&'static str, &'static str)], signature: Option<String>| {
+        let mut request = client.post(format!("{base}/webhook")).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let signed = || Some(sign_github(b"hook-secret", body.as_bytes()));
+
+    let (code, answer) = send(&[("x-github-event", "ping")], signed()).await;
+    assert_eq!(
+        (code, &answer["status"]),
+        (200, &json!("ignored")),
+        "{answer}"
+    );
+    let (code, answer) = send(&[("x-github-event", "issues")], signed()).await;
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(
+        answer["error"],
+        "unsupported event X-GitHub-Event: \"issues\" (expected push or ping)"
+    );
+    let (code, answer) = send(&[], signed()).await;
+    assert_eq!(
+        code, 400,
+        "a signed body without its event header is not a push"
+    );
+    assert_eq!(
+        answer["error"],
+        "missing event header: expected X-GitHub-Event"
+    );
+    // GitLab's header on a GitHub-signed body does not stand in for X-GitHub-Event.
+    let (code, _) = send(&[("x-gitlab-event", "Push Hook")], signed()).await;
+    assert_eq!(code, 400);
+    let (code, _) = send(
+        &[
+            ("x-gitlab-event", "Merge Request Hook"),
+            ("x-gitlab-token", "hook-secret"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 400);
+    // Unauthenticated deliveries are 401 whatever their event.
+    let (code, _) = send(&[("x-github-event", "ping")], None).await;
+    assert_eq!(code, 401);
+    let text = metrics(&base).await;
+    assert!(
+        !text.contains("flightdeck_webhooks_total{result=\"sync\"}"),
+        "nothing triggered a sync yet:\n{text}"
+    );
+
+    let (code, _) = send(
+        &[
+            ("x-gitlab-event", "Push Hook"),
+            ("x-gitlab-token", "hook-secret"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 202, "a GitLab push syncs");
+    eventually("the pushed commit is reconciled", t, || async {
+        recorder.reconciled(&second)
+    })
+    .await;
+    let text = metrics(&base).await;
+    for line in [
+        "flightdeck_webhooks_total{result=\"sync\"} 1\n",
+        "flightdeck_webhooks_total{result=\"ignored\"} 1\n",
+        "flightdeck_webhooks_total{result=\"bad_request\"} 4\n",
+        "flightdeck_webhooks_total{result=\"unauthorized\"} 1\n",
+        // The start-up fetch and the push's: the ping and the refused events fetched nothing.
+        "flightdeck_git_fetch_duration_seconds_count 2\n",
+    ] {
+        assert!(text.contains(line), "{line}{text}");
+    }
+    cancel.cancel();
+    agent.wait().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {

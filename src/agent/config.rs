@@ -80,6 +80,17 @@ pub struct AgentArgs {
     /// Read `--repo` as a working directory and reconcile on file changes (development).
     #[arg(long, env = "FLIGHTDECK_WATCH_LOCAL", num_args = 0..=1, default_missing_value = "true")]
     pub watch_local: Option<bool>,
+    /// HTTP server: time a client has to send a request's headers, from the moment it
+    /// connects or its previous response was sent (default 10s).
+    #[arg(long, env = "FLIGHTDECK_HTTP_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub http_header_timeout: Option<humantime::Duration>,
+    /// HTTP server: time a client has to send a webhook body once its headers arrived
+    /// (default 30s).
+    #[arg(long, env = "FLIGHTDECK_HTTP_BODY_TIMEOUT", value_name = "DURATION")]
+    pub http_body_timeout: Option<humantime::Duration>,
+    /// HTTP server: connections served at once; more wait in the listen backlog (default 256).
+    #[arg(long, env = "FLIGHTDECK_HTTP_MAX_CONNECTIONS", value_name = "N")]
+    pub http_max_connections: Option<usize>,
 }
 
 /// The `--config` file: the same keys as the flags.
@@ -106,6 +117,9 @@ pub struct FileConfig {
     pub verify_keys: Vec<PathBuf>,
     pub arm_endpoint: Option<String>,
     pub watch_local: Option<bool>,
+    pub http_header_timeout: Option<String>,
+    pub http_body_timeout: Option<String>,
+    pub http_max_connections: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +152,29 @@ pub struct LeaseSettings {
     pub advertise_url: Option<String>,
 }
 
+/// Limits of the agent's HTTP server against slow or idle clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A connection that has not sent a complete request head within this time (after
+    /// connecting, or after its previous response) is closed.
+    pub header_timeout: Duration,
+    /// A webhook body that has not fully arrived within this time gets 408.
+    pub body_timeout: Duration,
+    /// Connections served at once; further ones wait in the kernel's listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    /// 10 s for headers, 30 s for a body, 256 connections.
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
+}
+
 /// Resolved configuration.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -149,6 +186,7 @@ pub struct AgentConfig {
     pub lease: Option<LeaseSettings>,
     pub verify_keys: Vec<PathBuf>,
     pub arm_endpoint: Option<String>,
+    pub http: HttpLimits,
 }
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -167,7 +205,9 @@ impl AgentArgs {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
-        resolve(self, &file, env)
+        let config = resolve(self, &file, env)?;
+        check_repository(&config.source)?;
+        Ok(config)
     }
 }
 
@@ -218,6 +258,7 @@ pub fn resolve(
             "interval must be at least 100ms".into(),
         ));
     }
+    let http = http_limits(args, file)?;
     let listen = pick(&args.listen, &file.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address"));
 
@@ -301,7 +342,94 @@ pub fn resolve(
         lease,
         verify_keys,
         arm_endpoint: pick(&args.arm_endpoint, &file.arm_endpoint),
+        http,
     })
+}
+
+fn http_limits(args: &AgentArgs, file: &FileConfig) -> Result<HttpLimits, ConfigError> {
+    fn duration(
+        name: &str,
+        flag: Option<humantime::Duration>,
+        text: &Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let value = match (flag, text) {
+            (Some(d), _) => d.into(),
+            (None, Some(text)) => humantime::parse_duration(text)
+                .map_err(|e| ConfigError::Invalid(format!("{name} {text:?}: {e}")))?,
+            (None, None) => default,
+        };
+        if value.is_zero() {
+            return Err(ConfigError::Invalid(format!(
+                "{name} must be greater than zero"
+            )));
+        }
+        Ok(value)
+    }
+    let defaults = HttpLimits::default();
+    let max_connections = args
+        .http_max_connections
+        .or(file.http_max_connections)
+        .unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        return Err(ConfigError::Invalid(
+            "http-max-connections must be at least 1".into(),
+        ));
+    }
+    Ok(HttpLimits {
+        header_timeout: duration(
+            "http-header-timeout",
+            args.http_header_timeout,
+            &file.http_header_timeout,
+            defaults.header_timeout,
+        )?,
+        body_timeout: duration(
+            "http-body-timeout",
+            args.http_body_timeout,
+            &file.http_body_timeout,
+            defaults.body_timeout,
+        )?,
+        max_connections,
+    })
+}
+
+/// A local `--repo` must exist: otherwise git2 answers "unsupported URL protocol" on every
+/// tick and the agent never says what is wrong.
+pub fn check_repository(source: &SourceKind) -> Result<(), ConfigError> {
+    let (shown, path) = match source {
+        SourceKind::Git { url, .. } => match local_repo_path(url) {
+            Some(path) => (url.as_str(), path),
+            None => return Ok(()),
+        },
+        SourceKind::Local { root } => (root.to_str().unwrap_or_default(), root.clone()),
+    };
+    if path.exists() {
+        Ok(())
+    } else {
+        let shown = if shown.is_empty() {
+            path.display().to_string()
+        } else {
+            shown.to_string()
+        };
+        Err(ConfigError::Invalid(format!("no such repository: {shown}")))
+    }
+}
+
+/// The directory `repo` names when it is a local path or a `file://` URL; `None` for remote
+/// URLs (`https://`, `ssh://`) and scp-like addresses (`git@host:org/repo.git`, `host:repo`),
+/// which git reads as remote when a `:` comes before any `/`.
+fn local_repo_path(repo: &str) -> Option<PathBuf> {
+    if let Some(rest) = repo.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
+    }
+    if repo.contains("://") {
+        return None;
+    }
+    match (repo.find(':'), repo.find('/')) {
+        (Some(colon), Some(slash)) if colon < slash => None,
+        (Some(_), None) => None,
+        _ => Some(PathBuf::from(repo)),
+    }
 }
 
 fn reference_of(branch: &Option<String>, rev: &Option<String>) -> Result<GitRef, ConfigError> {
@@ -447,6 +575,57 @@ mod tests {
             !debug.contains("s3cret") && !debug.contains("tok\""),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn http_limits_default_to_10s_30s_256_and_reject_zero() {
+        let f = file("repo: r\npath: [e]\nhttp-body-timeout: 5s\n");
+        let c = resolve(&AgentArgs::default(), &f, &no_env).unwrap();
+        assert_eq!(
+            c.http,
+            HttpLimits {
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(5),
+                max_connections: 256,
+            }
+        );
+        let args = Cli::parse_from(["x", "--http-header-timeout", "250ms"]).agent;
+        let c = resolve(&args, &f, &no_env).unwrap();
+        assert_eq!(c.http.header_timeout, Duration::from_millis(250));
+        let zero = Cli::parse_from(["x", "--http-max-connections", "0"]).agent;
+        let err = resolve(&zero, &f, &no_env).unwrap_err();
+        assert_eq!(err.to_string(), "http-max-connections must be at least 1");
+        let err = resolve(
+            &AgentArgs::default(),
+            &file("repo: r\npath: [e]\nhttp-header-timeout: 0s\n"),
+            &no_env,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "http-header-timeout must be greater than zero"
+        );
+    }
+
+    #[test]
+    fn only_local_paths_and_file_urls_are_checked_for_existence() {
+        for remote in [
+            "https://github.com/org/repo.git",
+            "ssh://git@host:2222/org/repo.git",
+            "git@github.com:org/repo.git",
+            "host:repo.git",
+        ] {
+            assert_eq!(local_repo_path(remote), None, "{remote}");
+        }
+        assert_eq!(
+            local_repo_path("file:///srv/repo"),
+            Some(PathBuf::from("/srv/repo"))
+        );
+        assert_eq!(
+            local_repo_path("./repos/a:b"),
+            Some(PathBuf::from("./repos/a:b"))
+        );
+        assert_eq!(local_repo_path("repo"), Some(PathBuf::from("repo")));
     }
 
     #[test]

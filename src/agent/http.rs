@@ -1,10 +1,11 @@
 //! The agent's HTTP server: `/healthz`, `/readyz`, `/metrics`, `/status` and `POST /webhook`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -28,6 +29,8 @@ pub struct HttpContext {
     pub webhook: Option<WebhookConfig>,
     /// Wakes the fetch loop.
     pub trigger: Arc<Notify>,
+    /// A webhook body must arrive completely within this time (408 otherwise).
+    pub body_timeout: Duration,
     /// With leader election: how a standby passes a push on to the leader.
     pub forward: Option<Forward>,
 }
@@ -77,14 +80,13 @@ pub fn router(ctx: HttpContext) -> Router {
 }
 
 async fn readyz(State(ctx): State<HttpContext>) -> Response {
-    if ctx.state.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
+    match ctx.state.not_ready_reason() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no successful sync yet\n",
+            format!("not ready: {reason}\n"),
         )
-            .into_response()
+            .into_response(),
     }
 }
 
@@ -103,11 +105,33 @@ async fn status(State(ctx): State<HttpContext>) -> Json<super::status::AgentStat
     Json(ctx.state.snapshot())
 }
 
-async fn webhook_handler(
-    State(ctx): State<HttpContext>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Reads the whole body within `ctx.body_timeout`: a client dripping its body is answered 408
+/// and its connection closed, instead of holding a connection slot indefinitely.
+async fn read_body(ctx: &HttpContext, request: Request) -> Result<Bytes, Response> {
+    match tokio::time::timeout(ctx.body_timeout, Bytes::from_request(request, ctx)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(rejection)) => Err(rejection.into_response()),
+        Err(_) => {
+            tracing::warn!(timeout = ?ctx.body_timeout, "webhook body not received in time");
+            Err((
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONNECTION, "close")],
+                Json(json!({"error": format!(
+                    "request body not received within {}",
+                    humantime::format_duration(ctx.body_timeout)
+                )})),
+            )
+                .into_response())
+        }
+    }
+}
+
+async fn webhook_handler(State(ctx): State<HttpContext>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let body = match read_body(&ctx, request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let Some(config) = &ctx.webhook else {
         return (
             StatusCode::NOT_FOUND,
@@ -115,17 +139,22 @@ async fn webhook_handler(
         )
             .into_response();
     };
-    if let Err(err) = webhook::authenticate(&headers, &body, config.secret.expose().as_bytes()) {
-        tracing::warn!(error = %err, "webhook rejected");
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": err.to_string()})),
-        )
-            .into_response();
-    }
-    match webhook::classify(&headers, &body, config.tracked_ref.as_deref()) {
+    let provider = match webhook::authenticate(&headers, &body, config.secret.expose().as_bytes()) {
+        Ok(provider) => provider,
+        Err(err) => {
+            tracing::warn!(error = %err, "webhook rejected");
+            ctx.state.metrics.webhook("unauthorized");
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": err.to_string()})),
+            )
+                .into_response();
+        }
+    };
+    match webhook::classify(provider, &headers, &body, config.tracked_ref.as_deref()) {
         Ok(WebhookAction::Sync { git_ref, after }) => {
             tracing::info!(git_ref = %git_ref, after = after.as_deref().unwrap_or(""), "webhook push, syncing");
+            ctx.state.metrics.webhook("sync");
             ctx.trigger.notify_one();
             let mut answer = json!({"status": "sync triggered", "ref": git_ref});
             match forward_to_leader(&ctx, &headers, &body).await {
@@ -137,22 +166,34 @@ async fn webhook_handler(
         }
         Ok(WebhookAction::Ignore(reason)) => {
             tracing::debug!(reason = %reason, "webhook ignored");
+            ctx.state.metrics.webhook("ignored");
             (
                 StatusCode::OK,
                 Json(json!({"status": "ignored", "reason": reason})),
             )
                 .into_response()
         }
-        Err(err @ WebhookError::Malformed(_)) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": err.to_string()})),
-        )
-            .into_response(),
-        Err(err) => (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": err.to_string()})),
-        )
-            .into_response(),
+        Err(
+            err @ (WebhookError::Malformed(_)
+            | WebhookError::MissingEvent { .. }
+            | WebhookError::UnsupportedEvent { .. }),
+        ) => {
+            tracing::warn!(error = %err, "webhook refused");
+            ctx.state.metrics.webhook("bad_request");
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": err.to_string()})),
+            )
+                .into_response()
+        }
+        Err(err) => {
+            ctx.state.metrics.webhook("unauthorized");
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": err.to_string()})),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -220,6 +261,7 @@ mod tests {
                 tracked_ref: Some("refs/heads/main".into()),
             }),
             trigger: Arc::new(Notify::new()),
+            body_timeout: Duration::from_secs(30),
             forward: None,
         }
     }

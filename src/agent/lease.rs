@@ -4,6 +4,13 @@
 //! `resourceVersion` (a concurrent writer gets 409 and loses); renew every retry period; give up
 //! when no renewal succeeded within the renew deadline; release on shutdown.
 //!
+//! No two writers: a leader's renewal round runs under its own deadline, `renew_deadline` after
+//! the start of the last successful round. When it cannot complete by then, this replica stops
+//! acting as leader (which cancels in-flight reconciles) at that instant, whatever the API
+//! server or the client's retries are doing. Another replica can only take the lease once it
+//! has seen the record unchanged for `lease_duration` > `renew_deadline`, and it can only have
+//! seen the record after our last successful round began, so our leadership ends first.
+//!
 //! The holder also publishes where it takes webhooks (annotation [`WEBHOOK_URL_ANNOTATION`]) so a
 //! standby that receives a push can pass it on at once instead of leaving it to the leader's
 //! next poll. Only the holder writes the annotation, inside its own resourceVersion-guarded
@@ -38,6 +45,8 @@ pub struct LeaseConfig {
 pub const WEBHOOK_URL_ANNOTATION: &str = "flightdeck.io/webhook-url";
 
 impl LeaseConfig {
+    pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
+
     /// client-go's usual timings: 15 s lease, 10 s renew deadline, 2 s retry.
     pub fn new(name: String, namespace: String, identity: String) -> LeaseConfig {
         LeaseConfig {
@@ -45,7 +54,7 @@ impl LeaseConfig {
             namespace,
             identity,
             lease_duration: Duration::from_secs(15),
-            renew_deadline: Duration::from_secs(10),
+            renew_deadline: LeaseConfig::DEFAULT_RENEW_DEADLINE,
             retry_period: Duration::from_secs(2),
             advertise_url: None,
         }
@@ -59,6 +68,8 @@ pub enum LeaseError {
     Conflict,
     #[error("lease api: {0}")]
     Api(String),
+    #[error("lease call did not complete within {0:?}")]
+    Timeout(Duration),
 }
 
 /// The three calls the algorithm needs.
@@ -309,11 +320,26 @@ impl<S: LeaseStore> LeaderElector<S> {
 
     /// Campaigns until `cancel`, publishing leadership on `leader`; releases on the way out.
     pub async fn run(mut self, leader: watch::Sender<bool>, cancel: CancellationToken) {
+        let renew_deadline = self.config.renew_deadline;
+        // Start of the last successful round while leading.
         let mut last_renewal: Option<Instant> = None;
         loop {
-            let attempt = Instant::now();
             let leading = *leader.borrow();
-            match self.try_acquire_or_renew().await {
+            let deadline = last_renewal.map(|t| t + renew_deadline);
+            let now = Instant::now();
+            if leading && deadline.is_none_or(|d| now >= d) {
+                tracing::warn!(identity = %self.config.identity, "renew deadline passed, stepping down");
+                leader.send_replace(false);
+                continue;
+            }
+            // A leader's round must finish by its deadline; a candidate's within one deadline.
+            let budget = match deadline {
+                Some(d) if leading => d - now,
+                _ => renew_deadline,
+            };
+            let attempt = Instant::now();
+            let round = tokio::time::timeout(budget, self.try_acquire_or_renew()).await;
+            match round.unwrap_or(Err(LeaseError::Timeout(budget))) {
                 Ok(true) => {
                     last_renewal = Some(attempt);
                     if !leading {
@@ -329,24 +355,31 @@ impl<S: LeaseStore> LeaderElector<S> {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "lease renewal failed");
-                    let overdue =
-                        last_renewal.is_none_or(|t| t.elapsed() > self.config.renew_deadline);
-                    if leading && overdue {
-                        tracing::warn!("renew deadline passed, stepping down");
+                    if leading && deadline.is_none_or(|d| Instant::now() >= d) {
+                        tracing::warn!(identity = %self.config.identity, "renew deadline passed, stepping down");
                         leader.send_replace(false);
                     }
                 }
             }
+            // A leader never sleeps past its deadline: the next round (or the step-down) comes
+            // first.
+            let mut wait = self.config.retry_period;
+            if *leader.borrow()
+                && let Some(d) = last_renewal.map(|t| t + renew_deadline)
+            {
+                wait = wait.min(d.saturating_duration_since(Instant::now()));
+            }
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(self.config.retry_period) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         if *leader.borrow() {
             leader.send_replace(false);
-            match self.release().await {
-                Ok(()) => tracing::info!("lease released"),
-                Err(err) => tracing::warn!(error = %err, "could not release the lease"),
+            match tokio::time::timeout(renew_deadline, self.release()).await {
+                Ok(Ok(())) => tracing::info!("lease released"),
+                Ok(Err(err)) => tracing::warn!(error = %err, "could not release the lease"),
+                Err(_) => tracing::warn!("could not release the lease in time"),
             }
         }
     }

@@ -61,6 +61,8 @@ struct Inner {
     fetch: Histogram,
     fetch_errors: BTreeMap<String, u64>,
     webhook_forwards: BTreeMap<String, u64>,
+    webhooks: BTreeMap<String, u64>,
+    worker_restarts: BTreeMap<String, u64>,
     leader: Option<bool>,
 }
 
@@ -121,6 +123,16 @@ impl Metrics {
     /// A push passed on by this standby to the leader; `outcome` is `ok` or `error`.
     pub fn webhook_forwarded(&self, outcome: &str) {
         self.with(|m| *m.webhook_forwards.entry(outcome.into()).or_default() += 1);
+    }
+
+    /// One webhook delivery; `result` is `sync`, `ignored`, `bad_request` or `unauthorized`.
+    pub fn webhook(&self, result: &str) {
+        self.with(|m| *m.webhooks.entry(result.into()).or_default() += 1);
+    }
+
+    /// A crashed environment worker was scheduled for restart.
+    pub fn worker_restart(&self, env: &str) {
+        self.with(|m| *m.worker_restarts.entry(env.into()).or_default() += 1);
     }
 
     pub fn leader(&self, is_leader: bool) {
@@ -250,6 +262,36 @@ impl Metrics {
                     out,
                     "flightdeck_webhook_forwards_total{{outcome=\"{}\"}} {n}",
                     esc(outcome)
+                );
+            }
+        }
+        if !m.worker_restarts.is_empty() {
+            header(
+                &mut out,
+                "flightdeck_worker_restarts_total",
+                "counter",
+                "Environment workers restarted after a panic or an unexpected exit.",
+            );
+            for (env, n) in &m.worker_restarts {
+                let _ = writeln!(
+                    out,
+                    "flightdeck_worker_restarts_total{{env=\"{}\"}} {n}",
+                    esc(env)
+                );
+            }
+        }
+        if !m.webhooks.is_empty() {
+            header(
+                &mut out,
+                "flightdeck_webhooks_total",
+                "counter",
+                "Webhook deliveries by result (sync, ignored, bad_request, unauthorized).",
+            );
+            for (result, n) in &m.webhooks {
+                let _ = writeln!(
+                    out,
+                    "flightdeck_webhooks_total{{result=\"{}\"}} {n}",
+                    esc(result)
                 );
             }
         }

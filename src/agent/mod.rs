@@ -16,10 +16,12 @@ pub mod backoff;
 pub mod config;
 pub mod http;
 pub mod lease;
+pub mod listener;
 pub mod metrics;
 pub mod pipeline;
 pub mod reconcile;
 pub mod status;
+mod supervise;
 pub mod webhook;
 mod worker;
 
@@ -56,6 +58,8 @@ pub struct AgentOptions {
     pub lease_timing: Option<(Duration, Duration, Duration)>,
     /// Per-environment backoff (default: 2 s doubling to 5 min).
     pub backoff: Option<Backoff>,
+    /// Delay before restarting a crashed environment worker (default: 1 s doubling to 1 min).
+    pub restart_backoff: Option<Backoff>,
     /// This replica's identity for the Lease (default: `$POD_NAME`, else hostname + random).
     pub identity: Option<String>,
 }
@@ -147,11 +151,12 @@ impl Agent {
         let mut workers = Vec::new();
         let mut leader_url = None;
         if let Some(settings) = &config.lease {
+            let renew_deadline = options
+                .lease_timing
+                .map_or(lease::LeaseConfig::DEFAULT_RENEW_DEADLINE, |(_, d, _)| d);
             let client = match &options.kube_client {
                 Some(client) => client.clone(),
-                None => kube::Client::try_default()
-                    .await
-                    .map_err(|e| AgentError::Kube(e.to_string()))?,
+                None => lease_client(renew_deadline).await?,
             };
             let identity = options.identity.clone().unwrap_or_else(default_identity);
             let mut lease_config =
@@ -202,6 +207,7 @@ impl Agent {
                     tracked_ref,
                 }),
             trigger: trigger.clone(),
+            body_timeout: config.http.body_timeout,
             forward: leader_url.map(|leader_url| http::Forward {
                 leading: leader_rx.clone(),
                 leader_url,
@@ -210,15 +216,7 @@ impl Agent {
         });
         let server_stop = CancellationToken::new();
         let stop = server_stop.clone();
-        let server = tokio::spawn(async move {
-            let shutdown = async move { stop.cancelled().await };
-            if let Err(err) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %err, "http server failed");
-            }
-        });
+        let server = tokio::spawn(listener::serve(listener, router, config.http, stop));
         tracing::info!(addr = %addr, source = %source.describe(), "agent listening");
 
         let (ticks_tx, ticks_rx) = watch::channel::<Tick>(None);
@@ -230,7 +228,14 @@ impl Agent {
                 backoff: options.backoff.unwrap_or_default(),
                 leader: leader_rx.clone(),
             };
-            workers.push(tokio::spawn(worker.run(ticks_rx.clone(), cancel.clone())));
+            workers.push(tokio::spawn(supervise::supervise(
+                worker,
+                ticks_rx.clone(),
+                options
+                    .restart_backoff
+                    .unwrap_or(supervise::RESTART_BACKOFF),
+                cancel.clone(),
+            )));
         }
         workers.push(tokio::spawn(worker::fetch_loop(
             source,
@@ -280,6 +285,22 @@ impl Agent {
         let _ = self.server.await;
         tracing::info!("agent stopped");
     }
+}
+
+/// The Kubernetes client for the Lease: no retry layer (a retried renewal would run past the
+/// renew deadline; the elector retries every retry period itself) and connect/read timeouts
+/// within the renew deadline.
+async fn lease_client(renew_deadline: Duration) -> Result<kube::Client, AgentError> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| AgentError::Kube(e.to_string()))?;
+    config.default_retry = false;
+    config.connect_timeout = Some(renew_deadline);
+    config.read_timeout = Some(renew_deadline);
+    config.write_timeout = Some(renew_deadline);
+    // Otherwise time a pooled connection sat idle counts against the read timeout.
+    config.reset_reader_on_write = true;
+    kube::Client::try_from(config).map_err(|e| AgentError::Kube(e.to_string()))
 }
 
 /// The production reconciler for a configuration.

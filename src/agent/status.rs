@@ -33,6 +33,20 @@ pub struct EnvStatus {
     pub consecutive_failures: u32,
     /// When a failed environment is retried (unless a new revision arrives first).
     pub next_retry_time: Option<DateTime<Utc>>,
+    /// The environment's worker task: `running`, or why it stopped (`panicked: <message>`,
+    /// `exited unexpectedly`) until it is restarted.
+    pub worker: String,
+    /// How often the worker was restarted after a crash.
+    pub worker_restarts: u32,
+    /// Why the worker last crashed (kept after the restart).
+    pub last_worker_error: Option<String>,
+}
+
+impl EnvStatus {
+    /// The worker crashed and is not running again yet.
+    pub fn worker_down(&self) -> bool {
+        !self.worker.is_empty() && self.worker != "running"
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -78,7 +92,20 @@ impl AgentState {
     /// broken YAML must not take all replicas out of the Service, or the webhook carrying the
     /// fix could not reach them.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.not_ready_reason().is_none()
+    }
+
+    /// Why `/readyz` fails: no environment synced yet, or a crashed worker not restarted yet.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if let Ok(status) = self.status.read()
+            && let Some((env, s)) = status.environments.iter().find(|(_, s)| s.worker_down())
+        {
+            return Some(format!("worker for {env} {}", s.worker));
+        }
+        if !self.ready.load(Ordering::Acquire) {
+            return Some("no successful sync yet".into());
+        }
+        None
     }
 
     pub fn snapshot(&self) -> AgentStatus {

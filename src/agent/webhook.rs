@@ -4,6 +4,11 @@
 //! GitHub signs the raw body: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>`.
 //! GitLab sends the shared secret verbatim in `X-Gitlab-Token`. Both are compared in constant
 //! time.
+//!
+//! Every delivery names its event in a header of the same provider as its signature: GitHub
+//! `X-GitHub-Event` (`push` syncs, `ping` is answered without a sync), GitLab `X-Gitlab-Event`
+//! (`Push Hook` and `Tag Push Hook` sync). Any other event, or none, is refused: a signed body
+//! without its event header is not a push.
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -22,6 +27,38 @@ pub enum WebhookError {
     BadSignature,
     #[error("malformed payload: {0}")]
     Malformed(String),
+    #[error("missing event header: expected {header}")]
+    MissingEvent { header: &'static str },
+    #[error("unsupported event {header}: {event:?} (expected {expected})")]
+    UnsupportedEvent {
+        header: &'static str,
+        event: String,
+        expected: &'static str,
+    },
+}
+
+/// Who sent (and signed) a webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    GitHub,
+    GitLab,
+}
+
+impl Provider {
+    /// The header naming the event.
+    pub fn event_header(self) -> &'static str {
+        match self {
+            Provider::GitHub => "X-GitHub-Event",
+            Provider::GitLab => "X-Gitlab-Event",
+        }
+    }
+
+    fn expected_events(self) -> &'static str {
+        match self {
+            Provider::GitHub => "push or ping",
+            Provider::GitLab => "Push Hook or Tag Push Hook",
+        }
+    }
 }
 
 /// What a verified webhook asks for.
@@ -36,14 +73,19 @@ pub enum WebhookAction {
     Ignore(String),
 }
 
-/// Checks `X-Hub-Signature-256` (preferred) or `X-Gitlab-Token` against `secret`.
-pub fn authenticate(headers: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<(), WebhookError> {
+/// Checks `X-Hub-Signature-256` (preferred) or `X-Gitlab-Token` against `secret`; returns
+/// the provider whose credential matched.
+pub fn authenticate(
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: &[u8],
+) -> Result<Provider, WebhookError> {
     if let Some(value) = headers.get("x-hub-signature-256") {
         let value = value.to_str().map_err(|_| WebhookError::BadSignature)?;
-        return verify_github(secret, body, value);
+        return verify_github(secret, body, value).map(|()| Provider::GitHub);
     }
     if let Some(value) = headers.get("x-gitlab-token") {
-        return verify_gitlab(secret, value.as_bytes());
+        return verify_gitlab(secret, value.as_bytes()).map(|()| Provider::GitLab);
     }
     Err(WebhookError::MissingSignature)
 }
@@ -86,26 +128,32 @@ struct PushPayload {
     after: Option<String>,
 }
 
-/// Decides what an authenticated event asks for. `tracked` is the ref the agent follows
-/// (`refs/heads/main`), or `None` when it follows a tag or commit, where any push may move it.
+/// Decides what an event authenticated as `provider` asks for. `tracked` is the ref the agent
+/// follows (`refs/heads/main`), or `None` when it follows a tag or commit, where any push may
+/// move it.
 pub fn classify(
+    provider: Provider,
     headers: &HeaderMap,
     body: &[u8],
     tracked: Option<&str>,
 ) -> Result<WebhookAction, WebhookError> {
+    let header = provider.event_header();
     let event = headers
-        .get("x-github-event")
-        .or_else(|| headers.get("x-gitlab-event"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("push");
-    if event == "ping" {
-        return Ok(WebhookAction::Ignore("ping".into()));
-    }
-    let is_push = matches!(event, "push" | "Push Hook" | "Tag Push Hook");
+        .get(header)
+        .ok_or(WebhookError::MissingEvent { header })?;
+    let event = event.to_str().unwrap_or_default().trim();
+    let is_push = match (provider, event) {
+        // GitHub sends `ping` once when the hook is created: answer it, sync nothing.
+        (Provider::GitHub, "ping") => return Ok(WebhookAction::Ignore("ping".into())),
+        (Provider::GitHub, "push") | (Provider::GitLab, "Push Hook" | "Tag Push Hook") => true,
+        _ => false,
+    };
     if !is_push {
-        return Ok(WebhookAction::Ignore(format!(
-            "event {event:?} is not a push"
-        )));
+        return Err(WebhookError::UnsupportedEvent {
+            header,
+            event: event.chars().take(64).collect(),
+            expected: provider.expected_events(),
+        });
     }
     let payload: PushPayload =
         serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
@@ -180,7 +228,7 @@ mod tests {
         let body = b"{}";
         assert_eq!(
             authenticate(&headers(&[("x-gitlab-token", "tok")]), body, b"tok"),
-            Ok(())
+            Ok(Provider::GitLab)
         );
         assert_eq!(
             authenticate(&headers(&[("x-gitlab-token", "to")]), body, b"tok"),
@@ -197,6 +245,14 @@ mod tests {
         let main = Some("refs/heads/main");
         let push = br#"{"ref":"refs/heads/main","after":"abc"}"#;
         let gh = headers(&[("x-github-event", "push")]);
+        let classify = |h: &HeaderMap, body: &[u8], tracked| {
+            let provider = if h.contains_key("x-gitlab-event") {
+                Provider::GitLab
+            } else {
+                Provider::GitHub
+            };
+            classify(provider, h, body, tracked)
+        };
         assert_eq!(
             classify(&gh, push, main).unwrap(),
             WebhookAction::Sync {
@@ -226,6 +282,49 @@ mod tests {
         assert!(matches!(
             classify(&gh, b"not json", main),
             Err(WebhookError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn only_the_signing_providers_push_event_syncs_and_a_missing_event_is_refused() {
+        let push = br#"{"ref":"refs/heads/main"}"#;
+        let main = Some("refs/heads/main");
+        let err = classify(Provider::GitHub, &HeaderMap::new(), push, main).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing event header: expected X-GitHub-Event"
+        );
+        let issues = headers(&[("x-github-event", "issues")]);
+        assert_eq!(
+            classify(Provider::GitHub, &issues, push, main)
+                .unwrap_err()
+                .to_string(),
+            "unsupported event X-GitHub-Event: \"issues\" (expected push or ping)"
+        );
+        // A GitHub-signed body carrying only GitLab's header is not a GitHub push.
+        let gitlab_header = headers(&[("x-gitlab-event", "Push Hook")]);
+        assert!(matches!(
+            classify(Provider::GitHub, &gitlab_header, push, main),
+            Err(WebhookError::MissingEvent { .. })
+        ));
+        assert!(matches!(
+            classify(Provider::GitLab, &gitlab_header, push, main),
+            Ok(WebhookAction::Sync { .. })
+        ));
+        let tag = headers(&[("x-gitlab-event", "Tag Push Hook")]);
+        assert!(matches!(
+            classify(Provider::GitLab, &tag, br#"{"ref":"refs/tags/v1"}"#, None),
+            Ok(WebhookAction::Sync { .. })
+        ));
+        let mr = headers(&[("x-gitlab-event", "Merge Request Hook")]);
+        assert!(matches!(
+            classify(Provider::GitLab, &mr, push, main),
+            Err(WebhookError::UnsupportedEvent { .. })
+        ));
+        let gl_ping = headers(&[("x-gitlab-event", "ping")]);
+        assert!(matches!(
+            classify(Provider::GitLab, &gl_ping, push, main),
+            Err(WebhookError::UnsupportedEvent { .. })
         ));
     }
 }

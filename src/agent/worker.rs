@@ -32,7 +32,13 @@ pub async fn fetch_loop(
     let mut last_good: Tick = None;
     loop {
         let started = Instant::now();
-        match source.fetch().await {
+        let fetched = source.fetch().await;
+        let repair = source.take_repair();
+        if let Some(repair) = &repair {
+            tracing::warn!(repair = %repair, "source repaired");
+            state.metrics.fetch_failed("cache");
+        }
+        match fetched {
             Ok(snapshot) => {
                 state.metrics.fetched(started.elapsed().as_secs_f64());
                 if last_good.as_ref().map(|s| &s.revision) != Some(&snapshot.revision) {
@@ -41,7 +47,8 @@ pub async fn fetch_loop(
                 state.update(|s| {
                     s.revision = Some(snapshot.revision.clone());
                     s.last_fetch_time = Some(Utc::now());
-                    s.last_fetch_error = None;
+                    // A repaired cache is reported until the next fetch.
+                    s.last_fetch_error = repair;
                 });
                 last_good = Some(Arc::new(snapshot));
             }
@@ -72,6 +79,7 @@ struct EnvMemory {
 }
 
 /// Settings of one environment worker.
+#[derive(Clone)]
 pub struct EnvWorker {
     pub path: PathBuf,
     pub reconciler: Arc<dyn Reconcile>,

@@ -7,13 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use git2::{
-    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, Oid,
-    RemoteCallbacks, Repository,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode,
+    FetchOptions, Oid, RemoteCallbacks, Repository,
 };
 use sha2::{Digest, Sha256};
 use ssh_key::known_hosts::{HostPatterns, KnownHosts, Marker};
@@ -60,6 +61,10 @@ pub struct GitSource {
     last: Mutex<Option<Snapshot>>,
     /// Serialises fetches into the cache repository.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// A fetch has filled the cache once (so a missing cache directory means it was deleted).
+    filled: AtomicBool,
+    /// What the last fetch repaired, until `take_repair`.
+    repair: Mutex<Option<String>>,
 }
 
 impl GitSource {
@@ -83,12 +88,24 @@ impl GitSource {
             verifier,
             last: Mutex::new(None),
             lock: Arc::new(tokio::sync::Mutex::new(())),
+            filled: AtomicBool::new(false),
+            repair: Mutex::new(None),
         })
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> SourceError {
+        SourceError::CorruptCache {
+            path: self.cache.display().to_string(),
+            reason: reason.into(),
+        }
     }
 
     /// Fetches and returns the commit the configured ref points at (blocking).
     pub fn fetch_commit(&self) -> Result<Oid, SourceError> {
-        let repo = open_or_init(&self.cache)?;
+        let repo = open_or_init(&self.cache).map_err(|e| match e {
+            OpenError::Unreadable(e) => self.corrupt(format!("opening: {}", e.message())),
+            OpenError::Source(e) => e,
+        })?;
         if let GitRef::Rev(rev) = &self.config.reference {
             // A full commit id never moves: once we have it, no fetch is needed.
             if let Ok(oid) = Oid::from_str(rev)
@@ -122,7 +139,13 @@ impl GitSource {
         options.prune(git2::FetchPrune::On);
         remote
             .fetch(&refspecs, Some(&mut options), None)
-            .map_err(|e| SourceError::git(format!("fetching {display}"), e))
+            .map_err(|e| {
+                if is_local_damage(&e) {
+                    self.corrupt(format!("fetching {display}: {}", e.message()))
+                } else {
+                    SourceError::git(format!("fetching {display}"), e)
+                }
+            })
     }
 
     fn resolve(&self, repo: &Repository) -> Result<Oid, SourceError> {
@@ -134,23 +157,65 @@ impl GitSource {
             repo: redact_url(&self.config.url),
             rev: rev.clone(),
         };
-        let object = repo.revparse_single(&spec).map_err(|_| not_found())?;
-        let commit = object.peel_to_commit().map_err(|_| not_found())?;
-        Ok(commit.id())
+        let resolved = repo
+            .revparse_single(&spec)
+            .and_then(|object| object.peel_to_commit());
+        match resolved {
+            Ok(commit) => Ok(commit.id()),
+            // The ref is there but what it names cannot be read: missing objects, not a typo.
+            Err(err) => match self.damaged_ref(repo, &spec) {
+                Some(reason) => Err(self.corrupt(format!("{reason} ({})", err.message()))),
+                None => Err(not_found()),
+            },
+        }
+    }
+
+    /// Why a ref the cache holds cannot be followed, if it holds one under `spec`.
+    fn damaged_ref(&self, repo: &Repository, spec: &str) -> Option<String> {
+        let candidates = match &self.config.reference {
+            GitRef::Branch(_) => vec![spec.to_string()],
+            GitRef::Rev(r) => vec![format!("refs/tags/{r}"), format!("refs/remotes/origin/{r}")],
+        };
+        for name in candidates {
+            match repo.find_reference(&name) {
+                Ok(reference) => {
+                    let target = reference
+                        .resolve()
+                        .ok()
+                        .and_then(|r| r.target())
+                        .map(|oid| oid.to_string())
+                        .unwrap_or_default();
+                    return Some(format!("{name} points to a missing object {target}"));
+                }
+                Err(e) if e.code() != ErrorCode::NotFound => {
+                    return Some(format!("{name} is unreadable: {}", e.message()));
+                }
+                Err(_) => {}
+            }
+        }
+        None
     }
 
     /// Reads the snapshot of `commit` (blocking), verifying its signature if configured.
     pub fn snapshot_of(&self, commit: Oid) -> Result<Snapshot, SourceError> {
-        let repo = open_or_init(&self.cache)?;
+        let repo = open_or_init(&self.cache).map_err(|e| match e {
+            OpenError::Unreadable(e) => self.corrupt(format!("opening: {}", e.message())),
+            OpenError::Source(e) => e,
+        })?;
         if let Some(verifier) = &self.verifier {
             let key = verifier.verify_commit(&repo, commit)?;
             tracing::debug!(commit = %commit, key = %key, "commit signature verified");
         }
         let mut envs: BTreeMap<PathBuf, Result<Arc<FileMap>, String>> = BTreeMap::new();
         for path in &self.paths {
-            let files = read_tree(&repo, commit, path)
-                .map(Arc::new)
-                .map_err(|e| e.to_string());
+            let files = match read_tree(&repo, commit, path) {
+                Ok(files) => Ok(Arc::new(files)),
+                // A commit, tree or blob the fetched commit needs is not in the cache.
+                Err(SourceError::Git { context, message }) => {
+                    return Err(self.corrupt(format!("{context}: {message}")));
+                }
+                Err(e) => Err(e.to_string()),
+            };
             envs.insert(path.clone(), files);
         }
         Ok(Snapshot {
@@ -159,8 +224,38 @@ impl GitSource {
         })
     }
 
+    /// Fetches; a cache found deleted or unusable is removed, re-cloned from the remote in
+    /// the same call and reported through `take_repair`.
     fn fetch_blocking(&self) -> Result<Snapshot, SourceError> {
+        let cache = self.cache.display().to_string();
+        if self.filled.load(Ordering::Acquire) && !self.cache.exists() {
+            tracing::warn!(cache = %cache, "git cache disappeared, cloning again from the remote");
+            self.note_repair(format!(
+                "git cache {cache} disappeared; cloned again from the remote"
+            ));
+        }
+        let damage = match self.fetch_snapshot() {
+            Err(err @ SourceError::CorruptCache { .. }) => err,
+            other => return other,
+        };
+        tracing::warn!(error = %damage, "rebuilding the git cache from the remote");
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
+        std::fs::remove_dir_all(&self.cache).map_err(|e| SourceError::io(&self.cache, e))?;
+        self.note_repair(format!("{damage}; rebuilt from the remote"));
+        self.fetch_snapshot()
+    }
+
+    fn note_repair(&self, message: String) {
+        if let Ok(mut repair) = self.repair.lock() {
+            *repair = Some(message);
+        }
+    }
+
+    fn fetch_snapshot(&self) -> Result<Snapshot, SourceError> {
         let commit = self.fetch_commit()?;
+        self.filled.store(true, Ordering::Release);
         if let Ok(last) = self.last.lock()
             && let Some(snapshot) = last.as_ref()
             && snapshot.revision == commit.to_string()
@@ -192,18 +287,46 @@ impl Source for Arc<GitSource> {
             .await
             .map_err(|e| SourceError::Config(format!("fetch task failed: {e}")))?
     }
+
+    fn take_repair(&self) -> Option<String> {
+        self.repair.lock().ok().and_then(|mut r| r.take())
+    }
 }
 
-fn open_or_init(path: &Path) -> Result<Repository, SourceError> {
+enum OpenError {
+    /// The cache exists but is not a readable repository.
+    Unreadable(git2::Error),
+    Source(SourceError),
+}
+
+fn open_or_init(path: &Path) -> Result<Repository, OpenError> {
     if path.exists() {
-        return Repository::open_bare(path)
-            .map_err(|e| SourceError::git(format!("opening cache {}", path.display()), e));
+        return Repository::open_bare(path).map_err(OpenError::Unreadable);
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| SourceError::io(parent, e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| OpenError::Source(SourceError::io(parent, e)))?;
     }
-    Repository::init_bare(path)
-        .map_err(|e| SourceError::git(format!("creating cache {}", path.display()), e))
+    Repository::init_bare(path).map_err(|e| {
+        OpenError::Source(SourceError::git(
+            format!("creating cache {}", path.display()),
+            e,
+        ))
+    })
+}
+
+/// Errors that come from the cache's own objects or refs, not from the network or the remote.
+fn is_local_damage(err: &git2::Error) -> bool {
+    matches!(
+        err.class(),
+        ErrorClass::Odb
+            | ErrorClass::Object
+            | ErrorClass::Zlib
+            | ErrorClass::Reference
+            | ErrorClass::Repository
+            | ErrorClass::Index
+            | ErrorClass::Tree
+    )
 }
 
 /// A token travels only over https, or over plain http to this machine (a local mirror, tests).

@@ -54,6 +54,9 @@ pub enum SourceError {
     Unverified { commit: String, reason: String },
     #[error("invalid source configuration: {0}")]
     Config(String),
+    /// The local cache repository is unreadable (corrupt or missing objects, broken refs).
+    #[error("git cache {path} is unusable: {reason}")]
+    CorruptCache { path: String, reason: String },
 }
 
 impl SourceError {
@@ -65,6 +68,7 @@ impl SourceError {
             SourceError::Io { .. } | SourceError::TooLarge { .. } => "read",
             SourceError::Unverified { .. } => "verify",
             SourceError::Config(_) => "config",
+            SourceError::CorruptCache { .. } => "cache",
         }
     }
 
@@ -91,6 +95,11 @@ pub trait Source: Send + Sync {
     /// For logs and `/status`: the repository (without credentials) and the ref it follows.
     fn describe(&self) -> String;
     async fn fetch(&self) -> Result<Snapshot, SourceError>;
+    /// What the last `fetch` had to repair to succeed (a Git cache rebuilt from the remote),
+    /// reported once; `None` when nothing was wrong.
+    fn take_repair(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A secret string (token, webhook secret). Its `Debug` and `Display` never show the value.

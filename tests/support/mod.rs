@@ -4,6 +4,7 @@
 
 pub mod git_http;
 pub mod openpgp;
+pub mod recorder;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -204,6 +205,7 @@ pub fn agent_config(
         lease: None,
         verify_keys: vec![],
         arm_endpoint: Some(sandbox.base_url()),
+        http: Default::default(),
     }
 }
 

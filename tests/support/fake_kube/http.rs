@@ -164,6 +164,18 @@ pub async fn handle(
         Ok(b) => b,
         Err(f) => return fail(f),
     };
+    if matches!(&target, Target::Collection { kind, .. } | Target::Object { kind, .. } if kind.plural == "leases")
+        && matches!(method, Method::POST | Method::PUT)
+    {
+        let holder = body
+            .pointer("/spec/holderIdentity")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let delay = shared.lease_delays.lock().unwrap().get(holder).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
     let manager = param(&q, "fieldManager").unwrap_or("unknown").to_string();
     let result = match (&method, target) {
         (

@@ -35,6 +35,9 @@ pub struct Shared {
     proxied: Mutex<Vec<(String, String, Value)>>,
     invalid: Mutex<Vec<String>>,
     mbb: Mutex<Vec<String>>,
+    /// Lease writes (POST/PUT) whose `spec.holderIdentity` is a key wait this long before the
+    /// server handles them: a slow API server, as one replica sees it.
+    lease_delays: Mutex<BTreeMap<String, Duration>>,
 }
 
 impl Shared {
@@ -131,6 +134,7 @@ impl FakeKube {
             proxied: Mutex::new(Vec::new()),
             invalid: Mutex::new(Vec::new()),
             mbb: Mutex::new(Vec::new()),
+            lease_delays: Mutex::new(BTreeMap::new()),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -253,6 +257,18 @@ impl FakeKube {
 
     pub fn mbb_violations(&self) -> Vec<String> {
         self.shared.mbb.lock().unwrap().clone()
+    }
+
+    /// From now on, Lease writes by `holder` are answered only after `delay` (the write is
+    /// applied then, if the client still waits; a client that gave up closes the connection and
+    /// the write is dropped). `Duration::ZERO` makes them fast again.
+    pub fn delay_lease_writes(&self, holder: &str, delay: Duration) {
+        let mut delays = self.shared.lease_delays.lock().unwrap();
+        if delay.is_zero() {
+            delays.remove(holder);
+        } else {
+            delays.insert(holder.to_string(), delay);
+        }
     }
 
     /// Drops the watch history: older resourceVersions now get 410 Expired.

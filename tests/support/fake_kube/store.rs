@@ -36,7 +36,7 @@ impl Kind {
     }
 }
 
-pub const KINDS: [Kind; 5] = [
+pub const KINDS: [Kind; 6] = [
     Kind {
         plural: "deployments",
         group: "apps",
@@ -66,6 +66,13 @@ pub const KINDS: [Kind; 5] = [
         group: "gateway.networking.k8s.io",
         version: "v1",
         kind: "HTTPRoute",
+    },
+    // Leader election (k8s reference: coordination.k8s.io/v1 Lease).
+    Kind {
+        plural: "leases",
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
     },
 ];
 
