@@ -1,6 +1,6 @@
 //! One trait for every platform. The planner never sees a backend; the executor (`apply`) and the
-//! CLI do. Backends: `azureml` (ARM REST), `kubernetes` (kube-rs), `memory` (tests, and the
-//! `state_file` target).
+//! CLI do. Backends: `azureml` (ARM REST), `kubernetes` (kube-rs), `memory` (tests), `state_file`
+//! (the in-memory backend persisted to a file).
 
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use crate::plan::Step;
 pub mod azureml;
 pub mod kubernetes;
 pub mod memory;
+pub mod state_file;
 
 /// What a backend reports about one executed step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,7 +79,7 @@ pub async fn connect(
 ) -> anyhow::Result<Box<dyn Backend>> {
     match &env.target {
         Target::StateFile { path } => {
-            Ok(Box::new(memory::StateFileBackend::new(env_dir.join(path))))
+            Ok(Box::new(state_file::StateFileBackend::open(env_dir, path)?))
         }
         Target::AzureMl(target) => {
             let mut config = azureml::AzureMlConfig::try_from_env()?;
