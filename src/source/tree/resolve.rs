@@ -42,7 +42,7 @@ pub(super) fn resolve<I: Input>(
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
     let mut pending: VecDeque<String> = VecDeque::new();
-    queue(&target, &mut pending).map_err(|f| fail(f))?;
+    queue(&target, &mut pending).map_err(&fail)?;
     let mut hops = 1;
     while let Some(part) = pending.pop_front() {
         match part.as_str() {
@@ -70,7 +70,7 @@ pub(super) fn resolve<I: Input>(
                         }
                         let next = read_link(input, &rel, &entry.handle, size)?;
                         stack.pop();
-                        queue(&next, &mut pending).map_err(|f| fail(f))?;
+                        queue(&next, &mut pending).map_err(&fail)?;
                     }
                     Kind::Dir => {}
                     Kind::File { .. } | Kind::Other => {
