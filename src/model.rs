@@ -208,11 +208,15 @@ pub struct DeploymentSettings {
 }
 
 /// A pre-traffic test: a request sent straight to one deployment before it takes traffic.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The body is kept for the executor but never rendered or serialised (a request may hold
+/// customer data or keys): plans show the file, its size and a digest. See docs/plan-json.md.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct TestSpec {
     /// Where the request came from (shown in plans), relative to the environment directory.
     pub request_file: String,
     /// The request body, read at load time.
+    #[serde(default)]
     pub request_body: String,
     /// Expected HTTP status; any 2xx when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,6 +224,61 @@ pub struct TestSpec {
     /// A substring the response body must contain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_body_contains: Option<String>,
+}
+
+impl TestSpec {
+    /// The body's SHA-256, lowercase hex.
+    pub fn request_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.request_body.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// `sample-request.json (61 B, sha256:3f2a9c0d1e2f…)`: what plans show instead of the body.
+    pub fn request_summary(&self) -> String {
+        let digest = self.request_sha256();
+        format!(
+            "{} ({} B, sha256:{}…)",
+            self.request_file,
+            self.request_body.len(),
+            &digest[..12]
+        )
+    }
+}
+
+/// Serialised as `request_file`, `request_bytes`, `request_sha256` and the expectations,
+/// never the body.
+impl Serialize for TestSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fields = 3
+            + usize::from(self.expect_status.is_some())
+            + usize::from(self.expect_body_contains.is_some());
+        let mut out = serializer.serialize_struct("TestSpec", fields)?;
+        out.serialize_field("request_file", &self.request_file)?;
+        out.serialize_field("request_bytes", &self.request_body.len())?;
+        out.serialize_field("request_sha256", &self.request_sha256())?;
+        if let Some(status) = self.expect_status {
+            out.serialize_field("expect_status", &status)?;
+        }
+        if let Some(contains) = &self.expect_body_contains {
+            out.serialize_field("expect_body_contains", contains)?;
+        }
+        out.end()
+    }
+}
+
+/// Like the plan output: the body shows as its size and digest, even in debug logs.
+impl fmt::Debug for TestSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestSpec")
+            .field("request", &self.request_summary())
+            .field("expect_status", &self.expect_status)
+            .field("expect_body_contains", &self.expect_body_contains)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

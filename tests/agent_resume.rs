@@ -11,7 +11,7 @@ use flightdeck::backend::memory::MemoryBackend;
 use flightdeck::backend::{Backend, BackendError, StepOutcome};
 use flightdeck::model::LiveState;
 use flightdeck::plan::Step;
-use flightdeck::source::FileMap;
+use flightdeck::source::{EnvTree, FileMap};
 use tokio_util::sync::CancellationToken;
 
 /// Shares one in-memory platform; cancels `stop` after `stop_after` executed steps.
@@ -53,7 +53,7 @@ fn connector(live: Arc<MemoryBackend>, stop: Option<(usize, CancellationToken)>)
     })
 }
 
-fn files() -> Arc<FileMap> {
+fn files() -> Arc<EnvTree> {
     let mut files = FileMap::new();
     let mut add = |name: &str, content: &str| {
         files.insert(
@@ -69,7 +69,7 @@ fn files() -> Arc<FileMap> {
         "scoring.yml",
         "name: scoring\nauth_mode: key\ntraffic:\n  blue: 100\ndeployments:\n  - name: blue\n    model: azureml:m:1\n    instance_type: Standard_DS3_v2\n    instance_count: 2\n",
     );
-    Arc::new(files)
+    Arc::new(EnvTree::from(files))
 }
 
 fn job(cancel: CancellationToken) -> Job {

@@ -289,7 +289,10 @@ fn files_over_1_mib_are_refused() {
     );
     assert_eq!(
         problems(&[("environment.yaml", STATE_FILE_ENV), ("endpoint.yml", &big)]),
-        ["endpoint.yml: file is larger than 1 MiB"]
+        [format!(
+            "endpoint.yml: file is larger than the 1 MiB limit ({} bytes)",
+            big.len()
+        )]
     );
 }
 

@@ -15,7 +15,7 @@ use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::backend::{self, Backend, ConnectOptions};
 use crate::model::{DriftMode, Environment};
 use crate::plan::{self, PlanOptions};
-use crate::spec::{self, MemFiles};
+use crate::spec;
 
 /// Opens a backend for an environment; `env_dir` anchors relative paths (`state_file`).
 pub type Connector = Arc<
@@ -83,8 +83,7 @@ impl Pipeline {
 #[async_trait]
 impl Reconcile for Pipeline {
     async fn reconcile(&self, job: Job) -> Result<Outcome, ReconcileError> {
-        let files = MemFiles(job.files.as_ref().clone());
-        let desired = spec::load_environment_from(&files, &job.path).map_err(|diagnostics| {
+        let desired = spec::load_tree(&job.files, &job.path).map_err(|diagnostics| {
             ReconcileError::Invalid(diagnostics.to_string().trim_end().to_string())
         })?;
         let backend = self.backend(&job.path, &desired.environment).await?;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::plan::Step;
-use crate::source::FileMap;
+use crate::source::EnvTree;
 
 /// One reconcile of one environment at one revision.
 #[derive(Clone, Debug)]
@@ -17,7 +17,8 @@ pub struct Job {
     /// The environment path (`environments/prod`), also its name in status and metrics.
     pub path: PathBuf,
     pub revision: String,
-    pub files: Arc<FileMap>,
+    /// The environment's files as read by `source::tree`, with the entries it refused.
+    pub files: Arc<EnvTree>,
     /// The revision differs from the last one fully applied to this environment. With
     /// `drift.mode: report`, an unchanged revision only reports drift.
     pub revision_changed: bool,

@@ -3,7 +3,6 @@
 //! Used by the property tests and, persisted to a file, by the `state_file` target.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -264,66 +263,5 @@ impl Backend for MemoryBackend {
         let failing = self.failing_tests.lock().expect("tests lock").clone();
         let mut state = self.state.lock().expect("state lock");
         apply_step(&mut state, step, &failing)
-    }
-}
-
-/// The in-memory backend persisted to a JSON snapshot file after every step (`state_file`
-/// target): a local stand-in for a platform, for trying plan and apply offline.
-#[derive(Debug)]
-pub struct StateFileBackend {
-    path: PathBuf,
-    lock: tokio::sync::Mutex<()>,
-}
-
-impl StateFileBackend {
-    pub fn new(path: PathBuf) -> Self {
-        StateFileBackend {
-            path,
-            lock: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn load(&self) -> Result<LiveState, BackendError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                BackendError::Transport(format!("{}: invalid state file: {e}", self.path.display()))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LiveState::default()),
-            Err(e) => Err(BackendError::Transport(format!(
-                "{}: {e}",
-                self.path.display()
-            ))),
-        }
-    }
-
-    fn save(&self, state: &LiveState) -> Result<(), BackendError> {
-        let io =
-            |e: std::io::Error| BackendError::Transport(format!("{}: {e}", self.path.display()));
-        let json = serde_json::to_vec_pretty(state).map_err(|e| BackendError::Other(e.into()))?;
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, json).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
-    }
-}
-
-#[async_trait]
-impl Backend for StateFileBackend {
-    fn name(&self) -> &'static str {
-        "state_file"
-    }
-
-    async fn read_live(&self) -> Result<LiveState, BackendError> {
-        let _guard = self.lock.lock().await;
-        self.load()
-    }
-
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
-        let _guard = self.lock.lock().await;
-        let mut state = self.load()?;
-        let outcome = apply_step(&mut state, step, &BTreeSet::new())?;
-        if step.action.is_write() {
-            self.save(&state)?;
-        }
-        Ok(outcome)
     }
 }

@@ -1,6 +1,6 @@
 //! One trait for every platform. The planner never sees a backend; the executor (`apply`) and the
-//! CLI do. Backends: `azureml` (ARM REST), `kubernetes` (kube-rs), `memory` (tests, and the
-//! `state_file` target).
+//! CLI do. Backends: `azureml` (ARM REST), `kubernetes` (kube-rs), `memory` (tests), `state_file`
+//! (the in-memory backend persisted to a file).
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use crate::plan::Step;
 pub mod azureml;
 pub mod kubernetes;
 pub mod memory;
+pub mod state_file;
 pub mod state_lock;
 
 /// What a backend reports about one executed step.
@@ -120,7 +121,7 @@ pub async fn connect(
 ) -> anyhow::Result<Box<dyn Backend>> {
     match &env.target {
         Target::StateFile { path } => {
-            Ok(Box::new(memory::StateFileBackend::new(env_dir.join(path))))
+            Ok(Box::new(state_file::StateFileBackend::open(env_dir, path)?))
         }
         Target::AzureMl(target) => {
             let mut config = azureml::AzureMlConfig::try_from_env()?;

@@ -1,7 +1,7 @@
 //! Where `plan`, `diff` and `export` get live state: a backend, a snapshot file, or the same
 //! environment at another Git revision.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::LiveArgs;
 use crate::backend::{self, ConnectOptions};
 use crate::model::{DesiredState, LiveState};
-use crate::spec::{self, MemFiles};
+use crate::source;
+use crate::spec;
 
 /// The file `flightdeck export` writes and `--live` reads.
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,29 +69,11 @@ pub fn desired_at_rev(env_dir: &Path, rev: &str) -> anyhow::Result<Option<Desire
             Err(e) => return Err(e.into()),
         }
     };
-    let mut files = MemFiles::default();
-    let mut failure: Option<git2::Error> = None;
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        if entry.kind() != Some(git2::ObjectType::Blob) {
-            return git2::TreeWalkResult::Ok;
-        }
-        let name = entry.name().unwrap_or_default();
-        match repo.find_blob(entry.id()) {
-            Ok(blob) => {
-                let path: PathBuf = env_dir.join(dir).join(name);
-                files.0.insert(path, blob.content().to_vec());
-                git2::TreeWalkResult::Ok
-            }
-            Err(e) => {
-                failure = Some(e);
-                git2::TreeWalkResult::Abort
-            }
-        }
-    })?;
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
-    let desired = spec::load_environment_from(&files, env_dir)
+    // The same reader as the working tree and the agent: symlinks, hidden entries and limits
+    // follow one policy, and sizes are checked from object headers before any blob is read.
+    let files = source::tree::read_git_tree(&repo, &tree, env_dir)
+        .map_err(|e| anyhow!("the environment at {rev} is refused: {e}"))?;
+    let desired = spec::load_tree(&files, env_dir)
         .map_err(|d| anyhow!("the environment at {rev} is invalid:\n{d}"))?;
     Ok(Some(desired))
 }

@@ -328,7 +328,7 @@ impl<'a> EndpointPlanner<'a> {
                     },
                     format!(
                         "test {name} with {} before it takes traffic",
-                        test.request_file
+                        test.request_summary()
                     ),
                 );
             }

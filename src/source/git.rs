@@ -19,9 +19,9 @@ use git2::{
 use sha2::{Digest, Sha256};
 use ssh_key::known_hosts::{HostPatterns, KnownHosts, Marker};
 
-use super::tree::{normalize, read_tree};
+use super::tree::{EnvTree, normalize, read_tree};
 use super::verify::Verifier;
-use super::{FileMap, Secret, Snapshot, Source, SourceError, redact_url};
+use super::{Secret, Snapshot, Source, SourceError, redact_url};
 
 /// What to follow in the repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,7 +206,7 @@ impl GitSource {
             let key = verifier.verify_commit(&repo, commit)?;
             tracing::debug!(commit = %commit, key = %key, "commit signature verified");
         }
-        let mut envs: BTreeMap<PathBuf, Result<Arc<FileMap>, String>> = BTreeMap::new();
+        let mut envs: BTreeMap<PathBuf, Result<Arc<EnvTree>, String>> = BTreeMap::new();
         for path in &self.paths {
             let files = match read_tree(&repo, commit, path) {
                 Ok(files) => Ok(Arc::new(files)),

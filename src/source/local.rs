@@ -12,8 +12,8 @@ use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc};
 
-use super::tree::normalize;
-use super::{FileMap, MAX_FILE_BYTES, Snapshot, Source, SourceError};
+use super::tree::{self, EnvTree, normalize};
+use super::{Snapshot, Source, SourceError};
 
 pub struct LocalSource {
     root: PathBuf,
@@ -47,6 +47,11 @@ impl LocalSource {
                     hasher.update((content.len() as u64).to_le_bytes());
                     hasher.update(content);
                 }
+                // A link that starts or stops resolving changes the revision too.
+                for problem in &files.problems {
+                    hasher.update(problem.to_string().as_bytes());
+                    hasher.update([0]);
+                }
             }
             envs.insert(path.clone(), files.map(Arc::new).map_err(|e| e.to_string()));
         }
@@ -73,9 +78,8 @@ impl Source for Arc<LocalSource> {
     }
 }
 
-/// Every regular file under `root/rel`, keyed by its path relative to `root`. Hidden entries
-/// (`.git`, editor swap files) are skipped.
-pub fn read_dir_files(root: &Path, rel: &Path) -> Result<FileMap, SourceError> {
+/// The environment `root/rel` through the one tree reader, keyed by paths relative to `root`.
+pub fn read_dir_files(root: &Path, rel: &Path) -> Result<EnvTree, SourceError> {
     let dir = root.join(rel);
     if !dir.is_dir() {
         return Err(SourceError::PathNotFound {
@@ -83,38 +87,7 @@ pub fn read_dir_files(root: &Path, rel: &Path) -> Result<FileMap, SourceError> {
             revision: "working directory".into(),
         });
     }
-    let mut files = FileMap::new();
-    let mut stack = vec![rel.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let full = root.join(&current);
-        let entries = std::fs::read_dir(&full).map_err(|e| SourceError::io(&full, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| SourceError::io(&full, e))?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let relative = current.join(&name);
-            let kind = entry
-                .file_type()
-                .map_err(|e| SourceError::io(&relative, e))?;
-            if kind.is_dir() {
-                stack.push(relative);
-            } else if kind.is_file() {
-                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                if len > MAX_FILE_BYTES as u64 {
-                    return Err(SourceError::TooLarge {
-                        path: relative.display().to_string(),
-                        limit: MAX_FILE_BYTES,
-                    });
-                }
-                let content = std::fs::read(root.join(&relative))
-                    .map_err(|e| SourceError::io(&relative, e))?;
-                files.insert(relative, content);
-            }
-        }
-    }
-    Ok(files)
+    Ok(tree::read_dir(&dir, rel)?)
 }
 
 /// Keeps a directory watch alive; dropping it stops watching.

@@ -11,20 +11,17 @@ use async_trait::async_trait;
 
 pub mod git;
 pub mod local;
-mod tree;
+pub mod tree;
 pub mod verify;
 
 pub use git::{GitAuth, GitConfig, GitRef, GitSource};
 pub use local::{LocalSource, watch_dir};
 pub(crate) use tree::normalize as normalize_path;
-pub use tree::read_tree;
+pub use tree::{EnvTree, read_tree};
 
 /// Files of one environment, keyed by their path relative to the repository root
 /// (`environments/prod/scoring.yaml`).
 pub type FileMap = BTreeMap<PathBuf, Vec<u8>>;
-
-/// Largest single file read from a tree or a directory: desired state is small YAML and JSON.
-pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
 
 /// One revision of the desired state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +30,7 @@ pub struct Snapshot {
     pub revision: String,
     /// Files per configured environment path. A path that is missing in this revision is an
     /// error for that environment only.
-    pub envs: BTreeMap<PathBuf, Result<Arc<FileMap>, String>>,
+    pub envs: BTreeMap<PathBuf, Result<Arc<EnvTree>, String>>,
 }
 
 /// Errors from fetching or reading a source. Messages never contain credentials: URLs are
@@ -48,8 +45,10 @@ pub enum SourceError {
     PathNotFound { path: String, revision: String },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
-    #[error("{path}: file is larger than {limit} bytes")]
-    TooLarge { path: String, limit: usize },
+    /// The environment tree was refused as a whole (too many files or bytes); the message names
+    /// the environment directory and the limit.
+    #[error("{0}")]
+    Tree(String),
     #[error("commit {commit}: {reason}")]
     Unverified { commit: String, reason: String },
     #[error("invalid source configuration: {0}")]
@@ -65,7 +64,7 @@ impl SourceError {
         match self {
             SourceError::Git { .. } | SourceError::RevisionNotFound { .. } => "fetch",
             SourceError::PathNotFound { .. } => "path",
-            SourceError::Io { .. } | SourceError::TooLarge { .. } => "read",
+            SourceError::Io { .. } | SourceError::Tree(_) => "read",
             SourceError::Unverified { .. } => "verify",
             SourceError::Config(_) => "config",
             SourceError::CorruptCache { .. } => "cache",

@@ -1,49 +1,24 @@
-//! Where environment files come from: the real filesystem or an in-memory tree (a Git revision).
+//! Where the loader reads file content: an environment tree already read into memory
+//! ([`EnvTree`], from `source::tree`), an in-memory map, or, for files named one by one on the
+//! command line (`validate endpoint.yml blue.yml`), the real filesystem.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-/// Largest file the loader reads (YAML and request bodies).
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
-/// Most files an environment directory may hold.
-pub const MAX_FILES: usize = 20_000;
+use crate::source::tree::{self, EnvTree, MAX_FILE_BYTES};
 
 /// A read-only file tree.
 pub trait Files: Send + Sync {
-    /// All files below `dir`, recursively (order does not matter; the loader sorts).
-    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
 }
 
-/// The real filesystem. Hidden entries (`.git`, `.live.json`) are listed too; the loader decides
-/// what to skip. Listing stops after [`MAX_FILES`] + 1 entries, so a huge tree is refused
-/// without walking it all, and reads refuse files over [`MAX_FILE_BYTES`].
+/// The real filesystem, for files named explicitly (never for an environment directory, which
+/// is read through `source::tree`). Reads refuse files over [`MAX_FILE_BYTES`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DiskFiles;
 
 impl Files for DiskFiles {
-    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
-        let mut out = Vec::new();
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(current) = pending.pop() {
-            for entry in std::fs::read_dir(&current)? {
-                let path = entry?.path();
-                // Follows symlinks; a symlink loop ends at the file limit.
-                let meta = std::fs::metadata(&path)?;
-                if meta.is_dir() {
-                    pending.push(path);
-                } else {
-                    out.push(path);
-                }
-                if out.len() + pending.len() > MAX_FILES {
-                    return Ok(out);
-                }
-            }
-        }
-        Ok(out)
-    }
-
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         let file = std::fs::File::open(path)?;
         let mut bytes = Vec::new();
@@ -56,31 +31,45 @@ impl Files for DiskFiles {
 }
 
 pub(crate) fn too_large() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "file is larger than 1 MiB")
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("file is larger than {}", tree::bytes(MAX_FILE_BYTES)),
+    )
+}
+
+fn not_found() -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, "file not found")
+}
+
+impl Files for EnvTree {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.files.get(path).cloned().ok_or_else(not_found)
+    }
 }
 
 /// Files held in memory, keyed by path (for example a Git tree at some revision).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemFiles(pub BTreeMap<PathBuf, Vec<u8>>);
 
-impl Files for MemFiles {
-    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
-        let dir = normalize(dir);
-        let found: Vec<PathBuf> = self
+impl MemFiles {
+    /// The files below `dir`, hidden ones left out (the tree reader's rule), keyed as
+    /// `dir.join(relative path)` the way the tree reader keys them.
+    pub fn environment(&self, dir: &Path) -> EnvTree {
+        let top = normalize(dir);
+        let files: crate::source::FileMap = self
             .0
-            .keys()
-            .filter(|p| normalize(p).starts_with(&dir) && normalize(p) != dir)
-            .cloned()
+            .iter()
+            .filter_map(|(path, content)| {
+                let rel = normalize(path).strip_prefix(&top).ok()?.to_path_buf();
+                let keep = !rel.as_os_str().is_empty() && !tree::is_hidden(&rel);
+                keep.then(|| (dir.join(rel), content.clone()))
+            })
             .collect();
-        if found.is_empty() && !dir.as_os_str().is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no files below {}", dir.display()),
-            ));
-        }
-        Ok(found)
+        EnvTree::from(files)
     }
+}
 
+impl Files for MemFiles {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         let wanted = normalize(path);
         self.0
@@ -92,7 +81,7 @@ impl Files for MemFiles {
                     .map(|(_, v)| v)
             })
             .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file not found"))
+            .ok_or_else(not_found)
     }
 }
 
@@ -134,18 +123,26 @@ mod tests {
     }
 
     #[test]
-    fn mem_files_list_only_below_the_directory() {
+    fn mem_files_give_only_the_visible_files_below_the_directory() {
         let files = MemFiles(
             [
                 (PathBuf::from("environments/a/environment.yaml"), vec![]),
                 (PathBuf::from("environments/a/sub/x.yml"), vec![]),
+                (PathBuf::from("environments/a/.git/config"), vec![]),
                 (PathBuf::from("environments/ab/environment.yaml"), vec![]),
             ]
             .into(),
         );
-        let listed = files.list(Path::new("./environments/a")).unwrap();
-        assert_eq!(listed.len(), 2);
+        let tree = files.environment(Path::new("./environments/a"));
+        let keys: Vec<_> = tree.keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                PathBuf::from("./environments/a/environment.yaml"),
+                PathBuf::from("./environments/a/sub/x.yml")
+            ]
+        );
         assert!(files.read(Path::new("environments/a/./sub/x.yml")).is_ok());
-        assert!(files.list(Path::new("environments/zz")).is_err());
+        assert!(files.environment(Path::new("environments/zz")).is_empty());
     }
 }

@@ -5,13 +5,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::diagnostics::{Diagnostic, Diagnostics, Sink};
-use super::files::{Files, MAX_FILE_BYTES, MAX_FILES, normalize};
+use super::files::{DiskFiles, Files, normalize};
+use super::paths::inside_environment;
 use super::raw::{RawEndpoint, RawFile, endpoint_or_deployment};
 use super::raw_deployment::RawDeployment;
 use super::raw_environment::{RawTest, environment as raw_environment};
 use super::validate::{self, name_problem, test_key_problem};
 use super::yaml::{self, Node, Pos};
 use crate::model::{DesiredState, Endpoint, Environment, TestSpec};
+use crate::source::tree::{self, EnvTree, MAX_FILE_BYTES};
 
 const ENVIRONMENT_FILES: &[&str] = &["environment.yaml", "environment.yml"];
 
@@ -26,16 +28,6 @@ fn is_environment_file(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| ENVIRONMENT_FILES.contains(&n))
-}
-
-/// Hidden files and directories (`.git/`, `.live.yaml`) are not part of the environment.
-fn is_hidden(dir: &Path, path: &Path) -> bool {
-    let below = path.strip_prefix(dir).unwrap_or(path);
-    below.components().any(|c| {
-        c.as_os_str()
-            .to_str()
-            .is_some_and(|s| s.starts_with('.') && s != "." && s != "..")
-    })
 }
 
 /// Reads and parses one YAML file; problems go to `out`.
@@ -60,7 +52,7 @@ fn read_text(files: &dyn Files, path: &Path) -> Result<String, String> {
         _ => format!("cannot read file: {e}"),
     })?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err("file is larger than 1 MiB".to_string());
+        return Err(super::files::too_large().to_string());
     }
     String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_string())
 }
@@ -87,39 +79,42 @@ fn parse_endpoint_files(
     (endpoints, deployments)
 }
 
-pub(crate) fn environment(files: &dyn Files, dir: &Path) -> Result<DesiredState, Diagnostics> {
+/// Reads the environment directory `dir` from disk through the tree reader; a refused tree
+/// (too many files or bytes) becomes a diagnostic on the directory.
+fn read_disk(dir: &Path, out: &mut Vec<Diagnostic>) -> Option<EnvTree> {
+    tree::read_dir(dir, dir)
+        .map_err(|e| out.push(Diagnostic::new(e.dir(), Pos::FILE, e.message())))
+        .ok()
+}
+
+pub(crate) fn disk_environment(dir: &Path) -> Result<DesiredState, Diagnostics> {
     let mut out = Vec::new();
-    let state = environment_into(files, dir, &mut out);
+    let state = read_disk(dir, &mut out).and_then(|tree| environment_into(&tree, dir, &mut out));
     match state {
         Some(state) if out.is_empty() => Ok(state),
         _ => Err(Diagnostics::from_unsorted(out)),
     }
 }
 
-fn environment_into(
-    files: &dyn Files,
-    dir: &Path,
-    out: &mut Vec<Diagnostic>,
-) -> Option<DesiredState> {
-    let mut listed = match files.list(dir) {
-        Ok(listed) => listed,
-        Err(e) => {
-            let message = format!("cannot list the environment directory: {e}");
-            out.push(Diagnostic::new(dir, Pos::FILE, message));
-            return None;
-        }
-    };
-    if listed.len() > MAX_FILES {
-        let message = format!("the environment directory holds more than {MAX_FILES} files");
-        out.push(Diagnostic::new(dir, Pos::FILE, message));
-        return None;
+pub(crate) fn environment(tree: &EnvTree, dir: &Path) -> Result<DesiredState, Diagnostics> {
+    let mut out = Vec::new();
+    let state = environment_into(tree, dir, &mut out);
+    match state {
+        Some(state) if out.is_empty() => Ok(state),
+        _ => Err(Diagnostics::from_unsorted(out)),
     }
-    // Sorted, so results never depend on directory order.
-    listed.sort();
-    let yaml_files: Vec<PathBuf> = listed
-        .into_iter()
-        .filter(|p| is_yaml(p) && !is_hidden(dir, p))
-        .collect();
+}
+
+/// Loads the environment `dir` from `tree` (already read, hidden entries left out); every
+/// entry the tree reader refused is reported with its path.
+fn environment_into(tree: &EnvTree, dir: &Path, out: &mut Vec<Diagnostic>) -> Option<DesiredState> {
+    for problem in &tree.problems {
+        let message = problem.problem.to_string();
+        out.push(Diagnostic::new(&problem.path, Pos::FILE, message));
+    }
+    let files: &dyn Files = tree;
+    // Sorted (a BTreeMap), so results never depend on directory order.
+    let yaml_files: Vec<PathBuf> = tree.keys().filter(|p| is_yaml(p)).cloned().collect();
     let top = normalize(dir);
     let (env_files, others): (Vec<PathBuf>, Vec<PathBuf>) =
         yaml_files.into_iter().partition(|p| is_environment_file(p));
@@ -166,7 +161,7 @@ fn environment_into(
         out.push(Diagnostic::new(&raw_env.path, n.pos, problem));
     }
     attach_tests(
-        files,
+        tree,
         dir,
         &raw_env.path,
         &raw_env.tests,
@@ -186,10 +181,10 @@ fn environment_into(
     })
 }
 
-/// Reads each test's request file and gives every deployment its test: a `endpoint/deployment`
-/// key beats an `endpoint` key, which beats `*`.
+/// Reads each test's request file from the tree (never from disk) and gives every deployment
+/// its test: a `endpoint/deployment` key beats an `endpoint` key, which beats `*`.
 fn attach_tests(
-    files: &dyn Files,
+    tree: &EnvTree,
     dir: &Path,
     env_path: &Path,
     tests: &[RawTest],
@@ -203,8 +198,18 @@ fn attach_tests(
             continue;
         }
         let file = &test.request_file;
-        let path = normalize(&dir.join(&file.value));
-        match read_text(files, &path) {
+        let refused = |why: &str| {
+            let message = format!("request_file `{}`: {why}", file.value);
+            Diagnostic::new(env_path, file.pos, message)
+        };
+        let rel = match inside_environment(&file.value) {
+            Ok(rel) => rel,
+            Err(why) => {
+                out.push(refused(why));
+                continue;
+            }
+        };
+        match read_text(tree, &dir.join(rel)) {
             Ok(body) => {
                 specs.insert(
                     &test.key,
@@ -216,11 +221,7 @@ fn attach_tests(
                     },
                 );
             }
-            Err(why) => out.push(Diagnostic::new(
-                env_path,
-                file.pos,
-                format!("request_file `{}`: {why}", file.value),
-            )),
+            Err(why) => out.push(refused(&why)),
         }
     }
     for (endpoint_name, endpoint) in endpoints.iter_mut() {
@@ -249,15 +250,20 @@ pub(crate) fn endpoint_files(
     }
 }
 
-pub(crate) fn validate_paths(files: &dyn Files, paths: &[PathBuf]) -> Result<(), Diagnostics> {
+pub(crate) fn validate_paths(paths: &[PathBuf]) -> Result<(), Diagnostics> {
     let mut out = Vec::new();
     let mut loose = Vec::new();
+    let check_dir = |dir: &Path, out: &mut Vec<Diagnostic>| {
+        if let Some(tree) = read_disk(dir, out) {
+            environment_into(&tree, dir, out);
+        }
+    };
     for path in paths {
         if path.is_dir() {
-            environment_into(files, path, &mut out);
+            check_dir(path, &mut out);
         } else if is_environment_file(path) {
             let dir = path.parent().unwrap_or(Path::new("."));
-            environment_into(files, dir, &mut out);
+            check_dir(dir, &mut out);
         } else if path.exists() {
             loose.push(path.clone());
         } else {
@@ -269,7 +275,7 @@ pub(crate) fn validate_paths(files: &dyn Files, paths: &[PathBuf]) -> Result<(),
         }
     }
     if !loose.is_empty()
-        && let Err(d) = endpoint_files(files, &loose)
+        && let Err(d) = endpoint_files(&DiskFiles, &loose)
     {
         out.extend(d.0);
     }

@@ -10,6 +10,7 @@ mod assets;
 mod diagnostics;
 mod files;
 mod load;
+pub(crate) mod paths;
 mod raw;
 mod raw_deployment;
 mod raw_environment;
@@ -21,18 +22,28 @@ use std::path::{Path, PathBuf};
 
 use crate::model::{DesiredState, Endpoint};
 
+pub use crate::source::tree::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES};
 pub use diagnostics::{Diagnostic, Diagnostics};
-pub use files::{DiskFiles, Files, MAX_FILE_BYTES, MAX_FILES, MemFiles};
+pub use files::{DiskFiles, Files, MemFiles};
 pub use yaml::MAX_DEPTH;
 
-/// Loads `dir` (an environment directory) from the real filesystem.
+use crate::source::EnvTree;
+
+/// Loads `dir` (an environment directory) from the real filesystem, through the one tree
+/// reader (`source::tree`: symlink policy, hidden entries, limits).
 pub fn load_environment(dir: &Path) -> Result<DesiredState, Diagnostics> {
-    load_environment_from(&DiskFiles, dir)
+    load::disk_environment(dir)
 }
 
-/// Loads the environment directory `dir` from `files`.
-pub fn load_environment_from(files: &dyn Files, dir: &Path) -> Result<DesiredState, Diagnostics> {
-    load::environment(files, dir)
+/// Loads the environment directory `dir` from an in-memory map (its files below `dir`).
+pub fn load_environment_from(files: &MemFiles, dir: &Path) -> Result<DesiredState, Diagnostics> {
+    load::environment(&files.environment(dir), dir)
+}
+
+/// Loads the environment directory `dir` from a tree read by `source::tree` (a Git revision,
+/// the agent's snapshot), reporting the entries it refused with the rest.
+pub fn load_tree(tree: &EnvTree, dir: &Path) -> Result<DesiredState, Diagnostics> {
+    load::environment(tree, dir)
 }
 
 /// One endpoint from a single endpoint file (combined form) plus optional deployment files,
@@ -49,5 +60,5 @@ pub fn load_endpoint_files(
 /// `environment.yaml`) or a YAML file; files given together are linked by `endpoint_name`.
 /// Returns the diagnostics of all paths together.
 pub fn validate_paths(paths: &[PathBuf]) -> Result<(), Diagnostics> {
-    load::validate_paths(&DiskFiles, paths)
+    load::validate_paths(paths)
 }

@@ -147,6 +147,10 @@ fn target(sink: &mut Sink<'_>, e: &Entry) -> Option<Target> {
         _ => {
             let fields = sink.mapping(&kind.key, &kind.value, &what, &["path"], false)?;
             let path = required_string(sink, fields, "path", kind, &what)?;
+            if let Err(why) = super::paths::inside_environment(&path.value) {
+                sink.error(path.pos, format!("state_file.path `{}`: {why}", path.value));
+                return None;
+            }
             Some(Target::StateFile { path: path.value })
         }
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod git_http;
+pub mod hostile;
 pub mod openpgp;
 pub mod recorder;
 
@@ -80,6 +81,11 @@ impl GitRepo {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init(dir.path()).unwrap();
         GitRepo { dir, repo }
+    }
+
+    /// The repository itself, for building objects by hand (see `hostile`).
+    pub fn repo(&self) -> &Repository {
+        &self.repo
     }
 
     pub fn write(&self, path: &str, content: &str) {
