@@ -252,11 +252,11 @@ impl KubernetesBackend {
         if exists && referenced.contains(d) {
             self.write_router(subject, e, &versions, &traffic, &mirror)
                 .await?;
+            // Config reaches Istio proxies and Gateway API data planes eventually (CONTRACT.md
+            // §1 ISTIO-MBB, §6 step 6): wait before the DR subset, Deployment or Service goes.
+            tokio::time::sleep(self.opts.make_before_break_delay).await;
         }
         if self.is_istio() && subsets.contains(d) {
-            if exists && referenced.contains(d) {
-                tokio::time::sleep(self.opts.make_before_break_delay).await;
-            }
             let mut remaining: BTreeSet<String> = subsets;
             remaining.remove(d);
             apply(

@@ -11,6 +11,7 @@
 mod controller;
 pub mod fixtures;
 mod http;
+mod quantity;
 mod store;
 mod validate;
 mod writes;

@@ -294,6 +294,9 @@ impl Store {
         owners: BTreeMap<FieldPath, Owner>,
     ) -> Result<Value, Failure> {
         let key = (kind.plural, ns.to_string(), name.to_string());
+        if kind.plural == "deployments" {
+            super::quantity::canonicalize_deployment(&mut object);
+        }
         validate::check(kind, &object).map_err(|m| {
             failure(
                 422,
