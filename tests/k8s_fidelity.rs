@@ -10,7 +10,9 @@ mod fake_kube;
 mod k8s_cli;
 
 use fake_kube::FakeKube;
+use fake_kube::traffic::Client;
 use k8s_cli::{code, copy_env, edit, flightdeck, kubeconfig, text};
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_name_longer_than_63_characters_is_a_located_validate_error() {
@@ -156,4 +158,237 @@ async fn gateway_api_removals_wait_the_propagation_delay_before_deleting() {
         "waited only {gap:?}"
     );
     assert!(fake.object("services", "models", "scoring-green").is_none());
+}
+
+fn steps(plan: &std::process::Output) -> Vec<(String, String)> {
+    let doc: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json plan");
+    doc["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+            (field("action"), field("reason"))
+        })
+        .collect()
+}
+
+async fn a_deleted_or_changed_owned_object_is_planned_and_repaired(env: &str) {
+    let fake = FakeKube::start().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    applied(&fake, tmp.path(), env).await;
+    let kube = tmp.path().join("kubeconfig");
+    let dir = tmp.path();
+    // Another client deletes blue's Service (the router still names it) and widens the
+    // umbrella Service's selector to every version.
+    fake.delete("services", "models", "scoring-blue");
+    fake.patch(
+        "services",
+        "models",
+        "scoring",
+        json!({"spec": {"selector": {"flightdeck.io/deployment": null}}}),
+        "kubectl-patch",
+    );
+    if env == "aks-istio" {
+        fake.patch(
+            "destinationrules",
+            "models",
+            "scoring",
+            json!({"spec": {"subsets": [{"name": "green", "labels": {"flightdeck.io/deployment": "green"}}]}}),
+            "kubectl-patch",
+        );
+    }
+    let plan = flightdeck(&["plan", env, "--output", "json"], dir, &kube).await;
+    assert_eq!(code(&plan), 1, "{}", text(&plan));
+    let steps = steps(&plan);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    let (action, reason) = &steps[0];
+    assert_eq!(action, "repair_endpoint");
+    assert!(
+        reason.contains("Service scoring-blue is missing"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(
+            "Service scoring selects {flightdeck.io/endpoint=scoring}, expected \
+             {flightdeck.io/deployment=blue,flightdeck.io/endpoint=scoring}"
+        ),
+        "{reason}"
+    );
+    if env == "aks-istio" {
+        assert!(
+            reason.contains("DestinationRule scoring has no subset blue"),
+            "{reason}"
+        );
+    }
+
+    fake.clear_log();
+    let apply = flightdeck(&["apply", env], dir, &kube).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let writes = fake.write_requests();
+    let at = |kind: &str, name: &str| {
+        writes
+            .iter()
+            .position(|w| w.kind == kind && w.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no write of {kind} {name}: {writes:?}"))
+    };
+    let router = if env == "aks-istio" {
+        "virtualservices"
+    } else {
+        "httproutes"
+    };
+    assert!(
+        at("services", "scoring-blue") < at(router, "scoring"),
+        "{writes:?}"
+    );
+    if env == "aks-istio" {
+        assert!(
+            at("destinationrules", "scoring") < at(router, "scoring"),
+            "{writes:?}"
+        );
+    }
+    assert!(fake.object("services", "models", "scoring-blue").is_some());
+    if env == "aks-istio" {
+        // (The make-before-break checker saw the injected drift itself, so it is not asked.)
+        let dr = fake
+            .object("destinationrules", "models", "scoring")
+            .expect("dr");
+        assert!(
+            dr["spec"]["subsets"].to_string().contains("\"blue\""),
+            "{dr}"
+        );
+    }
+    assert_eq!(
+        reach(&fake, Client::NoSidecar),
+        ["scoring-blue"],
+        "the umbrella selects blue again"
+    );
+    for cmd in ["plan", "diff"] {
+        let again = flightdeck(&[cmd, env], dir, &kube).await;
+        assert_eq!(code(&again), 0, "{cmd} after repair: {}", text(&again));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_or_changed_owned_object_is_repaired_before_routing_on_gateway_api() {
+    a_deleted_or_changed_owned_object_is_planned_and_repaired("aks-gateway").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_or_changed_owned_object_is_repaired_before_routing_on_istio() {
+    a_deleted_or_changed_owned_object_is_planned_and_repaired("aks-istio").await;
+}
+
+async fn a_foreign_router_object_is_refused_at_plan_time(env: &str, plural: &str, body: Value) {
+    let fake = FakeKube::start().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kube = kubeconfig(tmp.path(), &fake.url);
+    copy_env(env, tmp.path());
+    fake.seed(plural, "models", body, "helm");
+    fake.clear_log();
+    for cmd in ["plan", "apply"] {
+        let out = flightdeck(&[cmd, env], tmp.path(), &kube).await;
+        assert_eq!(code(&out), 2, "{cmd}: {}", text(&out));
+        let kind = if plural == "httproutes" {
+            "HTTPRoute"
+        } else {
+            "VirtualService"
+        };
+        assert!(
+            text(&out).contains(&format!(
+                "refused: endpoint scoring: {kind} scoring exists without the label \
+                 app.kubernetes.io/managed-by=flightdeck"
+            )),
+            "{cmd}: {}",
+            text(&out)
+        );
+    }
+    assert!(
+        fake.write_requests().is_empty(),
+        "{:?}",
+        fake.write_requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_virtual_service_is_refused_before_any_write() {
+    let body = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "scoring"},
+        "spec": {"hosts": ["scoring"], "http": [{"route": [{"destination": {"host": "other"}}]}]}});
+    a_foreign_router_object_is_refused_at_plan_time("aks-istio", "virtualservices", body).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_http_route_is_refused_before_any_write() {
+    let body = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "scoring", "labels": {"app.kubernetes.io/managed-by": "helm"}},
+        "spec": {"parentRefs": [{"name": "public-gw"}],
+                 "rules": [{"backendRefs": [{"name": "other", "port": 80}]}]}});
+    a_foreign_router_object_is_refused_at_plan_time("aks-gateway", "httproutes", body).await;
+}
+
+/// What each kind of client reaches through the umbrella Service `scoring`.
+fn reach(fake: &FakeKube, client: Client) -> Vec<String> {
+    fake.reachable("models", "scoring", client)
+        .into_iter()
+        .collect()
+}
+
+async fn no_client_reaches_a_version_at_zero_percent(env: &str) {
+    let fake = FakeKube::start().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let env_dir = applied(&fake, tmp.path(), env).await;
+    let kube = tmp.path().join("kubeconfig");
+    let clients: &[Client] = if env == "aks-gateway" {
+        &[Client::NoSidecar, Client::Mesh, Client::Gateway]
+    } else {
+        &[Client::NoSidecar, Client::Mesh]
+    };
+    let blue = vec!["scoring-blue".to_string()];
+    let both = vec!["scoring-blue".to_string(), "scoring-green".to_string()];
+    let green = vec!["scoring-green".to_string()];
+    // Each stage: the split, then what a client that honours weights and one that cannot reach.
+    let stages = [
+        ("blue: 100\n  green: 0", &blue, &blue),
+        ("blue: 90\n  green: 10", &both, &blue),
+        ("blue: 10\n  green: 90", &both, &green),
+        ("blue: 0\n  green: 100", &green, &green),
+    ];
+    let mut current = "blue: 100\n  green: 0";
+    for (split, weighted, plain) in stages {
+        edit(&env_dir.join("scoring.yml"), current, split);
+        current = split;
+        let apply = flightdeck(&["apply", env], tmp.path(), &kube).await;
+        assert_eq!(code(&apply), 0, "{split}: {}", text(&apply));
+        for client in clients {
+            let want = if *client == Client::NoSidecar {
+                plain
+            } else {
+                weighted
+            };
+            // Gateway API with a Gateway parent: mesh clients have no GAMMA route and go
+            // through kube-proxy, like a client without a sidecar.
+            let want = if env == "aks-gateway" && *client == Client::Mesh {
+                plain
+            } else {
+                want
+            };
+            assert_eq!(&reach(&fake, *client), want, "{env} {split:?} {client:?}");
+        }
+        assert!(
+            fake.mbb_violations().is_empty(),
+            "{:?}",
+            fake.mbb_violations()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_client_reaches_a_version_at_zero_percent_on_gateway_api() {
+    no_client_reaches_a_version_at_zero_percent("aks-gateway").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_client_reaches_a_version_at_zero_percent_on_istio() {
+    no_client_reaches_a_version_at_zero_percent("aks-istio").await;
 }

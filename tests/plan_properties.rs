@@ -176,6 +176,7 @@ fn live_endpoint(name: &'static str) -> impl Strategy<Value = LiveEndpoint> {
                     mirror_traffic,
                     deployments,
                     scoring_uri: None,
+                    problems: Vec::new(),
                 }
             },
         )
@@ -204,6 +205,7 @@ fn desired_state() -> impl Strategy<Value = DesiredState> {
                 .flatten()
                 .map(|e| (e.name.clone(), e))
                 .collect(),
+            taken: Vec::new(),
         })
 }
 
@@ -219,6 +221,7 @@ fn live_state() -> impl Strategy<Value = LiveState> {
                 .flatten()
                 .map(|e| (e.name.clone(), e))
                 .collect(),
+            taken: Vec::new(),
         })
 }
 

@@ -471,6 +471,7 @@ pub(crate) fn endpoint_from_arm(body: &Value) -> Result<LiveEndpoint, AzureMlErr
         mirror_traffic: p.mirror_traffic.unwrap_or_default(),
         deployments: BTreeMap::new(),
         scoring_uri: p.scoring_uri,
+        problems: Vec::new(),
     })
 }
 

@@ -18,6 +18,7 @@ use crate::backend::{Backend, BackendError, StepOutcome};
 use crate::model::{KubernetesTarget, LiveState, Router, Weights};
 use crate::plan::Step;
 
+mod audit;
 pub mod crd;
 mod exec;
 mod gate;

@@ -137,12 +137,39 @@ where
     }
 }
 
-/// Lists every object matching `selector`, following `continue` tokens.
+/// Lists every object matching `selector` that carries flightdeck's label, following `continue`
+/// tokens.
 pub async fn list_all<K>(
     api: &Api<K>,
     subject: &str,
     selector: &str,
 ) -> Result<Vec<K>, BackendError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let items = list_pages(api, subject, selector).await?;
+    // The selector already filters; the check keeps the invariant local and explicit.
+    Ok(items.into_iter().filter(|o| is_managed(o.meta())).collect())
+}
+
+/// Names of every object without `app.kubernetes.io/managed-by=flightdeck` (read, never written).
+pub async fn list_unmanaged_names<K>(
+    api: &Api<K>,
+    subject: &str,
+) -> Result<Vec<String>, BackendError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let selector = format!("{}!={MANAGER}", super::objects::MANAGED_BY);
+    let items = list_pages(api, subject, &selector).await?;
+    Ok(items
+        .iter()
+        .filter(|o| !is_managed(o.meta()))
+        .map(|o| o.name_any())
+        .collect())
+}
+
+async fn list_pages<K>(api: &Api<K>, subject: &str, selector: &str) -> Result<Vec<K>, BackendError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
@@ -158,8 +185,7 @@ where
             .list(&params)
             .await
             .map_err(|e| kube_error(subject, &format!("list {kind}"), e))?;
-        // The selector already filters; the check keeps the invariant local and explicit.
-        items.extend(page.items.into_iter().filter(|o| is_managed(o.meta())));
+        items.extend(page.items);
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
             _ => return Ok(items),

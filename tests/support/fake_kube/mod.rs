@@ -13,6 +13,7 @@ pub mod fixtures;
 mod http;
 mod quantity;
 mod store;
+pub mod traffic;
 mod validate;
 mod writes;
 
@@ -223,6 +224,26 @@ impl FakeKube {
             .unwrap()
             .apply(kind(plural), ns, &name, body, manager, false)
             .expect("seed apply")
+    }
+
+    /// Deletes an object as another client would (`kubectl delete`).
+    pub fn delete(&self, plural: &str, ns: &str, name: &str) {
+        self.shared
+            .store
+            .lock()
+            .unwrap()
+            .delete(kind(plural), ns, name)
+            .expect("delete object");
+    }
+
+    /// Merge-patches an object as another client would (`kubectl patch --type merge`).
+    pub fn patch(&self, plural: &str, ns: &str, name: &str, patch: Value, manager: &str) {
+        self.shared
+            .store
+            .lock()
+            .unwrap()
+            .merge_patch(kind(plural), ns, name, patch, manager)
+            .expect("merge patch");
     }
 
     pub fn script(&self, deployment: &str, script: Script) {
