@@ -392,3 +392,57 @@ async fn no_client_reaches_a_version_at_zero_percent_on_gateway_api() {
 async fn no_client_reaches_a_version_at_zero_percent_on_istio() {
     no_client_reaches_a_version_at_zero_percent("aks-istio").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_istio_without_v1_is_driven_through_v1beta1() {
+    let fake = FakeKube::start().await;
+    fake.serve_istio(&["v1beta1", "v1alpha3"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    applied(&fake, tmp.path(), "aks-istio").await;
+    let vs = fake
+        .object("virtualservices", "models", "scoring")
+        .expect("vs");
+    assert_eq!(vs["apiVersion"], "networking.istio.io/v1beta1");
+    let istio: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("networking.istio.io/"))
+        .map(|r| r.path)
+        .collect();
+    assert!(!istio.is_empty());
+    assert!(
+        istio
+            .iter()
+            .all(|p| p.starts_with("/apis/networking.istio.io/v1beta1/")),
+        "{istio:?}"
+    );
+    let kube = tmp.path().join("kubeconfig");
+    let again = flightdeck(&["plan", "aks-istio"], tmp.path(), &kube).await;
+    assert_eq!(code(&again), 0, "{}", text(&again));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_istio_is_named_in_the_error() {
+    let fake = FakeKube::start().await;
+    fake.serve_istio(&[]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kube = kubeconfig(tmp.path(), &fake.url);
+    copy_env("aks-istio", tmp.path());
+    for cmd in ["plan", "apply"] {
+        let out = flightdeck(&[cmd, "aks-istio"], tmp.path(), &kube).await;
+        assert_eq!(code(&out), 2, "{cmd}: {}", text(&out));
+        assert!(
+            text(&out).contains(
+                "VirtualService is not served by this cluster: install Istio or use router: \
+                 gateway-api"
+            ),
+            "{cmd}: {}",
+            text(&out)
+        );
+    }
+    assert!(
+        fake.write_requests().is_empty(),
+        "{:?}",
+        fake.write_requests()
+    );
+}

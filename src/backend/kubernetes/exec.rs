@@ -175,7 +175,7 @@ impl KubernetesBackend {
             let mut subsets = state.subsets.clone();
             subsets.extend(ready);
             apply(
-                &self.destination_rules(),
+                &self.destination_rules().await?,
                 subject,
                 &destination_rule(e, self.ns(), &subsets),
             )
@@ -258,7 +258,7 @@ impl KubernetesBackend {
             let mut subsets = state.subsets.clone();
             subsets.insert(d.to_string());
             apply(
-                &self.destination_rules(),
+                &self.destination_rules().await?,
                 subject,
                 &destination_rule(e, self.ns(), &subsets),
             )
@@ -295,7 +295,7 @@ impl KubernetesBackend {
         };
         if self.is_istio() {
             let vs = virtual_service(&input).map_err(|err| route_error(subject, err))?;
-            apply(&self.virtual_services(), subject, &vs).await?;
+            apply(&self.virtual_services().await?, subject, &vs).await?;
         } else {
             let route = http_route(&input).map_err(|err| route_error(subject, err))?;
             apply(&self.http_routes(), subject, &route).await?;
@@ -344,7 +344,7 @@ impl KubernetesBackend {
             let mut remaining: BTreeSet<String> = subsets;
             remaining.remove(d);
             apply(
-                &self.destination_rules(),
+                &self.destination_rules().await?,
                 subject,
                 &destination_rule(e, self.ns(), &remaining),
             )
@@ -358,8 +358,8 @@ impl KubernetesBackend {
 
     async fn delete_endpoint(&self, subject: &str, e: &str) -> Result<StepOutcome, BackendError> {
         if self.is_istio() {
-            delete_owned(&self.virtual_services(), subject, e).await?;
-            delete_owned(&self.destination_rules(), subject, e).await?;
+            delete_owned(&self.virtual_services().await?, subject, e).await?;
+            delete_owned(&self.destination_rules().await?, subject, e).await?;
         } else {
             delete_owned(&self.http_routes(), subject, e).await?;
         }

@@ -66,20 +66,21 @@ impl KubernetesBackend {
             taken.extend(names_taken("Service", &name, router));
         }
         if self.is_istio() {
-            for vs in list_all(&self.virtual_services(), &subject, MANAGED_SELECTOR).await? {
+            for vs in list_all(&self.virtual_services().await?, &subject, MANAGED_SELECTOR).await? {
                 if let Some(e) = by_endpoint(&vs.metadata) {
                     vss.insert(e, vs);
                 }
             }
-            for dr in list_all(&self.destination_rules(), &subject, MANAGED_SELECTOR).await? {
+            for dr in list_all(&self.destination_rules().await?, &subject, MANAGED_SELECTOR).await?
+            {
                 if let Some(e) = by_endpoint(&dr.metadata) {
                     drs.insert(e, dr);
                 }
             }
-            for name in list_unmanaged_names(&self.virtual_services(), &subject).await? {
+            for name in list_unmanaged_names(&self.virtual_services().await?, &subject).await? {
                 taken.extend(names_taken("VirtualService", &name, router));
             }
-            for name in list_unmanaged_names(&self.destination_rules(), &subject).await? {
+            for name in list_unmanaged_names(&self.destination_rules().await?, &subject).await? {
                 taken.extend(names_taken("DestinationRule", &name, router));
             }
         } else {
@@ -188,7 +189,8 @@ impl KubernetesBackend {
             .collect();
         let mut state = RouterState::default();
         if self.is_istio() {
-            if let Some(dr) = get_owned(&self.destination_rules(), subject, endpoint).await? {
+            if let Some(dr) = get_owned(&self.destination_rules().await?, subject, endpoint).await?
+            {
                 state.subsets = subsets_of(&dr);
             }
             state.versions = state
@@ -196,7 +198,7 @@ impl KubernetesBackend {
                 .iter()
                 .map(|d| (d.clone(), ports.get(d).copied().unwrap_or(0)))
                 .collect();
-            if let Some(vs) = get_owned(&self.virtual_services(), subject, endpoint).await? {
+            if let Some(vs) = get_owned(&self.virtual_services().await?, subject, endpoint).await? {
                 state.exists = true;
                 (state.traffic, state.mirror) = weights_from_virtual_service(&vs);
                 state.referenced = subsets_referenced(&vs);

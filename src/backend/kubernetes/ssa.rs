@@ -76,9 +76,10 @@ pub async fn get_owned<K>(
     name: &str,
 ) -> Result<Option<K>, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
-    let kind = K::kind(&());
+    let kind = K::kind(&K::DynamicType::default()).to_string();
     let found = api
         .get_opt(name)
         .await
@@ -92,9 +93,10 @@ where
 /// Server-side applies `obj` (which must carry our labels) under the ownership rule above.
 pub async fn apply<K>(api: &Api<K>, subject: &str, obj: &K) -> Result<K, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
-    let kind = K::kind(&());
+    let kind = K::kind(&K::DynamicType::default()).to_string();
     let name = obj.name_any();
     let existing = get_owned(api, subject, &name).await?;
     let ours = existing.as_ref().is_some_and(|e| {
@@ -107,18 +109,33 @@ where
         params = params.force();
     }
     tracing::debug!(kind = %kind, name = %name, force = ours, "server-side apply");
-    api.patch(&name, &params, &Patch::Apply(obj))
+    // The body's apiVersion is the one the request goes to (an Istio kind's discovered version).
+    let mut body = serde_json::to_value(obj)
+        .map_err(|e| BackendError::Transport(format!("{subject}: apply {kind} {name}: {e}")))?;
+    body["apiVersion"] = serde_json::Value::String(api_version_of(&api.resource_url()));
+    api.patch(&name, &params, &Patch::Apply(&body))
         .await
         .map_err(|e| kube_error(subject, &format!("apply {kind} {name}"), e))
+}
+
+/// `G/V` from `/apis/G/V/...`, `V` from `/api/V/...`.
+fn api_version_of(url: &str) -> String {
+    let segs: Vec<&str> = url.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["apis", group, version, ..] => format!("{group}/{version}"),
+        [_, version, ..] => (*version).to_string(),
+        _ => String::new(),
+    }
 }
 
 /// Deletes an object if it exists and is ours. Returns whether a delete was sent. An object
 /// without our label is left alone (and logged), never deleted.
 pub async fn delete_owned<K>(api: &Api<K>, subject: &str, name: &str) -> Result<bool, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
-    let kind = K::kind(&());
+    let kind = K::kind(&K::DynamicType::default()).to_string();
     let found = api
         .get_opt(name)
         .await
@@ -145,7 +162,8 @@ pub async fn list_all<K>(
     selector: &str,
 ) -> Result<Vec<K>, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
     let items = list_pages(api, subject, selector).await?;
     // The selector already filters; the check keeps the invariant local and explicit.
@@ -158,7 +176,8 @@ pub async fn list_unmanaged_names<K>(
     subject: &str,
 ) -> Result<Vec<String>, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
     let selector = format!("{}!={MANAGER}", super::objects::MANAGED_BY);
     let items = list_pages(api, subject, &selector).await?;
@@ -171,9 +190,10 @@ where
 
 async fn list_pages<K>(api: &Api<K>, subject: &str, selector: &str) -> Result<Vec<K>, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
-    let kind = K::kind(&());
+    let kind = K::kind(&K::DynamicType::default()).to_string();
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     loop {

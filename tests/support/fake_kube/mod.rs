@@ -37,6 +37,9 @@ pub struct Shared {
     proxied: Mutex<Vec<(String, String, Value)>>,
     invalid: Mutex<Vec<String>>,
     mbb: Mutex<Vec<String>>,
+    /// Versions of `networking.istio.io` the fake serves (discovery and paths); empty = Istio
+    /// is not installed.
+    istio_versions: Mutex<Vec<&'static str>>,
 }
 
 impl Shared {
@@ -133,6 +136,7 @@ impl FakeKube {
             proxied: Mutex::new(Vec::new()),
             invalid: Mutex::new(Vec::new()),
             mbb: Mutex::new(Vec::new()),
+            istio_versions: Mutex::new(vec!["v1", "v1beta1", "v1alpha3"]),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -244,6 +248,12 @@ impl FakeKube {
             .unwrap()
             .merge_patch(kind(plural), ns, name, patch, manager)
             .expect("merge patch");
+    }
+
+    /// Serves only these `networking.istio.io` versions (`[]`: Istio is not installed), as an
+    /// older Istio (< 1.22 has no `v1`) or a cluster without Istio would.
+    pub fn serve_istio(&self, versions: &[&'static str]) {
+        *self.shared.istio_versions.lock().unwrap() = versions.to_vec();
     }
 
     pub fn script(&self, deployment: &str, script: Script) {
