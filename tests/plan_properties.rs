@@ -205,7 +205,6 @@ fn desired_state() -> impl Strategy<Value = DesiredState> {
                 .flatten()
                 .map(|e| (e.name.clone(), e))
                 .collect(),
-            taken: Vec::new(),
         })
 }
 

@@ -112,7 +112,7 @@ where
     // The body's apiVersion is the one the request goes to (an Istio kind's discovered version).
     let mut body = serde_json::to_value(obj)
         .map_err(|e| BackendError::Transport(format!("{subject}: apply {kind} {name}: {e}")))?;
-    body["apiVersion"] = serde_json::Value::String(api_version_of(&api.resource_url()));
+    body["apiVersion"] = serde_json::Value::String(api_version_of(api.resource_url()));
     api.patch(&name, &params, &Patch::Apply(&body))
         .await
         .map_err(|e| kube_error(subject, &format!("apply {kind} {name}"), e))

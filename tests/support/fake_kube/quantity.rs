@@ -38,7 +38,7 @@ pub fn canonical(q: &str) -> Option<String> {
     let binary = BINARY.iter().find(|(s, _)| *s == suffix);
     // Value in nano-units (exact for everything the tests write).
     let nano = match binary {
-        Some((_, shift)) => (digits * 10u128.pow(9) << shift) / 10u128.pow(frac_len),
+        Some((_, shift)) => ((digits * 10u128.pow(9)) << shift) / 10u128.pow(frac_len),
         None => {
             let (_, exp) = DECIMAL.iter().find(|(s, _)| *s == suffix)?;
             digits * 10u128.pow(*exp) / 10u128.pow(frac_len)
