@@ -455,12 +455,32 @@ pub struct LiveEndpoint {
     /// (Azure ML `Creating`, `Updating`, `Deleting`); `None` when it is terminal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busy: Option<String>,
+    /// Objects of this endpoint that the platform should hold but does not, or holds changed
+    /// ("Service scoring-blue is missing"), as the backend words them. The planner turns them
+    /// into one repair step ahead of any traffic step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// A name that an endpoint (or one of its deployments) would use, held on the platform by an
+/// object flightdeck does not own. Planning such an endpoint is refused before any write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameTaken {
+    pub endpoint: String,
+    /// `None`: the name is the endpoint's own; `Some(d)`: only deployment `d` would use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// Which object, and why flightdeck will not touch it.
+    pub message: String,
 }
 
 /// What a backend reports: every endpoint in the environment's target.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveState {
     pub endpoints: BTreeMap<String, LiveEndpoint>,
+    /// Names held by objects flightdeck does not own (see `NameTaken`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taken: Vec<NameTaken>,
 }
 
 impl LiveState {
@@ -496,11 +516,15 @@ impl LiveState {
                     deployments,
                     scoring_uri: None,
                     busy: None,
+                    problems: Vec::new(),
                 };
                 (e.name.clone(), live)
             })
             .collect();
-        LiveState { endpoints }
+        LiveState {
+            endpoints,
+            taken: Vec::new(),
+        }
     }
 }
 

@@ -4,62 +4,11 @@
 #[path = "support/fake_kube/mod.rs"]
 mod fake_kube;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+#[path = "support/k8s_cli.rs"]
+mod k8s_cli;
 
 use fake_kube::FakeKube;
-
-async fn flightdeck(args: &[&str], dir: &Path, kubeconfig: &Path) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_flightdeck"))
-        .args(args)
-        .current_dir(dir)
-        .env("KUBECONFIG", kubeconfig)
-        .env("FLIGHTDECK_K8S_POLL_INTERVAL", "20ms")
-        .env("FLIGHTDECK_K8S_MAKE_BEFORE_BREAK", "30ms")
-        .env("FLIGHTDECK_K8S_ROLLOUT_TIMEOUT", "20s")
-        .output()
-        .await
-        .expect("run flightdeck")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exit code")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn copy_env(name: &str, to: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("environments")
-        .join(name);
-    let dst = to.join(name);
-    std::fs::create_dir_all(&dst).expect("mkdir");
-    for entry in std::fs::read_dir(src).expect("read env") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
-    }
-    dst
-}
-
-fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\n\
-             users:\n- name: tester\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    \
-             user: tester\n    namespace: models\ncurrent-context: fake\n"
-        ),
-    )
-    .expect("write kubeconfig");
-    path
-}
+use k8s_cli::{code, copy_env, flightdeck, kubeconfig, text};
 
 async fn shipped_environment_rolls_out_with_exit_codes(env: &str) {
     let fake = FakeKube::start().await;

@@ -109,7 +109,12 @@ async fn planned_seed_flow(router: Router) {
         assert_eq!(fake.writes(), writes);
     }
     assert_eq!(fake.names("deployments", NS), ["scoring-green"]);
-    assert_eq!(fake.names("services", NS), ["scoring", "scoring-green"]);
+    // Istio adds the pool Service `scoring--pool`, the DestinationRule's host (every version).
+    let services: &[&str] = match router {
+        Router::Istio => &["scoring", "scoring--pool", "scoring-green"],
+        Router::GatewayApi => &["scoring", "scoring-green"],
+    };
+    assert_eq!(fake.names("services", NS), services);
     // The tests ran through the service proxy, once per new version.
     let tested: Vec<String> = fake.proxied().into_iter().map(|(svc, _, _)| svc).collect();
     assert_eq!(tested, ["scoring-blue", "scoring-green"]);

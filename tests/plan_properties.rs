@@ -178,6 +178,7 @@ fn live_endpoint(name: &'static str) -> impl Strategy<Value = LiveEndpoint> {
                     deployments,
                     scoring_uri: None,
                     busy: None,
+                    problems: Vec::new(),
                 }
             },
         )
@@ -221,6 +222,7 @@ fn live_state() -> impl Strategy<Value = LiveState> {
                 .flatten()
                 .map(|e| (e.name.clone(), e))
                 .collect(),
+            taken: Vec::new(),
         })
 }
 

@@ -42,6 +42,7 @@ pub fn apply_step(
             deployments: Default::default(),
             scoring_uri: None,
             busy: None,
+            problems: Vec::new(),
         };
         state.endpoints.insert(step.endpoint.clone(), endpoint);
         return Ok(StepOutcome::default());
@@ -62,6 +63,10 @@ pub fn apply_step(
     match &step.action {
         Action::CreateEndpoint { .. } | Action::DeleteEndpoint => unreachable!("handled above"),
         Action::UpdateEndpoint { settings, .. } => endpoint.settings = settings.clone(),
+        Action::RepairEndpoint { settings, .. } => {
+            endpoint.settings = settings.clone();
+            endpoint.problems.clear();
+        }
         Action::CreateDeployment {
             deployment,
             settings,

@@ -188,7 +188,11 @@ pub fn deployment_changes(
             ("limits", &w.limits, &h.limits),
         ] {
             let field = format!("resources.{sub}");
-            if !want.is_empty() && want != have && !is_ignored(&field, ignore) {
+            // Quantities by value: the API server rewrites `1000m` to `1` (plan::quantity).
+            if !want.is_empty()
+                && !super::quantity::same_quantities(want, have)
+                && !is_ignored(&field, ignore)
+            {
                 c.push(field, Some(render(have)), render(want));
             }
         }

@@ -117,12 +117,34 @@ fn live_doc(l: &LiveEndpoint, declared: Option<&Endpoint>) -> Value {
             let mut s = settings_value(&ld.settings);
             if let Some(dd) = declared.and_then(|d| d.deployments.get(&ld.name)) {
                 s = restrict(&s, &declared_deployment(&dd.settings));
+                align_quantities(&mut s, &dd.settings);
             }
             (ld.name.clone(), Value::Object(s))
         })
         .collect();
     doc.insert("deployments".into(), Value::Object(deployments));
     Value::Object(doc)
+}
+
+/// Shows a live resource quantity in the declared spelling when it is the same amount (`1` live,
+/// `1000m` declared): the API server rewrote it, nothing differs.
+fn align_quantities(live: &mut Map<String, Value>, declared: &crate::model::DeploymentSettings) {
+    let Some(want) = &declared.resources else {
+        return;
+    };
+    for (section, declared) in [("requests", &want.requests), ("limits", &want.limits)] {
+        let Some(Value::Object(have)) = live.get_mut("resources").and_then(|r| r.get_mut(section))
+        else {
+            continue;
+        };
+        for (key, value) in have.iter_mut() {
+            if let (Some(w), Some(h)) = (declared.get(key), value.as_str())
+                && super::quantity::same_quantity(w, h)
+            {
+                *value = Value::String(w.clone());
+            }
+        }
+    }
 }
 
 fn yaml(value: &Value) -> String {

@@ -122,11 +122,17 @@ impl<'a> EndpointPlanner<'a> {
                     &have.settings,
                     &self.opts.ignore,
                 );
+                let mut settings = have.settings.clone();
+                overlay_endpoint(&mut settings, &self.want.settings);
                 if !changes.is_empty() {
                     let reason = format!("update endpoint {name}: {}", describe(&changes));
-                    let mut settings = have.settings.clone();
-                    overlay_endpoint(&mut settings, &self.want.settings);
+                    let settings = settings.clone();
                     self.push(Action::UpdateEndpoint { settings, changes }, reason);
+                }
+                if !have.problems.is_empty() {
+                    let reason = format!("repair endpoint {name}: {}", have.problems.join("; "));
+                    let problems = have.problems.clone();
+                    self.push(Action::RepairEndpoint { settings, problems }, reason);
                 }
             }
         }

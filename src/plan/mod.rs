@@ -4,6 +4,7 @@ pub mod compare;
 pub mod diff;
 mod endpoint;
 mod planner;
+pub mod quantity;
 mod reasons;
 pub mod render;
 mod step;

@@ -135,6 +135,25 @@ fn plan_endpoints(
         let name = *name;
         match (desired.endpoints.get(name), live.endpoints.get(name)) {
             (Some(want), have) => {
+                let taken: Vec<Refusal> = live
+                    .taken
+                    .iter()
+                    .filter(|t| {
+                        t.endpoint == *name
+                            && t.deployment
+                                .as_ref()
+                                .is_none_or(|d| want.deployments.contains_key(d))
+                    })
+                    .map(|t| Refusal {
+                        endpoint: name.clone(),
+                        deployment: t.deployment.clone(),
+                        message: t.message.clone(),
+                    })
+                    .collect();
+                if !taken.is_empty() {
+                    out.refusals.extend(taken);
+                    continue;
+                }
                 let mut p = EndpointPlanner::new(want, have, opts);
                 p.run();
                 out.steps.extend(p.steps);

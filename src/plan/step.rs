@@ -30,6 +30,13 @@ pub enum Action {
         settings: EndpointSettings,
         changes: Vec<FieldChange>,
     },
+    /// Recreate or restore the endpoint's platform objects that are missing or changed live
+    /// (`problems`, as the backend reported them), keeping live weights; runs before any traffic
+    /// step. `settings` are the endpoint settings to write (live overlaid with declared).
+    RepairEndpoint {
+        settings: EndpointSettings,
+        problems: Vec<String>,
+    },
     /// Create a deployment. It takes no traffic until a later `set_traffic`.
     CreateDeployment {
         deployment: String,
@@ -68,6 +75,7 @@ impl Action {
         match self {
             Action::CreateEndpoint { .. } => "create_endpoint",
             Action::UpdateEndpoint { .. } => "update_endpoint",
+            Action::RepairEndpoint { .. } => "repair_endpoint",
             Action::CreateDeployment { .. } => "create_deployment",
             Action::UpdateDeployment { .. } => "update_deployment",
             Action::ScaleDeployment { .. } => "scale_deployment",

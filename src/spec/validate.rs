@@ -140,7 +140,7 @@ pub(crate) fn endpoints(
             deployments: BTreeMap::new(),
         };
         for (d, origin) in checked {
-            add_deployment(&mut b, d, origin, out);
+            add_deployment(&mut b, d, origin, target, out);
         }
         building.insert(name.value, b);
     }
@@ -154,7 +154,7 @@ pub(crate) fn endpoints(
             continue;
         };
         match building.get_mut(&endpoint_name.value) {
-            Some(b) => add_deployment(b, checked.0, checked.1, out),
+            Some(b) => add_deployment(b, checked.0, checked.1, target, out),
             None => {
                 let known: Vec<&str> = building.keys().map(String::as_str).collect();
                 let hint = suggestion(&endpoint_name.value, &known);
@@ -197,7 +197,34 @@ pub(crate) fn endpoints(
         .collect()
 }
 
-fn add_deployment(b: &mut Building, d: Deployment, origin: Origin, out: &mut Vec<Diagnostic>) {
+/// Kubernetes object names longer than this are refused: a Service name is a DNS-1035 label
+/// (`[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters), and each version's Deployment and
+/// Service are named `ENDPOINT-DEPLOYMENT` (docs/kubernetes.md "Mapping").
+pub(crate) const KUBERNETES_NAME_MAX: usize = 63;
+
+fn add_deployment(
+    b: &mut Building,
+    d: Deployment,
+    origin: Origin,
+    target: Option<&Target>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let object = format!("{}-{}", b.endpoint.name, d.name);
+    if matches!(target, Some(Target::Kubernetes(_))) && object.len() > KUBERNETES_NAME_MAX {
+        out.push(Diagnostic::new(
+            &origin.path,
+            origin.pos,
+            format!(
+                "deployment `{}` of endpoint `{}` would be named `{object}` on kubernetes, {} \
+                 characters; Service names are DNS-1035 labels of at most {KUBERNETES_NAME_MAX}: \
+                 shorten the endpoint or deployment name",
+                d.name,
+                b.endpoint.name,
+                object.len()
+            ),
+        ));
+        return;
+    }
     if let Some(first) = b.deployments.get(&d.name) {
         out.push(Diagnostic::new(
             &origin.path,

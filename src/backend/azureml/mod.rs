@@ -239,7 +239,10 @@ impl AzureMlBackend {
         .buffered(4)
         .try_collect()
         .await?;
-        Ok(LiveState { endpoints })
+        Ok(LiveState {
+            endpoints,
+            taken: Vec::new(),
+        })
     }
 
     async fn execute_inner(&self, step: &Step) -> Result<String, AzureMlError> {
@@ -279,6 +282,11 @@ impl AzureMlBackend {
                 }
                 Ok("endpoint updated".into())
             }
+            // read_live never reports object problems on Azure ML (ARM owns the objects).
+            Action::RepairEndpoint { .. } => Err(AzureMlError::Unexpected {
+                what: "repair_endpoint".into(),
+                message: "the azureml backend reports no object problems to repair".into(),
+            }),
             Action::CreateDeployment {
                 deployment,
                 settings,

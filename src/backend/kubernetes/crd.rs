@@ -43,7 +43,61 @@ macro_rules! resource {
     };
 }
 
-/// `networking.istio.io/v1` VirtualService (CONTRACT.md §1: v1 is the storage version).
+/// The served `networking.istio.io` version flightdeck talks to: `v1` (the storage version,
+/// CONTRACT.md §1), else `v1beta1` (Istio < 1.22 serves no `v1`); same schema. Found by
+/// discovery (`discovery.rs`); it is the `DynamicType` of the two Istio kinds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IstioVersion {
+    #[default]
+    V1,
+    V1beta1,
+}
+
+impl IstioVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IstioVersion::V1 => "v1",
+            IstioVersion::V1beta1 => "v1beta1",
+        }
+    }
+}
+
+macro_rules! istio_resource {
+    ($ty:ident, $kind:literal, $plural:literal) => {
+        impl $ty {
+            /// The default version's apiVersion; the backend writes the discovered one.
+            pub const API_VERSION: &'static str = "networking.istio.io/v1";
+            pub const KIND: &'static str = $kind;
+        }
+
+        impl kube::Resource for $ty {
+            type DynamicType = IstioVersion;
+            // Dynamic: the version is only known at runtime (always used namespaced).
+            type Scope = kube::core::DynamicResourceScope;
+
+            fn kind(_: &IstioVersion) -> Cow<'_, str> {
+                Cow::Borrowed($kind)
+            }
+            fn group(_: &IstioVersion) -> Cow<'_, str> {
+                Cow::Borrowed("networking.istio.io")
+            }
+            fn version(v: &IstioVersion) -> Cow<'_, str> {
+                Cow::Borrowed(v.as_str())
+            }
+            fn plural(_: &IstioVersion) -> Cow<'_, str> {
+                Cow::Borrowed($plural)
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+/// `networking.istio.io` VirtualService (CONTRACT.md §1: v1 is the storage version).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualService {
@@ -55,13 +109,7 @@ pub struct VirtualService {
     #[serde(default)]
     pub spec: VirtualServiceSpec,
 }
-resource!(
-    VirtualService,
-    "networking.istio.io",
-    "v1",
-    "VirtualService",
-    "virtualservices"
-);
+istio_resource!(VirtualService, "VirtualService", "virtualservices");
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -124,7 +172,7 @@ pub struct IstioPercent {
     pub value: f64,
 }
 
-/// `networking.istio.io/v1` DestinationRule.
+/// `networking.istio.io` DestinationRule.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationRule {
@@ -136,13 +184,7 @@ pub struct DestinationRule {
     #[serde(default)]
     pub spec: DestinationRuleSpec,
 }
-resource!(
-    DestinationRule,
-    "networking.istio.io",
-    "v1",
-    "DestinationRule",
-    "destinationrules"
-);
+istio_resource!(DestinationRule, "DestinationRule", "destinationrules");
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestinationRuleSpec {

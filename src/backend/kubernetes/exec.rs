@@ -7,15 +7,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::objects::{
-    DEPLOYMENT_LABEL, ENDPOINT_LABEL, MANAGED_SELECTOR, deployment_object, port_of,
-    settings_from_deployment, umbrella_service, version_name, version_service,
+    DEPLOYMENT_LABEL, ENDPOINT_LABEL, MANAGED_SELECTOR, deployment_object,
+    endpoint_settings_from_service, pool_name, pool_service, port_of, primary, service_selector,
+    settings_from_deployment, umbrella_selector, umbrella_service, version_name, version_service,
 };
 use super::rollout::{Rollout, rollout_status};
 use super::routing::{RouteError, RouteInput, destination_rule, http_route, virtual_service};
 use super::ssa::{apply, delete_owned, get_owned, list_all};
 use super::{KubernetesBackend, RouterState};
 use crate::backend::{BackendError, StepOutcome};
-use crate::model::{DeploymentSettings, Weights};
+use crate::model::{DeploymentSettings, EndpointSettings, Weights};
 use crate::plan::{Action, Step};
 
 fn outcome(detail: impl Into<String>) -> StepOutcome {
@@ -39,26 +40,12 @@ impl KubernetesBackend {
         tracing::info!(endpoint = e, action = step.action.kind(), "executing step");
         match &step.action {
             Action::CreateEndpoint { settings } | Action::UpdateEndpoint { settings, .. } => {
-                apply(
-                    &self.services(),
-                    &subject,
-                    &umbrella_service(e, self.ns(), settings),
-                )
-                .await?;
-                if self.is_istio() {
-                    // The DR starts empty; keep any subsets it already has.
-                    let current = get_owned(&self.destination_rules(), &subject, e).await?;
-                    let subsets = current
-                        .map(|dr| super::routing::subsets_of(&dr))
-                        .unwrap_or_default();
-                    apply(
-                        &self.destination_rules(),
-                        &subject,
-                        &destination_rule(e, self.ns(), &subsets),
-                    )
-                    .await?;
-                }
+                self.apply_endpoint(&subject, e, settings, false).await?;
                 Ok(outcome(format!("applied service {e}")))
+            }
+            Action::RepairEndpoint { settings, problems } => {
+                self.apply_endpoint(&subject, e, settings, true).await?;
+                Ok(outcome(format!("repaired: {}", problems.join("; "))))
             }
             Action::CreateDeployment {
                 deployment,
@@ -110,8 +97,19 @@ impl KubernetesBackend {
             }
             Action::SetTraffic { traffic } => {
                 let state = self.router_state(&subject, e).await?;
+                // The umbrella follows the primary version. It moves first when the new primary
+                // already takes traffic, else after the router, so that a client without a
+                // sidecar never reaches a version the router gives 0%.
+                let next = primary(traffic);
+                let first = next.is_some_and(|p| state.traffic.get(p).is_some_and(|w| *w > 0));
+                if first {
+                    self.point_umbrella(&subject, e, next).await?;
+                }
                 self.write_router(&subject, e, &state.versions, traffic, &state.mirror)
                     .await?;
+                if !first {
+                    self.point_umbrella(&subject, e, next).await?;
+                }
                 Ok(outcome(format!(
                     "traffic {}",
                     crate::model::weights_display(traffic)
@@ -131,6 +129,92 @@ impl KubernetesBackend {
             }
             Action::DeleteEndpoint => self.delete_endpoint(&subject, e).await,
         }
+    }
+
+    /// Applies the umbrella Service (selecting the live primary version), and on Istio the pool
+    /// Service and the DestinationRule (keeping its subsets). A repair also re-applies every
+    /// version's Service, adds a subset for every ready version (then waits the propagation
+    /// delay), and re-renders the router with its live weights: every object the router names
+    /// exists again before the router is written.
+    async fn apply_endpoint(
+        &self,
+        subject: &str,
+        e: &str,
+        settings: &EndpointSettings,
+        repair: bool,
+    ) -> Result<(), BackendError> {
+        let state = self.router_state(subject, e).await?;
+        let umbrella = umbrella_service(e, self.ns(), settings, primary(&state.traffic));
+        apply(&self.services(), subject, &umbrella).await?;
+        let mut ready = BTreeSet::new();
+        if repair {
+            let selector = format!("{MANAGED_SELECTOR},{ENDPOINT_LABEL}={e}");
+            for dep in list_all(&self.deployments(), subject, &selector).await? {
+                let Some(d) = dep
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(DEPLOYMENT_LABEL))
+                else {
+                    continue;
+                };
+                let port = port_of(&settings_from_deployment(&dep));
+                apply(
+                    &self.services(),
+                    subject,
+                    &version_service(e, d, self.ns(), port),
+                )
+                .await?;
+                if super::live::deployment_state(&dep).is_ready() {
+                    ready.insert(d.clone());
+                }
+            }
+        }
+        if self.is_istio() {
+            apply(&self.services(), subject, &pool_service(e, self.ns())).await?;
+            let mut subsets = state.subsets.clone();
+            subsets.extend(ready);
+            apply(
+                &self.destination_rules().await?,
+                subject,
+                &destination_rule(e, self.ns(), &subsets),
+            )
+            .await?;
+            if repair && subsets != state.subsets && state.exists {
+                // CONTRACT.md §1 ISTIO-MBB: the subset reaches proxies before the VS names it.
+                tokio::time::sleep(self.opts.make_before_break_delay).await;
+            }
+        }
+        if repair && state.exists {
+            let now = self.router_state(subject, e).await?;
+            self.write_router(subject, e, &now.versions, &state.traffic, &state.mirror)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Points the umbrella Service at `primary` (keeping its settings); no write when it already
+    /// selects it.
+    async fn point_umbrella(
+        &self,
+        subject: &str,
+        e: &str,
+        primary: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let current = get_owned(&self.services(), subject, e).await?;
+        if current
+            .as_ref()
+            .is_some_and(|svc| service_selector(svc) == umbrella_selector(e, primary))
+        {
+            return Ok(());
+        }
+        let settings = current
+            .as_ref()
+            .map(endpoint_settings_from_service)
+            .unwrap_or_default();
+        let umbrella = umbrella_service(e, self.ns(), &settings, primary);
+        apply(&self.services(), subject, &umbrella).await?;
+        Ok(())
     }
 
     /// Applies the Deployment and Service of one version (no wait).
@@ -174,7 +258,7 @@ impl KubernetesBackend {
             let mut subsets = state.subsets.clone();
             subsets.insert(d.to_string());
             apply(
-                &self.destination_rules(),
+                &self.destination_rules().await?,
                 subject,
                 &destination_rule(e, self.ns(), &subsets),
             )
@@ -211,7 +295,7 @@ impl KubernetesBackend {
         };
         if self.is_istio() {
             let vs = virtual_service(&input).map_err(|err| route_error(subject, err))?;
-            apply(&self.virtual_services(), subject, &vs).await?;
+            apply(&self.virtual_services().await?, subject, &vs).await?;
         } else {
             let route = http_route(&input).map_err(|err| route_error(subject, err))?;
             apply(&self.http_routes(), subject, &route).await?;
@@ -252,15 +336,15 @@ impl KubernetesBackend {
         if exists && referenced.contains(d) {
             self.write_router(subject, e, &versions, &traffic, &mirror)
                 .await?;
+            // Config reaches Istio proxies and Gateway API data planes eventually (CONTRACT.md
+            // §1 ISTIO-MBB, §6 step 6): wait before the DR subset, Deployment or Service goes.
+            tokio::time::sleep(self.opts.make_before_break_delay).await;
         }
         if self.is_istio() && subsets.contains(d) {
-            if exists && referenced.contains(d) {
-                tokio::time::sleep(self.opts.make_before_break_delay).await;
-            }
             let mut remaining: BTreeSet<String> = subsets;
             remaining.remove(d);
             apply(
-                &self.destination_rules(),
+                &self.destination_rules().await?,
                 subject,
                 &destination_rule(e, self.ns(), &remaining),
             )
@@ -274,12 +358,15 @@ impl KubernetesBackend {
 
     async fn delete_endpoint(&self, subject: &str, e: &str) -> Result<StepOutcome, BackendError> {
         if self.is_istio() {
-            delete_owned(&self.virtual_services(), subject, e).await?;
-            delete_owned(&self.destination_rules(), subject, e).await?;
+            delete_owned(&self.virtual_services().await?, subject, e).await?;
+            delete_owned(&self.destination_rules().await?, subject, e).await?;
         } else {
             delete_owned(&self.http_routes(), subject, e).await?;
         }
         delete_owned(&self.services(), subject, e).await?;
+        if self.is_istio() {
+            delete_owned(&self.services(), subject, &pool_name(e)).await?;
+        }
         let selector = format!("{MANAGED_SELECTOR},{ENDPOINT_LABEL}={e}");
         let versions = list_all(&self.deployments(), subject, &selector).await?;
         let mut deleted = 0;

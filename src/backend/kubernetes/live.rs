@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::audit::{Found, endpoint_problems, names_taken};
 use super::objects::{
     DEPLOYMENT_LABEL, ENDPOINT_LABEL, MANAGED_SELECTOR, endpoint_settings_from_service,
     service_port, settings_from_deployment, version_name,
@@ -15,7 +17,7 @@ use super::routing::{
     subsets_of, subsets_referenced, versions_referenced, weights_from_http_route,
     weights_from_virtual_service,
 };
-use super::ssa::{get_owned, list_all};
+use super::ssa::{get_owned, list_all, list_unmanaged_names};
 use super::{KubernetesBackend, RouterState};
 use crate::backend::BackendError;
 use crate::model::{DeploymentState, LiveDeployment, LiveEndpoint, LiveState, Weights};
@@ -42,19 +44,53 @@ impl KubernetesBackend {
     pub(super) async fn read_live_state(&self) -> Result<LiveState, BackendError> {
         let subject = format!("namespace {}", self.ns());
         let deployments = list_all(&self.deployments(), &subject, MANAGED_SELECTOR).await?;
-        let services = list_all(&self.services(), &subject, MANAGED_SELECTOR).await?;
-        let mut routes: BTreeMap<String, (Weights, Weights)> = BTreeMap::new();
+        let services: BTreeMap<String, Service> =
+            list_all(&self.services(), &subject, MANAGED_SELECTOR)
+                .await?
+                .into_iter()
+                .map(|s| (s.metadata.name.clone().unwrap_or_default(), s))
+                .collect();
+        let by_endpoint = |meta: &ObjectMeta| {
+            let e = label(&meta.labels, ENDPOINT_LABEL)?;
+            (meta.name.as_deref() == Some(e)).then(|| e.to_string())
+        };
+        let mut vss = BTreeMap::new();
+        let mut drs = BTreeMap::new();
+        let mut routes = BTreeMap::new();
+        let mut taken = Vec::new();
+        let router = self.target.router;
+        for name in list_unmanaged_names(&self.deployments(), &subject).await? {
+            taken.extend(names_taken("Deployment", &name, router));
+        }
+        for name in list_unmanaged_names(&self.services(), &subject).await? {
+            taken.extend(names_taken("Service", &name, router));
+        }
         if self.is_istio() {
-            for vs in list_all(&self.virtual_services(), &subject, MANAGED_SELECTOR).await? {
-                if let Some(e) = label(&vs.metadata.labels, ENDPOINT_LABEL) {
-                    routes.insert(e.to_string(), weights_from_virtual_service(&vs));
+            for vs in list_all(&self.virtual_services().await?, &subject, MANAGED_SELECTOR).await? {
+                if let Some(e) = by_endpoint(&vs.metadata) {
+                    vss.insert(e, vs);
                 }
+            }
+            for dr in list_all(&self.destination_rules().await?, &subject, MANAGED_SELECTOR).await?
+            {
+                if let Some(e) = by_endpoint(&dr.metadata) {
+                    drs.insert(e, dr);
+                }
+            }
+            for name in list_unmanaged_names(&self.virtual_services().await?, &subject).await? {
+                taken.extend(names_taken("VirtualService", &name, router));
+            }
+            for name in list_unmanaged_names(&self.destination_rules().await?, &subject).await? {
+                taken.extend(names_taken("DestinationRule", &name, router));
             }
         } else {
             for route in list_all(&self.http_routes(), &subject, MANAGED_SELECTOR).await? {
-                if let Some(e) = label(&route.metadata.labels, ENDPOINT_LABEL) {
-                    routes.insert(e.to_string(), weights_from_http_route(&route, e));
+                if let Some(e) = by_endpoint(&route.metadata) {
+                    routes.insert(e, route);
                 }
+            }
+            for name in list_unmanaged_names(&self.http_routes(), &subject).await? {
+                taken.extend(names_taken("HTTPRoute", &name, router));
             }
         }
 
@@ -70,22 +106,21 @@ impl KubernetesBackend {
                     deployments: BTreeMap::new(),
                     scoring_uri: None,
                     busy: None,
+                    problems: Vec::new(),
                 })
                 .name
                 .clone()
         };
-        for svc in &services {
+        for svc in services.values() {
             let labels = &svc.metadata.labels;
-            if let (Some(e), None) = (
-                label(labels, ENDPOINT_LABEL),
-                label(labels, DEPLOYMENT_LABEL),
-            ) {
-                let name = entry(&mut endpoints, e);
+            // The umbrella is the Service named E without a deployment label (not the pool).
+            if let (Some(e), None) = (by_endpoint(&svc.metadata), label(labels, DEPLOYMENT_LABEL)) {
+                let name = entry(&mut endpoints, &e);
                 let ep = endpoints.get_mut(&name).expect("entry just inserted");
                 ep.settings = endpoint_settings_from_service(svc);
                 ep.scoring_uri = Some(format!(
                     "http://{}/score",
-                    super::objects::service_fqdn(e, self.ns())
+                    super::objects::service_fqdn(&e, self.ns())
                 ));
             }
         }
@@ -109,13 +144,22 @@ impl KubernetesBackend {
             let ep = endpoints.get_mut(&name).expect("entry just inserted");
             ep.deployments.insert(dep.to_string(), live);
         }
-        for (e, (traffic, mirror)) in routes {
-            if let Some(ep) = endpoints.get_mut(&e) {
-                ep.traffic = traffic;
-                ep.mirror_traffic = mirror;
+        for (e, ep) in &mut endpoints {
+            if let Some(vs) = vss.get(e) {
+                (ep.traffic, ep.mirror_traffic) = weights_from_virtual_service(vs);
             }
+            if let Some(route) = routes.get(e) {
+                (ep.traffic, ep.mirror_traffic) = weights_from_http_route(route, e);
+            }
+            let found = Found {
+                services: &services,
+                destination_rule: drs.get(e),
+                virtual_service: vss.get(e),
+                http_route: routes.get(e),
+            };
+            ep.problems = endpoint_problems(&self.target, ep, &found);
         }
-        Ok(LiveState { endpoints })
+        Ok(LiveState { endpoints, taken })
     }
 
     /// Per-version Services of one endpoint, by version name, with their port.
@@ -149,7 +193,8 @@ impl KubernetesBackend {
             .collect();
         let mut state = RouterState::default();
         if self.is_istio() {
-            if let Some(dr) = get_owned(&self.destination_rules(), subject, endpoint).await? {
+            if let Some(dr) = get_owned(&self.destination_rules().await?, subject, endpoint).await?
+            {
                 state.subsets = subsets_of(&dr);
             }
             state.versions = state
@@ -157,7 +202,7 @@ impl KubernetesBackend {
                 .iter()
                 .map(|d| (d.clone(), ports.get(d).copied().unwrap_or(0)))
                 .collect();
-            if let Some(vs) = get_owned(&self.virtual_services(), subject, endpoint).await? {
+            if let Some(vs) = get_owned(&self.virtual_services().await?, subject, endpoint).await? {
                 state.exists = true;
                 (state.traffic, state.mirror) = weights_from_virtual_service(&vs);
                 state.referenced = subsets_referenced(&vs);

@@ -18,7 +18,9 @@ use crate::backend::{Backend, BackendError, StepOutcome};
 use crate::model::{KubernetesTarget, LiveState, Router, Weights};
 use crate::plan::Step;
 
+mod audit;
 pub mod crd;
+mod discovery;
 mod exec;
 mod gate;
 mod live;
@@ -27,7 +29,7 @@ pub mod rollout;
 pub mod routing;
 mod ssa;
 
-use crd::{DestinationRule, HttpRoute, VirtualService};
+use crd::{DestinationRule, HttpRoute, IstioVersion, VirtualService};
 
 /// Timing knobs for the Kubernetes backend.
 #[derive(Clone, Debug)]
@@ -121,6 +123,8 @@ pub struct KubernetesBackend {
     target: KubernetesTarget,
     client: Client,
     opts: KubernetesOptions,
+    /// The served Istio API version, discovered on first use.
+    istio: tokio::sync::OnceCell<IstioVersion>,
 }
 
 impl KubernetesBackend {
@@ -129,6 +133,7 @@ impl KubernetesBackend {
             target: target.clone(),
             client,
             opts,
+            istio: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -144,12 +149,25 @@ impl KubernetesBackend {
         Api::namespaced(self.client.clone(), self.ns())
     }
 
-    fn virtual_services(&self) -> Api<VirtualService> {
-        Api::namespaced(self.client.clone(), self.ns())
+    async fn istio_version(&self) -> Result<IstioVersion, BackendError> {
+        let subject = format!("namespace {}", self.ns());
+        self.istio
+            .get_or_try_init(|| async {
+                let groups = discovery::api_groups(&self.client, &subject).await?;
+                discovery::istio_version(&groups, &subject)
+            })
+            .await
+            .copied()
     }
 
-    fn destination_rules(&self) -> Api<DestinationRule> {
-        Api::namespaced(self.client.clone(), self.ns())
+    async fn virtual_services(&self) -> Result<Api<VirtualService>, BackendError> {
+        let v = self.istio_version().await?;
+        Ok(Api::namespaced_with(self.client.clone(), self.ns(), &v))
+    }
+
+    async fn destination_rules(&self) -> Result<Api<DestinationRule>, BackendError> {
+        let v = self.istio_version().await?;
+        Ok(Api::namespaced_with(self.client.clone(), self.ns(), &v))
     }
 
     fn http_routes(&self) -> Api<HttpRoute> {

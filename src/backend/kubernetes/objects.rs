@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::model::{AssetRef, DeploymentSettings, EndpointSettings, Probe, Resources};
+use crate::model::{AssetRef, DeploymentSettings, EndpointSettings, Probe, Resources, Weights};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "flightdeck";
@@ -98,21 +98,33 @@ struct ExtraSettings {
     request_settings: Option<crate::model::RequestSettings>,
 }
 
-/// The umbrella Service `E`: selects every version, carries the endpoint settings.
-pub fn umbrella_service(endpoint: &str, namespace: &str, settings: &EndpointSettings) -> Service {
-    let mut metadata = meta(endpoint.to_string(), namespace, endpoint_labels(endpoint));
-    let json = serde_json::to_string(settings).unwrap_or_default();
-    metadata.annotations = Some(BTreeMap::from([(SETTINGS_ANNOTATION.to_string(), json)]));
+/// The version that takes the most traffic (the first by name on a tie), if any takes some: the
+/// one version the umbrella Service selects.
+pub fn primary(traffic: &Weights) -> Option<&str> {
+    let mut best: Option<(&str, u32)> = None;
+    for (d, w) in traffic {
+        if *w > 0 && best.is_none_or(|(_, b)| *w > b) {
+            best = Some((d, *w));
+        }
+    }
+    best.map(|(d, _)| d)
+}
+
+/// The umbrella Service's selector: only the primary version's pods, so that a client without a
+/// sidecar (kube-proxy picks any endpoint of the Service) never reaches a version at 0%. With no
+/// traffic it selects no pod (the deployment label is never empty).
+pub fn umbrella_selector(endpoint: &str, primary: Option<&str>) -> BTreeMap<String, String> {
+    version_selector(endpoint, primary.unwrap_or_default())
+}
+
+fn http_service(metadata: ObjectMeta, selector: BTreeMap<String, String>, port: i32) -> Service {
     Service {
         metadata,
         spec: Some(ServiceSpec {
-            selector: Some(BTreeMap::from([(
-                ENDPOINT_LABEL.to_string(),
-                endpoint.to_string(),
-            )])),
+            selector: Some(selector),
             ports: Some(vec![ServicePort {
                 name: Some(PORT_NAME.to_string()),
-                port: UMBRELLA_PORT,
+                port,
                 target_port: Some(IntOrString::String(PORT_NAME.to_string())),
                 ..Default::default()
             }]),
@@ -120,6 +132,49 @@ pub fn umbrella_service(endpoint: &str, namespace: &str, settings: &EndpointSett
         }),
         status: None,
     }
+}
+
+/// The umbrella Service `E`, which clients address: selects the primary version only (see
+/// `umbrella_selector`), carries the endpoint settings.
+pub fn umbrella_service(
+    endpoint: &str,
+    namespace: &str,
+    settings: &EndpointSettings,
+    primary: Option<&str>,
+) -> Service {
+    let mut metadata = meta(endpoint.to_string(), namespace, endpoint_labels(endpoint));
+    let json = serde_json::to_string(settings).unwrap_or_default();
+    metadata.annotations = Some(BTreeMap::from([(SETTINGS_ANNOTATION.to_string(), json)]));
+    http_service(
+        metadata,
+        umbrella_selector(endpoint, primary),
+        UMBRELLA_PORT,
+    )
+}
+
+/// `E--pool` (Istio only): no version name `E-D` can equal it, since a deployment name starts
+/// with a letter.
+pub fn pool_name(endpoint: &str) -> String {
+    format!("{endpoint}--pool")
+}
+
+/// The pool Service `E--pool` (Istio only): selects every version of `E`. It is the
+/// DestinationRule's host, because subset labels filter the endpoints of the host's Service
+/// (CONTRACT.md §1 "DestinationRule subsets"); the VirtualService on host `E` routes to its
+/// subsets. Clients never address it.
+pub fn pool_service(endpoint: &str, namespace: &str) -> Service {
+    let selector = BTreeMap::from([(ENDPOINT_LABEL.to_string(), endpoint.to_string())]);
+    let metadata = meta(pool_name(endpoint), namespace, endpoint_labels(endpoint));
+    http_service(metadata, selector, UMBRELLA_PORT)
+}
+
+/// The selector of a Service, empty when it has none.
+pub fn service_selector(service: &Service) -> BTreeMap<String, String> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default()
 }
 
 pub fn endpoint_settings_from_service(service: &Service) -> EndpointSettings {
@@ -135,20 +190,11 @@ pub fn endpoint_settings_from_service(service: &Service) -> EndpointSettings {
 /// The per-version Service `E-D`, on the version's container port.
 pub fn version_service(endpoint: &str, deployment: &str, namespace: &str, port: u16) -> Service {
     let name = version_name(endpoint, deployment);
-    Service {
-        metadata: meta(name, namespace, version_labels(endpoint, deployment)),
-        spec: Some(ServiceSpec {
-            selector: Some(version_selector(endpoint, deployment)),
-            ports: Some(vec![ServicePort {
-                name: Some(PORT_NAME.to_string()),
-                port: i32::from(port),
-                target_port: Some(IntOrString::String(PORT_NAME.to_string())),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    }
+    http_service(
+        meta(name, namespace, version_labels(endpoint, deployment)),
+        version_selector(endpoint, deployment),
+        i32::from(port),
+    )
 }
 
 /// The port of a per-version Service, if it has one.
@@ -432,7 +478,7 @@ mod tests {
             description: Some("credit scoring".into()),
             ..Default::default()
         };
-        let svc = umbrella_service("scoring", "ml", &settings);
+        let svc = umbrella_service("scoring", "ml", &settings, Some("blue"));
         assert_eq!(endpoint_settings_from_service(&svc), settings);
         assert!(is_managed(&svc.metadata));
     }

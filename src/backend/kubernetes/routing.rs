@@ -20,7 +20,7 @@ use super::crd::{
     IstioPercent, IstioRouteDestination, IstioStringMatch, ParentRef, RequestMirror, Subset,
     VirtualService, VirtualServiceSpec,
 };
-use super::objects::{DEPLOYMENT_LABEL, endpoint_labels, service_fqdn, version_name};
+use super::objects::{DEPLOYMENT_LABEL, endpoint_labels, pool_name, service_fqdn, version_name};
 use crate::model::{KubernetesTarget, Weights, weight_sum};
 
 /// The name of the weighted catch-all rule in both routers.
@@ -121,7 +121,8 @@ fn weight(w: u32) -> Option<i32> {
     Some(i32::try_from(w).unwrap_or(i32::MAX))
 }
 
-/// The DestinationRule `E`: host = the umbrella FQDN, one subset per version.
+/// The DestinationRule `E`: host = the pool Service's FQDN (every version's pods), one subset per
+/// version.
 pub fn destination_rule(
     endpoint: &str,
     namespace: &str,
@@ -132,7 +133,7 @@ pub fn destination_rule(
         kind: DestinationRule::KIND.to_string(),
         metadata: router_meta(endpoint, namespace),
         spec: DestinationRuleSpec {
-            host: service_fqdn(endpoint, namespace),
+            host: service_fqdn(&pool_name(endpoint), namespace),
             subsets: subsets
                 .iter()
                 .map(|d| Subset {
@@ -148,13 +149,35 @@ pub fn subsets_of(dr: &DestinationRule) -> BTreeSet<String> {
     dr.spec.subsets.iter().map(|s| s.name.clone()).collect()
 }
 
+/// The VirtualService's hosts: the umbrella FQDN always (mesh clients address it), then any
+/// custom `hostnames` (they add to the FQDN, never replace it).
+pub fn vs_hosts(endpoint: &str, target: &KubernetesTarget) -> Vec<String> {
+    let mut hosts = vec![service_fqdn(endpoint, &target.namespace)];
+    for h in &target.hostnames {
+        if !hosts.contains(h) {
+            hosts.push(h.clone());
+        }
+    }
+    hosts
+}
+
+/// The VirtualService's gateways: `gateways` plus `mesh` when any is set.
+pub fn vs_gateways(target: &KubernetesTarget) -> Vec<String> {
+    let mut gateways = target.gateways.clone();
+    if !gateways.is_empty() && !gateways.iter().any(|g| g == "mesh") {
+        // CONTRACT.md §1: to cover an ingress gateway and the sidecars, list both.
+        gateways.push("mesh".to_string());
+    }
+    gateways
+}
+
 /// The VirtualService `E` (CONTRACT.md §1 example shape).
 pub fn virtual_service(input: &RouteInput<'_>) -> Result<VirtualService, RouteError> {
     let mirror = checked(input)?;
     let namespace = input.target.namespace.as_str();
-    let host = service_fqdn(input.endpoint, namespace);
+    let pool = service_fqdn(&pool_name(input.endpoint), namespace);
     let destination = |d: &str| IstioDestination {
-        host: host.clone(),
+        host: pool.clone(),
         subset: Some(d.to_string()),
     };
     let mut http = Vec::new();
@@ -196,16 +219,8 @@ pub fn virtual_service(input: &RouteInput<'_>) -> Result<VirtualService, RouteEr
             ..Default::default()
         });
     }
-    let hosts = if input.target.hostnames.is_empty() {
-        vec![host.clone()]
-    } else {
-        input.target.hostnames.clone()
-    };
-    let mut gateways = input.target.gateways.clone();
-    if !gateways.is_empty() && !gateways.iter().any(|g| g == "mesh") {
-        // CONTRACT.md §1: to cover an ingress gateway and the sidecars, list both.
-        gateways.push("mesh".to_string());
-    }
+    let hosts = vs_hosts(input.endpoint, input.target);
+    let gateways = vs_gateways(input.target);
     Ok(VirtualService {
         api_version: VirtualService::API_VERSION.to_string(),
         kind: VirtualService::KIND.to_string(),
@@ -265,7 +280,7 @@ pub fn subsets_referenced(vs: &VirtualService) -> BTreeSet<String> {
         .collect()
 }
 
-fn parent_refs(endpoint: &str, gateways: &[String]) -> Vec<ParentRef> {
+pub fn parent_refs(endpoint: &str, gateways: &[String]) -> Vec<ParentRef> {
     if gateways.is_empty() {
         // GAMMA (mesh): attach to the endpoint's umbrella Service.
         return vec![ParentRef {

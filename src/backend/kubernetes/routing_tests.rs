@@ -47,7 +47,14 @@ fn the_virtual_service_pins_before_the_weighted_split_with_explicit_weights() {
             .contains_key("x-model-deployment")
     );
     assert_eq!(vs.spec.gateways, ["infra/public", "mesh"]);
-    assert_eq!(vs.spec.hosts, ["scoring.example.com"]);
+    // Custom hostnames add to the Service FQDN that mesh clients address; they never replace it.
+    assert_eq!(
+        vs.spec.hosts,
+        [
+            format!("scoring.{}.svc.cluster.local", t.namespace),
+            "scoring.example.com".to_string()
+        ]
+    );
     let split = &vs.spec.http[2];
     assert!(split.route.iter().all(|r| r.weight.is_some()));
     assert_eq!(weights_from_virtual_service(&vs), (traffic, mirror));

@@ -101,9 +101,10 @@ pub async fn get_owned<K>(
     name: &str,
 ) -> Result<Option<K>, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
-    let kind = K::kind(&());
+    let kind = K::kind(&K::DynamicType::default()).to_string();
     let found = api
         .get_opt(name)
         .await
@@ -117,9 +118,10 @@ where
 /// Server-side applies `obj` (which must carry our labels) under the ownership rule above.
 pub async fn apply<K>(api: &Api<K>, subject: &str, obj: &K) -> Result<K, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
-    let kind = K::kind(&());
+    let kind = K::kind(&K::DynamicType::default()).to_string();
     let name = obj.name_any();
     let existing = get_owned(api, subject, &name).await?;
     let ours = existing.as_ref().is_some_and(|e| {
@@ -132,18 +134,33 @@ where
         params = params.force();
     }
     tracing::debug!(kind = %kind, name = %name, force = ours, "server-side apply");
-    api.patch(&name, &params, &Patch::Apply(obj))
+    // The body's apiVersion is the one the request goes to (an Istio kind's discovered version).
+    let mut body = serde_json::to_value(obj)
+        .map_err(|e| BackendError::Transport(format!("{subject}: apply {kind} {name}: {e}")))?;
+    body["apiVersion"] = serde_json::Value::String(api_version_of(api.resource_url()));
+    api.patch(&name, &params, &Patch::Apply(&body))
         .await
         .map_err(|e| kube_error(subject, &format!("apply {kind} {name}"), e))
+}
+
+/// `G/V` from `/apis/G/V/...`, `V` from `/api/V/...`.
+fn api_version_of(url: &str) -> String {
+    let segs: Vec<&str> = url.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["apis", group, version, ..] => format!("{group}/{version}"),
+        [_, version, ..] => (*version).to_string(),
+        _ => String::new(),
+    }
 }
 
 /// Deletes an object if it exists and is ours. Returns whether a delete was sent. An object
 /// without our label is left alone (and logged), never deleted.
 pub async fn delete_owned<K>(api: &Api<K>, subject: &str, name: &str) -> Result<bool, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
-    let kind = K::kind(&());
+    let kind = K::kind(&K::DynamicType::default()).to_string();
     let found = api
         .get_opt(name)
         .await
@@ -162,16 +179,46 @@ where
     }
 }
 
-/// Lists every object matching `selector`, following `continue` tokens.
+/// Lists every object matching `selector` that carries flightdeck's label, following `continue`
+/// tokens.
 pub async fn list_all<K>(
     api: &Api<K>,
     subject: &str,
     selector: &str,
 ) -> Result<Vec<K>, BackendError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
 {
-    let kind = K::kind(&());
+    let items = list_pages(api, subject, selector).await?;
+    // The selector already filters; the check keeps the invariant local and explicit.
+    Ok(items.into_iter().filter(|o| is_managed(o.meta())).collect())
+}
+
+/// Names of every object without `app.kubernetes.io/managed-by=flightdeck` (read, never written).
+pub async fn list_unmanaged_names<K>(
+    api: &Api<K>,
+    subject: &str,
+) -> Result<Vec<String>, BackendError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let selector = format!("{}!={MANAGER}", super::objects::MANAGED_BY);
+    let items = list_pages(api, subject, &selector).await?;
+    Ok(items
+        .iter()
+        .filter(|o| !is_managed(o.meta()))
+        .map(|o| o.name_any())
+        .collect())
+}
+
+async fn list_pages<K>(api: &Api<K>, subject: &str, selector: &str) -> Result<Vec<K>, BackendError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -183,8 +230,7 @@ where
             .list(&params)
             .await
             .map_err(|e| kube_error(subject, &format!("list {kind}"), e))?;
-        // The selector already filters; the check keeps the invariant local and explicit.
-        items.extend(page.items.into_iter().filter(|o| is_managed(o.meta())));
+        items.extend(page.items);
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
             _ => return Ok(items),

@@ -153,6 +153,17 @@ pub async fn handle(
         },
         at: std::time::Instant::now(),
     });
+    if method == Method::GET
+        && let Some(doc) = discovery(&shared, &path)
+    {
+        return doc;
+    }
+    let istio = shared.istio_versions.lock().unwrap().clone();
+    let served = |k: &Kind| k.group != super::store::ISTIO_GROUP || istio.contains(&k.version);
+    let target = target.filter(|t| match t {
+        Target::Collection { kind, .. } | Target::Object { kind, .. } => served(kind),
+        Target::Proxy { .. } => true,
+    });
     let Some(target) = target else {
         return fail(failure(
             404,
@@ -263,6 +274,47 @@ pub async fn handle(
             fail(f)
         }
     }
+}
+
+/// API discovery: `GET /apis` (APIGroupList) and `GET /apis/GROUP` (APIGroup), listing the
+/// served versions, the first preferred.
+fn discovery(shared: &Shared, path: &str) -> Option<Response> {
+    let istio = shared.istio_versions.lock().unwrap().clone();
+    let mut groups = vec![
+        ("apps", vec!["v1"]),
+        ("gateway.networking.k8s.io", vec!["v1", "v1beta1"]),
+    ];
+    if !istio.is_empty() {
+        groups.push((super::store::ISTIO_GROUP, istio));
+    }
+    let group = |(name, versions): &(&str, Vec<&str>)| {
+        let versions: Vec<Value> = versions
+            .iter()
+            .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+            .collect();
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": name,
+               "versions": versions, "preferredVersion": versions[0]})
+    };
+    let trimmed = path.trim_end_matches('/');
+    if trimmed == "/apis" {
+        let all: Vec<Value> = groups.iter().map(group).collect();
+        return Some(json_response(
+            200,
+            &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": all}),
+        ));
+    }
+    let name = trimmed.strip_prefix("/apis/")?;
+    if name.contains('/') {
+        return None;
+    }
+    Some(match groups.iter().find(|(g, _)| *g == name) {
+        Some(g) => json_response(200, &group(g)),
+        None => fail(failure(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        )),
+    })
 }
 
 fn list(shared: &Shared, kind: Kind, ns: &str, q: &[(String, String)]) -> Result<Value, Failure> {

@@ -11,7 +11,9 @@
 mod controller;
 pub mod fixtures;
 mod http;
+mod quantity;
 mod store;
+pub mod traffic;
 mod validate;
 mod writes;
 
@@ -38,6 +40,9 @@ pub struct Shared {
     /// Lease writes (POST/PUT) whose `spec.holderIdentity` is a key wait this long before the
     /// server handles them: a slow API server, as one replica sees it.
     lease_delays: Mutex<BTreeMap<String, Duration>>,
+    /// Versions of `networking.istio.io` the fake serves (discovery and paths); empty = Istio
+    /// is not installed.
+    istio_versions: Mutex<Vec<&'static str>>,
 }
 
 impl Shared {
@@ -135,6 +140,7 @@ impl FakeKube {
             invalid: Mutex::new(Vec::new()),
             mbb: Mutex::new(Vec::new()),
             lease_delays: Mutex::new(BTreeMap::new()),
+            istio_versions: Mutex::new(vec!["v1", "v1beta1", "v1alpha3"]),
         });
         let app = axum::Router::new()
             .fallback(http::handle)
@@ -226,6 +232,32 @@ impl FakeKube {
             .unwrap()
             .apply(kind(plural), ns, &name, body, manager, false)
             .expect("seed apply")
+    }
+
+    /// Deletes an object as another client would (`kubectl delete`).
+    pub fn delete(&self, plural: &str, ns: &str, name: &str) {
+        self.shared
+            .store
+            .lock()
+            .unwrap()
+            .delete(kind(plural), ns, name)
+            .expect("delete object");
+    }
+
+    /// Merge-patches an object as another client would (`kubectl patch --type merge`).
+    pub fn patch(&self, plural: &str, ns: &str, name: &str, patch: Value, manager: &str) {
+        self.shared
+            .store
+            .lock()
+            .unwrap()
+            .merge_patch(kind(plural), ns, name, patch, manager)
+            .expect("merge patch");
+    }
+
+    /// Serves only these `networking.istio.io` versions (`[]`: Istio is not installed), as an
+    /// older Istio (< 1.22 has no `v1`) or a cluster without Istio would.
+    pub fn serve_istio(&self, versions: &[&'static str]) {
+        *self.shared.istio_versions.lock().unwrap() = versions.to_vec();
     }
 
     pub fn script(&self, deployment: &str, script: Script) {

@@ -76,11 +76,24 @@ pub const KINDS: [Kind; 6] = [
     },
 ];
 
+/// The Istio API versions the reference CRDs serve besides `v1` (CONTRACT.md §0), with the same
+/// schema; objects are stored once, whichever version wrote them.
+pub const ISTIO_GROUP: &str = "networking.istio.io";
+pub const ISTIO_OLDER: [&str; 2] = ["v1beta1", "v1alpha3"];
+
 pub fn kind_for(group: &str, version: &str, plural: &str) -> Option<Kind> {
-    KINDS
+    let k = KINDS
         .iter()
         .copied()
-        .find(|k| k.group == group && k.version == version && k.plural == plural)
+        .find(|k| k.group == group && k.plural == plural)?;
+    if k.version == version {
+        return Some(k);
+    }
+    let older = ISTIO_OLDER.iter().find(|v| **v == version)?;
+    (group == ISTIO_GROUP).then_some(Kind {
+        version: older,
+        ..k
+    })
 }
 
 /// A Kubernetes `Status` failure, sent as the HTTP status `code`.
@@ -301,6 +314,9 @@ impl Store {
         owners: BTreeMap<FieldPath, Owner>,
     ) -> Result<Value, Failure> {
         let key = (kind.plural, ns.to_string(), name.to_string());
+        if kind.plural == "deployments" {
+            super::quantity::canonicalize_deployment(&mut object);
+        }
         validate::check(kind, &object).map_err(|m| {
             failure(
                 422,

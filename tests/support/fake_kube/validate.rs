@@ -71,6 +71,18 @@ pub fn check(kind: Kind, obj: &Value) -> Result<(), String> {
             problems.push(format!("{}: {err}", err.instance_path));
         }
     }
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    // A Service name is a DNS-1035 label (at most 63 characters); other names are DNS-1123
+    // subdomains (at most 253).
+    let max = if kind.plural == "services" { 63 } else { 253 };
+    if name.len() > max {
+        problems.push(format!(
+            "metadata.name: Invalid value: \"{name}\": must be no more than {max} characters"
+        ));
+    }
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
     match kind.plural {
         "virtualservices" => virtual_service(&spec, &mut problems),
