@@ -147,11 +147,14 @@ fn plan_and_diff_escape_control_characters_from_yaml_values_in_every_format() {
 fn apply_progress_report_and_log_lines_escape_control_characters() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    // The state file's directory does not exist, so the first write fails with an error that
-    // quotes the path from environment.yaml: in the progress line, the summary, the JSON report
-    // and the `step failed` warning.
+    // The state file's directory exists (so the apply lock beside it can be taken), but a
+    // directory stands where the state file's temporary copy goes, so the first write fails
+    // with an error that quotes the path from environment.yaml: in the progress line, the
+    // summary, the JSON report and the `step failed` warning.
     let state = r"no\e[2J\rdir\x9b\u202e\nFAKE: all good/live.json";
     environment(dir, state, "plain", "model");
+    let state_dir = dir.join("no\x1b[2J\rdir\u{9b}\u{202e}\nFAKE: all good");
+    std::fs::create_dir_all(state_dir.join("live.tmp/in-the-way")).unwrap();
     let escaped = r"no\u{1b}[2J\rdir\u{9b}\u{202e}\nFAKE: all good/live.json";
     let out = run(dir, &["apply", "."], &[("RUST_LOG", "debug")]);
     assert_eq!(out.status.code(), Some(1), "{}", streams(&out));

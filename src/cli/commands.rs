@@ -12,7 +12,7 @@ use super::live::{self, Snapshot};
 use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
 use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
 use crate::backend::{self, ConnectOptions};
-use crate::escape::{Esc, escape_control_keep_lines, escape_json};
+use crate::escape::{Esc, escape_control, escape_json};
 use crate::model::{DesiredState, Target};
 use crate::plan::render::{self, Format};
 use crate::plan::{self, Plan, PlanOptions, diff};
@@ -22,11 +22,20 @@ const OK: u8 = 0;
 const CHANGES: u8 = 1;
 const ERROR: u8 = 2;
 
+/// One error line: every control character in it is escaped, line breaks too, so text from
+/// YAML or the platform can never start a line of its own.
 fn fail(e: impl std::fmt::Display) -> u8 {
-    // Errors may span lines (an invalid environment at `--against-rev` lists its problems, each
-    // escaped already); the lines stay, every other control character is escaped.
-    eprintln!("error: {}", escape_control_keep_lines(&format!("{e:#}")));
+    eprintln!("error: {}", escape_control(&format!("{e:#}")));
     ERROR
+}
+
+/// Like `fail`, but an environment that does not load at `--against-rev` lists its problems
+/// first, one per line, as `validate` does.
+fn fail_live(e: anyhow::Error) -> u8 {
+    if let Some(invalid) = e.downcast_ref::<live::InvalidAtRev>() {
+        eprintln!("{}", invalid.diagnostics);
+    }
+    fail(e)
 }
 
 fn load(env_dir: &Path) -> Result<DesiredState, u8> {
@@ -95,7 +104,7 @@ async fn desired_and_live(
     let desired = load(env_dir)?;
     let live = live::live_state(live_args, &desired, env_dir)
         .await
-        .map_err(fail)?;
+        .map_err(fail_live)?;
     Ok((desired, live))
 }
 
@@ -290,6 +299,12 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
     let opts = ConnectOptions {
         arm_endpoint: args.arm_endpoint.clone(),
     };
+    let backend = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    // Connected first: for a state file, that checks its path stays inside the environment
+    // (no symlinked directory leads out), so the lock beside it is inside too.
     // state_file: one apply at a time, held until this function returns (docs: README "apply").
     let _lock = match &desired.environment.target {
         Target::StateFile { path } if !args.dry_run => {
@@ -310,10 +325,6 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
             }
         }
         _ => None,
-    };
-    let backend = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
-        Ok(b) => b,
-        Err(e) => return fail(e),
     };
     let mut live = match backend.read_live().await {
         Ok(l) => l,

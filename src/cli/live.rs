@@ -73,9 +73,20 @@ pub fn desired_at_rev(env_dir: &Path, rev: &str) -> anyhow::Result<Option<Desire
     // follow one policy, and sizes are checked from object headers before any blob is read.
     let files = source::tree::read_git_tree(&repo, &tree, env_dir)
         .map_err(|e| anyhow!("the environment at {rev} is refused: {e}"))?;
-    let desired = spec::load_tree(&files, env_dir)
-        .map_err(|d| anyhow!("the environment at {rev} is invalid:\n{d}"))?;
+    let desired = spec::load_tree(&files, env_dir).map_err(|diagnostics| InvalidAtRev {
+        rev: rev.to_string(),
+        diagnostics,
+    })?;
     Ok(Some(desired))
+}
+
+/// The environment at `--against-rev` does not load. Its problems are printed one per line
+/// (each escaped by `Diagnostic`'s Display), then this one-line summary.
+#[derive(Debug, thiserror::Error)]
+#[error("the environment at {rev} is invalid ({} problems)", diagnostics.0.len())]
+pub struct InvalidAtRev {
+    pub rev: String,
+    pub diagnostics: spec::Diagnostics,
 }
 
 /// Live state per `--live`, `--against-rev`, or the environment's backend.

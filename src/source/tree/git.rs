@@ -2,6 +2,7 @@
 //! (`git_odb_read_header`), so no blob is inflated before the walk has checked every limit.
 //! A symlink is a blob with mode 0o120000 whose content is its target.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use git2::{ErrorCode, ObjectType, Odb, Oid, Repository, Tree, TreeEntry};
@@ -53,17 +54,44 @@ pub fn read_git_tree(
         repo,
         odb,
         root: tree.clone(),
+        missing: RefCell::new(None),
     };
-    walk(&input, shown)
+    let read = walk(&input, shown);
+    // An object the commit names but the repository cannot produce is the repository's
+    // fault, not the commit's: say so as a git error (the agent rebuilds its cache on it),
+    // rather than as a problem of the environment's files.
+    if let Some(source) = input.missing.into_inner() {
+        return Err(TreeError::Git {
+            dir: shown.to_path_buf(),
+            context: "reading the commit's objects".into(),
+            source,
+        });
+    }
+    read
 }
 
 struct Git<'r> {
     repo: &'r Repository,
     odb: Odb<'r>,
     root: Tree<'r>,
+    /// The first object the repository failed to produce.
+    missing: RefCell<Option<git2::Error>>,
 }
 
 impl Git<'_> {
+    /// Keeps the first git error for `read_git_tree` and returns its message for the walk.
+    fn failed(&self, e: git2::Error) -> String {
+        let message = e.message().to_string();
+        self.missing.borrow_mut().get_or_insert(e);
+        message
+    }
+
+    fn unreadable(&self, e: git2::Error) -> EntryProblem {
+        EntryProblem::Unreadable {
+            message: self.failed(e),
+        }
+    }
+
     fn entry(&self, entry: &TreeEntry<'_>) -> Result<Entry<Oid>, String> {
         let name = entry
             .name()
@@ -74,7 +102,7 @@ impl Git<'_> {
             let (size, ty) = self
                 .odb
                 .read_header(entry.id())
-                .map_err(|e| e.message().to_string())?;
+                .map_err(|e| self.failed(e))?;
             Ok((ty == ObjectType::Blob).then_some(size as u64))
         };
         let kind = match entry.filemode() {
@@ -102,10 +130,7 @@ impl Input for Git<'_> {
     }
 
     fn list(&self, _rel: &Path, dir: &Oid) -> Result<Vec<Entry<Oid>>, String> {
-        let tree = self
-            .repo
-            .find_tree(*dir)
-            .map_err(|e| e.message().to_string())?;
+        let tree = self.repo.find_tree(*dir).map_err(|e| self.failed(e))?;
         tree.iter().map(|e| self.entry(&e)).collect()
     }
 
@@ -113,25 +138,19 @@ impl Input for Git<'_> {
         match self.root.get_path(rel) {
             Ok(entry) => self.entry(&entry).map(Some),
             Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(e.message().to_string()),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
     fn link_target(&self, _rel: &Path, link: &Oid) -> Result<String, EntryProblem> {
-        let blob = self.repo.find_blob(*link).map_err(unreadable)?;
+        let blob = self.repo.find_blob(*link).map_err(|e| self.unreadable(e))?;
         String::from_utf8(blob.content().to_vec()).map_err(|_| EntryProblem::Unreadable {
             message: "symlink target is not valid UTF-8".into(),
         })
     }
 
     fn read(&self, _rel: &Path, file: &Oid, _size: u64) -> Result<Vec<u8>, EntryProblem> {
-        let blob = self.repo.find_blob(*file).map_err(unreadable)?;
+        let blob = self.repo.find_blob(*file).map_err(|e| self.unreadable(e))?;
         Ok(blob.content().to_vec())
-    }
-}
-
-fn unreadable(e: git2::Error) -> EntryProblem {
-    EntryProblem::Unreadable {
-        message: e.message().to_string(),
     }
 }

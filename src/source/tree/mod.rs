@@ -158,8 +158,17 @@ impl TreeError {
 }
 
 impl From<TreeError> for SourceError {
+    /// A git error stays a git error, so the agent can tell a cache that lacks an object the
+    /// commit needs (a damaged cache, rebuilt from the remote) from a tree that breaks a rule.
     fn from(e: TreeError) -> SourceError {
-        SourceError::Tree(format!("{}: {}", e.dir().display(), e.message()))
+        match e {
+            TreeError::Git {
+                dir,
+                context,
+                source,
+            } => SourceError::git(format!("{}: {context}", dir.display()), source),
+            other => SourceError::Tree(format!("{}: {}", other.dir().display(), other.message())),
+        }
     }
 }
 
