@@ -35,6 +35,11 @@ pub struct SandboxArgs {
     /// The Retry-After (seconds) that LRO responses advertise.
     #[arg(long, default_value_t = 1)]
     pub retry_after: u64,
+    /// Keep the generated tenant, client id and secret in DIR/credentials.json (mode 0600) and
+    /// reuse them on the next start, so exported variables keep working across restarts.
+    /// Endpoints stay in memory.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SandboxArgs {
@@ -49,6 +54,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
             .field("tenant_id", &self.tenant_id)
             .field("retry_after", &self.retry_after)
+            .field("state_dir", &self.state_dir)
             .finish()
     }
 }
