@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 delay="${PROVISIONING_DELAY:-1s}"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "build"
-cargo build --locked --quiet --bin flightdeck
+say "build (the first, cold build compiles every dependency: several minutes, with progress below)"
+cargo build --locked --bin flightdeck
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 fd="$target_dir/debug/flightdeck"
 
@@ -68,8 +68,21 @@ print("   live traffic:", endpoint["properties"]["traffic"], "| 20 requests answ
 PY
 }
 
+# The YAML change Git would carry at each stage, as `git diff` shows it.
+previous="$work/previous.yml"
+cp "$endpoint_file" "$previous"
+show_change() {
+  if ! cmp -s "$previous" "$endpoint_file"; then
+    echo "   the commit for this stage changes environments/sandbox/my-endpoint.yml:"
+    diff -u --label a/environments/sandbox/my-endpoint.yml --label b/environments/sandbox/my-endpoint.yml \
+      "$previous" "$endpoint_file" | sed 's/^/   | /' || true
+    cp "$endpoint_file" "$previous"
+  fi
+}
+
 stage() {
   say "$1"
+  show_change
   "$fd" apply "$env_dir"
   score
 }

@@ -371,3 +371,72 @@ fn an_apply_that_cannot_get_the_lock_in_time_refuses_with_exit_2_and_changes_not
     );
     assert!(!env.join(".live.json").exists(), "nothing was applied");
 }
+
+#[test]
+fn plan_and_diff_agree_when_only_an_ignored_field_differs_and_both_note_the_git_change() {
+    let (tmp, env) = local_env();
+    let dir = tmp.path();
+    let environment = env.join("environment.yaml");
+    let yaml = std::fs::read_to_string(&environment).expect("read");
+    std::fs::write(
+        &environment,
+        format!("{yaml}drift:\n  ignore: [instance_count]\n"),
+    )
+    .expect("write");
+    assert_eq!(code(&flightdeck(&["apply", "env"], dir)), 0);
+    edit(
+        &env.join("blue-deployment.yml"),
+        "instance_count: 1",
+        "instance_count: 2",
+    );
+    let note = "note: churn-model/blue: instance_count 1 → 2 in Git is ignored (drift.ignore)";
+    let plan = flightdeck(&["plan", "env"], dir);
+    assert_eq!(code(&plan), 0, "{}{}", stdout(&plan), stderr(&plan));
+    assert!(stdout(&plan).contains(note), "{}", stdout(&plan));
+    let diff = flightdeck(&["diff", "env"], dir);
+    assert_eq!(code(&diff), 0, "{}{}", stdout(&diff), stderr(&diff));
+    assert_eq!(stdout(&diff), format!("no differences\n{note}\n"));
+    let json = flightdeck(&["plan", "env", "--output", "json"], dir);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(doc["changes"], false);
+    assert_eq!(doc["notes"][0]["deployment"], "blue");
+
+    // A field that is not ignored still differs in both, with the note beside it.
+    edit(
+        &env.join("endpoint.yml"),
+        "team: data-science",
+        "team: risk",
+    );
+    assert_eq!(code(&flightdeck(&["plan", "env"], dir)), 1);
+    let diff = flightdeck(&["diff", "env"], dir);
+    assert_eq!(code(&diff), 1);
+    assert!(stdout(&diff).contains("+  team: risk"), "{}", stdout(&diff));
+    assert!(stdout(&diff).contains(note), "{}", stdout(&diff));
+}
+
+#[test]
+fn a_live_endpoint_that_is_not_declared_is_a_difference_for_plan_and_diff_only_with_prune() {
+    let (tmp, env) = local_env();
+    let dir = tmp.path();
+    assert_eq!(code(&flightdeck(&["apply", "env"], dir)), 0);
+    let state = env.join(".live.json");
+    let mut live: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("read")).expect("json");
+    let endpoints = live["endpoints"].as_object_mut().expect("endpoints");
+    let mut old = endpoints["churn-model"].clone();
+    old["name"] = "old-model".into();
+    endpoints.insert("old-model".into(), old);
+    std::fs::write(&state, serde_json::to_vec(&live).expect("json")).expect("write");
+
+    for cmd in ["plan", "diff"] {
+        let out = flightdeck(&[cmd, "env"], dir);
+        assert_eq!(code(&out), 0, "{cmd}: {}{}", stdout(&out), stderr(&out));
+        assert!(
+            stdout(&out).contains("note: old-model: live but not declared; left alone"),
+            "{cmd}: {}",
+            stdout(&out)
+        );
+        let pruned = flightdeck(&[cmd, "env", "--prune"], dir);
+        assert_eq!(code(&pruned), 1, "{cmd} --prune: {}", stdout(&pruned));
+    }
+}

@@ -7,11 +7,22 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use flightdeck::backend::memory::apply_step;
 use flightdeck::model::*;
-use flightdeck::plan::{Action, PlanOptions, plan};
+use flightdeck::plan::{Action, PlanOptions, diff, plan};
 use proptest::prelude::*;
 
 const DEPLOYMENTS: &[&str] = &["blue", "green", "red", "teal"];
 const ENDPOINTS: &[&str] = &["ep-a", "ep-b", "ep-c"];
+/// `drift.ignore` names that the generated settings touch.
+const IGNORABLE: &[&str] = &[
+    "instance_count",
+    "description",
+    "model",
+    "instance_type",
+    "readiness_probe",
+    "traffic",
+    "mirror_traffic",
+    "auth_mode",
+];
 
 fn settings() -> impl Strategy<Value = DeploymentSettings> {
     (
@@ -301,6 +312,30 @@ proptest! {
         }
         if prune {
             prop_assert!(state.endpoints.keys().all(|k| desired.endpoints.contains_key(k)));
+        }
+    }
+
+    #[test]
+    fn plan_and_diff_agree_on_no_changes_for_every_drift_ignore(
+        desired in desired_state(),
+        live in live_state(),
+        prune in any::<bool>(),
+        ignore in prop::sample::subsequence(IGNORABLE.to_vec(), 0..=IGNORABLE.len()),
+    ) {
+        let opts = PlanOptions { prune, ignore: ignore.iter().map(|s| s.to_string()).collect() };
+        let no_steps = plan(&desired, &live, &opts).is_ok_and(|p| p.steps.is_empty());
+        let diffs = diff::diff(&desired, &live, &opts);
+        let no_differences = diffs.iter().all(|d| d.diff.is_empty());
+        prop_assert_eq!(
+            no_steps, no_differences,
+            "ignore {:?}: plan {:#?}\ndiff {}", ignore, plan(&desired, &live, &opts), diff::text(&diffs)
+        );
+        // The notes about ignored Git changes are the same in both.
+        if let Ok(p) = plan(&desired, &live, &opts) {
+            let key = |n: &flightdeck::plan::Note| (n.endpoint.clone(), n.deployment.clone(), n.message.clone());
+            let plan_notes: BTreeSet<_> = p.notes.iter().filter(|n| n.message.contains("drift.ignore")).map(key).collect();
+            let diff_notes: BTreeSet<_> = diffs.iter().flat_map(|d| &d.notes).filter(|n| n.message.contains("drift.ignore")).map(key).collect();
+            prop_assert_eq!(plan_notes, diff_notes);
         }
     }
 

@@ -213,6 +213,31 @@ fn the_kubernetes_environments_load_blue_and_green_from_images() {
 }
 
 #[test]
+fn scaling_blue_in_git_is_a_step_in_every_shipped_environment_not_an_ignored_field() {
+    for env in ["aks-istio", "aks-gateway", "local", "sandbox"] {
+        let mut desired = load_environment(&shipped(env)).unwrap_or_else(|d| panic!("{env}:\n{d}"));
+        let live = flightdeck::model::LiveState::from_desired(&desired);
+        let opts = flightdeck::plan::PlanOptions {
+            prune: false,
+            ignore: desired.environment.drift.ignore.clone(),
+        };
+        let endpoint = desired.endpoints.values_mut().next().expect("an endpoint");
+        let blue = endpoint.deployments.get_mut("blue").expect("blue");
+        let count = blue.settings.instance_count.unwrap_or(1);
+        blue.settings.instance_count = Some(count + 1);
+        let plan = flightdeck::plan::plan(&desired, &live, &opts).expect("no refusal");
+        assert!(
+            plan.steps.iter().any(|s| matches!(
+                s.action,
+                flightdeck::plan::Action::ScaleDeployment { ref deployment, to, .. }
+                    if deployment == "blue" && to == count + 1
+            )),
+            "{env}: {plan:#?}"
+        );
+    }
+}
+
+#[test]
 fn every_shipped_environment_loads() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("environments");
     let mut count = 0;

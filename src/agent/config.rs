@@ -47,8 +47,10 @@ pub struct AgentArgs {
     /// Only the holder of a Kubernetes Lease applies.
     #[arg(long, env = "FLIGHTDECK_LEADER_ELECT", num_args = 0..=1, default_missing_value = "true")]
     pub leader_elect: Option<bool>,
+    /// With --leader-elect: name of the coordination.k8s.io Lease (default: flightdeck-agent).
     #[arg(long, env = "FLIGHTDECK_LEASE_NAME")]
     pub lease_name: Option<String>,
+    /// With --leader-elect: namespace of the Lease (default: the service account's, else default).
     #[arg(long, env = "FLIGHTDECK_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// With --leader-elect: this replica's base URL, which the leader publishes on the Lease so a
@@ -61,8 +63,10 @@ pub struct AgentArgs {
     /// File holding an HTTPS token (or set FLIGHTDECK_GIT_TOKEN).
     #[arg(long, env = "FLIGHTDECK_GIT_TOKEN_FILE", value_name = "FILE")]
     pub git_token_file: Option<PathBuf>,
+    /// Unencrypted SSH private key for ssh:// and git@host: repositories.
     #[arg(long, env = "FLIGHTDECK_SSH_KEY_FILE", value_name = "FILE")]
     pub ssh_key_file: Option<PathBuf>,
+    /// known_hosts file, required for SSH: host keys are always checked (unhashed entries only).
     #[arg(long, env = "FLIGHTDECK_KNOWN_HOSTS", value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// Public keys commits must be signed with: SSH (authorized_keys or allowed_signers format)
@@ -77,7 +81,8 @@ pub struct AgentArgs {
     /// Azure Resource Manager base URL instead of https://management.azure.com (the sandbox).
     #[arg(long, env = "FLIGHTDECK_ARM_ENDPOINT", value_name = "URL")]
     pub arm_endpoint: Option<String>,
-    /// Read `--repo` as a working directory and reconcile on file changes (development).
+    /// Read `--repo` as a working directory and reconcile when a file under a --path changes
+    /// (development).
     #[arg(long, env = "FLIGHTDECK_WATCH_LOCAL", num_args = 0..=1, default_missing_value = "true")]
     pub watch_local: Option<bool>,
     /// HTTP server: time a client has to send a request's headers, from the moment it
@@ -460,6 +465,19 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn every_agent_flag_has_a_help_text() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let missing: Vec<String> = command
+            .get_arguments()
+            .filter(|a| a.get_long().is_some() && a.get_long() != Some("help"))
+            .filter(|a| a.get_help().is_none_or(|h| h.to_string().trim().is_empty()))
+            .map(|a| format!("--{}", a.get_long().unwrap_or_default()))
+            .collect();
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
     }
 
     fn file(yaml: &str) -> FileConfig {

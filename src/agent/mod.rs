@@ -118,6 +118,7 @@ impl Agent {
                 let local = LocalSource::new(root.clone(), &config.paths)?;
                 watch_guard = Some(crate::source::watch_dir(
                     root,
+                    &config.paths,
                     Duration::from_millis(300),
                     trigger.clone(),
                 )?);

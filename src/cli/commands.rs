@@ -131,7 +131,7 @@ pub async fn diff(args: &PlanArgs) -> u8 {
         Err(code) => return code,
     };
     let name = desired.environment.name.as_str();
-    let diffs = diff::diff(&desired, &live);
+    let diffs = diff::diff(&desired, &live, &plan_options(&desired, args.prune));
     let out = match args.output {
         Format::Text => diff::text(&diffs),
         Format::Markdown => diff::markdown(name, &diffs),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::FieldChange;
-use crate::model::{DeploymentSettings, EndpointSettings};
+use crate::model::{DeploymentSettings, Endpoint, EndpointSettings, LiveEndpoint, effective};
 
 /// Settings merged one level deeper, subfield by subfield.
 const NESTED: &[&str] = &[
@@ -43,92 +43,186 @@ pub fn render_value(value: &Value) -> String {
     }
 }
 
-fn is_ignored(field: &str, ignore: &[String]) -> bool {
-    ignore.iter().any(|i| {
-        i == field
-            || field
-                .split_once('.')
-                .is_some_and(|(parent, _)| parent == i.as_str())
-    })
+/// One declared field: `model`, or a subfield of a nested setting (`readiness_probe.period`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub sub: Option<&'static str>,
 }
 
-/// Collects changes, rendering values only for fields that differ (the common case is
-/// "nothing differs", which must cost no allocation: the planner runs on every reconcile).
-struct Changes<'a> {
+impl Field {
+    fn top(name: &'static str) -> Self {
+        Field { name, sub: None }
+    }
+
+    /// The name as in the YAML and in `drift.ignore`: `model`, `readiness_probe.period`.
+    pub fn path(&self) -> String {
+        match self.sub {
+            Some(sub) => format!("{}.{sub}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+
+    /// Whether `drift.ignore` covers the field: its own name, or the setting it belongs to.
+    /// Allocation-free, as it runs for every declared field on every reconcile.
+    fn ignored_by(&self, ignore: &[String]) -> bool {
+        ignore.iter().any(|i| {
+            i == self.name
+                || self.sub.is_some_and(|sub| {
+                    i.strip_prefix(self.name)
+                        .and_then(|rest| rest.strip_prefix('.'))
+                        == Some(sub)
+                })
+        })
+    }
+}
+
+/// Receives every declared field in field order, with whether its live value differs and whether
+/// `drift.ignore` covers it. Values are produced on demand, so a visitor that only collects
+/// differences allocates nothing when nothing differs (the planner runs on every reconcile).
+///
+/// This walk is the one definition of "compare only what is declared, minus `drift.ignore`":
+/// the planner (`Comparison`) and `flightdeck diff` (`plan::diff`) are both visitors of it.
+pub trait Visitor {
+    fn visit(
+        &mut self,
+        field: Field,
+        differs: bool,
+        ignored: bool,
+        want: &dyn Fn() -> Value,
+        have: &dyn Fn() -> Option<Value>,
+    );
+}
+
+/// What the planner takes from a comparison: the changes to make, and the declared values that
+/// differ from live but that `drift.ignore` covers (reported as notes, never applied).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Comparison {
+    pub changes: Vec<FieldChange>,
+    pub ignored: Vec<FieldChange>,
+}
+
+impl Visitor for Comparison {
+    fn visit(
+        &mut self,
+        field: Field,
+        differs: bool,
+        ignored: bool,
+        want: &dyn Fn() -> Value,
+        have: &dyn Fn() -> Option<Value>,
+    ) {
+        if !differs {
+            return;
+        }
+        let change = FieldChange {
+            field: field.path(),
+            from: have().as_ref().map(render_value),
+            to: render_value(&want()),
+        };
+        if ignored {
+            self.ignored.push(change);
+        } else {
+            self.changes.push(change);
+        }
+    }
+}
+
+/// The note for a declared value that `drift.ignore` keeps from being applied.
+pub fn ignored_message(change: &FieldChange) -> String {
+    format!(
+        "{} {} → {} in Git is ignored (drift.ignore)",
+        change.field,
+        change.from.as_deref().unwrap_or("(unset)"),
+        change.to
+    )
+}
+
+fn value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Walks declared fields, telling a visitor about each.
+struct Walk<'a, V: ?Sized> {
     ignore: &'a [String],
-    out: Vec<FieldChange>,
+    visitor: &'a mut V,
 }
 
-impl Changes<'_> {
-    fn push(&mut self, field: String, from: Option<String>, to: String) {
-        self.out.push(FieldChange { field, from, to });
+impl<V: Visitor + ?Sized> Walk<'_, V> {
+    fn emit(
+        &mut self,
+        field: Field,
+        differs: bool,
+        want: &dyn Fn() -> Value,
+        have: &dyn Fn() -> Option<Value>,
+    ) {
+        let ignored = field.ignored_by(self.ignore);
+        self.visitor.visit(field, differs, ignored, want, have);
     }
 
     /// A declared value against the live one.
-    fn field<T: PartialEq + Serialize>(&mut self, name: &str, want: &Option<T>, have: &Option<T>) {
+    fn field<T: PartialEq + Serialize>(
+        &mut self,
+        name: &'static str,
+        want: &Option<T>,
+        have: &Option<T>,
+    ) {
         if let Some(w) = want {
-            if have.as_ref() != Some(w) && !is_ignored(name, self.ignore) {
-                self.push(name.to_string(), have.as_ref().map(render), render(w));
-            }
+            self.emit(
+                Field::top(name),
+                have.as_ref() != Some(w),
+                &|| value(w),
+                &|| have.as_ref().map(value),
+            );
         }
     }
 
     /// A nested setting: each declared subfield against the live one. When the live value is
-    /// absent the whole setting is one change.
-    fn nested<T: PartialEq + Serialize + Default>(
+    /// absent the whole setting is one field.
+    fn nested<T: PartialEq + Serialize>(
         &mut self,
-        name: &str,
+        name: &'static str,
         want: &Option<T>,
         have: &Option<T>,
-        subfields: impl Fn(&T, &T, &mut dyn FnMut(&'static str, bool, &dyn Fn(&T) -> Option<String>)),
+        subfields: impl Fn(&T, &T, &mut dyn FnMut(&'static str, bool, &dyn Fn(&T) -> Option<Value>)),
     ) {
         let (Some(w), Some(h)) = (want, have) else {
             return self.field(name, want, have);
         };
-        if w == h {
-            return;
-        }
-        subfields(w, h, &mut |sub, differs, value| {
-            if differs {
-                let field = format!("{name}.{sub}");
-                if !is_ignored(&field, self.ignore) {
-                    let to = value(w).unwrap_or_default();
-                    self.push(field, value(h), to);
-                }
-            }
+        subfields(w, h, &mut |sub, differs, get| {
+            self.emit(
+                Field {
+                    name,
+                    sub: Some(sub),
+                },
+                differs,
+                &|| get(w).unwrap_or(Value::Null),
+                &|| get(h),
+            );
         });
     }
 }
 
-fn render<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .map(|v| render_value(&v))
-        .unwrap_or_default()
-}
-
-/// Compares the declared (`Some`) subfields of two structs: `sub!(want, have, emit, field...)`.
+/// Compares the declared (`Some`) subfields of two structs.
 macro_rules! subfields {
     ($($f:ident),+) => {
-        |w, h, emit: &mut dyn FnMut(&'static str, bool, &dyn Fn(&_) -> Option<String>)| {
+        |w, h, emit: &mut dyn FnMut(&'static str, bool, &dyn Fn(&_) -> Option<Value>)| {
             $(
                 if w.$f.is_some() {
-                    emit(stringify!($f), w.$f != h.$f, &|x| x.$f.as_ref().map(render));
+                    emit(stringify!($f), w.$f != h.$f, &|x| x.$f.as_ref().map(value));
                 }
             )+
         }
     };
 }
 
-/// Declared deployment fields whose live value differs, in field order.
-pub fn deployment_changes(
+/// Visits every declared deployment field, in field order.
+pub fn visit_deployment<V: Visitor + ?Sized>(
     desired: &DeploymentSettings,
     live: &DeploymentSettings,
     ignore: &[String],
-) -> Vec<FieldChange> {
-    let mut c = Changes {
-        ignore,
-        out: Vec::new(),
-    };
+    visitor: &mut V,
+) {
+    let mut c = Walk { ignore, visitor };
     let (d, l) = (desired, live);
     c.field("description", &d.description, &l.description);
     c.field("tags", &d.tags, &l.tags);
@@ -187,31 +281,32 @@ pub fn deployment_changes(
             ("requests", &w.requests, &h.requests),
             ("limits", &w.limits, &h.limits),
         ] {
-            let field = format!("resources.{sub}");
-            // Quantities by value: the API server rewrites `1000m` to `1` (plan::quantity).
-            if !want.is_empty()
-                && !super::quantity::same_quantities(want, have)
-                && !is_ignored(&field, ignore)
-            {
-                c.push(field, Some(render(have)), render(want));
+            if !want.is_empty() {
+                c.emit(
+                    Field {
+                        name: "resources",
+                        sub: Some(sub),
+                    },
+                    // Quantities by value: the API server rewrites `1000m` to `1` (plan::quantity).
+                    !super::quantity::same_quantities(want, have),
+                    &|| value(want),
+                    &|| Some(value(have)),
+                );
             }
         }
     } else {
         c.field("resources", &d.resources, &l.resources);
     }
-    c.out
 }
 
-/// Declared endpoint settings whose live value differs.
-pub fn endpoint_changes(
+/// Visits the declared endpoint settings.
+pub fn visit_endpoint_settings<V: Visitor + ?Sized>(
     desired: &EndpointSettings,
     live: &EndpointSettings,
     ignore: &[String],
-) -> Vec<FieldChange> {
-    let mut c = Changes {
-        ignore,
-        out: Vec::new(),
-    };
+    visitor: &mut V,
+) {
+    let mut c = Walk { ignore, visitor };
     c.field("auth_mode", &desired.auth_mode, &live.auth_mode);
     c.field("description", &desired.description, &live.description);
     c.field("tags", &desired.tags, &live.tags);
@@ -220,7 +315,62 @@ pub fn endpoint_changes(
         &desired.public_network_access,
         &live.public_network_access,
     );
-    c.out
+}
+
+/// Visits the declared endpoint settings, then `traffic` and `mirror_traffic` when declared,
+/// compared without their zero entries (a 0% deployment and an absent one route the same).
+pub fn visit_endpoint<V: Visitor + ?Sized>(
+    desired: &Endpoint,
+    live: &LiveEndpoint,
+    ignore: &[String],
+    visitor: &mut V,
+) {
+    visit_endpoint_settings(&desired.settings, &live.settings, ignore, visitor);
+    let mut c = Walk { ignore, visitor };
+    for (name, want, have) in [
+        ("traffic", &desired.traffic, &live.traffic),
+        (
+            "mirror_traffic",
+            &desired.mirror_traffic,
+            &live.mirror_traffic,
+        ),
+    ] {
+        if let Some(w) = want {
+            let (w, h) = (effective(w), effective(have));
+            c.emit(Field::top(name), w != h, &|| value(&w), &|| Some(value(&h)));
+        }
+    }
+}
+
+/// The comparison of a declared deployment with its live one.
+pub fn deployment_comparison(
+    desired: &DeploymentSettings,
+    live: &DeploymentSettings,
+    ignore: &[String],
+) -> Comparison {
+    let mut c = Comparison::default();
+    visit_deployment(desired, live, ignore, &mut c);
+    c
+}
+
+/// Declared deployment fields whose live value differs, in field order.
+pub fn deployment_changes(
+    desired: &DeploymentSettings,
+    live: &DeploymentSettings,
+    ignore: &[String],
+) -> Vec<FieldChange> {
+    deployment_comparison(desired, live, ignore).changes
+}
+
+/// Declared endpoint settings whose live value differs.
+pub fn endpoint_changes(
+    desired: &EndpointSettings,
+    live: &EndpointSettings,
+    ignore: &[String],
+) -> Vec<FieldChange> {
+    let mut c = Comparison::default();
+    visit_endpoint_settings(desired, live, ignore, &mut c);
+    c.changes
 }
 
 /// Live settings overlaid with every declared field: what a full replace (PUT) must send so that
@@ -299,6 +449,27 @@ mod tests {
         };
         assert_eq!(deployment_changes(&desired, &live(), &[]).len(), 1);
         assert!(deployment_changes(&desired, &live(), &["instance_count".into()]).is_empty());
+    }
+
+    #[test]
+    fn an_ignored_field_that_differs_is_reported_apart_with_its_values() {
+        let desired = DeploymentSettings {
+            instance_count: Some(5),
+            readiness_probe: Some(Probe {
+                period: Some(5),
+                ..Probe::default()
+            }),
+            ..DeploymentSettings::default()
+        };
+        let ignore = ["instance_count".into(), "readiness_probe.period".into()];
+        let c = deployment_comparison(&desired, &live(), &ignore);
+        assert!(c.changes.is_empty(), "{c:?}");
+        let fields: Vec<&str> = c.ignored.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(fields, ["instance_count", "readiness_probe.period"]);
+        assert_eq!(
+            ignored_message(&c.ignored[0]),
+            "instance_count 2 → 5 in Git is ignored (drift.ignore)"
+        );
     }
 
     #[test]

@@ -3,23 +3,32 @@
 //! platform defaults and read-only fields never show up as noise. The rendered diffs keep their
 //! lines but have every other control character escaped (`crate::escape`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use similar::TextDiff;
 
+use super::Note;
+use super::compare::{self, Comparison, Field, Visitor};
+use super::planner::{PlanOptions, undeclared_note};
 use crate::escape::{Esc, escape_control_keep_lines, escape_json};
-use crate::model::{DesiredState, Endpoint, LiveEndpoint, LiveState, effective};
+use crate::model::{
+    DeploymentState, DesiredState, Endpoint, LiveDeployment, LiveEndpoint, LiveState, effective,
+};
 
 /// One endpoint's documents and their unified diff.
 #[derive(Clone, Debug, Serialize)]
 pub struct EndpointDiff {
     pub endpoint: String,
-    /// `added`, `removed`, `changed` or `unchanged`.
+    /// `added`, `removed`, `changed`, `unchanged`, or `undeclared` (live only, kept: no `--prune`).
     pub status: &'static str,
     pub diff: String,
+    /// The same notes `plan` gives: declared values that `drift.ignore` keeps from being applied,
+    /// and live endpoints left alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
 }
 
 fn settings_value<T: Serialize>(settings: &T) -> Map<String, Value> {
@@ -28,18 +37,26 @@ fn settings_value<T: Serialize>(settings: &T) -> Map<String, Value> {
         _ => Map::new(),
     };
     for key in ["model", "environment"] {
-        if let Some(v) = map.get(key) {
-            if let Ok(asset) = serde_json::from_value::<crate::model::AssetRef>(v.clone()) {
-                map.insert(key.into(), Value::String(asset.to_string()));
-            }
+        if let Some(v) = map.get_mut(key) {
+            *v = shown(key, v.take());
         }
     }
     map
 }
 
-/// A declared deployment as the diff shows it. Like `compare::deployment_changes`: on Azure ML the
-/// image belongs to the environment asset and cannot be read back, so with an environment declared
-/// the image is not part of the document (else `diff` would report a change `plan` never makes).
+/// Asset references (`model`, `environment`) as `azureml:name:version`.
+fn shown(field: &str, value: Value) -> Value {
+    if matches!(field, "model" | "environment") {
+        if let Ok(asset) = serde_json::from_value::<crate::model::AssetRef>(value.clone()) {
+            return Value::String(asset.to_string());
+        }
+    }
+    value
+}
+
+/// A declared deployment as the diff shows it when it is not live (everything it declares is
+/// created). Like `compare::visit_deployment`: on Azure ML the image belongs to the environment
+/// asset, so with an environment declared the image is not part of the document.
 fn declared_deployment(settings: &crate::model::DeploymentSettings) -> Map<String, Value> {
     let mut map = settings_value(settings);
     if settings.environment.is_some() {
@@ -48,31 +65,76 @@ fn declared_deployment(settings: &crate::model::DeploymentSettings) -> Map<Strin
     map
 }
 
-/// Keeps only the keys `declared` has (one level deep for nested settings).
-fn restrict(live: &Map<String, Value>, declared: &Map<String, Value>) -> Map<String, Value> {
-    declared
-        .iter()
-        .filter_map(|(k, d)| {
-            let l = live.get(k)?;
-            Some(match (d, l) {
-                (Value::Object(d), Value::Object(l)) if !is_plain_map(k) => {
-                    (k.clone(), Value::Object(restrict(l, d)))
-                }
-                _ => (k.clone(), l.clone()),
-            })
-        })
-        .collect()
+/// Both documents of one declared-and-live object, built by walking the one comparison the
+/// planner uses (`compare::Visitor`): every declared field that `drift.ignore` does not cover,
+/// the desired value on one side and the live value on the other. So `diff` shows a difference
+/// exactly when `plan` has a change to make; ignored differences become the plan's notes.
+#[derive(Default)]
+struct Docs {
+    desired: Map<String, Value>,
+    live: Map<String, Value>,
+    ignored: Comparison,
 }
 
-fn is_plain_map(key: &str) -> bool {
-    matches!(key, "tags" | "environment_variables")
+impl Visitor for Docs {
+    fn visit(
+        &mut self,
+        field: Field,
+        differs: bool,
+        ignored: bool,
+        want: &dyn Fn() -> Value,
+        have: &dyn Fn() -> Option<Value>,
+    ) {
+        if ignored {
+            return self.ignored.visit(field, differs, ignored, want, have);
+        }
+        put(&mut self.desired, field, want());
+        // Where the comparison finds no difference, the live document shows the declared
+        // spelling (`1000m` declared, `1` live): `diff` differs exactly where `plan` does.
+        if let Some(h) = have() {
+            put(&mut self.live, field, if differs { h } else { want() });
+        }
+    }
+}
+
+fn put(doc: &mut Map<String, Value>, field: Field, value: Value) {
+    let value = shown(field.name, value);
+    match field.sub {
+        None => {
+            doc.insert(field.name.into(), value);
+        }
+        Some(sub) => {
+            let entry = doc
+                .entry(field.name)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert(sub.into(), value);
+            }
+        }
+    }
 }
 
 fn weights(w: &BTreeMap<String, u32>) -> Value {
     serde_json::to_value(effective(w)).unwrap_or(Value::Null)
 }
 
-fn desired_doc(e: &Endpoint) -> Value {
+/// A live deployment that is not ready always has a plan step (wait, or re-provision), so the
+/// live document shows its state, which the desired document never has.
+fn live_deployment(ld: &LiveDeployment, mut doc: Map<String, Value>) -> Value {
+    match &ld.state {
+        DeploymentState::Ready => {}
+        DeploymentState::Provisioning => {
+            doc.insert("state".into(), Value::String("provisioning".into()));
+        }
+        DeploymentState::Failed { message } => {
+            doc.insert("state".into(), Value::String(format!("failed: {message}")));
+        }
+    }
+    Value::Object(doc)
+}
+
+/// The document of a declared endpoint that is not live: everything it declares.
+fn new_endpoint_doc(e: &Endpoint) -> Value {
     let mut doc = Map::new();
     doc.insert("name".into(), Value::String(e.name.clone()));
     doc.extend(settings_value(&e.settings));
@@ -96,63 +158,75 @@ fn desired_doc(e: &Endpoint) -> Value {
     Value::Object(doc)
 }
 
-fn live_doc(l: &LiveEndpoint, declared: Option<&Endpoint>) -> Value {
+/// The document of a live endpoint that is not declared: everything live.
+fn undeclared_endpoint_doc(l: &LiveEndpoint) -> Value {
     let mut doc = Map::new();
     doc.insert("name".into(), Value::String(l.name.clone()));
-    let settings = settings_value(&l.settings);
-    match declared {
-        Some(d) => doc.extend(restrict(&settings, &settings_value(&d.settings))),
-        None => doc.extend(settings),
-    }
-    if declared.is_none_or(|d| d.traffic.is_some()) {
-        doc.insert("traffic".into(), weights(&l.traffic));
-    }
-    if declared.is_none_or(|d| d.mirror_traffic.is_some()) {
-        doc.insert("mirror_traffic".into(), weights(&l.mirror_traffic));
-    }
+    doc.extend(settings_value(&l.settings));
+    doc.insert("traffic".into(), weights(&l.traffic));
+    doc.insert("mirror_traffic".into(), weights(&l.mirror_traffic));
     let deployments: Map<String, Value> = l
         .deployments
         .values()
         .map(|ld| {
-            let mut s = settings_value(&ld.settings);
-            if let Some(dd) = declared.and_then(|d| d.deployments.get(&ld.name)) {
-                s = restrict(&s, &declared_deployment(&dd.settings));
-                align_quantities(&mut s, &dd.settings);
-            }
-            (ld.name.clone(), Value::Object(s))
+            (
+                ld.name.clone(),
+                live_deployment(ld, settings_value(&ld.settings)),
+            )
         })
         .collect();
     doc.insert("deployments".into(), Value::Object(deployments));
     Value::Object(doc)
 }
 
-/// Shows a live resource quantity in the declared spelling when it is the same amount (`1` live,
-/// `1000m` declared): the API server rewrote it, nothing differs.
-fn align_quantities(live: &mut Map<String, Value>, declared: &crate::model::DeploymentSettings) {
-    let Some(want) = &declared.resources else {
-        return;
+/// The desired and live documents of an endpoint both declared and live, and the notes.
+fn paired_docs(e: &Endpoint, l: &LiveEndpoint, ignore: &[String]) -> (Value, Value, Vec<Note>) {
+    let mut docs = Docs::default();
+    compare::visit_endpoint(e, l, ignore, &mut docs);
+    let note = |deployment: Option<&str>, c: &crate::plan::FieldChange| Note {
+        endpoint: e.name.clone(),
+        deployment: deployment.map(str::to_string),
+        message: compare::ignored_message(c),
     };
-    for (section, declared) in [("requests", &want.requests), ("limits", &want.limits)] {
-        let Some(Value::Object(have)) = live.get_mut("resources").and_then(|r| r.get_mut(section))
-        else {
-            continue;
-        };
-        for (key, value) in have.iter_mut() {
-            if let (Some(w), Some(h)) = (declared.get(key), value.as_str())
-                && super::quantity::same_quantity(w, h)
-            {
-                *value = Value::String(w.clone());
+    let mut notes: Vec<Note> = docs.ignored.ignored.iter().map(|c| note(None, c)).collect();
+    let name = || Value::String(e.name.clone());
+    let mut desired = Map::from_iter([("name".to_string(), name())]);
+    desired.extend(docs.desired);
+    let mut live = Map::from_iter([("name".to_string(), name())]);
+    live.extend(docs.live);
+    let (mut want_deps, mut have_deps) = (Map::new(), Map::new());
+    let names: BTreeSet<&String> = e.deployments.keys().chain(l.deployments.keys()).collect();
+    for n in names {
+        match (e.deployments.get(n), l.deployments.get(n)) {
+            (Some(d), Some(ld)) => {
+                let mut docs = Docs::default();
+                compare::visit_deployment(&d.settings, &ld.settings, ignore, &mut docs);
+                notes.extend(docs.ignored.ignored.iter().map(|c| note(Some(n), c)));
+                want_deps.insert(n.clone(), Value::Object(docs.desired));
+                have_deps.insert(n.clone(), live_deployment(ld, docs.live));
             }
+            (Some(d), None) => {
+                want_deps.insert(n.clone(), Value::Object(declared_deployment(&d.settings)));
+            }
+            (None, Some(ld)) => {
+                have_deps.insert(n.clone(), live_deployment(ld, settings_value(&ld.settings)));
+            }
+            (None, None) => {}
         }
     }
+    desired.insert("deployments".into(), Value::Object(want_deps));
+    live.insert("deployments".into(), Value::Object(have_deps));
+    (Value::Object(desired), Value::Object(live), notes)
 }
 
 fn yaml(value: &Value) -> String {
     serde_yaml::to_string(value).unwrap_or_default()
 }
 
-/// Diffs every endpoint declared or live, by name.
-pub fn diff(desired: &DesiredState, live: &LiveState) -> Vec<EndpointDiff> {
+/// Diffs every endpoint declared or live, by name, with the planner's rules (`PlanOptions`):
+/// the same declared fields, the same `drift.ignore`, and live-only endpoints count only with
+/// `--prune`. `diff` finds no differences exactly when `plan` has no steps.
+pub fn diff(desired: &DesiredState, live: &LiveState, opts: &PlanOptions) -> Vec<EndpointDiff> {
     let mut names: Vec<&String> = desired
         .endpoints
         .keys()
@@ -163,15 +237,36 @@ pub fn diff(desired: &DesiredState, live: &LiveState) -> Vec<EndpointDiff> {
     names
         .into_iter()
         .map(|name| {
-            let want = desired.endpoints.get(name);
-            let have = live.endpoints.get(name);
-            let old = have.map(|l| yaml(&live_doc(l, want))).unwrap_or_default();
-            let new = want.map(|d| yaml(&desired_doc(d))).unwrap_or_default();
-            let status = match (have, want) {
-                (None, _) => "added",
-                (_, None) => "removed",
-                _ if old == new => "unchanged",
-                _ => "changed",
+            let (old, new, notes, status) =
+                match (desired.endpoints.get(name), live.endpoints.get(name)) {
+                    (Some(e), Some(l)) => {
+                        let (new, old, notes) = paired_docs(e, l, &opts.ignore);
+                        (yaml(&old), yaml(&new), notes, None)
+                    }
+                    (Some(e), None) => (
+                        String::new(),
+                        yaml(&new_endpoint_doc(e)),
+                        vec![],
+                        Some("added"),
+                    ),
+                    (None, Some(l)) if opts.prune => (
+                        yaml(&undeclared_endpoint_doc(l)),
+                        String::new(),
+                        vec![],
+                        Some("removed"),
+                    ),
+                    (None, Some(_)) => (
+                        String::new(),
+                        String::new(),
+                        vec![undeclared_note(name)],
+                        Some("undeclared"),
+                    ),
+                    (None, None) => unreachable!("every name is declared or live"),
+                };
+            let status = match status {
+                Some(s) => s,
+                None if old == new => "unchanged",
+                None => "changed",
             };
             let diff = if old == new {
                 String::new()
@@ -186,20 +281,37 @@ pub fn diff(desired: &DesiredState, live: &LiveState) -> Vec<EndpointDiff> {
                 endpoint: name.clone(),
                 status,
                 diff,
+                notes,
             }
         })
         .collect()
 }
 
+fn note_lines(diffs: &[EndpointDiff]) -> String {
+    let mut out = String::new();
+    for note in diffs.iter().flat_map(|d| &d.notes) {
+        let _ = writeln!(
+            out,
+            "note: {}: {}",
+            Esc(&note.subject()),
+            Esc(&note.message)
+        );
+    }
+    out
+}
+
 pub fn text(diffs: &[EndpointDiff]) -> String {
     let changed: Vec<&EndpointDiff> = diffs.iter().filter(|d| !d.diff.is_empty()).collect();
-    if changed.is_empty() {
-        return "no differences\n".into();
-    }
-    changed
-        .iter()
-        .map(|d| escape_control_keep_lines(&d.diff))
-        .collect()
+    let mut out = if changed.is_empty() {
+        "no differences\n".to_string()
+    } else {
+        changed
+            .iter()
+            .map(|d| escape_control_keep_lines(&d.diff))
+            .collect()
+    };
+    out.push_str(&note_lines(diffs));
+    out
 }
 
 pub fn markdown(environment: &str, diffs: &[EndpointDiff]) -> String {
@@ -222,6 +334,14 @@ pub fn markdown(environment: &str, diffs: &[EndpointDiff]) -> String {
             Esc(&d.endpoint),
             d.status,
             escape_control_keep_lines(&d.diff)
+        );
+    }
+    for note in diffs.iter().flat_map(|d| &d.notes) {
+        let _ = writeln!(
+            out,
+            "\n> **Note** `{}`: {}",
+            Esc(&note.subject()),
+            Esc(&note.message)
         );
     }
     out

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::compare::{self, CREATE_ONLY};
+use super::compare::{self, CREATE_ONLY, Comparison};
 use super::planner::PlanOptions;
 use super::reasons::{describe, mirror_reason, traffic_reason};
 use super::{Action, FieldChange, Note, Refusal, Step};
@@ -117,11 +117,15 @@ impl<'a> EndpointPlanner<'a> {
                 format!("create endpoint {name}: declared, not live"),
             ),
             Some(have) => {
-                let changes = compare::endpoint_changes(
-                    &self.want.settings,
-                    &have.settings,
-                    &self.opts.ignore,
-                );
+                let mut comparison = Comparison::default();
+                compare::visit_endpoint(self.want, have, &self.opts.ignore, &mut comparison);
+                self.note_ignored(None, &comparison.ignored);
+                // Traffic and mirror are steps of their own (`traffic_and_mirror`).
+                let changes: Vec<FieldChange> = comparison
+                    .changes
+                    .into_iter()
+                    .filter(|c| c.field != "traffic" && c.field != "mirror_traffic")
+                    .collect();
                 let mut settings = have.settings.clone();
                 overlay_endpoint(&mut settings, &self.want.settings);
                 if !changes.is_empty() {
@@ -135,6 +139,18 @@ impl<'a> EndpointPlanner<'a> {
                     self.push(Action::RepairEndpoint { settings, problems }, reason);
                 }
             }
+        }
+    }
+
+    /// A declared value that differs from live but that `drift.ignore` covers is not applied;
+    /// say so, so that a change made in Git is never dropped silently.
+    fn note_ignored(&mut self, deployment: Option<&str>, ignored: &[FieldChange]) {
+        for change in ignored {
+            self.notes.push(Note {
+                endpoint: self.want.name.clone(),
+                deployment: deployment.map(str::to_string),
+                message: compare::ignored_message(change),
+            });
         }
     }
 
@@ -221,7 +237,9 @@ impl<'a> EndpointPlanner<'a> {
         state: &DeploymentState,
         busy: bool,
     ) -> Fate {
-        let changes = compare::deployment_changes(want, have, &self.opts.ignore);
+        let Comparison { changes, ignored } =
+            compare::deployment_comparison(want, have, &self.opts.ignore);
+        self.note_ignored(Some(name), &ignored);
         let (create_only, rest): (Vec<FieldChange>, Vec<FieldChange>) =
             changes.into_iter().partition(|c| {
                 CREATE_ONLY

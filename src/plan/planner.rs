@@ -34,6 +34,15 @@ impl PlanOptions {
     }
 }
 
+/// The note for a live endpoint that is not declared and stays (no `--prune`); `diff` gives it too.
+pub(crate) fn undeclared_note(endpoint: &str) -> Note {
+    Note {
+        endpoint: endpoint.to_string(),
+        deployment: None,
+        message: "live but not declared; left alone (use --prune to delete it)".into(),
+    }
+}
+
 /// Endpoints per thread below which planning stays on the calling thread.
 const PARALLEL_CHUNK: usize = 2048;
 
@@ -165,11 +174,7 @@ fn plan_endpoints(
                 action: Action::DeleteEndpoint,
                 reason: format!("delete {name}: no longer declared (prune)"),
             }),
-            (None, Some(_)) => out.notes.push(Note {
-                endpoint: name.clone(),
-                deployment: None,
-                message: "live but not declared; left alone (use --prune to delete it)".into(),
-            }),
+            (None, Some(_)) => out.notes.push(undeclared_note(name)),
             (None, None) => {}
         }
     }

@@ -84,7 +84,7 @@ pub fn text(environment: &str, plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "note: {}: {}",
-            Esc(&note_subject(note)),
+            Esc(&note.subject()),
             Esc(&note.message)
         );
     }
@@ -146,7 +146,7 @@ pub fn markdown(environment: &str, plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "\n> **Note** `{}`: {}",
-            Esc(&note_subject(note)),
+            Esc(&note.subject()),
             escape_md(&note.message)
         );
     }
@@ -175,13 +175,6 @@ pub fn render(format: Format, environment: &str, plan: &Plan) -> String {
         Format::Text => text(environment, plan),
         Format::Markdown => markdown(environment, plan),
         Format::Json => json(environment, plan, &[]),
-    }
-}
-
-fn note_subject(note: &Note) -> String {
-    match &note.deployment {
-        Some(d) => format!("{}/{d}", note.endpoint),
-        None => note.endpoint.clone(),
     }
 }
 

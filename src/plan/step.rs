@@ -139,6 +139,16 @@ pub struct Note {
     pub message: String,
 }
 
+impl Note {
+    /// `endpoint` or `endpoint/deployment`, the subject of the note.
+    pub fn subject(&self) -> String {
+        match &self.deployment {
+            Some(d) => format!("{}/{d}", self.endpoint),
+            None => self.endpoint.clone(),
+        }
+    }
+}
+
 /// A change the planner refuses to make; any refusal means nothing is applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("endpoint {}{}: {}", Esc(endpoint), deployment.as_ref().map(|d| format!(": deployment {}", Esc(d))).unwrap_or_default(), Esc(message))]

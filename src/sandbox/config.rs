@@ -39,6 +39,11 @@ pub struct SandboxArgs {
     /// Serve HTTPS with a self-signed certificate generated at start, written (PEM) to this path.
     #[arg(long, value_name = "PATH")]
     pub tls_cert: Option<PathBuf>,
+    /// Keep the generated tenant, client id and secret in DIR/credentials.json (mode 0600) and
+    /// reuse them on the next start, so exported variables keep working across restarts.
+    /// Endpoints stay in memory.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// `--retry-after`: whole seconds, or `None` for "send no Retry-After header".
@@ -66,6 +71,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("tenant_id", &self.tenant_id)
             .field("retry_after", &self.retry_after)
             .field("tls_cert", &self.tls_cert)
+            .field("state_dir", &self.state_dir)
             .finish()
     }
 }

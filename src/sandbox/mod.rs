@@ -25,6 +25,7 @@ mod rules;
 mod server;
 mod shapes;
 mod state;
+mod state_dir;
 mod tls;
 mod workspace;
 
@@ -40,7 +41,24 @@ pub const SANDBOX_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-000000000000"
 /// `flightdeck sandbox`: starts the emulator, prints the `KEY=value` lines a client needs on
 /// stdout, logs to stderr, and shuts down cleanly on SIGINT or SIGTERM.
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
-    let handle = Sandbox::start(args.into_config()).await?;
+    let state_dir = args.state_dir.clone();
+    let mut config = args.into_config();
+    if let Some(dir) = &state_dir {
+        match state_dir::keep_credentials(dir, &mut config)? {
+            state_dir::KeptOutcome::Reused(path) => {
+                tracing::info!(file = %path.display(), "reusing the kept credentials");
+            }
+            state_dir::KeptOutcome::Created(path) => {
+                tracing::info!(file = %path.display(), "credentials generated and kept");
+            }
+            state_dir::KeptOutcome::Changed(path, names) => tracing::warn!(
+                file = %path.display(),
+                changed = %names.join(", "),
+                "the credentials changed (flags differ from the kept ones): clients must export the new lines"
+            ),
+        }
+    }
+    let handle = Sandbox::start(config).await?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

@@ -96,31 +96,68 @@ pub struct DirWatch {
     _task: tokio::task::JoinHandle<()>,
 }
 
-/// Watches `dir` recursively and calls `trigger.notify_one()` once changes have been quiet for
+/// Whether a changed path is an environment file the source reads: under one of the watched
+/// environment directories and not hidden (`.live.json`, editor swap files), as `LocalSource`
+/// skips hidden files too. Anything else (a log file next to the repository, `target/`) must not
+/// trigger a reconcile, or a reconcile that writes it would trigger itself forever.
+fn is_environment_file(path: &Path, watched: &[PathBuf]) -> bool {
+    watched.iter().any(|dir| {
+        path.strip_prefix(dir).is_ok_and(|rel| {
+            rel.components()
+                .all(|c| !c.as_os_str().to_string_lossy().starts_with('.'))
+        })
+    })
+}
+
+/// Watches the environment directories (`root/path` for each path) recursively and sends each
+/// changed environment file. A directory that does not exist yet is skipped, with a warning.
+fn watch_paths(
+    root: &Path,
+    paths: &[PathBuf],
+) -> Result<(notify::RecommendedWatcher, mpsc::UnboundedReceiver<PathBuf>), SourceError> {
+    let watched: Vec<PathBuf> = paths.iter().map(|p| root.join(p)).collect();
+    let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
+    let filter = watched.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        for path in event.paths {
+            if is_environment_file(&path, &filter) {
+                let _ = tx.send(path);
+            }
+        }
+    })
+    .map_err(|e| SourceError::Config(format!("watching {}: {e}", root.display())))?;
+    for dir in &watched {
+        if !dir.is_dir() {
+            tracing::warn!(dir = %dir.display(), "not watching: no such directory");
+            continue;
+        }
+        watcher
+            .watch(dir, RecursiveMode::Recursive)
+            .map_err(|e| SourceError::Config(format!("watching {}: {e}", dir.display())))?;
+    }
+    Ok((watcher, rx))
+}
+
+/// Watches the environment directories `paths` under `root` (only those: see
+/// `is_environment_file`) and calls `trigger.notify_one()` once changes have been quiet for
 /// `debounce` (editors write a file in several events).
 pub fn watch_dir(
-    dir: &Path,
+    root: &Path,
+    paths: &[PathBuf],
     debounce: Duration,
     trigger: Arc<Notify>,
 ) -> Result<DirWatch, SourceError> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && !event.kind.is_access()
-        {
-            let _ = tx.send(());
-        }
-    })
-    .map_err(|e| SourceError::Config(format!("watching {}: {e}", dir.display())))?;
-    watcher
-        .watch(dir, RecursiveMode::Recursive)
-        .map_err(|e| SourceError::Config(format!("watching {}: {e}", dir.display())))?;
+    let (watcher, mut rx) = watch_paths(root, paths)?;
     let task = tokio::spawn(async move {
         while rx.recv().await.is_some() {
             // Debounce: wait until no event arrives for `debounce`.
             loop {
                 match tokio::time::timeout(debounce, rx.recv()).await {
-                    Ok(Some(())) => continue,
+                    Ok(Some(_)) => continue,
                     Ok(None) => return,
                     Err(_) => break,
                 }
@@ -168,12 +205,39 @@ mod tests {
     #[tokio::test]
     async fn a_file_change_triggers_once_after_the_debounce() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("env")).unwrap();
         let trigger = Arc::new(Notify::new());
-        let _watch = watch_dir(dir.path(), Duration::from_millis(50), trigger.clone()).unwrap();
-        std::fs::write(dir.path().join("x.yaml"), "a").unwrap();
-        std::fs::write(dir.path().join("x.yaml"), "b").unwrap();
+        let paths = [PathBuf::from("env")];
+        let _watch = watch_dir(
+            dir.path(),
+            &paths,
+            Duration::from_millis(50),
+            trigger.clone(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("env/x.yaml"), "a").unwrap();
+        std::fs::write(dir.path().join("env/x.yaml"), "b").unwrap();
         tokio::time::timeout(Duration::from_secs(5), trigger.notified())
             .await
             .expect("a change is reported");
+    }
+
+    #[tokio::test]
+    async fn only_files_of_the_watched_environments_count_not_logs_beside_them_or_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("environments/dev")).unwrap();
+        std::fs::create_dir_all(dir.path().join("environments/prod")).unwrap();
+        let (_watcher, mut rx) =
+            watch_paths(dir.path(), &[PathBuf::from("environments/dev")]).unwrap();
+        // Events arrive in order: if any of these counted, it would be received first.
+        std::fs::write(dir.path().join("agent.log"), "a log line").unwrap();
+        std::fs::write(dir.path().join("environments/prod/a.yaml"), "a: 1").unwrap();
+        std::fs::write(dir.path().join("environments/dev/.live.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("environments/dev/a.yaml"), "a: 1").unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the environment file is reported")
+            .unwrap();
+        assert_eq!(first, dir.path().join("environments/dev/a.yaml"));
     }
 }

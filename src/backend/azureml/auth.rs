@@ -203,11 +203,7 @@ impl TokenFetcher for ChainFetcher {
         }
         Err(AzureMlError::Auth {
             credential: "ChainedCredential".to_string(),
-            message: format!(
-                "no credential worked (set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET \
-                 or AZURE_FEDERATED_TOKEN_FILE, or run `az login`): {}",
-                failures.join("; ")
-            ),
+            message: format!("{NO_CREDENTIALS}; tried: {}", failures.join("; ")),
         })
     }
 }
@@ -226,6 +222,11 @@ pub fn arm_scope(arm_endpoint: &Url) -> String {
 }
 
 /// The credential chosen from the process environment (see the module docs for the order).
+/// What to do when no credential works: the first words of every such error.
+pub const NO_CREDENTIALS: &str = "no Azure credentials found: set AZURE_TENANT_ID, AZURE_CLIENT_ID and \
+     AZURE_CLIENT_SECRET (or AZURE_FEDERATED_TOKEN_FILE), use a managed identity or `az login`, or run \
+     `flightdeck sandbox` and export the lines it prints";
+
 pub fn credential_from_env(arm_endpoint: &Url) -> Result<Arc<dyn TokenSource>, AzureMlError> {
     credential_from_vars(arm_endpoint, &|name| {
         std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -241,6 +242,19 @@ pub fn credential_from_vars(
     if arm_endpoint.scheme() != "https" && !is_loopback_http(arm_endpoint) {
         return Err(AzureMlError::Config(format!(
             "ARM endpoint {arm_endpoint} is plain http and not loopback: refusing to send tokens over it"
+        )));
+    }
+    // A local sandbox issues its own credentials; a managed identity or `az login` never works
+    // against it, so say at once what is missing instead of trying them.
+    if is_loopback_http(arm_endpoint)
+        && (var("AZURE_TENANT_ID").is_none()
+            || var("AZURE_CLIENT_ID").is_none()
+            || var("AZURE_AUTHORITY_HOST").is_none())
+    {
+        return Err(AzureMlError::Config(format!(
+            "no Azure credentials found for the sandbox at {arm_endpoint}: export the lines \
+             `flightdeck sandbox` prints (AZURE_AUTHORITY_HOST, AZURE_TENANT_ID, AZURE_CLIENT_ID, \
+             AZURE_CLIENT_SECRET), e.g. `set -a; . ./sandbox.env; set +a`"
         )));
     }
     let fetcher = select_fetcher(var)?;

@@ -152,8 +152,14 @@ impl TokenFetcher for LoopbackEntraCredential {
             .send()
             .await
             .map_err(|e| {
+                let hint = if e.is_connect() {
+                    ": nothing answers there; is `flightdeck sandbox` running? start it and export \
+                     the lines it prints again"
+                } else {
+                    ""
+                };
                 self.auth_error(format!(
-                    "token endpoint {}: {}",
+                    "token endpoint {}: {}{hint}",
                     self.token_url,
                     e.without_url()
                 ))
@@ -176,6 +182,17 @@ impl TokenFetcher for LoopbackEntraCredential {
                 excerpt(&description, 300)
             );
             // The server should never echo the secret; make sure we never repeat it if it does.
+            // The sandbox generates a tenant, client and secret at each start unless they are
+            // kept (`--state-dir`) or given: after a restart the old ones are unknown to it.
+            if matches!(
+                code,
+                "invalid_request" | "unauthorized_client" | "invalid_client"
+            ) {
+                message.push_str(
+                    ": the credentials changed (a sandbox restarted without `--state-dir` generates \
+                     new ones); export the lines `flightdeck sandbox` prints again",
+                );
+            }
             if !secret_text.is_empty() {
                 message = message.replace(&secret_text, "***");
             }
