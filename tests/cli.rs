@@ -440,3 +440,68 @@ fn a_live_endpoint_that_is_not_declared_is_a_difference_for_plan_and_diff_only_w
         assert_eq!(code(&pruned), 1, "{cmd} --prune: {}", stdout(&pruned));
     }
 }
+
+#[test]
+fn a_file_that_does_not_parse_reports_only_its_own_errors_not_what_it_would_have_declared() {
+    let (tmp, env) = local_env();
+    // The endpoint file is broken: the deployment file that names its endpoint and a test key
+    // for it must not add "not declared" errors about it.
+    edit(&env.join("environment.yaml"), "\"*\":", "churn-model:");
+    edit(
+        &env.join("endpoint.yml"),
+        "auth_mode: key",
+        "auth_mode: key\n  oops: [",
+    );
+    let out = flightdeck(&["validate", "env"], tmp.path());
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let all = stderr(&out);
+    let problems: Vec<&str> = all.lines().filter(|l| !l.starts_with("error:")).collect();
+    assert_eq!(
+        problems.len(),
+        1,
+        "only the broken file's error:\n{}",
+        stderr(&out)
+    );
+    assert!(
+        problems[0].starts_with("env/endpoint.yml:4:"),
+        "{}",
+        stderr(&out)
+    );
+    // Once the file parses, a key that names no endpoint is reported again.
+    edit(&env.join("endpoint.yml"), "\n  oops: [", "");
+    edit(
+        &env.join("environment.yaml"),
+        "churn-model:",
+        "churn-modle:",
+    );
+    let out = flightdeck(&["validate", "env"], tmp.path());
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tests: endpoint `churn-modle` is not declared"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_tab_error_points_at_the_line_of_the_tab() {
+    let (tmp, env) = local_env();
+    edit(
+        &env.join("blue-deployment.yml"),
+        "instance_count: 1",
+        "\tinstance_count: 1",
+    );
+    let out = flightdeck(&["validate", "env"], tmp.path());
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let line = std::fs::read_to_string(env.join("blue-deployment.yml"))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with('\t'))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr(&out).contains(&format!("env/blue-deployment.yml:{line}:1: invalid YAML")),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -57,26 +57,35 @@ fn read_text(files: &dyn Files, path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_string())
 }
 
+/// Raw endpoints and split deployments, and whether some file yielded neither (it does not
+/// parse, or is not an endpoint or deployment): then what it would have declared is unknown,
+/// and references to it are not reported as missing (its own errors say what is wrong).
+struct Parsed {
+    endpoints: Vec<RawEndpoint>,
+    deployments: Vec<RawDeployment>,
+    incomplete: bool,
+}
+
 /// Parses endpoint and deployment files into raw endpoints and split deployments.
-fn parse_endpoint_files(
-    files: &dyn Files,
-    paths: &[PathBuf],
-    out: &mut Vec<Diagnostic>,
-) -> (Vec<RawEndpoint>, Vec<RawDeployment>) {
-    let mut endpoints = Vec::new();
-    let mut deployments = Vec::new();
+fn parse_endpoint_files(files: &dyn Files, paths: &[PathBuf], out: &mut Vec<Diagnostic>) -> Parsed {
+    let mut parsed = Parsed {
+        endpoints: Vec::new(),
+        deployments: Vec::new(),
+        incomplete: false,
+    };
     for path in paths {
         let Some(root) = parse_file(files, path, out) else {
+            parsed.incomplete = true;
             continue;
         };
         let mut sink = Sink { path, out };
         match endpoint_or_deployment(&mut sink, &root) {
-            Some(RawFile::Endpoint(e)) => endpoints.push(*e),
-            Some(RawFile::Deployment(d)) => deployments.push(*d),
-            None => {}
+            Some(RawFile::Endpoint(e)) => parsed.endpoints.push(*e),
+            Some(RawFile::Deployment(d)) => parsed.deployments.push(*d),
+            None => parsed.incomplete = true,
         }
     }
-    (endpoints, deployments)
+    parsed
 }
 
 /// Reads the environment directory `dir` from disk through the tree reader; a refused tree
@@ -150,9 +159,16 @@ fn environment_into(tree: &EnvTree, dir: &Path, out: &mut Vec<Diagnostic>) -> Op
         let root = parse_file(files, p, out)?;
         Some(raw_environment(&mut Sink { path: p, out }, &root))
     });
-    let (raw_endpoints, split) = parse_endpoint_files(files, &others, out);
+    let parsed = parse_endpoint_files(files, &others, out);
+    let incomplete = parsed.incomplete;
     let target = raw_env.as_ref().and_then(|e| e.target.clone());
-    let mut endpoints = validate::endpoints(target.as_ref(), raw_endpoints, split, out);
+    let mut endpoints = validate::endpoints(
+        target.as_ref(),
+        parsed.endpoints,
+        parsed.deployments,
+        incomplete,
+        out,
+    );
     let raw_env = raw_env?;
     let name = raw_env.name.as_ref();
     if let Some(n) = name
@@ -161,6 +177,7 @@ fn environment_into(tree: &EnvTree, dir: &Path, out: &mut Vec<Diagnostic>) -> Op
         out.push(Diagnostic::new(&raw_env.path, n.pos, problem));
     }
     attach_tests(
+        incomplete,
         tree,
         dir,
         &raw_env.path,
@@ -184,6 +201,7 @@ fn environment_into(tree: &EnvTree, dir: &Path, out: &mut Vec<Diagnostic>) -> Op
 /// Reads each test's request file from the tree (never from disk) and gives every deployment
 /// its test: a `endpoint/deployment` key beats an `endpoint` key, which beats `*`.
 fn attach_tests(
+    incomplete: bool,
     tree: &EnvTree,
     dir: &Path,
     env_path: &Path,
@@ -194,7 +212,11 @@ fn attach_tests(
     let mut specs: BTreeMap<&str, TestSpec> = BTreeMap::new();
     for test in tests {
         if let Some(problem) = test_key_problem(&test.key, endpoints) {
-            out.push(Diagnostic::new(env_path, test.key_pos, problem));
+            // A key may name an endpoint of a file that does not parse: that file's own errors
+            // are the problem, not this key.
+            if !incomplete {
+                out.push(Diagnostic::new(env_path, test.key_pos, problem));
+            }
             continue;
         }
         let file = &test.request_file;
@@ -241,8 +263,14 @@ pub(crate) fn endpoint_files(
     paths: &[PathBuf],
 ) -> Result<Vec<Endpoint>, Diagnostics> {
     let mut out = Vec::new();
-    let (raw_endpoints, split) = parse_endpoint_files(files, paths, &mut out);
-    let endpoints = validate::endpoints(None, raw_endpoints, split, &mut out);
+    let parsed = parse_endpoint_files(files, paths, &mut out);
+    let endpoints = validate::endpoints(
+        None,
+        parsed.endpoints,
+        parsed.deployments,
+        parsed.incomplete,
+        &mut out,
+    );
     if out.is_empty() {
         Ok(endpoints.into_values().collect())
     } else {

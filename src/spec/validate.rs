@@ -79,10 +79,13 @@ struct Building {
 
 /// Links endpoint and deployment files and checks everything across them. `target` is `None`
 /// when no environment is known (single files), which skips the target-specific rules.
+/// `incomplete`: some file did not parse, so a deployment naming an unknown endpoint may name
+/// that file's endpoint and is not reported.
 pub(crate) fn endpoints(
     target: Option<&Target>,
     raw_endpoints: Vec<RawEndpoint>,
     split: Vec<RawDeployment>,
+    incomplete: bool,
     out: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, Endpoint> {
     let mut building: BTreeMap<String, Building> = BTreeMap::new();
@@ -155,6 +158,7 @@ pub(crate) fn endpoints(
         };
         match building.get_mut(&endpoint_name.value) {
             Some(b) => add_deployment(b, checked.0, checked.1, target, out),
+            None if incomplete => {}
             None => {
                 let known: Vec<&str> = building.keys().map(String::as_str).collect();
                 let hint = suggestion(&endpoint_name.value, &known);

@@ -114,7 +114,30 @@ pub fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
         errors: Vec::new(),
     };
     let root = builder.document();
-    (root, builder.errors)
+    let mut errors = builder.errors;
+    for e in &mut errors {
+        // The scanner reports a stray tab where the token before it ended (often the end of
+        // the previous line); point at the tab itself.
+        if e.message.contains("tab")
+            && let Some(tab) = first_tab_from(text, e.pos)
+        {
+            e.pos = tab;
+        }
+    }
+    (root, errors)
+}
+
+/// The first tab on `from`'s line or after it (1-based; columns in characters).
+fn first_tab_from(text: &str, from: Pos) -> Option<Pos> {
+    text.lines()
+        .enumerate()
+        .skip(from.line.saturating_sub(1))
+        .find_map(|(i, line)| {
+            line.chars().position(|c| c == '\t').map(|col| Pos {
+                line: i + 1,
+                column: col + 1,
+            })
+        })
 }
 
 /// Signals that parsing of this file cannot go on; the error is already recorded.
@@ -356,6 +379,16 @@ pub fn int_value(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tab_error_points_at_the_tab_not_the_end_of_the_line_before() {
+        let (_, errors) = parse("a:\n  b: c\n\td: 1\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("tab"), "{errors:?}");
+        assert_eq!(errors[0].pos, Pos { line: 3, column: 1 });
+        let (_, errors) = parse("a:\n\tb: 1\n");
+        assert_eq!(errors[0].pos, Pos { line: 2, column: 1 }, "{errors:?}");
+    }
 
     fn messages(text: &str) -> Vec<String> {
         parse(text)
