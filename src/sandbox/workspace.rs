@@ -3,7 +3,8 @@
 //! workspace resources of its own: every workspace exists as soon as it is named (see
 //! docs/sandbox.md), is in the configured region and is `Succeeded`. The body carries the
 //! Workspace fields the SDK deserialises (`Workspace._from_rest_object`); the workspace spec
-//! itself is not part of /work/shared/reference, so the shape follows the SDK's REST model.
+//! itself is not part of the reference contracts (reference/azureml), so the shape follows the
+//! SDK's REST model.
 
 use axum::Json;
 use axum::extract::{Path, State};
