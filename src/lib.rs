@@ -1,18 +1,17 @@
 //! flightdeck: a GitOps reconciler for ML model endpoints.
 //!
-//! Layout: `spec` loads and validates the desired state, `plan` is the pure planner, `apply`
-//! executes a plan through a `backend`; `sandbox` emulates Azure ML locally; `agent` is the
-//! long-running reconciler. `escape` and `logging` keep control characters out of every line
-//! flightdeck prints.
+//! The workspace: `flightdeck-core` (crates/core) holds the format, the pure planner, the
+//! executor and the `Backend` trait; `flightdeck-azureml` and `flightdeck-kubernetes` are the
+//! platforms; `flightdeck-sandbox` emulates Azure ML and depends on nothing of flightdeck. This
+//! crate is the binary's side: `cli`, the long-running `agent`, the desired-state `source`s (Git,
+//! a local directory), `logging`, and `backend::connect`, which wires a target to its platform.
+//! The core's modules are re-exported under their usual names.
+
+pub use flightdeck_core::{apply, escape, model, plan, spec};
+pub use flightdeck_sandbox as sandbox;
 
 pub mod agent;
-pub mod apply;
 pub mod backend;
 pub mod cli;
-pub mod escape;
 pub mod logging;
-pub mod model;
-pub mod plan;
-pub mod sandbox;
 pub mod source;
-pub mod spec;

@@ -1,110 +1,13 @@
-//! One trait for every platform. The planner never sees a backend; the executor (`apply`) and the
-//! CLI do. Backends: `azureml` (ARM REST), `kubernetes` (kube-rs), `memory` (tests), `state_file`
-//! (the in-memory backend persisted to a file).
+//! The backends, wired together: the trait and the platform-free backends come from
+//! `flightdeck-core`, each platform from its own crate; `connect` picks one for a target.
 
 use std::path::Path;
-use std::time::Duration;
 
-use async_trait::async_trait;
+use crate::model::{Environment, Target};
 
-use crate::model::{Environment, LiveState, Target};
-use crate::plan::Step;
-
-pub mod azureml;
-pub mod kubernetes;
-pub mod memory;
-pub mod state_file;
-pub mod state_lock;
-
-/// What a backend reports about one executed step.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StepOutcome {
-    /// Short detail for the report, e.g. "provisioned in 3.1s", "200 from green".
-    pub detail: String,
-}
-
-/// Errors from a backend. Messages name the endpoint (and deployment) and carry the platform's
-/// error code and message; they never contain credentials.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The platform refused or failed the operation (ARM error, Kubernetes Status, ...).
-    #[error("{subject}: {code}: {message}")]
-    Platform {
-        subject: String,
-        code: String,
-        message: String,
-    },
-    /// The platform answered success with a body that is not what its contract says.
-    #[error("{subject}: {message}")]
-    Malformed { subject: String, message: String },
-    /// A pre-traffic test failed: the rollout stops and traffic stays where it was.
-    #[error("{subject}: test failed: {message}")]
-    TestFailed { subject: String, message: String },
-    /// A wait ran out of time.
-    #[error("{subject}: timed out after {seconds}s waiting for {what}")]
-    Timeout {
-        subject: String,
-        what: String,
-        seconds: u64,
-    },
-    /// One request got no answer in time (a hung API server or model server).
-    #[error("{subject}: {message}")]
-    TimedOut { subject: String, message: String },
-    /// Could not reach the platform or authenticate.
-    #[error("{0}")]
-    Transport(String),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
-/// A platform that holds endpoints. Implementations must make each step's effect complete before
-/// returning: a create, update or scale returns once the platform reports the deployment ready
-/// (or fails), so the next step may route traffic to it.
-#[async_trait]
-pub trait Backend: Send + Sync {
-    /// Short name for logs and reports (`azureml`, `kubernetes`, `memory`).
-    fn name(&self) -> &'static str;
-
-    /// Reads every endpoint of the target. Backends should list, not get one by one.
-    async fn read_live(&self) -> Result<LiveState, BackendError>;
-
-    /// Executes one step. Called with at most one step in flight per endpoint.
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError>;
-
-    /// The longest the executor lets `step` run before it fails it (`apply` owns the timeout;
-    /// backends only choose the budget). Waits for provisioning get long budgets, a test short.
-    fn step_timeout(&self, step: &Step) -> Duration {
-        default_step_timeout(step)
-    }
-}
-
-/// Budgets when a backend has no better idea: 30 min for anything that provisions or deletes,
-/// 5 min for a pre-traffic test (its own requests time out sooner), 10 min for a traffic change.
-pub fn default_step_timeout(step: &Step) -> Duration {
-    use crate::plan::Action;
-    match step.action {
-        Action::TestDeployment { .. } => Duration::from_secs(5 * 60),
-        Action::SetTraffic { .. } | Action::SetMirrorTraffic { .. } => Duration::from_secs(10 * 60),
-        _ => Duration::from_secs(30 * 60),
-    }
-}
-
-/// Per-request timeout of a pre-traffic test request, both backends:
-/// `FLIGHTDECK_TEST_REQUEST_TIMEOUT` (humantime, e.g. `10s`), default 30 s.
-pub const DEFAULT_TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Reads a humantime duration variable; `None` when unset or empty.
-pub(crate) fn duration_var(
-    var: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-) -> Result<Option<Duration>, String> {
-    match var(name).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(raw) => humantime::parse_duration(&raw)
-            .map(Some)
-            .map_err(|e| format!("{name} {raw:?} is not a duration: {e}")),
-    }
-}
+pub use flightdeck_azureml as azureml;
+pub use flightdeck_core::backend::*;
+pub use flightdeck_kubernetes as kubernetes;
 
 /// Overrides for connecting to a backend (from flags and environment variables).
 #[derive(Clone, Debug, Default)]

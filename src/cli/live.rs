@@ -71,7 +71,7 @@ pub fn desired_at_rev(env_dir: &Path, rev: &str) -> anyhow::Result<Option<Desire
     };
     // The same reader as the working tree and the agent: symlinks, hidden entries and limits
     // follow one policy, and sizes are checked from object headers before any blob is read.
-    let files = source::tree::read_git_tree(&repo, &tree, env_dir)
+    let files = source::read_git_tree(&repo, &tree, env_dir)
         .map_err(|e| anyhow!("the environment at {rev} is refused: {e}"))?;
     let desired = spec::load_tree(&files, env_dir).map_err(|diagnostics| InvalidAtRev {
         rev: rev.to_string(),

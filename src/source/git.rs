@@ -19,8 +19,8 @@ use git2::{
 use sha2::{Digest, Sha256};
 use ssh_key::known_hosts::{HostPatterns, KnownHosts, Marker};
 
-use super::tree::{EnvTree, normalize, read_tree};
 use super::verify::Verifier;
+use super::{EnvTree, normalize_path as normalize, read_tree};
 use super::{Secret, Snapshot, Source, SourceError, redact_url};
 
 /// What to follow in the repository.

@@ -12,7 +12,8 @@ use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc};
 
-use super::tree::{self, EnvTree, normalize};
+use super::normalize_path as normalize;
+use super::tree::{self, EnvTree};
 use super::{Snapshot, Source, SourceError};
 
 pub struct LocalSource {

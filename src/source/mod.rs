@@ -4,24 +4,24 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 pub mod git;
+mod git_tree;
 pub mod local;
-pub mod tree;
 pub mod verify;
 
-pub use git::{GitAuth, GitConfig, GitRef, GitSource};
-pub use local::{LocalSource, watch_dir};
-pub(crate) use tree::normalize as normalize_path;
-pub use tree::{EnvTree, read_tree};
+pub use flightdeck_core::tree;
 
-/// Files of one environment, keyed by their path relative to the repository root
-/// (`environments/prod/scoring.yaml`).
-pub type FileMap = BTreeMap<PathBuf, Vec<u8>>;
+pub use git::{GitAuth, GitConfig, GitRef, GitSource};
+pub use git_tree::{read_git_tree, read_tree};
+pub use local::{LocalSource, watch_dir};
+pub use tree::{EnvTree, FileMap};
+
+use tree::TreeError;
 
 /// One revision of the desired state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,4 +187,43 @@ mod tests {
         );
         assert_eq!(redact_url("/srv/repo"), "/srv/repo");
     }
+}
+
+impl From<TreeError> for SourceError {
+    /// A git error stays a git error, so the agent can tell a cache that lacks an object the
+    /// commit needs (a damaged cache, rebuilt from the remote) from a tree that breaks a rule.
+    fn from(e: TreeError) -> SourceError {
+        match e {
+            TreeError::Git {
+                dir,
+                context,
+                source,
+            } => SourceError::Git {
+                context: format!("{}: {context}", dir.display()),
+                message: match source.downcast::<git2::Error>() {
+                    Ok(git) => git.message().to_string(),
+                    Err(other) => other.to_string(),
+                },
+            },
+            other => SourceError::Tree(format!("{}: {}", other.dir().display(), other.message())),
+        }
+    }
+}
+
+/// `./environments/prod/` → `environments/prod`; rejects absolute paths and `..`.
+pub(crate) fn normalize_path(path: &Path) -> Result<PathBuf, SourceError> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => {
+                return Err(SourceError::Config(format!(
+                    "{}: environment paths must be relative to the repository root, without `..`",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,179 @@
+//! The pre-traffic test gate: invoke one deployment directly, as `az ml online-endpoint invoke
+//! --deployment-name D` does (CONTRACT.md §5): GET the endpoint for scoringUri and authMode, get
+//! the credential for that mode, POST the request with `azureml-model-deployment: D`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use url::Url;
+
+use super::auth::{ML_SCOPE, Secret};
+use super::client::ArmClient;
+use super::error::{AzureMlError, excerpt};
+use super::loopback::is_loopback_http;
+use super::mapping::auth_mode_from_arm;
+use flightdeck_core::model::{AuthMode, TestSpec};
+
+/// Data-plane statuses worth another try: the deployment may still be warming up.
+fn transient(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
+/// Runs the test; Ok carries a short detail for the report ("200 from green in 12ms").
+pub(crate) async fn run(
+    client: &ArmClient,
+    endpoint_url: &Url,
+    deployment: &str,
+    test: &TestSpec,
+    limit: Duration,
+) -> Result<String, AzureMlError> {
+    let endpoint = client.get_resource(endpoint_url).await?;
+    let props = &endpoint["properties"];
+    let scoring = props["scoringUri"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AzureMlError::Unexpected {
+            what: "endpoint".into(),
+            message: "no scoringUri yet".into(),
+        })?;
+    let scoring = Url::parse(scoring).map_err(|e| AzureMlError::Unexpected {
+        what: "endpoint".into(),
+        message: format!("scoringUri is not a URL: {e}"),
+    })?;
+    if scoring.scheme() != "https" && !is_loopback_http(&scoring) {
+        return Err(AzureMlError::Unexpected {
+            what: "endpoint".into(),
+            message: format!("scoringUri {scoring} is plain http; not sending a credential to it"),
+        });
+    }
+    let mode = props["authMode"]
+        .as_str()
+        .and_then(auth_mode_from_arm)
+        .unwrap_or(AuthMode::Key);
+    let credential = scoring_credential(client, endpoint_url, mode).await?;
+    invoke(client, &scoring, &credential, deployment, test, limit).await
+}
+
+/// Key → POST listKeys; AMLToken → POST token; AADToken → Entra token for ml.azure.com (§5).
+async fn scoring_credential(
+    client: &ArmClient,
+    endpoint_url: &Url,
+    mode: AuthMode,
+) -> Result<Secret, AzureMlError> {
+    let action_url = |action: &str| {
+        let mut url = endpoint_url.clone();
+        url.path_segments_mut()
+            .expect("ARM urls have paths")
+            .push(action);
+        url
+    };
+    let (url, field) = match mode {
+        AuthMode::AadToken => return client.credential().token(ML_SCOPE).await,
+        AuthMode::Key => (action_url("listKeys"), "primaryKey"),
+        AuthMode::AmlToken => (action_url("token"), "accessToken"),
+    };
+    let body = client.call(Method::POST, &url, None).await?.json(field)?;
+    body[field]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| AzureMlError::Unexpected {
+            what: url.path().rsplit('/').next().unwrap_or("credential").into(),
+            message: format!("response has no {field}"),
+        })
+}
+
+async fn invoke(
+    client: &ArmClient,
+    scoring: &Url,
+    credential: &Secret,
+    deployment: &str,
+    test: &TestSpec,
+    limit: Duration,
+) -> Result<String, AzureMlError> {
+    let mut auth =
+        HeaderValue::from_str(&format!("Bearer {}", credential.expose())).map_err(|_| {
+            AzureMlError::TestFailed("the endpoint credential is not a valid header".into())
+        })?;
+    auth.set_sensitive(true);
+    let started = Instant::now();
+    let mut retry = 0u32;
+    let (status, body) = loop {
+        let sent = client
+            .http()
+            .post(scoring.clone())
+            .header(AUTHORIZATION, auth.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header("azureml-model-deployment", deployment)
+            .body(test.request_body.clone())
+            .timeout(limit)
+            .send()
+            .await;
+        let last = retry + 1 >= client.retry.max_attempts.max(1);
+        // A hung model server is not retried: it fails the test at once, naming the wait.
+        let timed_out = || {
+            AzureMlError::RequestTimedOut(format!(
+                "test of deployment {deployment} timed out after {} (pre-traffic request to {scoring})",
+                humantime::format_duration(limit)
+            ))
+        };
+        let outcome = match sent {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                match resp.text().await {
+                    Ok(text) => Ok((status, text)),
+                    Err(e) if e.is_timeout() => return Err(timed_out()),
+                    Err(e) => Err(e.without_url().to_string()),
+                }
+            }
+            Err(e) if e.is_timeout() => return Err(timed_out()),
+            Err(e) => Err(e.without_url().to_string()),
+        };
+        tracing::debug!(
+            deployment,
+            status = outcome.as_ref().map(|(s, _)| *s).unwrap_or(0),
+            attempt = retry + 1,
+            "test request"
+        );
+        match outcome {
+            Ok((status, _)) if transient(status) && !last => {}
+            Ok(done) => break done,
+            Err(message) if last => {
+                return Err(AzureMlError::TestFailed(format!(
+                    "request to {} failed: {message}",
+                    scoring.path()
+                )));
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(client.retry.backoff(retry)).await;
+        retry += 1;
+    };
+    let scrub = |text: &str| excerpt(&text.replace(credential.expose(), "***"), 200);
+    let status_ok = match test.expect_status {
+        Some(expected) => status == expected,
+        None => (200..300).contains(&status),
+    };
+    if !status_ok {
+        let expected = test
+            .expect_status
+            .map_or("2xx".to_string(), |s| s.to_string());
+        return Err(AzureMlError::TestFailed(format!(
+            "deployment {deployment} answered {status} (expected {expected}): {}",
+            scrub(&body)
+        )));
+    }
+    if let Some(needle) = &test.expect_body_contains
+        && !body.contains(needle.as_str())
+    {
+        return Err(AzureMlError::TestFailed(format!(
+            "deployment {deployment} answered {status} but the body does not contain {needle:?}: {}",
+            scrub(&body)
+        )));
+    }
+    Ok(format!(
+        "{status} from {deployment} in {}ms",
+        started.elapsed().as_millis()
+    ))
+}

@@ -1,0 +1,472 @@
+//! Azure ML managed online endpoints through the ARM REST API (api-version 2025-12-01), with
+//! Entra ID auth. Ground truth: the reference contract `reference/azureml/CONTRACT.md` (cited as §N / RN).
+//!
+//! `mapping` turns ARM bodies into the model and back (pure), `client` sends requests with
+//! retries, `lro` follows long-running operations, `gate` runs the pre-traffic test, `auth` and
+//! `loopback` get tokens. This file holds the configuration and the `Backend` implementation.
+
+mod auth;
+mod client;
+mod error;
+mod gate;
+mod iso;
+mod loopback;
+mod lro;
+mod mapping;
+mod retry;
+mod shape;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::json;
+use url::Url;
+
+pub use auth::{
+    ARM_SCOPE, AzureIdentityFetcher, CachedTokenSource, IssuedToken, ML_SCOPE, Secret,
+    TokenFetcher, TokenSource, arm_scope, credential_from_env, credential_from_vars,
+};
+pub use error::AzureMlError;
+pub use loopback::{LoopbackEntraCredential, LoopbackGrant};
+pub use retry::RetryPolicy;
+
+use client::ArmClient;
+use flightdeck_core::backend::{Backend, BackendError, StepOutcome};
+use flightdeck_core::model::{AzureMlTarget, LiveState, Weights};
+use flightdeck_core::plan::{Action, Step};
+use mapping::Workspace;
+use shape::Shape;
+
+/// The ARM api-version this client speaks (CONTRACT.md §0).
+pub const API_VERSION: &str = "2025-12-01";
+/// The public-cloud ARM endpoint.
+pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
+
+#[derive(Clone, Debug)]
+pub struct AzureMlConfig {
+    /// ARM base URL; `--arm-endpoint` / `FLIGHTDECK_ARM_ENDPOINT` (the sandbox's base URL).
+    pub arm_endpoint: Url,
+    pub api_version: String,
+    /// Longest one step may take, LRO waits included (enforced by the executor).
+    pub step_timeout: Duration,
+    /// Longest one pre-traffic test request may go unanswered; `FLIGHTDECK_TEST_REQUEST_TIMEOUT`.
+    pub test_request_timeout: Duration,
+    /// Cap on any server-requested wait (Retry-After while polling or throttled).
+    pub max_poll_interval: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for AzureMlConfig {
+    fn default() -> Self {
+        AzureMlConfig {
+            arm_endpoint: Url::parse(DEFAULT_ARM_ENDPOINT).expect("constant URL"),
+            api_version: API_VERSION.to_string(),
+            step_timeout: Duration::from_secs(30 * 60),
+            test_request_timeout: flightdeck_core::backend::DEFAULT_TEST_REQUEST_TIMEOUT,
+            max_poll_interval: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl AzureMlConfig {
+    /// Defaults overridden by `FLIGHTDECK_ARM_ENDPOINT` and `FLIGHTDECK_POLL_INTERVAL_MAX`
+    /// (humantime, e.g. `50ms`). An invalid value is logged and ignored; use
+    /// [`AzureMlConfig::try_from_env`] to get an error instead.
+    pub fn from_env() -> Self {
+        Self::try_from_env().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring invalid azureml environment settings");
+            AzureMlConfig::default()
+        })
+    }
+
+    pub fn try_from_env() -> Result<Self, AzureMlError> {
+        Self::from_vars(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// [`AzureMlConfig::try_from_env`] over any variable lookup.
+    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, AzureMlError> {
+        let mut config = AzureMlConfig::default();
+        if let Some(raw) = var("FLIGHTDECK_ARM_ENDPOINT") {
+            config.arm_endpoint = Url::parse(&raw).map_err(|e| {
+                AzureMlError::Config(format!("FLIGHTDECK_ARM_ENDPOINT {raw:?} is not a URL: {e}"))
+            })?;
+        }
+        if let Some(raw) = var("FLIGHTDECK_POLL_INTERVAL_MAX") {
+            config.max_poll_interval = humantime::parse_duration(&raw).map_err(|e| {
+                AzureMlError::Config(format!(
+                    "FLIGHTDECK_POLL_INTERVAL_MAX {raw:?} is not a duration: {e}"
+                ))
+            })?;
+        }
+        if let Some(d) =
+            flightdeck_core::backend::duration_var(var, "FLIGHTDECK_TEST_REQUEST_TIMEOUT")
+                .map_err(AzureMlError::Config)?
+        {
+            config.test_request_timeout = d;
+        }
+        Ok(config)
+    }
+}
+
+/// `^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$` (CONTRACT.md §1), checked before a name goes in a URL.
+fn check_name(kind: &str, name: &str) -> Result<(), AzureMlError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 255
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(AzureMlError::Config(format!(
+            "{kind} name {name:?} must match ^[a-zA-Z0-9][a-zA-Z0-9-_]{{0,254}}$"
+        )))
+    }
+}
+
+pub struct AzureMlBackend {
+    client: ArmClient,
+    target: AzureMlTarget,
+    workspace: Workspace,
+    step_timeout: Duration,
+    test_request_timeout: Duration,
+}
+
+impl AzureMlBackend {
+    pub fn new(
+        target: &AzureMlTarget,
+        config: AzureMlConfig,
+        credential: Arc<dyn TokenSource>,
+    ) -> Result<Self, AzureMlError> {
+        for (field, value) in [
+            ("subscription_id", &target.subscription_id),
+            ("resource_group", &target.resource_group),
+            ("workspace", &target.workspace),
+            ("location", &target.location),
+        ] {
+            if value.trim().is_empty() || value.contains(['/', '?', '#']) {
+                return Err(AzureMlError::Config(format!(
+                    "azureml target {field} {value:?} must be non-empty without '/', '?' or '#'"
+                )));
+            }
+        }
+        if !matches!(config.arm_endpoint.scheme(), "http" | "https") {
+            return Err(AzureMlError::Config(format!(
+                "ARM endpoint {} must be an http(s) URL",
+                config.arm_endpoint
+            )));
+        }
+        let scope = arm_scope(&config.arm_endpoint);
+        let client = ArmClient::new(
+            config.arm_endpoint,
+            config.api_version,
+            credential,
+            scope,
+            config.retry,
+            config.max_poll_interval,
+        )?;
+        let workspace = Workspace {
+            id: format!(
+                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}",
+                target.subscription_id, target.resource_group, target.workspace
+            ),
+        };
+        Ok(AzureMlBackend {
+            client,
+            target: target.clone(),
+            workspace,
+            step_timeout: config.step_timeout,
+            test_request_timeout: config.test_request_timeout,
+        })
+    }
+
+    fn endpoints_url(&self, more: &[&str]) -> Url {
+        let t = &self.target;
+        let mut segments = vec![
+            "subscriptions",
+            &t.subscription_id,
+            "resourceGroups",
+            &t.resource_group,
+            "providers",
+            "Microsoft.MachineLearningServices",
+            "workspaces",
+            &t.workspace,
+            "onlineEndpoints",
+        ];
+        segments.extend_from_slice(more);
+        self.client.url(&segments)
+    }
+
+    fn endpoint_url(&self, endpoint: &str) -> Url {
+        self.endpoints_url(&[endpoint])
+    }
+
+    fn deployment_url(&self, endpoint: &str, deployment: &str) -> Url {
+        self.endpoints_url(&[endpoint, "deployments", deployment])
+    }
+
+    /// Every endpoint with its deployments. An error carries the subject it is about: the
+    /// workspace for the endpoint list, `endpoint E` for one endpoint's deployments.
+    async fn read_live_inner(&self) -> Result<LiveState, (String, AzureMlError)> {
+        let workspace = format!("workspace {}", self.target.workspace);
+        let bodies = self
+            .client
+            .list(&self.endpoints_url(&[]), "endpoint list")
+            .await
+            .map_err(|e| (workspace.clone(), e))?;
+        let endpoints = futures::stream::iter(bodies.into_iter().map(|body| async move {
+            let listed = |e| (format!("workspace {}", self.target.workspace), e);
+            let mut endpoint = live_resource(&body, Shape::Endpoint)
+                .and_then(|_| mapping::endpoint_from_arm(&body))
+                .map_err(listed)?;
+            check_name("endpoint", &endpoint.name).map_err(listed)?;
+            let subject = format!("endpoint {}", endpoint.name);
+            let url = self.endpoints_url(&[&endpoint.name, "deployments"]);
+            let deployments = self
+                .client
+                .list(&url, "deployment list")
+                .await
+                .map_err(|e| (subject.clone(), e))?;
+            for d in deployments {
+                let d = live_resource(&d, Shape::Deployment)
+                    .and_then(|_| mapping::deployment_from_arm(&self.workspace, &d))
+                    .map_err(|e| (subject.clone(), e))?;
+                endpoint.deployments.insert(d.name.clone(), d);
+            }
+            Ok::<_, (String, AzureMlError)>((endpoint.name.clone(), endpoint))
+        }))
+        .buffered(4)
+        .try_collect()
+        .await?;
+        Ok(LiveState {
+            endpoints,
+            taken: Vec::new(),
+        })
+    }
+
+    async fn execute_inner(&self, step: &Step) -> Result<String, AzureMlError> {
+        let e = step.endpoint.as_str();
+        check_name("endpoint", e)?;
+        if let Some(d) = step.action.deployment() {
+            check_name("deployment", d)?;
+        }
+        let location = self.target.location.as_str();
+        match &step.action {
+            Action::CreateEndpoint { settings } => {
+                let body = mapping::endpoint_create_body(settings, location)?;
+                self.client
+                    .put_and_wait(&self.endpoint_url(e), &body, true)
+                    .await?;
+                Ok("endpoint created".into())
+            }
+            Action::UpdateEndpoint { settings, changes } => {
+                let url = self.endpoint_url(e);
+                // §1 "Where an update goes": PATCH can change tags only; the rest needs a PUT.
+                let tags_only = !changes.is_empty()
+                    && changes
+                        .iter()
+                        .all(|c| c.field == "tags" || c.field.starts_with("tags."));
+                match (&settings.tags, tags_only) {
+                    (Some(tags), true) => {
+                        self.client
+                            .patch_and_wait(&url, &json!({ "tags": tags }))
+                            .await?;
+                    }
+                    _ => {
+                        let mut body = self.client.get_resource(&url).await?;
+                        mapping::strip_read_only(&mut body);
+                        mapping::overlay_endpoint(&mut body, settings)?;
+                        self.client.put_and_wait(&url, &body, false).await?;
+                    }
+                }
+                Ok("endpoint updated".into())
+            }
+            // read_live never reports object problems on Azure ML (ARM owns the objects).
+            Action::RepairEndpoint { .. } => Err(AzureMlError::Unexpected {
+                what: "repair_endpoint".into(),
+                message: "the azureml backend reports no object problems to repair".into(),
+            }),
+            Action::CreateDeployment {
+                deployment,
+                settings,
+            } => {
+                let body = mapping::deployment_body(&self.workspace, location, None, settings);
+                let started = Instant::now();
+                self.client
+                    .put_and_wait(&self.deployment_url(e, deployment), &body, true)
+                    .await?;
+                Ok(format!(
+                    "provisioned in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ))
+            }
+            Action::UpdateDeployment {
+                deployment,
+                settings,
+                ..
+            } => {
+                // GET + overlay keeps create-only and undeclared fields as they are (R8, R13).
+                let url = self.deployment_url(e, deployment);
+                let mut live = self.client.get_resource(&url).await?;
+                mapping::strip_read_only(&mut live);
+                let body =
+                    mapping::deployment_body(&self.workspace, location, Some(live), settings);
+                let started = Instant::now();
+                self.client.put_and_wait(&url, &body, false).await?;
+                Ok(format!(
+                    "updated in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ))
+            }
+            Action::ScaleDeployment { deployment, to, .. } => {
+                // §1: deployment PATCH carries tags and sku only; capacity is the instance count.
+                let body = json!({ "sku": { "capacity": to } });
+                self.client
+                    .patch_and_wait(&self.deployment_url(e, deployment), &body)
+                    .await?;
+                Ok(format!("scaled to {to}"))
+            }
+            Action::WaitReady { deployment } => {
+                let started = Instant::now();
+                self.client
+                    .wait_resource(&self.deployment_url(e, deployment))
+                    .await?;
+                Ok(format!(
+                    "ready after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ))
+            }
+            Action::TestDeployment { deployment, test } => {
+                gate::run(
+                    &self.client,
+                    &self.endpoint_url(e),
+                    deployment,
+                    test,
+                    self.test_request_timeout,
+                )
+                .await
+            }
+            Action::SetTraffic { traffic } => {
+                self.set_weights(e, Some(traffic), None).await?;
+                Ok(format!(
+                    "traffic {}",
+                    flightdeck_core::model::weights_display(traffic)
+                ))
+            }
+            Action::SetMirrorTraffic { mirror_traffic } => {
+                self.set_weights(e, None, Some(mirror_traffic)).await?;
+                Ok(format!(
+                    "mirror traffic {}",
+                    flightdeck_core::model::weights_display(mirror_traffic)
+                ))
+            }
+            Action::DeleteDeployment { deployment } => {
+                self.client
+                    .delete_and_wait(&self.deployment_url(e, deployment))
+                    .await?;
+                Ok("deleted".into())
+            }
+            Action::DeleteEndpoint => {
+                self.client.delete_and_wait(&self.endpoint_url(e)).await?;
+                Ok("deleted with its deployments".into())
+            }
+        }
+    }
+
+    /// GET the endpoint, replace traffic and/or mirror traffic, PUT it whole. Both maps are
+    /// always sent: PUT is a full replace and an omitted map is cleared (R8).
+    async fn set_weights(
+        &self,
+        endpoint: &str,
+        traffic: Option<&Weights>,
+        mirror: Option<&Weights>,
+    ) -> Result<(), AzureMlError> {
+        let url = self.endpoint_url(endpoint);
+        let mut body = self.client.get_resource(&url).await?;
+        let live = mapping::endpoint_from_arm(&body)?;
+        mapping::strip_read_only(&mut body);
+        mapping::set_weights(
+            &mut body,
+            traffic.unwrap_or(&live.traffic),
+            mirror.unwrap_or(&live.mirror_traffic),
+        );
+        self.client.put_and_wait(&url, &body, false).await?;
+        Ok(())
+    }
+}
+
+/// A listed item checked against its shape; the status is that of the list page (200).
+fn live_resource(body: &serde_json::Value, shape: Shape) -> Result<(), AzureMlError> {
+    shape::check(body, shape).map_err(|detail| AzureMlError::Malformed {
+        status: 200,
+        what: format!("{} in the list", shape.noun()),
+        detail,
+    })
+}
+
+fn subject(step: &Step) -> String {
+    match step.action.deployment() {
+        Some(d) => format!("endpoint {}: deployment {d}", step.endpoint),
+        None => format!("endpoint {}", step.endpoint),
+    }
+}
+
+#[async_trait]
+impl Backend for AzureMlBackend {
+    fn name(&self) -> &'static str {
+        "azureml"
+    }
+
+    async fn read_live(&self) -> Result<LiveState, BackendError> {
+        self.read_live_inner()
+            .await
+            .map_err(|(subject, e)| e.into_backend(&subject))
+    }
+
+    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+        match self.execute_inner(step).await {
+            Ok(detail) => Ok(StepOutcome { detail }),
+            Err(e) => Err(e.into_backend(&subject(step))),
+        }
+    }
+
+    /// `step_timeout` (default 30 min) for every step; the executor enforces it.
+    fn step_timeout(&self, _step: &Step) -> Duration {
+        self.step_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_the_url_are_refused() {
+        assert!(check_name("endpoint", "scoring-1_a").is_ok());
+        for bad in ["", "-x", "a/b", "a?b", "..", "é"] {
+            assert!(check_name("endpoint", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_reads_the_endpoint_and_poll_cap_from_variables() {
+        let vars = |name: &str| match name {
+            "FLIGHTDECK_ARM_ENDPOINT" => Some("http://127.0.0.1:7070".to_string()),
+            "FLIGHTDECK_POLL_INTERVAL_MAX" => Some("50ms".to_string()),
+            _ => None,
+        };
+        let c = AzureMlConfig::from_vars(&vars).unwrap();
+        assert_eq!(c.arm_endpoint.as_str(), "http://127.0.0.1:7070/");
+        assert_eq!(c.max_poll_interval, Duration::from_millis(50));
+        assert_eq!(c.api_version, "2025-12-01");
+
+        let bad = |name: &str| (name == "FLIGHTDECK_POLL_INTERVAL_MAX").then(|| "soon".to_string());
+        let err = AzureMlConfig::from_vars(&bad).unwrap_err();
+        assert!(
+            err.to_string().contains("FLIGHTDECK_POLL_INTERVAL_MAX"),
+            "{err}"
+        );
+    }
+}

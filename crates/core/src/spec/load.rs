@@ -1,0 +1,315 @@
+//! Orchestration: list and read files, parse them, run both stages and collect every problem.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::diagnostics::{Diagnostic, Diagnostics, Sink};
+use super::files::{DiskFiles, Files, normalize};
+use super::paths::inside_environment;
+use super::raw::{RawEndpoint, RawFile, endpoint_or_deployment};
+use super::raw_deployment::RawDeployment;
+use super::raw_environment::{RawTest, environment as raw_environment};
+use super::validate::{self, name_problem, test_key_problem};
+use super::yaml::{self, Node, Pos};
+use crate::model::{DesiredState, Endpoint, Environment, TestSpec};
+use crate::tree::{self, EnvTree, MAX_FILE_BYTES};
+
+const ENVIRONMENT_FILES: &[&str] = &["environment.yaml", "environment.yml"];
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yml" | "yaml")
+    )
+}
+
+fn is_environment_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| ENVIRONMENT_FILES.contains(&n))
+}
+
+/// Reads and parses one YAML file; problems go to `out`.
+fn parse_file(files: &dyn Files, path: &Path, out: &mut Vec<Diagnostic>) -> Option<Node> {
+    let text = read_text(files, path).map_err(|m| out.push(Diagnostic::new(path, Pos::FILE, m)));
+    let text = text.ok()?;
+    let (root, errors) = yaml::parse(&text);
+    for e in &errors {
+        out.push(Diagnostic::new(path, e.pos, e.message.clone()));
+    }
+    if root.is_none() && errors.is_empty() {
+        out.push(Diagnostic::new(path, Pos::FILE, "file is empty"));
+    }
+    root
+}
+
+/// Reads a UTF-8 file of at most 1 MiB, or says why not.
+fn read_text(files: &dyn Files, path: &Path) -> Result<String, String> {
+    let bytes = files.read(path).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => e.to_string(),
+        io::ErrorKind::NotFound => "file not found".to_string(),
+        _ => format!("cannot read file: {e}"),
+    })?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(super::files::too_large().to_string());
+    }
+    String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_string())
+}
+
+/// Raw endpoints and split deployments, and whether some file yielded neither (it does not
+/// parse, or is not an endpoint or deployment): then what it would have declared is unknown,
+/// and references to it are not reported as missing (its own errors say what is wrong).
+struct Parsed {
+    endpoints: Vec<RawEndpoint>,
+    deployments: Vec<RawDeployment>,
+    incomplete: bool,
+}
+
+/// Parses endpoint and deployment files into raw endpoints and split deployments.
+fn parse_endpoint_files(files: &dyn Files, paths: &[PathBuf], out: &mut Vec<Diagnostic>) -> Parsed {
+    let mut parsed = Parsed {
+        endpoints: Vec::new(),
+        deployments: Vec::new(),
+        incomplete: false,
+    };
+    for path in paths {
+        let Some(root) = parse_file(files, path, out) else {
+            parsed.incomplete = true;
+            continue;
+        };
+        let mut sink = Sink { path, out };
+        match endpoint_or_deployment(&mut sink, &root) {
+            Some(RawFile::Endpoint(e)) => parsed.endpoints.push(*e),
+            Some(RawFile::Deployment(d)) => parsed.deployments.push(*d),
+            None => parsed.incomplete = true,
+        }
+    }
+    parsed
+}
+
+/// Reads the environment directory `dir` from disk through the tree reader; a refused tree
+/// (too many files or bytes) becomes a diagnostic on the directory.
+fn read_disk(dir: &Path, out: &mut Vec<Diagnostic>) -> Option<EnvTree> {
+    tree::read_dir(dir, dir)
+        .map_err(|e| out.push(Diagnostic::new(e.dir(), Pos::FILE, e.message())))
+        .ok()
+}
+
+pub(crate) fn disk_environment(dir: &Path) -> Result<DesiredState, Diagnostics> {
+    let mut out = Vec::new();
+    let state = read_disk(dir, &mut out).and_then(|tree| environment_into(&tree, dir, &mut out));
+    match state {
+        Some(state) if out.is_empty() => Ok(state),
+        _ => Err(Diagnostics::from_unsorted(out)),
+    }
+}
+
+pub(crate) fn environment(tree: &EnvTree, dir: &Path) -> Result<DesiredState, Diagnostics> {
+    let mut out = Vec::new();
+    let state = environment_into(tree, dir, &mut out);
+    match state {
+        Some(state) if out.is_empty() => Ok(state),
+        _ => Err(Diagnostics::from_unsorted(out)),
+    }
+}
+
+/// Loads the environment `dir` from `tree` (already read, hidden entries left out); every
+/// entry the tree reader refused is reported with its path.
+fn environment_into(tree: &EnvTree, dir: &Path, out: &mut Vec<Diagnostic>) -> Option<DesiredState> {
+    for problem in &tree.problems {
+        let message = problem.problem.to_string();
+        out.push(Diagnostic::new(&problem.path, Pos::FILE, message));
+    }
+    let files: &dyn Files = tree;
+    // Sorted (a BTreeMap), so results never depend on directory order.
+    let yaml_files: Vec<PathBuf> = tree.keys().filter(|p| is_yaml(p)).cloned().collect();
+    let top = normalize(dir);
+    let (env_files, others): (Vec<PathBuf>, Vec<PathBuf>) =
+        yaml_files.into_iter().partition(|p| is_environment_file(p));
+    let mut top_env = Vec::new();
+    for p in env_files {
+        if p.parent().map(normalize) == Some(top.clone()) {
+            top_env.push(p);
+        } else {
+            let message = "environment.yaml belongs at the top of the environment directory";
+            out.push(Diagnostic::new(&p, Pos::FILE, message));
+        }
+    }
+    let env_path = match top_env.as_slice() {
+        [] => {
+            out.push(Diagnostic::new(
+                dir,
+                Pos::FILE,
+                "no environment.yaml in this directory",
+            ));
+            None
+        }
+        [one] => Some(one.clone()),
+        [first, second, ..] => {
+            let message = format!(
+                "an environment has one environment file, {} is already there",
+                first.display()
+            );
+            out.push(Diagnostic::new(second, Pos::FILE, message));
+            None
+        }
+    };
+    let raw_env = env_path.as_ref().and_then(|p| {
+        let root = parse_file(files, p, out)?;
+        Some(raw_environment(&mut Sink { path: p, out }, &root))
+    });
+    let parsed = parse_endpoint_files(files, &others, out);
+    let incomplete = parsed.incomplete;
+    let target = raw_env.as_ref().and_then(|e| e.target.clone());
+    let mut endpoints = validate::endpoints(
+        target.as_ref(),
+        parsed.endpoints,
+        parsed.deployments,
+        incomplete,
+        out,
+    );
+    let raw_env = raw_env?;
+    let name = raw_env.name.as_ref();
+    if let Some(n) = name
+        && let Some(problem) = name_problem("environment", &n.value, None)
+    {
+        out.push(Diagnostic::new(&raw_env.path, n.pos, problem));
+    }
+    attach_tests(
+        incomplete,
+        tree,
+        dir,
+        &raw_env.path,
+        &raw_env.tests,
+        &mut endpoints,
+        out,
+    );
+    if let Some(crate::model::Target::AzureMl(azure)) = &target {
+        super::assets::canonical_workspace_assets(azure, endpoints.values_mut());
+    }
+    Some(DesiredState {
+        environment: Environment {
+            name: name?.value.clone(),
+            target: target?,
+            drift: raw_env.drift,
+        },
+        endpoints,
+    })
+}
+
+/// Reads each test's request file from the tree (never from disk) and gives every deployment
+/// its test: a `endpoint/deployment` key beats an `endpoint` key, which beats `*`.
+fn attach_tests(
+    incomplete: bool,
+    tree: &EnvTree,
+    dir: &Path,
+    env_path: &Path,
+    tests: &[RawTest],
+    endpoints: &mut BTreeMap<String, Endpoint>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut specs: BTreeMap<&str, TestSpec> = BTreeMap::new();
+    for test in tests {
+        if let Some(problem) = test_key_problem(&test.key, endpoints) {
+            // A key may name an endpoint of a file that does not parse: that file's own errors
+            // are the problem, not this key.
+            if !incomplete {
+                out.push(Diagnostic::new(env_path, test.key_pos, problem));
+            }
+            continue;
+        }
+        let file = &test.request_file;
+        let refused = |why: &str| {
+            let message = format!("request_file `{}`: {why}", file.value);
+            Diagnostic::new(env_path, file.pos, message)
+        };
+        let rel = match inside_environment(&file.value) {
+            Ok(rel) => rel,
+            Err(why) => {
+                out.push(refused(why));
+                continue;
+            }
+        };
+        match read_text(tree, &dir.join(rel)) {
+            Ok(body) => {
+                specs.insert(
+                    &test.key,
+                    TestSpec {
+                        request_file: file.value.clone(),
+                        request_body: body,
+                        expect_status: test.expect_status,
+                        expect_body_contains: test.expect_body_contains.clone(),
+                    },
+                );
+            }
+            Err(why) => out.push(refused(&why)),
+        }
+    }
+    for (endpoint_name, endpoint) in endpoints.iter_mut() {
+        for (name, deployment) in endpoint.deployments.iter_mut() {
+            let key = format!("{endpoint_name}/{name}");
+            deployment.test = specs
+                .get(key.as_str())
+                .or_else(|| specs.get(endpoint_name.as_str()))
+                .or_else(|| specs.get("*"))
+                .cloned();
+        }
+    }
+}
+
+pub(crate) fn endpoint_files(
+    files: &dyn Files,
+    paths: &[PathBuf],
+) -> Result<Vec<Endpoint>, Diagnostics> {
+    let mut out = Vec::new();
+    let parsed = parse_endpoint_files(files, paths, &mut out);
+    let endpoints = validate::endpoints(
+        None,
+        parsed.endpoints,
+        parsed.deployments,
+        parsed.incomplete,
+        &mut out,
+    );
+    if out.is_empty() {
+        Ok(endpoints.into_values().collect())
+    } else {
+        Err(Diagnostics::from_unsorted(out))
+    }
+}
+
+pub(crate) fn validate_paths(paths: &[PathBuf]) -> Result<(), Diagnostics> {
+    let mut out = Vec::new();
+    let mut loose = Vec::new();
+    let check_dir = |dir: &Path, out: &mut Vec<Diagnostic>| {
+        if let Some(tree) = read_disk(dir, out) {
+            environment_into(&tree, dir, out);
+        }
+    };
+    for path in paths {
+        if path.is_dir() {
+            check_dir(path, &mut out);
+        } else if is_environment_file(path) {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            check_dir(dir, &mut out);
+        } else if path.exists() {
+            loose.push(path.clone());
+        } else {
+            out.push(Diagnostic::new(
+                path,
+                Pos::FILE,
+                "no such file or directory",
+            ));
+        }
+    }
+    if !loose.is_empty()
+        && let Err(d) = endpoint_files(&DiskFiles, &loose)
+    {
+        out.extend(d.0);
+    }
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics::from_unsorted(out))
+    }
+}
