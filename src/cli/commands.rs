@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::interrupt::{INTERRUPTED, Interrupts};
-use super::live::{self, Snapshot};
+use super::live::{self, ExportFile};
 use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
 use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
 use crate::backend::{self, ConnectOptions};
@@ -396,7 +396,7 @@ pub async fn export(args: &ExportArgs) -> u8 {
         },
         Err(e) => return fail(e),
     };
-    let snapshot = Snapshot {
+    let snapshot = ExportFile {
         version: 1,
         environment: desired.environment.name.clone(),
         target: desired.environment.target.kind().to_string(),

@@ -14,7 +14,7 @@ use crate::spec;
 
 /// The file `flightdeck export` writes and `--live` reads.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Snapshot {
+pub struct ExportFile {
     /// Format version.
     pub version: u32,
     pub environment: String,
@@ -25,7 +25,7 @@ pub struct Snapshot {
 
 pub fn read_snapshot(path: &Path) -> anyhow::Result<LiveState> {
     let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-    let snapshot: Snapshot = serde_json::from_slice(&bytes)
+    let snapshot: ExportFile = serde_json::from_slice(&bytes)
         .map_err(|e| anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
     if snapshot.version != 1 {
         bail!(

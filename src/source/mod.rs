@@ -3,7 +3,6 @@
 //! changes. Both produce a [`Snapshot`]: one revision id plus the files of each environment path.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -101,45 +100,7 @@ pub trait Source: Send + Sync {
     }
 }
 
-/// A secret string (token, webhook secret). Its `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Trims surrounding whitespace (a trailing newline in a secret file is not part of it).
-    pub fn new(value: impl AsRef<str>) -> Secret {
-        Secret(value.as_ref().trim().to_string())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Reads a secret from a file; the error names the file, never the content.
-    pub fn from_file(path: &Path) -> Result<Secret, SourceError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SourceError::io(path, e))?;
-        let secret = Secret::new(text);
-        if secret.0.is_empty() {
-            return Err(SourceError::Config(format!(
-                "{}: secret file is empty",
-                path.display()
-            )));
-        }
-        Ok(secret)
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use flightdeck_core::secret::Secret;
 
 /// A repository URL with any user-info (`https://user:token@host/...`) removed, for display.
 pub fn redact_url(url: &str) -> String {
@@ -161,31 +122,6 @@ pub fn redact_url(url: &str) -> String {
             }
             _ => url.to_string(),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_never_show_in_debug_or_display() {
-        let s = Secret::new("hunter2\n");
-        assert_eq!(s.expose(), "hunter2");
-        assert!(!format!("{s:?} {s}").contains("hunter2"));
-    }
-
-    #[test]
-    fn urls_lose_their_credentials_for_display() {
-        assert_eq!(
-            redact_url("https://x-access-token:abc123@github.com/org/repo.git"),
-            "https://github.com/org/repo.git"
-        );
-        assert_eq!(
-            redact_url("git@github.com:org/repo.git"),
-            "git@github.com:org/repo.git"
-        );
-        assert_eq!(redact_url("/srv/repo"), "/srv/repo");
     }
 }
 
@@ -226,4 +162,22 @@ pub(crate) fn normalize_path(path: &Path) -> Result<PathBuf, SourceError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials_for_display() {
+        assert_eq!(
+            redact_url("https://x-access-token:abc123@github.com/org/repo.git"),
+            "https://github.com/org/repo.git"
+        );
+        assert_eq!(
+            redact_url("git@github.com:org/repo.git"),
+            "git@github.com:org/repo.git"
+        );
+        assert_eq!(redact_url("/srv/repo"), "/srv/repo");
+    }
 }

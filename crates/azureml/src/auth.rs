@@ -13,7 +13,6 @@
 //! speaks the same OAuth2 form flows. Nothing else ever sends a credential over plain http.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,32 +35,7 @@ pub const ML_SCOPE: &str = "https://ml.azure.com/.default";
 /// Scope of the public-cloud ARM API (CONTRACT.md §6).
 pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
 
-/// A token, key or client secret. Debug and Display print `***`; read it with [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use flightdeck_core::secret::Secret;
 
 /// Gives bearer tokens for a scope (`https://management.azure.com/.default`).
 #[async_trait]

@@ -12,5 +12,6 @@ pub mod backend;
 pub mod escape;
 pub mod model;
 pub mod plan;
+pub mod secret;
 pub mod spec;
 pub mod tree;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::arm::{EpPath, lro_failure};
+use super::arm_endpoints::{EpPath, lro_failure};
 use super::deployment_input::{check_create_only, deployment_put, is_scale_only, merge_add_only};
 use super::error::ArmError;
 use super::faults::LroFail;

@@ -22,7 +22,7 @@ use super::lro::{self, Operation};
 use super::net::{ConnHandle, KillableListener};
 use super::shapes::{self, RenderCtx};
 use super::state::{Store, Target};
-use super::{arm, arm_deployments, data_plane, tls, workspace};
+use super::{arm_deployments, arm_endpoints, data_plane, tls, workspace};
 
 /// api-versions served (CONTRACT.md §0: 2025-12-01 and the older stable ones), plus the preview
 /// versions that Microsoft's azure-ai-ml SDK (1.x, `MLClient`) pins by default: online endpoints
@@ -173,17 +173,23 @@ fn router(state: AppState) -> Router {
 
     let arm_routes = Router::new()
         .route(WS, get(workspace::get_workspace))
-        .route(&format!("{WS}/onlineEndpoints"), get(arm::list_endpoints))
+        .route(
+            &format!("{WS}/onlineEndpoints"),
+            get(arm_endpoints::list_endpoints),
+        )
         .route(
             &ep,
-            get(arm::get_endpoint)
-                .put(arm::put_endpoint)
-                .patch(arm::patch_endpoint)
-                .delete(arm::delete_endpoint),
+            get(arm_endpoints::get_endpoint)
+                .put(arm_endpoints::put_endpoint)
+                .patch(arm_endpoints::patch_endpoint)
+                .delete(arm_endpoints::delete_endpoint),
         )
-        .route(&format!("{ep}/listKeys"), post(arm::list_keys))
-        .route(&format!("{ep}/regenerateKeys"), post(arm::regenerate_keys))
-        .route(&format!("{ep}/token"), post(arm::get_token))
+        .route(&format!("{ep}/listKeys"), post(arm_endpoints::list_keys))
+        .route(
+            &format!("{ep}/regenerateKeys"),
+            post(arm_endpoints::regenerate_keys),
+        )
+        .route(&format!("{ep}/token"), post(arm_endpoints::get_token))
         .route(
             &format!("{ep}/deployments"),
             get(arm_deployments::list_deployments),

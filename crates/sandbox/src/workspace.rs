@@ -13,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use super::AppState;
-use super::arm::WsPath;
+use super::arm_endpoints::WsPath;
 use super::error::ArmError;
 use super::shapes::{stable_uuid, timestamp};
 

@@ -2,7 +2,7 @@
 //! `AssetRef` and `CodeConfiguration` (registered, asset id or local).
 
 use super::diagnostics::Sink;
-use super::read::field;
+use super::located::field;
 use super::yaml::{Entry, Kind, Node, ScalarType};
 use crate::model::{AssetRef, AzureMlTarget, CodeConfiguration, Endpoint};
 

@@ -2,7 +2,7 @@
 //! endpoint and deployment files) into a [`DesiredState`], reporting every problem at once as
 //! `path:line:col: message`.
 //!
-//! Two stages: [`raw`] turns the located YAML tree ([`yaml`]) into raw, located structs (field
+//! Two stages: [`raw_endpoint`] turns the located YAML tree ([`yaml`]) into raw, located structs (field
 //! names and types); [`validate`] then checks names, traffic, mirroring, links between files and
 //! target-specific rules. See docs/environment-format.md.
 
@@ -10,11 +10,11 @@ mod assets;
 mod diagnostics;
 mod files;
 mod load;
+mod located;
 pub(crate) mod paths;
-mod raw;
 mod raw_deployment;
+mod raw_endpoint;
 mod raw_environment;
-mod read;
 mod validate;
 mod yaml;
 

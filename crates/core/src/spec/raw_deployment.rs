@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::assets::{code_configuration, environment, model};
 use super::diagnostics::Sink;
-use super::read::{Loc, field, suggestion};
+use super::located::{Loc, field, suggestion};
 use super::yaml::{Entry, Node, Pos};
 use crate::model::{DeploymentSettings, Probe, RequestSettings, Resources};
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::diagnostics::Sink;
-use super::read::{Loc, field, suggestion};
+use super::located::{Loc, field, suggestion};
 use super::yaml::{Entry, Node, Pos};
 use crate::model::{AzureMlTarget, DriftMode, DriftPolicy, KubernetesTarget, Router, Target};
 

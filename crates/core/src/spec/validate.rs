@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::diagnostics::{Diagnostic, Sink};
-use super::raw::{RawEndpoint, RawWeights};
+use super::located::suggestion;
 use super::raw_deployment::RawDeployment;
-use super::read::suggestion;
+use super::raw_endpoint::{RawEndpoint, RawWeights};
 use super::yaml::Pos;
 use crate::model::{Deployment, Endpoint, Target, Weights};
 

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::diagnostics::Sink;
+use super::located::{Loc, field};
 use super::raw_deployment::{RawDeployment, deployment};
-use super::read::{Loc, field};
 use super::yaml::{Kind, Node, Pos};
 use crate::model::{AuthMode, EndpointSettings};
 
