@@ -1,0 +1,384 @@
+//! The reconcile loop with an injected reconciler: independence of environments, backoff,
+//! drift reporting, webhook triggering and clean shutdown.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use flightdeck::agent::backoff::Backoff;
+use flightdeck::agent::config::{AgentConfig, SourceKind};
+use flightdeck::agent::{
+    Agent, AgentOptions, Job, Outcome, OutcomeKind, Reconcile, ReconcileError,
+};
+use flightdeck::plan::{Action, Step};
+use flightdeck::source::{GitAuth, GitRef, Secret};
+use flightdeck_testkit::GitRepo;
+use tokio_util::sync::CancellationToken;
+
+type Behaviour = dyn Fn(&Job) -> Result<Outcome, ReconcileError> + Send + Sync;
+
+#[derive(Clone, Debug)]
+struct Call {
+    env: String,
+    revision: String,
+    revision_changed: bool,
+    at: Instant,
+}
+
+struct Fake {
+    calls: Mutex<Vec<Call>>,
+    behaviour: Box<Behaviour>,
+    /// Environments whose reconcile hangs until cancelled.
+    hang: Vec<String>,
+    cancelled: Mutex<Vec<String>>,
+}
+
+impl Fake {
+    fn new(
+        behaviour: impl Fn(&Job) -> Result<Outcome, ReconcileError> + Send + Sync + 'static,
+    ) -> Arc<Fake> {
+        Arc::new(Fake {
+            calls: Mutex::new(Vec::new()),
+            behaviour: Box::new(behaviour),
+            hang: Vec::new(),
+            cancelled: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self, env: &str) -> Vec<Call> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.env == env)
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Reconcile for Fake {
+    async fn reconcile(&self, job: Job) -> Result<Outcome, ReconcileError> {
+        let env = job.path.display().to_string();
+        self.calls.lock().unwrap().push(Call {
+            env: env.clone(),
+            revision: job.revision.clone(),
+            revision_changed: job.revision_changed,
+            at: Instant::now(),
+        });
+        if self.hang.contains(&env) {
+            job.cancel.cancelled().await;
+            self.cancelled.lock().unwrap().push(env);
+            return Err(ReconcileError::Cancelled {
+                plan: vec![],
+                steps: vec![],
+            });
+        }
+        (self.behaviour)(&job)
+    }
+}
+
+fn outcome(kind: OutcomeKind, plan: Vec<Step>) -> Outcome {
+    Outcome {
+        kind,
+        plan,
+        steps: vec![],
+    }
+}
+
+fn traffic_step() -> Step {
+    Step {
+        endpoint: "scoring".into(),
+        action: Action::SetTraffic {
+            traffic: [("blue".to_string(), 100)].into(),
+        },
+        reason: "restore traffic".into(),
+    }
+}
+
+fn repo_with(envs: &[&str]) -> GitRepo {
+    let repo = GitRepo::new();
+    for env in envs {
+        repo.write(&format!("{env}/environment.yaml"), "name: x\n");
+    }
+    repo.commit("initial");
+    repo
+}
+
+fn config(repo: &Path, cache: &Path, envs: &[&str], interval: Duration) -> AgentConfig {
+    AgentConfig {
+        source: SourceKind::Git {
+            url: repo.display().to_string(),
+            reference: GitRef::Branch("main".into()),
+            cache_dir: cache.to_path_buf(),
+            auth: GitAuth::default(),
+        },
+        paths: envs.iter().map(PathBuf::from).collect(),
+        interval,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        webhook_secret: Some(Secret::new("hook-secret")),
+        lease: None,
+        verify_keys: vec![],
+        arm_endpoint: None,
+        http: Default::default(),
+    }
+}
+
+fn options(backoff: Duration) -> AgentOptions {
+    AgentOptions {
+        backoff: Some(Backoff {
+            base: backoff,
+            max: backoff * 2,
+        }),
+        ..AgentOptions::default()
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_environment_backs_off_without_blocking_the_others() {
+    let repo = repo_with(&["environments/good", "environments/bad"]);
+    let cache = tempfile::tempdir().unwrap();
+    let fake = Fake::new(|job| {
+        if job.path == Path::new("environments/bad") {
+            Err(ReconcileError::Invalid(
+                "environments/bad/e.yaml:3:1: unknown key".into(),
+            ))
+        } else {
+            Ok(outcome(OutcomeKind::InSync, vec![]))
+        }
+    });
+    let cfg = config(
+        repo.dir.path(),
+        cache.path(),
+        &["environments/good", "environments/bad"],
+        Duration::from_millis(40),
+    );
+    let cancel = CancellationToken::new();
+    let agent = Agent::start(
+        cfg,
+        fake.clone(),
+        options(Duration::from_millis(300)),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let state = agent.state();
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let good = fake.calls("environments/good").len();
+    let bad = fake.calls("environments/bad");
+    assert!(
+        good >= 4,
+        "the healthy environment keeps ticking ({good} reconciles)"
+    );
+    // Ticks every ~40 ms would give ~17 attempts; backoff of 300 ms then 600 ms allows ~3.
+    assert!(
+        (2..=4).contains(&bad.len()),
+        "failed revision retried only after backoff: {}",
+        bad.len()
+    );
+    let gap = bad[1].at - bad[0].at;
+    assert!(
+        gap >= Duration::from_millis(290),
+        "first retry after the 300ms backoff, got {gap:?}"
+    );
+
+    let status = state.env("environments/bad").unwrap();
+    assert_eq!(status.last_result.as_deref(), Some("invalid"));
+    assert!(status.last_error.as_deref().unwrap().contains("e.yaml:3:1"));
+    assert!(status.consecutive_failures >= 2);
+    assert!(
+        state.is_ready(),
+        "one healthy environment makes the agent ready"
+    );
+    let metrics = state.metrics.render();
+    assert!(
+        metrics.contains("flightdeck_errors_total{env=\"environments/bad\",kind=\"invalid_spec\"}")
+    );
+
+    // A new commit is retried at once, without waiting for the backoff.
+    let before = fake.calls("environments/bad").len();
+    let new = repo.commit("fix");
+    agent.trigger();
+    eventually("the new revision is tried", || {
+        fake.calls("environments/bad")
+            .iter()
+            .any(|c| c.revision == new)
+    })
+    .await;
+    assert!(fake.calls("environments/bad").len() > before);
+
+    cancel.cancel();
+    agent.wait().await;
+}
+
+#[tokio::test]
+async fn a_plan_on_an_unchanged_revision_is_reported_as_drift() {
+    let repo = repo_with(&["environments/prod"]);
+    let cache = tempfile::tempdir().unwrap();
+    // First reconcile applies; later ones find the live state changed behind our back.
+    let fake = Fake::new(|job| {
+        if job.revision_changed {
+            Ok(outcome(OutcomeKind::Applied, vec![traffic_step()]))
+        } else {
+            Ok(outcome(OutcomeKind::DriftReported, vec![traffic_step()]))
+        }
+    });
+    let cfg = config(
+        repo.dir.path(),
+        cache.path(),
+        &["environments/prod"],
+        Duration::from_millis(30),
+    );
+    let cancel = CancellationToken::new();
+    let agent = Agent::start(
+        cfg,
+        fake.clone(),
+        options(Duration::from_millis(100)),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let state = agent.state();
+    eventually("drift is detected", || {
+        state.env("environments/prod").is_some_and(|s| s.drift)
+    })
+    .await;
+    let calls = fake.calls("environments/prod");
+    assert!(
+        calls[0].revision_changed,
+        "a fresh agent treats the revision as new"
+    );
+    assert!(
+        !calls[1].revision_changed,
+        "after applying, the same revision is unchanged"
+    );
+    let status = state.env("environments/prod").unwrap();
+    assert_eq!(status.last_result.as_deref(), Some("drift_reported"));
+    assert_eq!(status.pending_plan.len(), 1);
+    assert_eq!(status.applied_commit, Some(calls[0].revision.clone()));
+    let metrics = state.metrics.render();
+    assert!(metrics.contains("flightdeck_drift_detected{env=\"environments/prod\"} 1"));
+    assert!(metrics.contains(&format!(
+        "flightdeck_applied_commit_info{{env=\"environments/prod\",commit=\"{}\"}} 1",
+        calls[0].revision
+    )));
+    cancel.cancel();
+    agent.wait().await;
+}
+
+#[tokio::test]
+async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
+    let repo = repo_with(&["environments/prod"]);
+    let cache = tempfile::tempdir().unwrap();
+    let fake = Fake::new(|_| Ok(outcome(OutcomeKind::InSync, vec![])));
+    // A long interval: only the webhook can explain a quick reconcile.
+    let cfg = config(
+        repo.dir.path(),
+        cache.path(),
+        &["environments/prod"],
+        Duration::from_secs(600),
+    );
+    let cancel = CancellationToken::new();
+    let agent = Agent::start(cfg, fake.clone(), AgentOptions::default(), cancel.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", agent.local_addr());
+    eventually("the first reconcile", || {
+        fake.calls("environments/prod").len() == 1
+    })
+    .await;
+
+    let new = repo.commit("traffic change");
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let client = reqwest::Client::new();
+    let unsigned = client
+        .post(format!("{base}/webhook"))
+        .header("x-github-event", "push")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        fake.calls("environments/prod").len(),
+        1,
+        "a rejected webhook triggers nothing"
+    );
+
+    let signature = flightdeck::agent::webhook::sign_github(b"hook-secret", body.as_bytes());
+    let sent = Instant::now();
+    let r = client
+        .post(format!("{base}/webhook"))
+        .header("x-github-event", "push")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("the pushed revision is reconciled", || {
+        fake.calls("environments/prod")
+            .iter()
+            .any(|c| c.revision == new)
+    })
+    .await;
+    eprintln!("webhook to reconcile start: {:?}", sent.elapsed());
+    let status: serde_json::Value = client
+        .get(format!("{base}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["revision"], new.as_str());
+    cancel.cancel();
+    agent.wait().await;
+}
+
+#[tokio::test]
+async fn shutdown_cancels_an_in_flight_rollout_and_stops_every_task() {
+    let repo = repo_with(&["environments/slow", "environments/fast"]);
+    let cache = tempfile::tempdir().unwrap();
+    let fake = Arc::new(Fake {
+        calls: Mutex::new(Vec::new()),
+        behaviour: Box::new(|_| Ok(outcome(OutcomeKind::InSync, vec![]))),
+        hang: vec!["environments/slow".into()],
+        cancelled: Mutex::new(Vec::new()),
+    });
+    let cfg = config(
+        repo.dir.path(),
+        cache.path(),
+        &["environments/slow", "environments/fast"],
+        Duration::from_millis(50),
+    );
+    let cancel = CancellationToken::new();
+    let agent = Agent::start(cfg, fake.clone(), AgentOptions::default(), cancel.clone())
+        .await
+        .unwrap();
+    let addr = agent.local_addr();
+    eventually("both environments started", || {
+        !fake.calls("environments/slow").is_empty() && fake.calls("environments/fast").len() >= 2
+    })
+    .await;
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), agent.wait())
+        .await
+        .expect("agent stops");
+    assert_eq!(*fake.cancelled.lock().unwrap(), ["environments/slow"]);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the server is stopped"
+    );
+}

@@ -1,0 +1,112 @@
+//! A hung model server fails the Azure ML pre-traffic test with a message that names the
+//! request, after `AzureMlConfig::test_request_timeout`, without retrying into a longer hang;
+//! and the executor, not the backend, fails a step that outlives its budget.
+
+use flightdeck_testkit::hung;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flightdeck::apply::{self, ApplyOptions, Outcome};
+use flightdeck::backend::azureml::AzureMlBackend;
+use flightdeck::backend::{Backend, BackendError};
+use flightdeck::model::TestSpec;
+use flightdeck::plan::{Action, Plan};
+use flightdeck_testkit::arm_fake::*;
+use hung::Hung;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn a_hung_scoring_endpoint_fails_the_test_naming_the_request_that_timed_out() {
+    let fake = Fake::start().await;
+    let server = Hung::start().await;
+    let mut endpoint = endpoint_body("scoring", "Succeeded", json!({}), json!({}));
+    endpoint["properties"]["scoringUri"] = json!(format!("{}/score", server.url));
+    fake.on("GET", &eps("/scoring"), vec![Canned::json(200, endpoint)]);
+    fake.on(
+        "POST",
+        &eps("/scoring/listKeys"),
+        vec![Canned::json(
+            200,
+            json!({"primaryKey": "k1", "secondaryKey": "k2"}),
+        )],
+    );
+    let mut config = config(&fake);
+    config.test_request_timeout = Duration::from_millis(300);
+    let backend = AzureMlBackend::new(&target(), config, Arc::new(StaticToken)).unwrap();
+    let step = step(
+        "scoring",
+        Action::TestDeployment {
+            deployment: "green".into(),
+            test: TestSpec {
+                request_file: "sample.json".into(),
+                request_body: "{}".into(),
+                expect_status: None,
+                expect_body_contains: None,
+            },
+        },
+    );
+    let err = backend.execute(&step).await.unwrap_err();
+    assert!(matches!(err, BackendError::TimedOut { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "endpoint scoring: deployment green: test of deployment green timed out after 300ms \
+             (pre-traffic request to {}/score)",
+            server.url
+        )
+    );
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn the_executor_fails_a_step_that_outlives_the_backends_step_timeout() {
+    let fake = Fake::start().await;
+    let d = eps("/scoring/deployments/green");
+    fake.on(
+        "GET",
+        &d,
+        vec![Canned::json(200, deployment_body("green", "Creating", 1))],
+    );
+    let mut config = config(&fake);
+    config.step_timeout = Duration::from_millis(300);
+    let backend = AzureMlBackend::new(&target(), config, Arc::new(StaticToken)).unwrap();
+    let wait = step(
+        "scoring",
+        Action::WaitReady {
+            deployment: "green".into(),
+        },
+    );
+    assert_eq!(backend.step_timeout(&wait), Duration::from_millis(300));
+    let plan = Plan {
+        steps: vec![
+            wait,
+            step(
+                "scoring",
+                Action::SetTraffic {
+                    traffic: weights(&[("green", 100)]),
+                },
+            ),
+        ],
+        notes: vec![],
+        pending: vec![],
+    };
+    let report = apply::apply(
+        &plan,
+        &backend,
+        &ApplyOptions::default(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        report.results[0].outcome,
+        Outcome::Failed(
+            "endpoint scoring: deployment green: timed out after 1s waiting for wait ready".into()
+        )
+    );
+    assert!(matches!(report.results[1].outcome, Outcome::Skipped(_)));
+    assert!(fake.count("GET", &d) >= 2, "it polled before giving up");
+    assert_eq!(fake.count("PUT", &eps("/scoring")), 0);
+    fake.stop().await;
+}

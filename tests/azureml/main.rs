@@ -1,0 +1,14 @@
+//! The azureml integration tests, one binary (see docs/benchmarks.md, "CI time").
+
+mod azureml_actions;
+mod azureml_auth;
+mod azureml_faults;
+mod azureml_gate;
+mod azureml_lro_polling;
+mod azureml_malformed;
+mod azureml_sandbox_cli;
+mod azureml_sandbox_faults;
+mod azureml_sandbox_pending;
+mod azureml_sandbox_seed_flow;
+mod azureml_timeouts;
+mod azureml_token_refresh;

@@ -1,0 +1,9 @@
+//! The kubernetes integration tests, one binary (see docs/benchmarks.md, "CI time").
+
+mod k8s_cli;
+mod k8s_failures;
+mod k8s_fake_api;
+mod k8s_fidelity;
+mod k8s_planned_flow;
+mod k8s_seed_flow;
+mod k8s_timeouts;

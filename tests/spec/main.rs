@@ -1,0 +1,7 @@
+//! The spec integration tests, one binary (see docs/benchmarks.md, "CI time").
+
+mod golden_plans;
+mod plan_properties;
+mod spec_errors;
+mod spec_load;
+mod spec_schemas;
