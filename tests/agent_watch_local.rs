@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flightdeck::agent::config::SourceKind;
 use serde_json::json;
@@ -27,7 +27,6 @@ async fn a_saved_file_in_a_watched_directory_is_applied() {
     })
     .await;
 
-    let saved = Instant::now();
     workdir.write(
         "environments/sandbox/my-endpoint.yml",
         &endpoint_yaml(&[("blue", 1), ("green", 2)], &[("blue", 90), ("green", 10)]),
@@ -36,7 +35,6 @@ async fn a_saved_file_in_a_watched_directory_is_applied() {
         arm.traffic("my-endpoint").await == Some(json!({"blue": 90, "green": 10}))
     })
     .await;
-    eprintln!("file saved -> sandbox at 90/10: {:?}", saved.elapsed());
     let s = status(&base).await;
     assert!(
         s["source"]

@@ -4,13 +4,14 @@
 //!
 //! Layout: `config` (knobs), `server` (router and shared state), `state` (store, operation
 //! settlement), `rules` / `deployment_input` (validation), `shapes` (response bodies), `lro`
-//! (operations), `arm` / `arm_deployments` / `paging` (control plane), `auth` (tokens),
+//! (operations), `clock` (the one time source), `arm` / `arm_deployments` / `paging` (control plane), `auth` (tokens),
 //! `data_plane` / `routing` (scoring), `workspace` (the workspace GET), `faults`, `journal`,
 //! `net` / `tls` (listeners).
 
 mod arm;
 mod arm_deployments;
 mod auth;
+mod clock;
 mod config;
 mod data_plane;
 mod deployment_input;
