@@ -7,7 +7,7 @@
 //! a local directory), `logging`, and `backend::connect`, which wires a target to its platform.
 //! The core's modules are re-exported under their usual names.
 
-pub use flightdeck_core::{apply, escape, model, plan, spec};
+pub use flightdeck_core::{apply, clock, escape, model, plan, spec};
 pub use flightdeck_sandbox as sandbox;
 
 pub mod agent;

@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(get("/healthz").await.unwrap().status(), 200);
         assert_eq!(get("/readyz").await.unwrap().status(), 503);
         state.update_env("environments/a", |e| {
-            e.last_sync_time = Some(chrono::Utc::now());
+            e.last_sync_time = Some(crate::clock::now_utc());
             e.last_result = Some("in_sync".into());
         });
         assert_eq!(get("/readyz").await.unwrap().status(), 200);

@@ -17,7 +17,8 @@
 //! renewals, so it adds no write and no conflict.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -243,7 +244,7 @@ impl<S: LeaseStore> LeaderElector<S> {
                 .and_then(|l| l.spec.as_ref())
                 .or(current.as_ref().map(|_| &EMPTY_SPEC)),
             Instant::now(),
-            Timestamp::now(),
+            wall_now(),
         );
         let advertise = self.config.advertise_url.as_deref();
         let written = match decision {
@@ -309,7 +310,7 @@ impl<S: LeaseStore> LeaderElector<S> {
         if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
             return Ok(());
         }
-        let now = MicroTime(Timestamp::now());
+        let now = MicroTime(wall_now());
         spec.holder_identity = Some(String::new());
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(now.clone());
@@ -394,6 +395,12 @@ static EMPTY_SPEC: LeaseSpec = LeaseSpec {
     renew_time: None,
     strategy: None,
 };
+
+/// The wall-clock now for `renewTime`/`acquireTime`, from the product clock.
+fn wall_now() -> Timestamp {
+    Timestamp::from_microsecond(crate::clock::now_utc().timestamp_micros())
+        .unwrap_or(Timestamp::MAX)
+}
 
 #[cfg(test)]
 mod tests {

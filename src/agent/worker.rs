@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
-use chrono::Utc;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -46,7 +46,7 @@ pub async fn fetch_loop(
                 }
                 state.update(|s| {
                     s.revision = Some(snapshot.revision.clone());
-                    s.last_fetch_time = Some(Utc::now());
+                    s.last_fetch_time = Some(crate::clock::now_utc());
                     // A repaired cache is reported until the next fetch.
                     s.last_fetch_error = repair;
                 });
@@ -75,7 +75,7 @@ struct EnvMemory {
     last_applied: Option<String>,
     failures: u32,
     failed_revision: Option<String>,
-    retry_at: Option<tokio::time::Instant>,
+    retry_at: Option<Instant>,
 }
 
 /// Settings of one environment worker.
@@ -107,9 +107,7 @@ impl EnvWorker {
             };
             if memory.failures > 0
                 && memory.failed_revision.as_deref() == Some(snapshot.revision.as_str())
-                && memory
-                    .retry_at
-                    .is_some_and(|at| tokio::time::Instant::now() < at)
+                && memory.retry_at.is_some_and(|at| Instant::now() < at)
             {
                 continue; // same failed revision: wait for the backoff, do not hot-loop
             }
@@ -217,7 +215,7 @@ impl EnvWorker {
                     s.pending_plan = pending;
                     s.drift = drift;
                     s.last_error = None;
-                    s.last_sync_time = Some(Utc::now());
+                    s.last_sync_time = Some(crate::clock::now_utc());
                     s.last_attempt_time = s.last_sync_time;
                     s.consecutive_failures = 0;
                     s.next_retry_time = None;
@@ -227,7 +225,7 @@ impl EnvWorker {
                 memory.failures = memory.failures.saturating_add(1);
                 memory.failed_revision = Some(revision.to_string());
                 let delay = self.backoff.delay(memory.failures);
-                memory.retry_at = Some(tokio::time::Instant::now() + delay);
+                memory.retry_at = Some(Instant::now() + delay);
                 metrics.reconciled(env, "error", seconds);
                 metrics.error(env, err.kind());
                 tracing::warn!(error = %err, kind = err.kind(), failures = memory.failures, retry_in = ?delay, "reconcile failed");
@@ -250,18 +248,18 @@ impl EnvWorker {
                         s.pending_plan = pending;
                     }
                     s.last_error = Some(err.to_string());
-                    s.last_attempt_time = Some(Utc::now());
+                    s.last_attempt_time = Some(crate::clock::now_utc());
                     s.consecutive_failures = memory.failures;
                     s.next_retry_time = chrono::Duration::from_std(delay)
                         .ok()
-                        .map(|d| Utc::now() + d);
+                        .map(|d| crate::clock::now_utc() + d);
                 });
             }
         }
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

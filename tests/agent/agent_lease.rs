@@ -127,7 +127,8 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test]
+// Paused time: the lease clock moves only when the test advances it.
+#[tokio::test(start_paused = true)]
 async fn the_first_candidate_creates_the_lease_and_the_second_waits() {
     let (client, shared) = fake_api().await;
     let mut a = LeaderElector::new(
@@ -147,12 +148,12 @@ async fn the_first_candidate_creates_the_lease_and_the_second_waits() {
     // a stops renewing. b first sees the renewed record now and must wait a full lease
     // duration from this local observation, whatever the server's renewTime says.
     assert!(!b.try_acquire_or_renew().await.unwrap());
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::advance(Duration::from_millis(999)).await;
     assert!(
         !b.try_acquire_or_renew().await.unwrap(),
-        "still valid 0.7 s after b saw it change"
+        "still valid just before a full lease duration after b saw it change"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::advance(Duration::from_millis(1)).await;
     assert!(
         b.try_acquire_or_renew().await.unwrap(),
         "b takes over an expired lease"
@@ -183,7 +184,9 @@ async fn a_concurrent_writer_gets_a_conflict_and_loses() {
     ));
 }
 
-#[tokio::test]
+// Paused time: "at once" is measured on tokio's clock, which moves only by the electors'
+// own sleeps, so the bound below is exact and independent of the machine's load.
+#[tokio::test(start_paused = true)]
 async fn releasing_on_shutdown_hands_the_lease_over_at_once() {
     let (client, shared) = fake_api().await;
     let a = LeaderElector::new(
@@ -201,17 +204,18 @@ async fn releasing_on_shutdown_hands_the_lease_over_at_once() {
     let task_a = tokio::spawn(a.run(a_tx, cancel_a.clone()));
     eventually("a leads", || *a_rx.borrow()).await;
     let task_b = tokio::spawn(b.run(b_tx, cancel_b.clone()));
+    // b retries every 50 ms against a valid lease.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!*b_rx.borrow(), "only one leader");
 
     cancel_a.cancel();
     task_a.await.unwrap();
     assert!(!*a_rx.borrow());
-    let released = Instant::now();
+    let released = tokio::time::Instant::now();
     eventually("b leads", || *b_rx.borrow()).await;
-    // Without the release b would wait out the 1 s lease.
+    // Without the release b would wait out the 1 s lease; with it, b's next 50 ms retry wins.
     assert!(
-        released.elapsed() < Duration::from_millis(800),
+        released.elapsed() < Duration::from_secs(1),
         "{:?}",
         released.elapsed()
     );
@@ -440,7 +444,6 @@ async fn a_push_to_a_standby_is_passed_on_to_the_leader_at_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!a_calls.applied(&new), "a forged push is not passed on");
 
-    let sent = Instant::now();
     let answer = push(flightdeck::agent::webhook::sign_github(
         secret.as_bytes(),
         body.as_bytes(),
@@ -457,10 +460,6 @@ async fn a_push_to_a_standby_is_passed_on_to_the_leader_at_once() {
         a_calls.applied(&new)
     })
     .await;
-    eprintln!(
-        "push to the standby -> leader reconciles it: {:?}",
-        sent.elapsed()
-    );
     assert!(
         b.state()
             .metrics

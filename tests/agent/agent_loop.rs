@@ -317,7 +317,6 @@ async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
     );
 
     let signature = flightdeck::agent::webhook::sign_github(b"hook-secret", body.as_bytes());
-    let sent = Instant::now();
     let r = client
         .post(format!("{base}/webhook"))
         .header("x-github-event", "push")
@@ -333,7 +332,6 @@ async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
             .any(|c| c.revision == new)
     })
     .await;
-    eprintln!("webhook to reconcile start: {:?}", sent.elapsed());
     let status: serde_json::Value = client
         .get(format!("{base}/status"))
         .send()

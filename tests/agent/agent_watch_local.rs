@@ -1,7 +1,7 @@
 //! `--watch-local` end to end: the agent reads a working directory (no Git commit), and a file
 //! saved there reaches the sandbox through the notify watcher, with the poll interval far away.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flightdeck::agent::config::SourceKind;
 use flightdeck_testkit::*;
@@ -25,7 +25,6 @@ async fn a_saved_file_in_a_watched_directory_is_applied() {
     })
     .await;
 
-    let saved = Instant::now();
     workdir.write(
         "environments/sandbox/my-endpoint.yml",
         &endpoint_yaml(&[("blue", 1), ("green", 2)], &[("blue", 90), ("green", 10)]),
@@ -34,7 +33,6 @@ async fn a_saved_file_in_a_watched_directory_is_applied() {
         arm.traffic("my-endpoint").await == Some(json!({"blue": 90, "green": 10}))
     })
     .await;
-    eprintln!("file saved -> sandbox at 90/10: {:?}", saved.elapsed());
     let s = status(&base).await;
     assert!(
         s["source"]

@@ -3,7 +3,9 @@
 //! ends Failed, 409 while another operation holds the endpoint; and a rollout over several
 //! endpoints that runs them in parallel with one write at a time per endpoint.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use flightdeck::apply::Outcome;
 use flightdeck::backend::Backend;
@@ -35,7 +37,9 @@ fn statuses(entries: &[Value]) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test]
+// Paused time: the client's sleeps and the sandbox's operations run on tokio's clock, so the
+// bound below measures only what the client chose to wait, whatever the machine's load.
+#[tokio::test(start_paused = true)]
 async fn throttling_with_retry_after_and_server_errors_are_retried_until_the_flow_lands() {
     let env = Env::start(Duration::from_millis(10)).await;
     env.fault(json!({"rules": [
@@ -194,7 +198,9 @@ fn set_traffic(pairs: &[(&str, u32)]) -> Step {
     }
 }
 
-#[tokio::test]
+// Paused time: the traffic change starts 15 ms into the 60 ms scale on tokio's clock, so it
+// always meets the running operation.
+#[tokio::test(start_paused = true)]
 async fn a_conflict_while_another_operation_runs_is_retried_until_it_converges() {
     let env = Env::start(Duration::from_millis(60)).await;
     let dir = env_dir(&env, 2);
@@ -238,9 +244,12 @@ async fn a_conflict_while_another_operation_runs_is_retried_until_it_converges()
     assert_eq!(env.deployments("my-endpoint").await["green"].0, 1);
 }
 
-#[tokio::test]
+// Paused time: each operation takes 5 s on the sandbox clock. Parallelism is proven by the
+// sandbox journal (every endpoint's create arrives while the others' are still in flight), not
+// by a duration.
+#[tokio::test(start_paused = true)]
 async fn a_rollout_over_several_endpoints_runs_them_in_parallel_one_write_at_a_time_each() {
-    let delay = Duration::from_millis(50);
+    let delay = Duration::from_secs(5);
     let env = Env::start(delay).await;
     let dir = tempfile::tempdir().unwrap();
     env.write_environment(dir.path(), "");
@@ -253,18 +262,11 @@ async fn a_rollout_over_several_endpoints_runs_them_in_parallel_one_write_at_a_t
     let desired = load(dir.path());
     let backend = env.backend(&desired);
 
-    let started = Instant::now();
     let (p, report) = reconcile(&desired, &backend, endpoints).await;
-    let elapsed = started.elapsed();
     assert!(report.succeeded(), "{:?}", report.error());
     let per_endpoint = p.steps.len() / endpoints;
     // create endpoint, blue, green, set traffic: four operations of `delay` each per endpoint.
     assert_eq!(per_endpoint, 4, "{:?}", p.steps);
-    let sequential = delay * (p.steps.len() as u32);
-    assert!(
-        elapsed < sequential / 2,
-        "{elapsed:?} is not parallel (sequential minimum {sequential:?})"
-    );
 
     let log = env.log().await;
     let writes: Vec<(String, String)> = log
@@ -299,9 +301,6 @@ async fn a_rollout_over_several_endpoints_runs_them_in_parallel_one_write_at_a_t
         assert_eq!(order, ["endpoint", "blue", "green", "endpoint"], "{name}");
         assert_eq!(env.traffic(&name).await["blue"], 100);
     }
-    println!(
-        "{endpoints} endpoints x {per_endpoint} steps, {delay:?} each: {elapsed:?} (sequential minimum {sequential:?})"
-    );
 }
 
 fn endpoint_of(path: &str) -> &str {

@@ -162,10 +162,11 @@ async fn mirrored_requests_are_counted_and_header_requests_are_not_mirrored() {
     assert_eq!(deps["blue"]["served"], 60);
 }
 
-#[tokio::test]
+// Paused time: the five-minute startup passes on the sandbox clock when the test advances it.
+#[tokio::test(start_paused = true)]
 async fn a_deployment_answers_503_until_its_startup_delay_passes() {
     let env = Env::start_with(SandboxConfig {
-        startup_delay: Duration::from_millis(150),
+        startup_delay: Duration::from_secs(300),
         ..Default::default()
     })
     .await;
@@ -176,7 +177,13 @@ async fn a_deployment_answers_503_until_its_startup_delay_passes() {
         invoke(&env, &s, Some("blue")).await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::advance(Duration::from_secs(299)).await;
+    assert_eq!(
+        invoke(&env, &s, Some("blue")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "still starting a second before the delay ends"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(
         invoke(&env, &s, Some("blue")).await.status(),
         StatusCode::OK

@@ -1,6 +1,8 @@
 //! Fault injection and introspection (`/_sandbox/*`, docs/sandbox.md).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use flightdeck_testkit::sandbox::*;
 use reqwest::StatusCode;
@@ -132,14 +134,16 @@ async fn a_409_rule_emulates_a_conflicting_operation() {
     assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "Conflict"));
 }
 
-#[tokio::test]
+// Paused time: the 30 s latency is slept on the sandbox clock, so eight answers take four
+// minutes of tokio time and microseconds of real time.
+#[tokio::test(start_paused = true)]
 async fn error_rate_fails_every_nth_scoring_request_and_latency_delays_answers() {
     let env = Env::start().await;
     env.create_endpoint("e1", "Key").await;
     env.create_deployment("e1", "blue", "m").await;
     env.set_traffic("e1", json!({"blue": 100}), None).await;
     env.add_fault(
-        json!({"endpoint": "e1", "deployment": "blue", "error_rate": 0.25, "latency_ms": 30}),
+        json!({"endpoint": "e1", "deployment": "blue", "error_rate": 0.25, "latency_ms": 30_000}),
     )
     .await;
     let ep = env.get_json(&env.ep_url("e1")).await;
@@ -164,7 +168,7 @@ async fn error_rate_fails_every_nth_scoring_request_and_latency_delays_answers()
             .unwrap();
         statuses.push(r.status().as_u16());
     }
-    assert!(start.elapsed() >= Duration::from_millis(8 * 30));
+    assert!(start.elapsed() >= Duration::from_secs(8 * 30));
     assert_eq!(statuses, [200, 200, 200, 500, 200, 200, 200, 500]);
     let stats = env.sandbox_json("/_sandbox/stats").await;
     assert_eq!(stats["endpoints"]["e1"]["deployments"]["blue"]["failed"], 2);

@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
@@ -139,8 +140,9 @@ impl TokenFetcher for AzureIdentityFetcher {
                 credential: self.name.to_string(),
                 message: e.to_string(),
             })?;
-        let left = token.expires_on - azure_core::time::OffsetDateTime::now_utc();
-        let millis = u64::try_from(left.whole_milliseconds()).unwrap_or(0);
+        let now_ms = i128::from(flightdeck_core::clock::now_utc().timestamp_millis());
+        let left_ms = token.expires_on.unix_timestamp_nanos() / 1_000_000 - now_ms;
+        let millis = u64::try_from(left_ms).unwrap_or(0);
         Ok(IssuedToken {
             token: Secret::new(token.token.secret()),
             expires_in: Duration::from_millis(millis),

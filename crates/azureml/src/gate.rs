@@ -2,7 +2,8 @@
 //! --deployment-name D` does (CONTRACT.md §5): GET the endpoint for scoringUri and authMode, get
 //! the credential for that mode, POST the request with `azureml-model-deployment: D`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};

@@ -17,7 +17,8 @@ mod retry;
 mod shape;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod backend;
+pub mod clock;
 pub mod escape;
 pub mod model;
 pub mod plan;

@@ -4,7 +4,7 @@
 //! §6): DR subset before the VirtualService names it; VirtualService drops it before the DR does.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use super::objects::{
     DEPLOYMENT_LABEL, ENDPOINT_LABEL, MANAGED_SELECTOR, deployment_object,

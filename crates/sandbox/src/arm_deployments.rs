@@ -1,13 +1,10 @@
 //! Control plane, deployments: OnlineDeployments_* (CONTRACT.md §1).
 
-use std::time::Instant;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -149,7 +146,7 @@ pub async fn put_deployment(
                 merge_add_only(&old, new)?;
             }
             let scale = is_scale_only(existing, &input);
-            existing.begin_change(Instant::now());
+            existing.begin_change(state.clock.now());
             existing.envelope = input.envelope;
             existing.props = input.props;
             existing.state = if scale {
@@ -157,7 +154,7 @@ pub async fn put_deployment(
             } else {
                 ProvisioningState::Updating
             };
-            existing.times.modified_at = Utc::now();
+            existing.times.modified_at = state.clock.now_utc();
             (
                 StatusCode::OK,
                 if scale { OpKind::Scale } else { OpKind::Update },
@@ -173,7 +170,7 @@ pub async fn put_deployment(
                     compute_type: input.compute_type,
                     props: input.props,
                     state: ProvisioningState::Creating,
-                    times: Timestamps::new(Utc::now()),
+                    times: Timestamps::new(state.clock.now_utc()),
                     ready_at: None,
                     previous: None,
                     seq,
@@ -185,7 +182,8 @@ pub async fn put_deployment(
     let op = Operation::new(
         kind,
         p.target(),
-        Instant::now() + state.operation_delay(),
+        &state.clock,
+        state.operation_delay(),
         failure,
         &api,
     );
@@ -222,7 +220,7 @@ pub async fn patch_deployment(
         .get_mut(&p.dep)
         .ok_or_else(|| deployment_not_found(&p.ep, &p.dep))?;
     let mut kind = OpKind::Update;
-    dep.begin_change(Instant::now());
+    dep.begin_change(state.clock.now());
     if let Some(tags) = patch.tags {
         dep.envelope.tags = tags;
     }
@@ -239,7 +237,7 @@ pub async fn patch_deployment(
     } else {
         ProvisioningState::Updating
     };
-    dep.times.modified_at = Utc::now();
+    dep.times.modified_at = state.clock.now_utc();
     Ok(lro::accept(
         &state,
         &mut store,

@@ -1,14 +1,12 @@
 //! Control plane, endpoints: OnlineEndpoints_* (CONTRACT.md §1).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -179,8 +177,6 @@ pub async fn put_endpoint(
             )));
         }
     }
-    let now = Instant::now();
-    let due = now + state.operation_delay();
     let failure = lro_failure(fail);
     let seq = store.next_seq();
     let (status, kind) = match store.endpoint_mut(&ws, &p.ep) {
@@ -224,7 +220,7 @@ pub async fn put_endpoint(
             ep.mirror = input.mirror;
             ep.props = input.props;
             ep.state = ProvisioningState::Updating;
-            ep.times.modified_at = Utc::now();
+            ep.times.modified_at = state.clock.now_utc();
             (StatusCode::OK, OpKind::Update)
         }
         None => {
@@ -257,7 +253,7 @@ pub async fn put_endpoint(
                 mirror: input.mirror,
                 props: input.props,
                 state: ProvisioningState::Creating,
-                times: Timestamps::new(Utc::now()),
+                times: Timestamps::new(state.clock.now_utc()),
                 keys,
                 deployments: BTreeMap::new(),
                 busy: None,
@@ -267,7 +263,14 @@ pub async fn put_endpoint(
             (StatusCode::CREATED, OpKind::Create)
         }
     };
-    let op = Operation::new(kind, p.target(), due, failure, &api);
+    let op = Operation::new(
+        kind,
+        p.target(),
+        &state.clock,
+        state.operation_delay(),
+        failure,
+        &api,
+    );
     let headers = lro_headers(&state, &op, false);
     store.start_op(op);
     let ep = store.endpoint_or_404(&ws, &p.ep)?;
@@ -299,7 +302,7 @@ pub async fn patch_endpoint(
         ep.envelope.identity = Some(identity);
     }
     ep.state = ProvisioningState::Updating;
-    ep.times.modified_at = Utc::now();
+    ep.times.modified_at = state.clock.now_utc();
     Ok(lro::accept(
         &state,
         &mut store,
@@ -413,7 +416,7 @@ pub async fn get_token(
     }
     let lifetime = std::time::Duration::from_secs(3600);
     let token = state.issue_token_for(Audience::Endpoint(id), lifetime);
-    let now = Utc::now().timestamp();
+    let now = state.clock.now_utc().timestamp();
     Ok(Json(json!({
         "accessToken": token,
         "tokenType": "Bearer",

@@ -3,7 +3,9 @@
 //! never logged.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::Form;
 use axum::Json;
@@ -105,12 +107,18 @@ fn audience_for(state: &AppState, scope: &str) -> Option<Audience> {
 }
 
 /// AADSTS-like error JSON (what login.microsoftonline.com returns).
-fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
+fn aad_error(
+    state: &AppState,
+    status: StatusCode,
+    error: &str,
+    code: u32,
+    description: &str,
+) -> Response {
     let body = json!({
         "error": error,
         "error_description": format!("AADSTS{code}: {description}"),
         "error_codes": [code],
-        "timestamp": chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        "timestamp": state.clock.now_utc().format("%Y-%m-%d %H:%M:%SZ").to_string(),
         "trace_id": uuid::Uuid::new_v4().to_string(),
         "correlation_id": uuid::Uuid::new_v4().to_string(),
     });
@@ -137,6 +145,7 @@ pub async fn token_endpoint(
     let cfg = &state.config;
     if tenant != cfg.tenant_id {
         return aad_error(
+            &state,
             StatusCode::BAD_REQUEST,
             "invalid_request",
             90002,
@@ -145,6 +154,7 @@ pub async fn token_endpoint(
     }
     if form.grant_type.as_deref() != Some("client_credentials") {
         return aad_error(
+            &state,
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             70003,
@@ -154,6 +164,7 @@ pub async fn token_endpoint(
     let client_id = form.client_id.unwrap_or_default();
     if client_id != cfg.client_id {
         return aad_error(
+            &state,
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             700016,
@@ -171,6 +182,7 @@ pub async fn token_endpoint(
     };
     if !authenticated {
         return aad_error(
+            &state,
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             7000215,
@@ -179,6 +191,7 @@ pub async fn token_endpoint(
     }
     let Some(audience) = form.scope.as_deref().and_then(|s| audience_for(&state, s)) else {
         return aad_error(
+            &state,
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             1002012,
@@ -231,7 +244,7 @@ pub async fn imds(
         return bad("resource is not a known audience");
     };
     let token = state.issue_token(audience);
-    let now = chrono::Utc::now().timestamp();
+    let now = state.clock.now_utc().timestamp();
     let secs = TOKEN_LIFETIME.as_secs();
     Json(json!({
         "access_token": token,

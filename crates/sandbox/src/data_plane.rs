@@ -2,7 +2,9 @@
 //! by the `azureml-model-deployment` header (R16) or the traffic weights (R17), mirrored (R7),
 //! answered by a deterministic "model".
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -168,7 +170,7 @@ pub async fn score(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .filter(|s| !s.is_empty());
-    let now = Instant::now();
+    let now = state.clock.now();
     let decision = {
         let mut store = state.store();
         let ws = p.key();
@@ -268,7 +270,7 @@ pub async fn score(
         }
     }
     if !decision.latency.is_zero() {
-        tokio::time::sleep(decision.latency).await;
+        state.clock.sleep(decision.latency).await;
     }
     let mut response = if !decision.ready {
         error(

@@ -93,7 +93,10 @@ pub async fn record_requests(State(state): State<AppState>, req: Request, next: 
         } else {
             response.status().as_u16()
         },
-        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        time: state
+            .clock
+            .now_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         fault: mark.is_some(),
         dropped,
     };

@@ -4,13 +4,15 @@
 //!
 //! Layout: `config` (knobs), `server` (router and shared state), `state` (store, operation
 //! settlement), `rules` / `deployment_input` (validation), `shapes` (response bodies), `lro`
-//! (operations), `arm_endpoints` / `arm_deployments` / `paging` (control plane), `auth` (tokens),
+//! (operations), `clock` (the one time source), `arm_endpoints` / `arm_deployments` / `paging`
+//! (control plane), `auth` (tokens),
 //! `data_plane` / `routing` (scoring), `workspace` (the workspace GET), `faults`, `journal`,
 //! `net` / `tls` (listeners).
 
 mod arm_deployments;
 mod arm_endpoints;
 mod auth;
+mod clock;
 mod config;
 mod data_plane;
 mod deployment_input;

@@ -1,7 +1,7 @@
 //! Long-running operations (CONTRACT.md §3): the operation records, the headers that announce
 //! them, and the two polling routes (`Azure-AsyncOperation` status and `Location` result).
 
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -9,8 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tokio::time::Instant;
 
 use super::AppState;
+use super::clock::Clock;
 use super::error::ArmError;
 use super::shapes;
 use super::state::{Store, Target};
@@ -82,18 +84,20 @@ impl Operation {
     pub fn new(
         kind: OpKind,
         target: Target,
-        due: Instant,
+        clock: &Clock,
+        delay: Duration,
         failure: Option<ArmError>,
         api_version: &str,
     ) -> Self {
+        let now = clock.now();
         Operation {
             id: uuid::Uuid::new_v4().to_string(),
             kind,
             target,
             status: OpStatus::InProgress,
-            started: Utc::now(),
+            started: clock.utc(now),
             ended: None,
-            due,
+            due: now + delay,
             failure,
             api_version: api_version.to_string(),
         }
@@ -137,8 +141,14 @@ pub fn accept(
     failure: Option<ArmError>,
     api_version: &str,
 ) -> Response {
-    let due = Instant::now() + state.operation_delay();
-    let op = Operation::new(kind, target, due, failure, api_version);
+    let op = Operation::new(
+        kind,
+        target,
+        &state.clock,
+        state.operation_delay(),
+        failure,
+        api_version,
+    );
     let headers = lro_headers(state, &op, true);
     store.start_op(op);
     (StatusCode::ACCEPTED, headers).into_response()

@@ -1,7 +1,7 @@
 //! Unit tests for the body rules (R1–R6, R13–R15).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use chrono::Utc;
 use serde_json::{Map, json};

@@ -1,7 +1,7 @@
 //! The server: shared state, the router, start and shutdown.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::auth::{self, Audience, TokenStore};
+use super::clock::Clock;
 use super::config::{Resolved, SandboxConfig, SandboxCredentials};
 use super::error::{ArmError, SandboxError};
 use super::faults::{self, ControlRule};
@@ -42,6 +43,8 @@ pub const API_VERSIONS: [&str; 8] = [
 pub(crate) struct Shared {
     pub config: Resolved,
     pub base_url: String,
+    /// Every delay, deadline and timestamp reads this (see `clock`).
+    pub clock: Clock,
     store: Mutex<Store>,
     tokens: Mutex<TokenStore>,
     rules: Mutex<Vec<ControlRule>>,
@@ -58,7 +61,7 @@ impl Shared {
     /// The store, with every due operation finished first.
     pub fn store(&self) -> MutexGuard<'_, Store> {
         let mut store = lock(&self.store);
-        store.settle(Instant::now(), self.config.startup_delay);
+        store.settle(&self.clock, self.config.startup_delay);
         store
     }
 
@@ -71,11 +74,11 @@ impl Shared {
     }
 
     pub fn issue_token(&self, audience: Audience) -> String {
-        lock(&self.tokens).issue(audience, Instant::now(), auth::TOKEN_LIFETIME)
+        lock(&self.tokens).issue(audience, self.clock.now(), auth::TOKEN_LIFETIME)
     }
 
     pub fn issue_token_for(&self, audience: Audience, lifetime: Duration) -> String {
-        lock(&self.tokens).issue(audience, Instant::now(), lifetime)
+        lock(&self.tokens).issue(audience, self.clock.now(), lifetime)
     }
 
     pub fn revoke_tokens(&self) -> usize {
@@ -83,7 +86,7 @@ impl Shared {
     }
 
     pub fn token_audience(&self, token: &str) -> Option<Audience> {
-        lock(&self.tokens).check(token, Instant::now()).cloned()
+        lock(&self.tokens).check(token, self.clock.now()).cloned()
     }
 
     pub fn render_ctx(&self) -> RenderCtx<'_> {
@@ -290,9 +293,11 @@ impl Sandbox {
         let scheme = if identity.is_some() { "https" } else { "http" };
         let base_url = format!("{scheme}://{addr}");
         let credentials = SandboxCredentials::from_resolved(&resolved);
+        let clock = Clock::new();
         let shared = Arc::new(Shared {
             config: resolved,
             base_url: base_url.clone(),
+            clock,
             store: Mutex::new(Store::default()),
             tokens: Mutex::new(TokenStore::default()),
             rules: Mutex::new(Vec::new()),

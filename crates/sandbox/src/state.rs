@@ -1,13 +1,16 @@
 //! The in-memory store: workspaces, endpoints, deployments, the operations in flight, and the
 //! injected deployment faults. Everything here is synchronous and clock-explicit: callers pass
-//! `now`, and `settle` finishes every operation whose time has come (states advance lazily,
+//! `now` or the sandbox `Clock`, and `settle` finishes every operation whose time has come (states advance lazily,
 //! on the next request, so no background task is needed).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use super::clock::Clock;
 
 use super::error::ArmError;
 use super::faults::DeploymentFault;
@@ -337,18 +340,19 @@ impl Store {
     }
 
     /// Finishes every operation due at or before `now`, in due order.
-    pub fn settle(&mut self, now: Instant, startup_delay: Duration) {
+    pub fn settle(&mut self, clock: &Clock, startup_delay: Duration) {
+        let now = clock.now();
         while let Some((due, id)) = self.pending.first().cloned() {
             if due > now {
                 break;
             }
             self.pending.pop_first();
-            self.finish(&id, due, startup_delay);
+            self.finish(&id, due, clock, startup_delay);
         }
     }
 
     /// Applies the terminal effect of one operation (CONTRACT.md §3 lifecycle).
-    fn finish(&mut self, id: &str, due: Instant, startup_delay: Duration) {
+    fn finish(&mut self, id: &str, due: Instant, clock: &Clock, startup_delay: Duration) {
         let Some(op) = self.ops.get(id) else { return };
         let target = op.target.clone();
         let kind = op.kind.clone();
@@ -358,7 +362,8 @@ impl Store {
             None => OpStatus::Succeeded,
         };
         let succeeded = matches!(outcome, OpStatus::Succeeded);
-        let now_utc = Utc::now();
+        // The operation ended when it was due, whenever a request observes it.
+        let now_utc = clock.utc(due);
 
         if let Some(ep) = self.endpoint_mut(&target.ws, &target.endpoint) {
             if ep.busy.as_deref() == Some(id) {

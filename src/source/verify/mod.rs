@@ -103,9 +103,7 @@ impl Verifier {
             if self.openpgp.is_empty() {
                 return Err(none_configured("OpenPGP"));
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = u64::try_from(crate::clock::now_utc().timestamp()).unwrap_or(0);
             openpgp::verify(&self.openpgp, text, signed_data, now)
         } else {
             Err(
