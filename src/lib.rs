@@ -1,7 +1,8 @@
 //! flightdeck: a GitOps reconciler for ML model endpoints.
 //!
 //! Layout: `spec` loads and validates the desired state, `plan` is the pure planner, `apply`
-//! executes a plan through a `backend`; `sandbox` emulates Azure ML locally; `agent` is the
+//! executes a plan through a `backend`; `reconcile` is one load → read → plan → apply for
+//! the CLI and the agent; `sandbox` emulates Azure ML locally; `agent` is the
 //! long-running reconciler. `escape` and `logging` keep control characters out of every line
 //! flightdeck prints.
 
@@ -13,6 +14,7 @@ pub mod escape;
 pub mod logging;
 pub mod model;
 pub mod plan;
+pub mod reconcile;
 pub mod sandbox;
 pub mod source;
 pub mod spec;

@@ -206,6 +206,7 @@ pub fn agent_config(
         },
         paths: vec![PathBuf::from("environments/sandbox")],
         interval,
+        concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(Secret::new),
         lease: None,
