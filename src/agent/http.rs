@@ -370,7 +370,7 @@ mod tests {
             metrics.headers()["content-type"]
                 .to_str()
                 .unwrap()
-                .starts_with("text/plain")
+                .starts_with("application/openmetrics-text")
         );
     }
 }

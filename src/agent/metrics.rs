@@ -276,10 +276,10 @@ mod tests {
         let text = m.render();
         assert!(text.contains("flightdeck_reconcile_total{env=\"prod\",result=\"applied\"} 2\n"));
         assert!(text.contains(
-            "flightdeck_reconcile_duration_seconds_bucket{env=\"prod\",le=\"0.25\"} 1\n"
+            "flightdeck_reconcile_duration_seconds_bucket{le=\"0.25\",env=\"prod\"} 1\n"
         ));
         assert!(text.contains(
-            "flightdeck_reconcile_duration_seconds_bucket{env=\"prod\",le=\"+Inf\"} 2\n"
+            "flightdeck_reconcile_duration_seconds_bucket{le=\"+Inf\",env=\"prod\"} 2\n"
         ));
         assert!(text.contains("flightdeck_reconcile_duration_seconds_count{env=\"prod\"} 2\n"));
         assert!(text.contains(
