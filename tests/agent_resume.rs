@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use flightdeck::agent::pipeline::{Connector, Pipeline};
 use flightdeck::agent::{Job, Reconcile, ReconcileOutcome};
-use flightdeck::apply::Outcome as StepOutcome;
+use flightdeck::apply::Outcome as Ran;
 use flightdeck::backend::memory::MemoryBackend;
 use flightdeck::backend::{Backend, BackendError, StepOutcome};
 use flightdeck::model::LiveState;
@@ -98,7 +98,7 @@ async fn a_restart_mid_rollout_continues_from_live_state() {
         panic!("expected a cancelled rollout, got {outcome:?}");
     };
     let plan = &plan.steps;
-    let ran = |o: &StepOutcome| matches!(o, StepOutcome::Done(_) | StepOutcome::Failed(_));
+    let ran = |o: &Ran| matches!(o, Ran::Done(_) | Ran::Failed(_));
     assert_eq!(
         report.results.iter().filter(|r| ran(&r.outcome)).count(),
         1,

@@ -518,6 +518,24 @@ mod tests {
     }
 
     #[test]
+    fn concurrency_comes_from_the_flag_then_the_file_and_defaults_to_eight() {
+        let f = file("repo: /srv/repo\npath: [e]\nconcurrency: 3\n");
+        let none = Cli::parse_from(["x"]).agent;
+        assert_eq!(resolve(&none, &f, &no_env).unwrap().concurrency, 3);
+        let flag = Cli::parse_from(["x", "--concurrency", "16"]).agent;
+        assert_eq!(resolve(&flag, &f, &no_env).unwrap().concurrency, 16);
+        let bare = file("repo: /srv/repo\npath: [e]\n");
+        assert_eq!(resolve(&none, &bare, &no_env).unwrap().concurrency, 8);
+        let zero = file("repo: /srv/repo\npath: [e]\nconcurrency: 0\n");
+        let err = resolve(&none, &zero, &no_env).unwrap_err().to_string();
+        assert!(
+            err.contains("concurrency 0: must be between 1 and 256"),
+            "{err}"
+        );
+        assert!(Cli::try_parse_from(["x", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
     fn environment_variables_sit_between_flags_and_the_file() {
         // The only test that touches FLIGHTDECK_LEASE_NAME (no other test reads it).
         unsafe {
