@@ -325,6 +325,9 @@ impl backend::Backend for Locked {
     }
 }
 
+/// Prints one progress line per step event.
+type Progress = Box<dyn Fn(ApplyEvent<'_>) + Send + Sync>;
+
 /// `flightdeck apply`'s edges: connect (and, for a state file, lock), wait for other writers
 /// (Azure ML), print the plan, watch for Ctrl-C while steps run, print progress.
 struct ApplyPlatform<'a> {
@@ -335,7 +338,7 @@ struct ApplyPlatform<'a> {
     settle_azureml: AtomicBool,
     cancel: CancellationToken,
     interrupts: std::sync::Mutex<Option<Interrupts>>,
-    progress: std::sync::OnceLock<Box<dyn Fn(ApplyEvent<'_>) + Send + Sync>>,
+    progress: std::sync::OnceLock<Progress>,
 }
 
 #[async_trait::async_trait]
