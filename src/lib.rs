@@ -4,7 +4,8 @@
 //! executor and the `Backend` trait; `flightdeck-azureml` and `flightdeck-kubernetes` are the
 //! platforms; `flightdeck-sandbox` emulates Azure ML and depends on nothing of flightdeck. This
 //! crate is the binary's side: `cli`, the long-running `agent`, the desired-state `source`s (Git,
-//! a local directory), `logging`, and `backend::connect`, which wires a target to its platform.
+//! a local directory), `logging`, `backend::connect`, which wires a target to its platform, and `reconcile`, the one
+//! load → read live → plan → apply → report that `flightdeck apply` and the agent's tick share.
 //! The core's modules are re-exported under their usual names.
 
 pub use flightdeck_core::{apply, clock, escape, model, plan, spec};
@@ -14,4 +15,5 @@ pub mod agent;
 pub mod backend;
 pub mod cli;
 pub mod logging;
+pub mod reconcile;
 pub mod source;

@@ -38,6 +38,10 @@ pub struct AgentArgs {
     /// Poll interval (humantime: 60s, 5m); ±10% jitter is added.
     #[arg(long, env = "FLIGHTDECK_INTERVAL")]
     pub interval: Option<humantime::Duration>,
+    /// Endpoints of one environment applied in parallel (1-256, default 8; steps of one
+    /// endpoint always run one at a time), as `flightdeck apply --concurrency`.
+    #[arg(long, env = "FLIGHTDECK_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: Option<u16>,
     /// Address of the webhook, health and metrics server.
     #[arg(long, env = "FLIGHTDECK_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -108,6 +112,7 @@ pub struct FileConfig {
     #[serde(default, alias = "paths")]
     pub path: Vec<PathBuf>,
     pub interval: Option<String>,
+    pub concurrency: Option<u16>,
     pub listen: Option<SocketAddr>,
     pub webhook_secret_file: Option<PathBuf>,
     pub leader_elect: Option<bool>,
@@ -186,6 +191,8 @@ pub struct AgentConfig {
     pub source: SourceKind,
     pub paths: Vec<PathBuf>,
     pub interval: Duration,
+    /// Endpoints of one environment applied in parallel (`--concurrency`).
+    pub concurrency: usize,
     pub listen: SocketAddr,
     pub webhook_secret: Option<Secret>,
     pub lease: Option<LeaseSettings>,
@@ -195,6 +202,7 @@ pub struct AgentConfig {
 }
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_LEASE_NAME: &str = "flightdeck-agent";
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -263,6 +271,15 @@ pub fn resolve(
             "interval must be at least 100ms".into(),
         ));
     }
+    let concurrency = match pick(&args.concurrency, &file.concurrency) {
+        Some(n @ 1..=256) => usize::from(n),
+        Some(n) => {
+            return Err(ConfigError::Invalid(format!(
+                "concurrency {n}: must be between 1 and 256"
+            )));
+        }
+        None => DEFAULT_CONCURRENCY,
+    };
     let http = http_limits(args, file)?;
     let listen = pick(&args.listen, &file.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address"));
@@ -342,6 +359,7 @@ pub fn resolve(
         source,
         paths,
         interval,
+        concurrency,
         listen,
         webhook_secret,
         lease,
@@ -497,6 +515,24 @@ mod tests {
             matches!(c.source, SourceKind::Git { ref reference, .. } if *reference == GitRef::Branch("main".into()))
         );
         assert!(c.lease.is_none());
+    }
+
+    #[test]
+    fn concurrency_comes_from_the_flag_then_the_file_and_defaults_to_eight() {
+        let f = file("repo: /srv/repo\npath: [e]\nconcurrency: 3\n");
+        let none = Cli::parse_from(["x"]).agent;
+        assert_eq!(resolve(&none, &f, &no_env).unwrap().concurrency, 3);
+        let flag = Cli::parse_from(["x", "--concurrency", "16"]).agent;
+        assert_eq!(resolve(&flag, &f, &no_env).unwrap().concurrency, 16);
+        let bare = file("repo: /srv/repo\npath: [e]\n");
+        assert_eq!(resolve(&none, &bare, &no_env).unwrap().concurrency, 8);
+        let zero = file("repo: /srv/repo\npath: [e]\nconcurrency: 0\n");
+        let err = resolve(&none, &zero, &no_env).unwrap_err().to_string();
+        assert!(
+            err.contains("concurrency 0: must be between 1 and 256"),
+            "{err}"
+        );
+        assert!(Cli::try_parse_from(["x", "--concurrency", "0"]).is_err());
     }
 
     #[test]

@@ -92,10 +92,7 @@ async fn readyz(State(ctx): State<HttpContext>) -> Response {
 
 async fn metrics(State(ctx): State<HttpContext>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
         ctx.state.metrics.render(),
     )
         .into_response()
@@ -373,7 +370,7 @@ mod tests {
             metrics.headers()["content-type"]
                 .to_str()
                 .unwrap()
-                .starts_with("text/plain")
+                .starts_with("application/openmetrics-text")
         );
     }
 }

@@ -1,324 +1,263 @@
-//! Prometheus metrics, rendered by hand in the text exposition format (version 0.0.4).
+//! The agent's metrics, kept and rendered by `prometheus-client` (the official Rust client) in
+//! the OpenMetrics text format: counters end in `_total`, the exposition ends with `# EOF`.
+//! Families that only some agents have (webhooks, forwards, worker restarts, the lease) appear
+//! once they have a value. Only `events` and the HTTP handlers update them.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 const BUCKETS: [f64; 15] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
-#[derive(Clone, Debug, Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+type Labels = Vec<(&'static str, String)>;
+type Counters = Family<Labels, Counter>;
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-impl Histogram {
-    fn observe(&mut self, value: f64) {
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if value <= *bound {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
-                self.counts[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
-}
-
+/// A registry that is rendered once something in it was set.
 #[derive(Debug, Default)]
-struct Inner {
-    reconciles: BTreeMap<(String, String), u64>,
-    durations: BTreeMap<String, Histogram>,
-    applied_commit: BTreeMap<String, String>,
-    drift: BTreeMap<String, bool>,
-    steps: BTreeMap<(String, String, String), u64>,
-    errors: BTreeMap<(String, String), u64>,
-    fetch: Histogram,
-    fetch_errors: BTreeMap<String, u64>,
-    webhook_forwards: BTreeMap<String, u64>,
-    webhooks: BTreeMap<String, u64>,
-    worker_restarts: BTreeMap<String, u64>,
-    leader: Option<bool>,
+struct Optional {
+    registry: Registry,
+    used: AtomicBool,
+}
+
+impl Optional {
+    fn mark(&self) {
+        self.used.store(true, Ordering::Relaxed);
+    }
 }
 
 /// All agent metrics. Cheap to update from any task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    registry: Registry,
+    reconciles: Counters,
+    durations: Family<Labels, Histogram, fn() -> Histogram>,
+    applied_commit: Family<Labels, Gauge>,
+    /// The commit each environment's `applied_commit_info` series carries, to drop the old one.
+    applied: Mutex<HashMap<String, String>>,
+    drift: Family<Labels, Gauge>,
+    steps: Counters,
+    errors: Counters,
+    fetch: Histogram,
+    fetch_errors: Counters,
+    webhook_forwards: (Counters, Optional),
+    worker_restarts: (Counters, Optional),
+    webhooks: (Counters, Optional),
+    leader: (Gauge, Optional),
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            reconciles: Counters::default(),
+            durations: Family::new_with_constructor(histogram),
+            applied_commit: Family::default(),
+            applied: Mutex::new(HashMap::new()),
+            drift: Family::default(),
+            steps: Counters::default(),
+            errors: Counters::default(),
+            fetch: histogram(),
+            fetch_errors: Counters::default(),
+            webhook_forwards: Default::default(),
+            worker_restarts: Default::default(),
+            webhooks: Default::default(),
+            leader: Default::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "flightdeck_reconcile",
+            "Reconciles by environment and result",
+            m.reconciles.clone(),
+        );
+        r.register(
+            "flightdeck_reconcile_duration_seconds",
+            "Time to reconcile one environment",
+            m.durations.clone(),
+        );
+        r.register(
+            "flightdeck_applied_commit_info",
+            "Last commit fully applied per environment",
+            m.applied_commit.clone(),
+        );
+        r.register(
+            "flightdeck_drift_detected",
+            "1 when live state differs from an unchanged commit",
+            m.drift.clone(),
+        );
+        r.register(
+            "flightdeck_steps",
+            "Plan steps executed, by action kind and outcome",
+            m.steps.clone(),
+        );
+        r.register(
+            "flightdeck_errors",
+            "Reconcile errors by environment and kind",
+            m.errors.clone(),
+        );
+        r.register(
+            "flightdeck_git_fetch_duration_seconds",
+            "Time to fetch the source",
+            m.fetch.clone(),
+        );
+        r.register(
+            "flightdeck_source_errors",
+            "Failed fetches by kind",
+            m.fetch_errors.clone(),
+        );
+        let (family, o) = &mut m.webhook_forwards;
+        o.registry.register(
+            "flightdeck_webhook_forwards",
+            "Pushes a standby passed on to the leader, by outcome",
+            family.clone(),
+        );
+        let (family, o) = &mut m.worker_restarts;
+        o.registry.register(
+            "flightdeck_worker_restarts",
+            "Environment workers restarted after a panic or an unexpected exit",
+            family.clone(),
+        );
+        let (family, o) = &mut m.webhooks;
+        o.registry.register(
+            "flightdeck_webhooks",
+            "Webhook deliveries by result (sync, ignored, bad_request, unauthorized)",
+            family.clone(),
+        );
+        let (gauge, o) = &mut m.leader;
+        o.registry.register(
+            "flightdeck_leader",
+            "1 while this replica holds the lease",
+            gauge.clone(),
+        );
+        m
+    }
+}
+
+fn env(env: &str) -> Labels {
+    vec![("env", env.to_string())]
 }
 
 impl Metrics {
-    fn with(&self, f: impl FnOnce(&mut Inner)) {
-        if let Ok(mut inner) = self.inner.lock() {
-            f(&mut inner);
-        }
-    }
-
     /// One finished reconcile of `env` with `result` (in_sync, applied, drift_reported, ...).
-    pub fn reconciled(&self, env: &str, result: &str, seconds: f64) {
-        self.with(|m| {
-            *m.reconciles.entry((env.into(), result.into())).or_default() += 1;
-            m.durations.entry(env.into()).or_default().observe(seconds);
-        });
+    pub fn reconciled(&self, env_name: &str, result: &str, seconds: f64) {
+        let mut labels = env(env_name);
+        labels.push(("result", result.to_string()));
+        self.reconciles.get_or_create(&labels).inc();
+        self.durations
+            .get_or_create(&env(env_name))
+            .observe(seconds);
     }
 
-    pub fn applied_commit(&self, env: &str, commit: &str) {
-        self.with(|m| {
-            m.applied_commit.insert(env.into(), commit.into());
-        });
+    pub fn applied_commit(&self, env_name: &str, commit: &str) {
+        let Ok(mut applied) = self.applied.lock() else {
+            return;
+        };
+        let labels = |commit: &str| {
+            let mut labels = env(env_name);
+            labels.push(("commit", commit.to_string()));
+            labels
+        };
+        if let Some(old) = applied.insert(env_name.to_string(), commit.to_string())
+            && old != commit
+        {
+            self.applied_commit.remove(&labels(&old));
+        }
+        self.applied_commit.get_or_create(&labels(commit)).set(1);
     }
 
-    pub fn drift(&self, env: &str, detected: bool) {
-        self.with(|m| {
-            m.drift.insert(env.into(), detected);
-        });
+    pub fn drift(&self, env_name: &str, detected: bool) {
+        self.drift
+            .get_or_create(&env(env_name))
+            .set(i64::from(detected));
     }
 
     /// One executed step; `outcome` is `ok` or `error`.
-    pub fn step(&self, env: &str, kind: &str, outcome: &str) {
-        self.with(|m| {
-            *m.steps
-                .entry((env.into(), kind.into(), outcome.into()))
-                .or_default() += 1
-        });
+    pub fn step(&self, env_name: &str, kind: &str, outcome: &str) {
+        let mut labels = env(env_name);
+        labels.push(("kind", kind.to_string()));
+        labels.push(("outcome", outcome.to_string()));
+        self.steps.get_or_create(&labels).inc();
     }
 
-    pub fn error(&self, env: &str, kind: &str) {
-        self.with(|m| *m.errors.entry((env.into(), kind.into())).or_default() += 1);
+    pub fn error(&self, env_name: &str, kind: &str) {
+        let mut labels = env(env_name);
+        labels.push(("kind", kind.to_string()));
+        self.errors.get_or_create(&labels).inc();
     }
 
     pub fn fetched(&self, seconds: f64) {
-        self.with(|m| m.fetch.observe(seconds));
+        self.fetch.observe(seconds);
     }
 
     pub fn fetch_failed(&self, kind: &str) {
-        self.with(|m| *m.fetch_errors.entry(kind.into()).or_default() += 1);
+        self.fetch_errors
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .inc();
     }
 
     /// A push passed on by this standby to the leader; `outcome` is `ok` or `error`.
     pub fn webhook_forwarded(&self, outcome: &str) {
-        self.with(|m| *m.webhook_forwards.entry(outcome.into()).or_default() += 1);
+        let (family, o) = &self.webhook_forwards;
+        family
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+        o.mark();
     }
 
     /// One webhook delivery; `result` is `sync`, `ignored`, `bad_request` or `unauthorized`.
     pub fn webhook(&self, result: &str) {
-        self.with(|m| *m.webhooks.entry(result.into()).or_default() += 1);
+        let (family, o) = &self.webhooks;
+        family
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+        o.mark();
     }
 
     /// A crashed environment worker was scheduled for restart.
-    pub fn worker_restart(&self, env: &str) {
-        self.with(|m| *m.worker_restarts.entry(env.into()).or_default() += 1);
+    pub fn worker_restart(&self, env_name: &str) {
+        let (family, o) = &self.worker_restarts;
+        family.get_or_create(&env(env_name)).inc();
+        o.mark();
     }
 
     pub fn leader(&self, is_leader: bool) {
-        self.with(|m| m.leader = Some(is_leader));
+        let (gauge, o) = &self.leader;
+        gauge.set(i64::from(is_leader));
+        o.mark();
     }
 
-    /// The text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric, ending with `# EOF`.
     pub fn render(&self) -> String {
-        let Ok(m) = self.inner.lock() else {
-            return String::new();
-        };
         let mut out = String::new();
-        header(
-            &mut out,
-            "flightdeck_reconcile_total",
-            "counter",
-            "Reconciles by environment and result.",
-        );
-        for ((env, result), n) in &m.reconciles {
-            let _ = writeln!(
-                out,
-                "flightdeck_reconcile_total{{env=\"{}\",result=\"{}\"}} {n}",
-                esc(env),
-                esc(result)
-            );
-        }
-        header(
-            &mut out,
-            "flightdeck_reconcile_duration_seconds",
-            "histogram",
-            "Time to reconcile one environment.",
-        );
-        for (env, h) in &m.durations {
-            h.render(
-                &mut out,
-                "flightdeck_reconcile_duration_seconds",
-                &format!("env=\"{}\"", esc(env)),
-            );
-        }
-        header(
-            &mut out,
-            "flightdeck_applied_commit_info",
-            "gauge",
-            "Last commit fully applied per environment.",
-        );
-        for (env, commit) in &m.applied_commit {
-            let _ = writeln!(
-                out,
-                "flightdeck_applied_commit_info{{env=\"{}\",commit=\"{}\"}} 1",
-                esc(env),
-                esc(commit)
-            );
-        }
-        header(
-            &mut out,
-            "flightdeck_drift_detected",
-            "gauge",
-            "1 when live state differs from an unchanged commit.",
-        );
-        for (env, drift) in &m.drift {
-            let _ = writeln!(
-                out,
-                "flightdeck_drift_detected{{env=\"{}\"}} {}",
-                esc(env),
-                u8::from(*drift)
-            );
-        }
-        header(
-            &mut out,
-            "flightdeck_steps_total",
-            "counter",
-            "Plan steps executed, by action kind and outcome.",
-        );
-        for ((env, kind, outcome), n) in &m.steps {
-            let _ = writeln!(
-                out,
-                "flightdeck_steps_total{{env=\"{}\",kind=\"{}\",outcome=\"{}\"}} {n}",
-                esc(env),
-                esc(kind),
-                esc(outcome)
-            );
-        }
-        header(
-            &mut out,
-            "flightdeck_errors_total",
-            "counter",
-            "Reconcile errors by environment and kind.",
-        );
-        for ((env, kind), n) in &m.errors {
-            let _ = writeln!(
-                out,
-                "flightdeck_errors_total{{env=\"{}\",kind=\"{}\"}} {n}",
-                esc(env),
-                esc(kind)
-            );
-        }
-        header(
-            &mut out,
-            "flightdeck_git_fetch_duration_seconds",
-            "histogram",
-            "Time to fetch the source.",
-        );
-        m.fetch
-            .render(&mut out, "flightdeck_git_fetch_duration_seconds", "");
-        header(
-            &mut out,
-            "flightdeck_source_errors_total",
-            "counter",
-            "Failed fetches by kind.",
-        );
-        for (kind, n) in &m.fetch_errors {
-            let _ = writeln!(
-                out,
-                "flightdeck_source_errors_total{{kind=\"{}\"}} {n}",
-                esc(kind)
-            );
-        }
-        if !m.webhook_forwards.is_empty() {
-            header(
-                &mut out,
-                "flightdeck_webhook_forwards_total",
-                "counter",
-                "Pushes a standby passed on to the leader, by outcome.",
-            );
-            for (outcome, n) in &m.webhook_forwards {
-                let _ = writeln!(
-                    out,
-                    "flightdeck_webhook_forwards_total{{outcome=\"{}\"}} {n}",
-                    esc(outcome)
-                );
+        let _ = encode_registry(&mut out, &self.registry);
+        for optional in [
+            &self.webhook_forwards.1,
+            &self.worker_restarts.1,
+            &self.webhooks.1,
+            &self.leader.1,
+        ] {
+            if optional.used.load(Ordering::Relaxed) {
+                let _ = encode_registry(&mut out, &optional.registry);
             }
         }
-        if !m.worker_restarts.is_empty() {
-            header(
-                &mut out,
-                "flightdeck_worker_restarts_total",
-                "counter",
-                "Environment workers restarted after a panic or an unexpected exit.",
-            );
-            for (env, n) in &m.worker_restarts {
-                let _ = writeln!(
-                    out,
-                    "flightdeck_worker_restarts_total{{env=\"{}\"}} {n}",
-                    esc(env)
-                );
-            }
-        }
-        if !m.webhooks.is_empty() {
-            header(
-                &mut out,
-                "flightdeck_webhooks_total",
-                "counter",
-                "Webhook deliveries by result (sync, ignored, bad_request, unauthorized).",
-            );
-            for (result, n) in &m.webhooks {
-                let _ = writeln!(
-                    out,
-                    "flightdeck_webhooks_total{{result=\"{}\"}} {n}",
-                    esc(result)
-                );
-            }
-        }
-        if let Some(leader) = m.leader {
-            header(
-                &mut out,
-                "flightdeck_leader",
-                "gauge",
-                "1 while this replica holds the lease.",
-            );
-            let _ = writeln!(out, "flightdeck_leader {}", u8::from(leader));
-        }
+        let _ = encode_eof(&mut out);
         out
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Label value escaping: backslash, double quote and newline.
-fn esc(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -326,7 +265,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metrics_render_as_prometheus_text() {
+    fn metrics_render_as_openmetrics_text_ending_in_eof() {
         let m = Metrics::default();
         m.reconciled("prod", "applied", 0.2);
         m.reconciled("prod", "applied", 3.0);
@@ -337,10 +276,10 @@ mod tests {
         let text = m.render();
         assert!(text.contains("flightdeck_reconcile_total{env=\"prod\",result=\"applied\"} 2\n"));
         assert!(text.contains(
-            "flightdeck_reconcile_duration_seconds_bucket{env=\"prod\",le=\"0.25\"} 1\n"
+            "flightdeck_reconcile_duration_seconds_bucket{le=\"0.25\",env=\"prod\"} 1\n"
         ));
         assert!(text.contains(
-            "flightdeck_reconcile_duration_seconds_bucket{env=\"prod\",le=\"+Inf\"} 2\n"
+            "flightdeck_reconcile_duration_seconds_bucket{le=\"+Inf\",env=\"prod\"} 2\n"
         ));
         assert!(text.contains("flightdeck_reconcile_duration_seconds_count{env=\"prod\"} 2\n"));
         assert!(text.contains(
@@ -353,5 +292,20 @@ mod tests {
         );
         assert!(text.contains("flightdeck_git_fetch_duration_seconds_count 0\n"));
         assert!(!text.contains("flightdeck_leader"));
+        assert!(text.contains("# TYPE flightdeck_reconcile counter\n"));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn a_new_applied_commit_replaces_the_old_series_and_optional_families_appear_once_set() {
+        let m = Metrics::default();
+        m.applied_commit("prod", "abc");
+        m.applied_commit("prod", "def");
+        m.leader(true);
+        let text = m.render();
+        assert!(!text.contains("commit=\"abc\""), "{text}");
+        assert!(text.contains("flightdeck_applied_commit_info{env=\"prod\",commit=\"def\"} 1\n"));
+        assert!(text.contains("flightdeck_leader 1\n"));
+        assert_eq!(text.matches("# EOF").count(), 1);
     }
 }

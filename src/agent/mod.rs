@@ -14,19 +14,22 @@ use tokio_util::sync::CancellationToken;
 
 pub mod backoff;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod lease;
 pub mod listener;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod reconcile;
 pub mod status;
 mod supervise;
 pub mod webhook;
 mod worker;
 
+pub use crate::reconcile::ReconcileOutcome;
 pub use config::{AgentArgs, AgentConfig, SourceKind};
-pub use reconcile::{Job, Outcome, OutcomeKind, Reconcile, ReconcileError, StepRecord};
+pub use reconcile::{Job, Reconcile};
 pub use status::{AgentState, AgentStatus, EnvStatus};
 
 use crate::backend::ConnectOptions;
@@ -226,7 +229,10 @@ impl Agent {
                 path: crate::source::normalize_path(path)?,
                 reconciler: reconciler.clone(),
                 state: state.clone(),
-                backoff: options.backoff.unwrap_or_default(),
+                policy: policy::Policy {
+                    backoff: options.backoff.unwrap_or_default(),
+                    poll_interval: config.interval,
+                },
                 leader: leader_rx.clone(),
             };
             workers.push(tokio::spawn(supervise::supervise(
@@ -313,7 +319,11 @@ pub fn pipeline_for(config: &AgentConfig) -> Pipeline {
         SourceKind::Local { root } => Some(root.clone()),
         SourceKind::Git { .. } => None,
     };
-    Pipeline::new(pipeline::default_connector(connect), root)
+    Pipeline::new(
+        pipeline::default_connector(connect),
+        root,
+        config.concurrency,
+    )
 }
 
 /// `flightdeck agent`: resolves the configuration, starts the agent with the real reconciler and

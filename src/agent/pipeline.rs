@@ -1,7 +1,8 @@
-//! The production [`Reconcile`]: load the environment from the revision's files (`spec`), read
-//! live state (`backend`), plan (`plan`, with `drift.ignore`), and apply (`apply`) unless the
-//! environment only reports drift or this replica does not lead. Because every reconcile plans
-//! from live state, an agent restarted mid-rollout simply continues from where live state is.
+//! The production [`Reconcile`]: load the environment from the revision's files (`spec`), then
+//! the same `reconcile_once` as `flightdeck apply` (read live, plan with `drift.ignore`, apply
+//! unless the environment only reports drift or this replica does not lead), with a backend
+//! kept per environment. Because every reconcile plans from live state, an agent restarted
+//! mid-rollout simply continues from where live state is.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,11 +11,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
-use super::reconcile::{Job, Outcome, OutcomeKind, Reconcile, ReconcileError, StepRecord};
-use crate::apply::{self, ApplyOptions, ApplyReport};
+use super::reconcile::{Job, Reconcile};
+use crate::apply::ApplyOptions;
 use crate::backend::{self, Backend, ConnectOptions};
-use crate::model::{DriftMode, Environment};
-use crate::plan::{self, PlanOptions};
+use crate::model::Environment;
+use crate::reconcile::{self, Invalid, ReconcileOutcome};
 use crate::spec;
 
 /// Opens a backend for an environment; `env_dir` anchors relative paths (`state_file`).
@@ -47,11 +48,12 @@ pub struct Pipeline {
 type Connected = (Environment, Arc<dyn Backend>);
 
 impl Pipeline {
-    pub fn new(connector: Connector, root: Option<PathBuf>) -> Pipeline {
+    /// `concurrency`: endpoints applied at the same time (`--concurrency`, default 8).
+    pub fn new(connector: Connector, root: Option<PathBuf>, concurrency: usize) -> Pipeline {
         Pipeline {
             connector,
             root,
-            concurrency: 8,
+            concurrency,
             backends: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -60,7 +62,7 @@ impl Pipeline {
         &self,
         path: &Path,
         environment: &Environment,
-    ) -> Result<Arc<dyn Backend>, ReconcileError> {
+    ) -> anyhow::Result<Arc<dyn Backend>> {
         let mut backends = self.backends.lock().await;
         if let Some((known, backend)) = backends.get(path)
             && known == environment
@@ -71,102 +73,43 @@ impl Pipeline {
             Some(root) => root.join(path),
             None => path.to_path_buf(),
         };
-        let backend: Arc<dyn Backend> = (self.connector)(environment.clone(), env_dir)
-            .await
-            .map_err(|e| ReconcileError::Backend(format!("{e:#}")))?
-            .into();
+        let backend: Arc<dyn Backend> =
+            (self.connector)(environment.clone(), env_dir).await?.into();
         backends.insert(path.to_path_buf(), (environment.clone(), backend.clone()));
         Ok(backend)
     }
 }
 
+/// One job's edges: the pipeline's cached backend for the job's environment path.
+struct JobPlatform<'a> {
+    pipeline: &'a Pipeline,
+    path: &'a Path,
+}
+
 #[async_trait]
-impl Reconcile for Pipeline {
-    async fn reconcile(&self, job: Job) -> Result<Outcome, ReconcileError> {
-        let desired = spec::load_tree(&job.files, &job.path).map_err(|diagnostics| {
-            ReconcileError::Invalid(diagnostics.to_string().trim_end().to_string())
-        })?;
-        let backend = self.backend(&job.path, &desired.environment).await?;
-        let live = backend
-            .read_live()
-            .await
-            .map_err(|e| ReconcileError::Backend(e.to_string()))?;
-        let options = PlanOptions {
-            prune: false,
-            ignore: desired.environment.drift.ignore.clone(),
-        };
-        let plan = plan::plan(&desired, &live, &options).map_err(|refusals| {
-            let lines: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
-            ReconcileError::Refused(lines.join("; "))
-        })?;
-        let outcome = |kind| Outcome {
-            kind,
-            plan: plan.steps.clone(),
-            steps: Vec::new(),
-        };
-        if plan.is_empty() {
-            return Ok(outcome(OutcomeKind::InSync));
-        }
-        if desired.environment.drift.mode == DriftMode::Report && !job.revision_changed {
-            tracing::warn!(
-                steps = plan.steps.len(),
-                "drift detected, reporting only (drift.mode: report)"
-            );
-            return Ok(outcome(OutcomeKind::DriftReported));
-        }
-        if !job.may_apply {
-            return Ok(outcome(OutcomeKind::Planned));
-        }
-        tracing::info!(
-            steps = plan.steps.len(),
-            drift = !job.revision_changed,
-            "applying"
-        );
-        let options = ApplyOptions {
-            concurrency: self.concurrency,
-            dry_run: false,
-        };
-        let report = apply::apply(&plan, backend.as_ref(), &options, &job.cancel).await;
-        let steps = records(&report);
-        if report.succeeded() {
-            return Ok(Outcome {
-                kind: OutcomeKind::Applied,
-                plan: plan.steps,
-                steps,
-            });
-        }
-        match report.error() {
-            Some(message) => Err(ReconcileError::Apply {
-                message,
-                plan: plan.steps,
-                steps,
-            }),
-            // Nothing failed, yet not everything ran: the run was cancelled between steps.
-            None => Err(ReconcileError::Cancelled {
-                plan: plan.steps,
-                steps,
-            }),
-        }
+impl reconcile::Platform for JobPlatform<'_> {
+    async fn connect(&self, environment: &Environment) -> anyhow::Result<Arc<dyn Backend>> {
+        self.pipeline.backend(self.path, environment).await
     }
 }
 
-/// Steps that ran (done or failed), for status and metrics.
-fn records(report: &ApplyReport) -> Vec<StepRecord> {
-    report
-        .results
-        .iter()
-        .filter_map(|r| {
-            let (ok, detail) = match &r.outcome {
-                apply::Outcome::Done(detail) => (true, detail.clone()),
-                apply::Outcome::Failed(error) => (false, error.clone()),
-                apply::Outcome::Skipped(_) | apply::Outcome::WouldRun => return None,
-            };
-            Some(StepRecord {
-                kind: r.step.action.kind().to_string(),
-                subject: r.step.subject(),
-                ok,
-                detail,
-            })
-        })
-        .collect()
+#[async_trait]
+impl Reconcile for Pipeline {
+    async fn reconcile(&self, job: Job) -> ReconcileOutcome {
+        let desired = spec::load_tree(&job.files, &job.path).map_err(Invalid::Spec);
+        let request = reconcile::Request {
+            prune: false,
+            revision_changed: job.revision_changed,
+            may_apply: job.may_apply,
+            apply: ApplyOptions {
+                concurrency: self.concurrency,
+                dry_run: false,
+            },
+        };
+        let platform = JobPlatform {
+            pipeline: self,
+            path: &job.path,
+        };
+        reconcile::reconcile_once(desired, &platform, &request, &job.cancel).await
+    }
 }

@@ -1,5 +1,7 @@
 //! The reconcile loop: one fetch task publishes a snapshot on every tick, and one task per
-//! environment reconciles it, with its own backoff. Environments never wait for each other.
+//! environment reconciles it and carries out `policy::next_action` (its own backoff).
+//! Environments never wait for each other. What a tick did reaches metrics, logs and `/status`
+//! through one event (`events`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,9 +12,12 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::backoff::{Backoff, jittered};
-use super::reconcile::{Job, Outcome, OutcomeKind, Reconcile, ReconcileError};
+use super::backoff::jittered;
+use super::events::{FetchFailed, Fetched, Reconciled, SourceRepaired};
+use super::policy::{Action, Policy, next_action};
+use super::reconcile::{Job, Reconcile};
 use super::status::AgentState;
+use crate::reconcile::{Invalid, ReconcileOutcome};
 use crate::source::{Snapshot, Source};
 
 /// A published tick: the latest good snapshot (re-sent on every tick so drift is checked even
@@ -35,28 +40,21 @@ pub async fn fetch_loop(
         let fetched = source.fetch().await;
         let repair = source.take_repair();
         if let Some(repair) = &repair {
-            tracing::warn!(repair = %repair, "source repaired");
-            state.metrics.fetch_failed("cache");
+            SourceRepaired { repair }.emit(&state);
         }
         match fetched {
             Ok(snapshot) => {
-                state.metrics.fetched(started.elapsed().as_secs_f64());
-                if last_good.as_ref().map(|s| &s.revision) != Some(&snapshot.revision) {
-                    tracing::info!(revision = %snapshot.revision, "new revision");
+                Fetched {
+                    revision: &snapshot.revision,
+                    new_revision: last_good.as_ref().map(|s| &s.revision)
+                        != Some(&snapshot.revision),
+                    seconds: started.elapsed().as_secs_f64(),
+                    repair,
                 }
-                state.update(|s| {
-                    s.revision = Some(snapshot.revision.clone());
-                    s.last_fetch_time = Some(crate::clock::now_utc());
-                    // A repaired cache is reported until the next fetch.
-                    s.last_fetch_error = repair;
-                });
+                .emit(&state);
                 last_good = Some(Arc::new(snapshot));
             }
-            Err(err) => {
-                tracing::warn!(error = %err, kind = err.kind(), "fetch failed, keeping the last good revision");
-                state.metrics.fetch_failed(err.kind());
-                state.update(|s| s.last_fetch_error = Some(err.to_string()));
-            }
+            Err(err) => FetchFailed { error: &err }.emit(&state),
         }
         if last_good.is_some() {
             ticks.send_replace(last_good.clone());
@@ -73,9 +71,26 @@ pub async fn fetch_loop(
 #[derive(Debug, Default)]
 struct EnvMemory {
     last_applied: Option<String>,
+    /// Consecutive failures.
     failures: u32,
-    failed_revision: Option<String>,
-    retry_at: Option<Instant>,
+    /// A revision not to reconcile again: until the instant (`RetryAfter`), or until another
+    /// revision arrives (`None`: `AwaitChange`).
+    hold: Option<(String, Option<tokio::time::Instant>)>,
+}
+
+impl EnvMemory {
+    fn holds(&self, revision: &str) -> bool {
+        match &self.hold {
+            Some((held, until)) if held == revision => {
+                until.is_none_or(|at| tokio::time::Instant::now() < at)
+            }
+            _ => false,
+        }
+    }
+
+    fn retry_at(&self) -> Option<tokio::time::Instant> {
+        self.hold.as_ref().and_then(|(_, until)| *until)
+    }
 }
 
 /// Settings of one environment worker.
@@ -84,7 +99,8 @@ pub struct EnvWorker {
     pub path: PathBuf,
     pub reconciler: Arc<dyn Reconcile>,
     pub state: Arc<AgentState>,
-    pub backoff: Backoff,
+    /// Backoff and poll interval for `policy::next_action`.
+    pub policy: Policy,
     /// `true` while this replica may apply (always `true` without leader election).
     pub leader: watch::Receiver<bool>,
 }
@@ -95,7 +111,7 @@ impl EnvWorker {
     pub async fn run(mut self, mut ticks: watch::Receiver<Tick>, cancel: CancellationToken) {
         let mut memory = EnvMemory::default();
         loop {
-            let retry_at = memory.retry_at;
+            let retry_at = memory.retry_at();
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 changed = ticks.changed() => if changed.is_err() { return },
@@ -105,11 +121,8 @@ impl EnvWorker {
             let Some(snapshot) = ticks.borrow_and_update().clone() else {
                 continue;
             };
-            if memory.failures > 0
-                && memory.failed_revision.as_deref() == Some(snapshot.revision.as_str())
-                && memory.retry_at.is_some_and(|at| Instant::now() < at)
-            {
-                continue; // same failed revision: wait for the backoff, do not hot-loop
+            if memory.holds(&snapshot.revision) {
+                continue; // backing off, or waiting for a new revision: do not hot-loop
             }
             self.tick(&snapshot, &mut memory, &cancel).await;
             if cancel.is_cancelled() {
@@ -131,8 +144,8 @@ impl EnvWorker {
         let files = match snapshot.envs.get(&self.path) {
             Some(Ok(files)) => files.clone(),
             Some(Err(message)) => {
-                let err = ReconcileError::Invalid(message.clone());
-                self.record(&env, &snapshot.revision, Err(err), memory, started);
+                let outcome = ReconcileOutcome::Invalid(Invalid::Source(message.clone()));
+                span.in_scope(|| self.record(&env, &snapshot.revision, &outcome, memory, started));
                 return;
             }
             None => return,
@@ -150,9 +163,9 @@ impl EnvWorker {
         let reconcile = self.reconciler.reconcile(job).instrument(span.clone());
         tokio::pin!(reconcile);
         // Losing the lease mid-rollout stops the rollout between steps.
-        let result = loop {
+        let outcome = loop {
             tokio::select! {
-                result = &mut reconcile => break result,
+                outcome = &mut reconcile => break outcome,
                 changed = self.leader.changed(), if may_apply && !job_cancel.is_cancelled() => {
                     if changed.is_err() || !*self.leader.borrow() {
                         span.in_scope(|| tracing::warn!("lost leadership, stopping between steps"));
@@ -161,101 +174,49 @@ impl EnvWorker {
                 }
             }
         };
-        span.in_scope(|| self.record(&env, &snapshot.revision, result, memory, started));
+        span.in_scope(|| self.record(&env, &snapshot.revision, &outcome, memory, started));
     }
 
+    /// Decides the next action from the outcome, remembers it, and emits the tick's event.
     fn record(
         &self,
         env: &str,
         revision: &str,
-        result: Result<Outcome, ReconcileError>,
+        outcome: &ReconcileOutcome,
         memory: &mut EnvMemory,
         started: Instant,
     ) {
-        let seconds = started.elapsed().as_secs_f64();
-        let metrics = &self.state.metrics;
         let revision_changed = memory.last_applied.as_deref() != Some(revision);
-        let steps = match &result {
-            Ok(outcome) => outcome.steps.as_slice(),
-            Err(err) => err.steps(),
+        memory.failures = if outcome.is_failure() {
+            memory.failures.saturating_add(1)
+        } else {
+            0
         };
-        for step in steps {
-            metrics.step(env, &step.kind, if step.ok { "ok" } else { "error" });
+        let action = next_action(outcome, memory.failures, &self.policy);
+        memory.hold = match action {
+            Action::RequeueAfter(_) => None,
+            Action::RetryAfter(delay) => Some((
+                revision.to_string(),
+                Some(tokio::time::Instant::now() + delay),
+            )),
+            Action::AwaitChange => Some((revision.to_string(), None)),
+        };
+        if matches!(
+            outcome,
+            ReconcileOutcome::InSync | ReconcileOutcome::Applied { .. }
+        ) {
+            memory.last_applied = Some(revision.to_string());
         }
-        match result {
-            Ok(outcome) => {
-                let drift = !outcome.plan.is_empty() && !revision_changed;
-                let applied = matches!(outcome.kind, OutcomeKind::InSync | OutcomeKind::Applied);
-                metrics.reconciled(env, outcome.kind.as_str(), seconds);
-                metrics.drift(env, drift);
-                if applied {
-                    memory.last_applied = Some(revision.to_string());
-                    metrics.applied_commit(env, revision);
-                }
-                memory.failures = 0;
-                memory.failed_revision = None;
-                memory.retry_at = None;
-                tracing::info!(
-                    result = outcome.kind.as_str(),
-                    steps = outcome.steps.len(),
-                    drift,
-                    seconds,
-                    "reconciled"
-                );
-                let pending = match outcome.kind {
-                    OutcomeKind::DriftReported | OutcomeKind::Planned => outcome.plan,
-                    OutcomeKind::InSync | OutcomeKind::Applied => Vec::new(),
-                };
-                self.state.update_env(env, |s| {
-                    s.commit = Some(revision.to_string());
-                    if applied {
-                        s.applied_commit = Some(revision.to_string());
-                    }
-                    s.last_result = Some(outcome.kind.as_str().to_string());
-                    s.pending_plan = pending;
-                    s.drift = drift;
-                    s.last_error = None;
-                    s.last_sync_time = Some(crate::clock::now_utc());
-                    s.last_attempt_time = s.last_sync_time;
-                    s.consecutive_failures = 0;
-                    s.next_retry_time = None;
-                });
-            }
-            Err(err) => {
-                memory.failures = memory.failures.saturating_add(1);
-                memory.failed_revision = Some(revision.to_string());
-                let delay = self.backoff.delay(memory.failures);
-                memory.retry_at = Some(Instant::now() + delay);
-                metrics.reconciled(env, "error", seconds);
-                metrics.error(env, err.kind());
-                tracing::warn!(error = %err, kind = err.kind(), failures = memory.failures, retry_in = ?delay, "reconcile failed");
-                let pending = match &err {
-                    ReconcileError::Apply { plan, .. } | ReconcileError::Cancelled { plan, .. } => {
-                        plan.clone()
-                    }
-                    _ => Vec::new(),
-                };
-                let result = match &err {
-                    ReconcileError::Invalid(_) => "invalid",
-                    ReconcileError::Refused(_) => "refused",
-                    ReconcileError::Cancelled { .. } => "cancelled",
-                    _ => "failed",
-                };
-                self.state.update_env(env, |s| {
-                    s.commit = Some(revision.to_string());
-                    s.last_result = Some(result.to_string());
-                    if !pending.is_empty() {
-                        s.pending_plan = pending;
-                    }
-                    s.last_error = Some(err.to_string());
-                    s.last_attempt_time = Some(crate::clock::now_utc());
-                    s.consecutive_failures = memory.failures;
-                    s.next_retry_time = chrono::Duration::from_std(delay)
-                        .ok()
-                        .map(|d| crate::clock::now_utc() + d);
-                });
-            }
+        Reconciled {
+            env,
+            revision,
+            outcome,
+            revision_changed,
+            seconds: started.elapsed().as_secs_f64(),
+            failures: memory.failures,
+            action,
         }
+        .emit(&self.state);
     }
 }
 

@@ -4,18 +4,21 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tokio_util::sync::CancellationToken;
 
 use super::interrupt::{INTERRUPTED, Interrupts};
 use super::live::{self, ExportFile};
 use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
-use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
+use crate::apply::{ApplyEvent, ApplyOptions, ApplyReport, Outcome};
 use crate::backend::{self, ConnectOptions};
 use crate::escape::{Esc, escape_control, escape_json};
-use crate::model::{DesiredState, Target};
+use crate::model::{DesiredState, Environment, Target};
 use crate::plan::render::{self, Format};
 use crate::plan::{self, Plan, PlanOptions, diff};
+use crate::reconcile::{self, ReconcileOutcome};
 use crate::spec;
 
 const OK: u8 = 0;
@@ -150,7 +153,7 @@ pub async fn diff(args: &PlanArgs) -> u8 {
     }
 }
 
-fn progress(total: usize) -> impl Fn(ApplyEvent<'_>) + Sync {
+fn progress(total: usize) -> impl Fn(ApplyEvent<'_>) + Send + Sync {
     let n = std::sync::atomic::AtomicUsize::new(0);
     move |event| {
         let mut err = std::io::stderr().lock();
@@ -255,6 +258,17 @@ fn lock_timeout() -> anyhow::Result<std::time::Duration> {
     }
 }
 
+/// `FLIGHTDECK_POLL_INTERVAL_MAX` (humantime), default 5 s: how often an apply re-reads live
+/// while another writer is at work.
+fn writer_poll() -> anyhow::Result<std::time::Duration> {
+    match std::env::var("FLIGHTDECK_POLL_INTERVAL_MAX") {
+        Ok(v) if !v.is_empty() => humantime::parse_duration(&v).map_err(|e| {
+            anyhow::anyhow!("FLIGHTDECK_POLL_INTERVAL_MAX {v:?} is not a duration: {e}")
+        }),
+        _ => Ok(std::time::Duration::from_secs(5)),
+    }
+}
+
 /// Re-reads live until nothing is pending, polling at `FLIGHTDECK_POLL_INTERVAL_MAX` (default
 /// 5 s), for at most `FLIGHTDECK_LOCK_TIMEOUT`; then refuses, naming what is still busy.
 async fn wait_for_other_writer(
@@ -262,12 +276,7 @@ async fn wait_for_other_writer(
     mut live: crate::model::LiveState,
 ) -> anyhow::Result<crate::model::LiveState> {
     let limit = lock_timeout()?;
-    let every = match std::env::var("FLIGHTDECK_POLL_INTERVAL_MAX") {
-        Ok(v) if !v.is_empty() => humantime::parse_duration(&v).map_err(|e| {
-            anyhow::anyhow!("FLIGHTDECK_POLL_INTERVAL_MAX {v:?} is not a duration: {e}")
-        })?,
-        _ => std::time::Duration::from_secs(5),
-    };
+    let every = writer_poll()?;
     let deadline = tokio::time::Instant::now() + limit;
     let mut announced = false;
     loop {
@@ -291,93 +300,190 @@ async fn wait_for_other_writer(
     }
 }
 
+/// A backend and the state file lock held for as long as it is in use.
+struct Locked {
+    backend: Box<dyn backend::Backend>,
+    _lock: Option<backend::state_lock::StateLock>,
+}
+
+#[async_trait::async_trait]
+impl backend::Backend for Locked {
+    fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+    async fn read_live(&self) -> Result<crate::model::LiveState, backend::BackendError> {
+        self.backend.read_live().await
+    }
+    async fn execute(
+        &self,
+        step: &crate::plan::Step,
+    ) -> Result<backend::StepOutcome, backend::BackendError> {
+        self.backend.execute(step).await
+    }
+    fn step_timeout(&self, step: &crate::plan::Step) -> std::time::Duration {
+        self.backend.step_timeout(step)
+    }
+}
+
+/// Prints one progress line per step event.
+type Progress = Box<dyn Fn(ApplyEvent<'_>) + Send + Sync>;
+
+/// `flightdeck apply`'s edges: connect (and, for a state file, lock), wait for other writers
+/// (Azure ML), print the plan, watch for Ctrl-C while steps run, print progress.
+struct ApplyPlatform<'a> {
+    args: &'a ApplyArgs,
+    /// The environment's name, for the plan's heading.
+    name: String,
+    /// The target is Azure ML and this is no dry run: wait for other writers before planning.
+    settle_azureml: AtomicBool,
+    cancel: CancellationToken,
+    interrupts: std::sync::Mutex<Option<Interrupts>>,
+    progress: std::sync::OnceLock<Progress>,
+}
+
+#[async_trait::async_trait]
+impl reconcile::Platform for ApplyPlatform<'_> {
+    async fn connect(
+        &self,
+        environment: &Environment,
+    ) -> anyhow::Result<Arc<dyn backend::Backend>> {
+        let args = self.args;
+        let opts = ConnectOptions {
+            arm_endpoint: args.arm_endpoint.clone(),
+        };
+        let backend = backend::connect(environment, &args.env_dir, &opts).await?;
+        // Connected first: for a state file, that checks its path stays inside the environment
+        // (no symlinked directory leads out), so the lock beside it is inside too.
+        // state_file: one apply at a time, held while the backend is in use (README "apply").
+        let lock = match &environment.target {
+            Target::StateFile { path } if !args.dry_run => {
+                let limit = lock_timeout()?;
+                let state = args.env_dir.join(path);
+                let waiting = |lock: &Path| {
+                    eprintln!(
+                        "waiting for another apply on this environment (lock {})",
+                        lock.display()
+                    )
+                };
+                Some(backend::state_lock::acquire(&state, limit, waiting).await?)
+            }
+            _ => None,
+        };
+        self.settle_azureml.store(
+            matches!(environment.target, Target::AzureMl(_)) && !args.dry_run,
+            Relaxed,
+        );
+        Ok(Arc::new(Locked {
+            backend,
+            _lock: lock,
+        }))
+    }
+
+    /// Azure ML: an endpoint or deployment in a non-terminal state means another writer (or an
+    /// interrupted apply's operation) is at work. Wait for it, re-read, then plan — never plan
+    /// against a state that is still moving (docs/azureml.md "Concurrent applies").
+    async fn settle(
+        &self,
+        backend: &dyn backend::Backend,
+        live: crate::model::LiveState,
+    ) -> anyhow::Result<crate::model::LiveState> {
+        if self.settle_azureml.load(Relaxed) {
+            wait_for_other_writer(backend, live).await
+        } else {
+            Ok(live)
+        }
+    }
+
+    fn planned(&self, p: &Plan) -> Result<(), String> {
+        if self.args.output == Format::Text {
+            print!("{}", render::text(&self.name, p));
+        }
+        if p.is_empty() {
+            return Ok(());
+        }
+        let _ = self.progress.set(Box::new(progress(p.steps.len())));
+        let interrupts = Interrupts::watch(self.cancel.clone())
+            .map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
+        if let Ok(mut slot) = self.interrupts.lock() {
+            *slot = Some(interrupts);
+        }
+        Ok(())
+    }
+
+    fn progress(&self, event: ApplyEvent<'_>) {
+        if let Some(progress) = self.progress.get() {
+            progress(event);
+        }
+    }
+}
+
 pub async fn apply(args: &ApplyArgs) -> u8 {
     let desired = match load(&args.env_dir) {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let opts = ConnectOptions {
-        arm_endpoint: args.arm_endpoint.clone(),
-    };
-    let backend = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
-        Ok(b) => b,
-        Err(e) => return fail(e),
-    };
-    // Connected first: for a state file, that checks its path stays inside the environment
-    // (no symlinked directory leads out), so the lock beside it is inside too.
-    // state_file: one apply at a time, held until this function returns (docs: README "apply").
-    let _lock = match &desired.environment.target {
-        Target::StateFile { path } if !args.dry_run => {
-            let limit = match lock_timeout() {
-                Ok(l) => l,
-                Err(e) => return fail(e),
-            };
-            let state = args.env_dir.join(path);
-            let waiting = |lock: &Path| {
-                eprintln!(
-                    "waiting for another apply on this environment (lock {})",
-                    lock.display()
-                )
-            };
-            match backend::state_lock::acquire(&state, limit, waiting).await {
-                Ok(lock) => Some(lock),
-                Err(e) => return fail(e),
-            }
-        }
-        _ => None,
-    };
-    let mut live = match backend.read_live().await {
-        Ok(l) => l,
-        Err(e) => return fail(e),
-    };
-    // Azure ML: an endpoint or deployment in a non-terminal state means another writer (or an
-    // interrupted apply's operation) is at work. Wait for it, re-read, then plan — never plan
-    // against a state that is still moving (docs/azureml.md "Concurrent applies").
-    if matches!(desired.environment.target, Target::AzureMl(_)) && !args.dry_run {
-        live = match wait_for_other_writer(backend.as_ref(), live).await {
-            Ok(l) => l,
-            Err(e) => return fail(e),
-        };
-    }
-    let p = match make_plan(&desired, &live, args.prune, args.output) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let name = desired.environment.name.as_str();
-    if args.output == Format::Text {
-        print!("{}", render::text(name, &p));
-    }
-    if p.is_empty() {
-        if args.output == Format::Json {
-            print_report(&ApplyReport::default(), args.output);
-        }
-        return OK;
-    }
     let cancel = CancellationToken::new();
-    let interrupts = match Interrupts::watch(cancel.clone()) {
-        Ok(i) => i,
-        Err(e) => return fail(format!("cannot watch for Ctrl-C: {e}")),
+    let platform = ApplyPlatform {
+        args,
+        name: desired.environment.name.clone(),
+        settle_azureml: AtomicBool::new(false),
+        cancel: cancel.clone(),
+        interrupts: std::sync::Mutex::new(None),
+        progress: std::sync::OnceLock::new(),
     };
-    let opts = ApplyOptions {
-        concurrency: usize::from(args.concurrency),
-        dry_run: args.dry_run,
+    let request = reconcile::Request {
+        prune: args.prune,
+        revision_changed: true,
+        may_apply: true,
+        apply: ApplyOptions {
+            concurrency: usize::from(args.concurrency),
+            dry_run: args.dry_run,
+        },
     };
-    let report = apply::apply_observed(
-        &p,
-        backend.as_ref(),
-        &opts,
-        &cancel,
-        &progress(p.steps.len()),
-    )
-    .await;
-    drop(interrupts);
-    print_report(&report, args.output);
-    if report.interrupted {
-        INTERRUPTED
-    } else if report.succeeded() {
-        OK
-    } else {
-        CHANGES
+    let outcome =
+        reconcile::reconcile_once(Ok(desired.clone()), &platform, &request, &cancel).await;
+    // Stop watching for Ctrl-C before the report, as before the apply.
+    drop(platform.interrupts.lock().ok().and_then(|mut i| i.take()));
+    render_apply(&outcome, &desired, args.output)
+}
+
+/// Prints an apply's outcome and returns its exit code.
+fn render_apply(outcome: &ReconcileOutcome, desired: &DesiredState, output: Format) -> u8 {
+    match outcome {
+        ReconcileOutcome::InSync => {
+            if output == Format::Json {
+                print_report(&ApplyReport::default(), output);
+            }
+            OK
+        }
+        ReconcileOutcome::Invalid(invalid) => fail(invalid),
+        ReconcileOutcome::BackendFailed(failure) => fail(failure),
+        ReconcileOutcome::Aborted(why) => fail(why),
+        ReconcileOutcome::Refused(refusals) => {
+            if output == Format::Json {
+                let name = desired.environment.name.as_str();
+                print!("{}", render::json(name, &Plan::default(), refusals));
+            }
+            for r in refusals {
+                eprintln!("refused: {r}");
+            }
+            eprintln!("error: the plan was refused; nothing was applied");
+            ERROR
+        }
+        // `apply` always applies: it neither plans only nor reports drift.
+        ReconcileOutcome::DriftReported { .. } | ReconcileOutcome::Planned { .. } => OK,
+        ReconcileOutcome::Applied { report, .. } => {
+            print_report(report, output);
+            OK
+        }
+        ReconcileOutcome::ApplyFailed { report, .. } => {
+            print_report(report, output);
+            CHANGES
+        }
+        ReconcileOutcome::Interrupted { report, .. } => {
+            print_report(report, output);
+            INTERRUPTED
+        }
     }
 }
 

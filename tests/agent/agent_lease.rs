@@ -16,9 +16,8 @@ use flightdeck::agent::config::{AgentConfig, LeaseSettings, SourceKind};
 use flightdeck::agent::lease::{
     KubeLeaseStore, LeaderElector, LeaseConfig, LeaseError, LeaseStore,
 };
-use flightdeck::agent::{
-    Agent, AgentOptions, Job, Outcome, OutcomeKind, Reconcile, ReconcileError,
-};
+use flightdeck::agent::{Agent, AgentOptions, Job, Reconcile, ReconcileOutcome};
+use flightdeck::plan::Plan;
 use flightdeck::source::{GitAuth, GitRef, Secret};
 use flightdeck_testkit::GitRepo;
 use serde_json::{Value, json};
@@ -250,21 +249,18 @@ impl Recorder {
 
 #[async_trait]
 impl Reconcile for Recorder {
-    async fn reconcile(&self, job: Job) -> Result<Outcome, ReconcileError> {
+    async fn reconcile(&self, job: Job) -> ReconcileOutcome {
         self.0
             .lock()
             .unwrap()
             .push((job.may_apply, job.revision.clone()));
-        let kind = if job.may_apply {
-            OutcomeKind::InSync
+        if job.may_apply {
+            ReconcileOutcome::InSync
         } else {
-            OutcomeKind::Planned
-        };
-        Ok(Outcome {
-            kind,
-            plan: vec![],
-            steps: vec![],
-        })
+            ReconcileOutcome::Planned {
+                plan: Plan::default(),
+            }
+        }
     }
 }
 
@@ -308,6 +304,7 @@ async fn start_agent(
         },
         paths: vec![PathBuf::from("environments/prod")],
         interval,
+        concurrency: 8,
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         webhook_secret: hook.as_ref().map(|h| Secret::new(h.secret)),
         lease: Some(LeaseSettings {

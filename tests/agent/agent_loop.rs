@@ -8,15 +8,16 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use flightdeck::agent::backoff::Backoff;
 use flightdeck::agent::config::{AgentConfig, SourceKind};
-use flightdeck::agent::{
-    Agent, AgentOptions, Job, Outcome, OutcomeKind, Reconcile, ReconcileError,
-};
-use flightdeck::plan::{Action, Step};
+use flightdeck::agent::{Agent, AgentOptions, Job, Reconcile, ReconcileOutcome};
+use flightdeck::apply::ApplyReport;
+use flightdeck::backend::BackendError;
+use flightdeck::plan::{Action, Plan, Step};
+use flightdeck::reconcile::{BackendFailure, Invalid};
 use flightdeck::source::{GitAuth, GitRef, Secret};
 use flightdeck_testkit::GitRepo;
 use tokio_util::sync::CancellationToken;
 
-type Behaviour = dyn Fn(&Job) -> Result<Outcome, ReconcileError> + Send + Sync;
+type Behaviour = dyn Fn(&Job) -> ReconcileOutcome + Send + Sync;
 
 #[derive(Clone, Debug)]
 struct Call {
@@ -35,9 +36,7 @@ struct Fake {
 }
 
 impl Fake {
-    fn new(
-        behaviour: impl Fn(&Job) -> Result<Outcome, ReconcileError> + Send + Sync + 'static,
-    ) -> Arc<Fake> {
+    fn new(behaviour: impl Fn(&Job) -> ReconcileOutcome + Send + Sync + 'static) -> Arc<Fake> {
         Arc::new(Fake {
             calls: Mutex::new(Vec::new()),
             behaviour: Box::new(behaviour),
@@ -59,7 +58,7 @@ impl Fake {
 
 #[async_trait]
 impl Reconcile for Fake {
-    async fn reconcile(&self, job: Job) -> Result<Outcome, ReconcileError> {
+    async fn reconcile(&self, job: Job) -> ReconcileOutcome {
         let env = job.path.display().to_string();
         self.calls.lock().unwrap().push(Call {
             env: env.clone(),
@@ -70,20 +69,19 @@ impl Reconcile for Fake {
         if self.hang.contains(&env) {
             job.cancel.cancelled().await;
             self.cancelled.lock().unwrap().push(env);
-            return Err(ReconcileError::Cancelled {
-                plan: vec![],
-                steps: vec![],
-            });
+            return ReconcileOutcome::Interrupted {
+                plan: Plan::default(),
+                report: ApplyReport::default(),
+            };
         }
         (self.behaviour)(&job)
     }
 }
 
-fn outcome(kind: OutcomeKind, plan: Vec<Step>) -> Outcome {
-    Outcome {
-        kind,
-        plan,
-        steps: vec![],
+fn plan_of(steps: Vec<Step>) -> Plan {
+    Plan {
+        steps,
+        ..Plan::default()
     }
 }
 
@@ -116,6 +114,7 @@ fn config(repo: &Path, cache: &Path, envs: &[&str], interval: Duration) -> Agent
         },
         paths: envs.iter().map(PathBuf::from).collect(),
         interval,
+        concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: Some(Secret::new("hook-secret")),
         lease: None,
@@ -149,11 +148,11 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
     let cache = tempfile::tempdir().unwrap();
     let fake = Fake::new(|job| {
         if job.path == Path::new("environments/bad") {
-            Err(ReconcileError::Invalid(
-                "environments/bad/e.yaml:3:1: unknown key".into(),
-            ))
+            ReconcileOutcome::BackendFailed(BackendFailure::ReadLive(BackendError::Transport(
+                "environments/bad: connection refused".into(),
+            )))
         } else {
-            Ok(outcome(OutcomeKind::InSync, vec![]))
+            ReconcileOutcome::InSync
         }
     });
     let cfg = config(
@@ -193,17 +192,22 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
     );
 
     let status = state.env("environments/bad").unwrap();
-    assert_eq!(status.last_result.as_deref(), Some("invalid"));
-    assert!(status.last_error.as_deref().unwrap().contains("e.yaml:3:1"));
+    assert_eq!(status.last_result.as_deref(), Some("failed"));
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("connection refused")
+    );
     assert!(status.consecutive_failures >= 2);
+    assert!(status.next_retry_time.is_some());
     assert!(
         state.is_ready(),
         "one healthy environment makes the agent ready"
     );
     let metrics = state.metrics.render();
-    assert!(
-        metrics.contains("flightdeck_errors_total{env=\"environments/bad\",kind=\"invalid_spec\"}")
-    );
+    assert!(metrics.contains("flightdeck_errors_total{env=\"environments/bad\",kind=\"backend\"}"));
 
     // A new commit is retried at once, without waiting for the backoff.
     let before = fake.calls("environments/bad").len();
@@ -221,6 +225,67 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
     agent.wait().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn invalid_yaml_is_tried_once_per_commit_and_a_fixing_commit_at_once() {
+    let repo = repo_with(&["environments/bad"]);
+    let cache = tempfile::tempdir().unwrap();
+    let fake = Fake::new(|_| {
+        ReconcileOutcome::Invalid(Invalid::Source(
+            "environments/bad/e.yaml:3:1: unknown key".into(),
+        ))
+    });
+    // Ticks every 100 ms and a 100 ms backoff: a policy that retried would try ~50 times.
+    let cfg = config(
+        repo.dir.path(),
+        cache.path(),
+        &["environments/bad"],
+        Duration::from_millis(100),
+    );
+    let cancel = CancellationToken::new();
+    let agent = Agent::start(
+        cfg,
+        fake.clone(),
+        options(Duration::from_millis(100)),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let state = agent.state();
+    eventually("the first attempt", || {
+        !fake.calls("environments/bad").is_empty()
+    })
+    .await;
+    // Paused time: five (virtual) seconds of ticks pass as fast as the fetches run.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        fake.calls("environments/bad").len(),
+        1,
+        "the same invalid commit is not tried again"
+    );
+    let status = state.env("environments/bad").unwrap();
+    assert_eq!(status.last_result.as_deref(), Some("invalid"));
+    assert!(status.last_error.as_deref().unwrap().contains("e.yaml:3:1"));
+    assert_eq!(status.next_retry_time, None, "no retry is scheduled");
+    let metrics = state.metrics.render();
+    assert!(
+        metrics.contains(
+            "flightdeck_errors_total{env=\"environments/bad\",kind=\"invalid_spec\"} 1\n"
+        ),
+        "{metrics}"
+    );
+
+    let new = repo.commit("fix");
+    agent.trigger();
+    eventually("the new revision is tried", || {
+        fake.calls("environments/bad")
+            .iter()
+            .any(|c| c.revision == new)
+    })
+    .await;
+    cancel.cancel();
+    agent.wait().await;
+}
+
 #[tokio::test]
 async fn a_plan_on_an_unchanged_revision_is_reported_as_drift() {
     let repo = repo_with(&["environments/prod"]);
@@ -228,9 +293,14 @@ async fn a_plan_on_an_unchanged_revision_is_reported_as_drift() {
     // First reconcile applies; later ones find the live state changed behind our back.
     let fake = Fake::new(|job| {
         if job.revision_changed {
-            Ok(outcome(OutcomeKind::Applied, vec![traffic_step()]))
+            ReconcileOutcome::Applied {
+                plan: plan_of(vec![traffic_step()]),
+                report: ApplyReport::default(),
+            }
         } else {
-            Ok(outcome(OutcomeKind::DriftReported, vec![traffic_step()]))
+            ReconcileOutcome::DriftReported {
+                plan: plan_of(vec![traffic_step()]),
+            }
         }
     });
     let cfg = config(
@@ -280,7 +350,7 @@ async fn a_plan_on_an_unchanged_revision_is_reported_as_drift() {
 async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
     let repo = repo_with(&["environments/prod"]);
     let cache = tempfile::tempdir().unwrap();
-    let fake = Fake::new(|_| Ok(outcome(OutcomeKind::InSync, vec![])));
+    let fake = Fake::new(|_| ReconcileOutcome::InSync);
     // A long interval: only the webhook can explain a quick reconcile.
     let cfg = config(
         repo.dir.path(),
@@ -351,7 +421,7 @@ async fn shutdown_cancels_an_in_flight_rollout_and_stops_every_task() {
     let cache = tempfile::tempdir().unwrap();
     let fake = Arc::new(Fake {
         calls: Mutex::new(Vec::new()),
-        behaviour: Box::new(|_| Ok(outcome(OutcomeKind::InSync, vec![]))),
+        behaviour: Box::new(|_| ReconcileOutcome::InSync),
         hang: vec!["environments/slow".into()],
         cancelled: Mutex::new(Vec::new()),
     });

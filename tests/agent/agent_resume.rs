@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use flightdeck::agent::pipeline::{Connector, Pipeline};
-use flightdeck::agent::{Job, OutcomeKind, Reconcile, ReconcileError};
+use flightdeck::agent::{Job, Reconcile, ReconcileOutcome};
+use flightdeck::apply::Outcome as Ran;
 use flightdeck::backend::memory::MemoryBackend;
 use flightdeck::backend::{Backend, BackendError, StepOutcome};
 use flightdeck::model::LiveState;
@@ -87,13 +88,19 @@ fn job(cancel: CancellationToken) -> Job {
 async fn a_restart_mid_rollout_continues_from_live_state() {
     let live = Arc::new(MemoryBackend::new(LiveState::default()));
     let first_run = CancellationToken::new();
-    let before_restart = Pipeline::new(connector(live.clone(), Some((1, first_run.clone()))), None);
-    let err = before_restart.reconcile(job(first_run)).await.unwrap_err();
-    let ReconcileError::Cancelled { plan, steps } = &err else {
-        panic!("expected a cancelled rollout, got {err:?}");
+    let before_restart = Pipeline::new(
+        connector(live.clone(), Some((1, first_run.clone()))),
+        None,
+        8,
+    );
+    let outcome = before_restart.reconcile(job(first_run)).await;
+    let ReconcileOutcome::Interrupted { plan, report } = &outcome else {
+        panic!("expected a cancelled rollout, got {outcome:?}");
     };
+    let plan = &plan.steps;
+    let ran = |o: &Ran| matches!(o, Ran::Done(_) | Ran::Failed(_));
     assert_eq!(
-        steps.len(),
+        report.results.iter().filter(|r| ran(&r.outcome)).count(),
         1,
         "the step in flight finished, the rest did not start"
     );
@@ -102,14 +109,13 @@ async fn a_restart_mid_rollout_continues_from_live_state() {
     assert_eq!(done_first.len(), 1);
 
     // "Restart": a new pipeline with fresh state plans from what is live now.
-    let after_restart = Pipeline::new(connector(live.clone(), None), None);
-    let outcome = after_restart
-        .reconcile(job(CancellationToken::new()))
-        .await
-        .unwrap();
-    assert_eq!(outcome.kind, OutcomeKind::Applied);
+    let after_restart = Pipeline::new(connector(live.clone(), None), None, 8);
+    let outcome = after_restart.reconcile(job(CancellationToken::new())).await;
+    let ReconcileOutcome::Applied { plan: resumed, .. } = &outcome else {
+        panic!("expected the rest applied, got {outcome:?}");
+    };
     assert_eq!(
-        outcome.plan.len(),
+        resumed.steps.len(),
         plan.len() - 1,
         "only the remaining steps are planned"
     );
@@ -123,9 +129,6 @@ async fn a_restart_mid_rollout_continues_from_live_state() {
     let ran: Vec<&str> = log.iter().map(|l| l.split(' ').next().unwrap()).collect();
     assert_eq!(ran, kinds, "in the original order");
 
-    let again = after_restart
-        .reconcile(job(CancellationToken::new()))
-        .await
-        .unwrap();
-    assert_eq!(again.kind, OutcomeKind::InSync);
+    let again = after_restart.reconcile(job(CancellationToken::new())).await;
+    assert!(matches!(again, ReconcileOutcome::InSync), "{again:?}");
 }

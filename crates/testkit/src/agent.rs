@@ -148,6 +148,7 @@ pub fn agent_config(
         },
         paths: vec![PathBuf::from("environments/sandbox")],
         interval,
+        concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(Secret::new),
         lease: None,
@@ -174,7 +175,7 @@ pub async fn start_agent(config: AgentConfig) -> RunningAgent {
     let connect = ConnectOptions {
         arm_endpoint: config.arm_endpoint.clone(),
     };
-    let reconciler = Arc::new(Pipeline::new(connector(connect), root));
+    let reconciler = Arc::new(Pipeline::new(connector(connect), root, 8));
     let cancel = CancellationToken::new();
     let agent = Agent::start(config, reconciler, AgentOptions::default(), cancel.clone())
         .await

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flightdeck::agent::config::{AgentConfig, HttpLimits, SourceKind};
-use flightdeck::agent::{Job, Outcome, OutcomeKind, Reconcile, ReconcileError};
+use flightdeck::agent::{Job, Reconcile, ReconcileOutcome};
+use flightdeck::plan::Plan;
 use flightdeck::source::{GitAuth, GitRef, Secret};
 
 /// Records (environment, revision, may_apply) of every reconcile; panics with `panic_with`
@@ -47,7 +48,7 @@ impl Recorder {
 
 #[async_trait]
 impl Reconcile for Recorder {
-    async fn reconcile(&self, job: Job) -> Result<Outcome, ReconcileError> {
+    async fn reconcile(&self, job: Job) -> ReconcileOutcome {
         self.calls.lock().unwrap().push(tokio::time::Instant::now());
         let panic = self.panic_with.lock().unwrap().clone();
         if let Some(message) = panic {
@@ -57,16 +58,13 @@ impl Reconcile for Recorder {
             .lock()
             .unwrap()
             .push((job.path.clone(), job.revision.clone(), job.may_apply));
-        let kind = if job.may_apply {
-            OutcomeKind::InSync
+        if job.may_apply {
+            ReconcileOutcome::InSync
         } else {
-            OutcomeKind::Planned
-        };
-        Ok(Outcome {
-            kind,
-            plan: vec![],
-            steps: vec![],
-        })
+            ReconcileOutcome::Planned {
+                plan: Plan::default(),
+            }
+        }
     }
 }
 
@@ -88,6 +86,7 @@ pub fn git_config(
         },
         paths: envs.iter().map(PathBuf::from).collect(),
         interval,
+        concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(Secret::new),
         lease: None,
