@@ -83,9 +83,9 @@ impl Pipeline {
 #[async_trait]
 impl Reconcile for Pipeline {
     async fn reconcile(&self, job: Job) -> Result<Outcome, ReconcileError> {
-        let desired = spec::load_tree(&job.files, &job.path).map_err(|diagnostics| {
-            ReconcileError::Invalid(diagnostics.to_string().trim_end().to_string())
-        })?;
+        let desired = spec::load_tree(&job.files, &job.path, crate::backend::profile_of).map_err(
+            |diagnostics| ReconcileError::Invalid(diagnostics.to_string().trim_end().to_string()),
+        )?;
         let backend = self.backend(&job.path, &desired.environment).await?;
         let live = backend
             .read_live()
@@ -95,7 +95,8 @@ impl Reconcile for Pipeline {
             prune: false,
             ignore: desired.environment.drift.ignore.clone(),
         };
-        let plan = plan::plan(&desired, &live, &options).map_err(|refusals| {
+        let profile = crate::backend::profile_of(&desired.environment.target);
+        let plan = plan::plan(&desired, &live, &options, profile).map_err(|refusals| {
             let lines: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
             ReconcileError::Refused(lines.join("; "))
         })?;

@@ -11,7 +11,21 @@ use super::{Backend, BackendError, StepOutcome};
 use crate::model::{
     DeploymentState, LiveDeployment, LiveEndpoint, LiveState, Weights, effective, weight_sum,
 };
+use crate::plan::profile::{NEUTRAL, PlatformProfile};
 use crate::plan::{Action, Step};
+
+/// The profile of the in-memory platform (and so of the `state_file` target): it emulates Azure
+/// ML's semantics (create-only fields, the image inside the environment, registered asset
+/// references) but accepts every field of the format, so either form can be tried offline.
+pub const PROFILE: PlatformProfile = PlatformProfile {
+    name: "state_file",
+    create_only: super::azureml::CREATE_ONLY,
+    values: crate::plan::profile::Normalisation {
+        workspace_asset_ids: false,
+        ..super::azureml::PROFILE.values
+    },
+    ..NEUTRAL
+};
 
 /// Applies one step to a live state, or says which platform rule it breaks. Pure.
 pub fn apply_step(

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::model::{Environment, LiveState, Target};
 use crate::plan::Step;
+use crate::plan::profile::PlatformProfile;
 
 pub mod azureml;
 pub mod kubernetes;
@@ -103,6 +104,15 @@ pub(crate) fn duration_var(
         Some(raw) => humantime::parse_duration(&raw)
             .map(Some)
             .map_err(|e| format!("{name} {raw:?} is not a duration: {e}")),
+    }
+}
+
+/// The platform profile of a target: what `validate` and the planner must know about it.
+pub fn profile_of(target: &Target) -> &'static PlatformProfile {
+    match target {
+        Target::AzureMl(_) => &azureml::PROFILE,
+        Target::Kubernetes(_) => &kubernetes::PROFILE,
+        Target::StateFile { .. } => &state_file::PROFILE,
     }
 }
 

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+/// The state file holds the in-memory platform, with its profile.
+pub use super::memory::PROFILE;
 use super::memory::apply_step;
 use super::{Backend, BackendError, StepOutcome};
 use crate::model::LiveState;
