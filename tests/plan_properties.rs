@@ -340,6 +340,21 @@ proptest! {
     }
 
     #[test]
+    fn each_endpoints_steps_are_sorted_by_phase(
+        desired in desired_state(),
+        live in live_state(),
+        prune in any::<bool>(),
+    ) {
+        let opts = PlanOptions { prune, ignore: vec![] };
+        let profile = flightdeck::backend::profile_of(&desired.environment.target);
+        let Ok(p) = plan(&desired, &live, &opts, profile) else { return Ok(()) };
+        for (endpoint, steps) in p.by_endpoint() {
+            let phases: Vec<_> = steps.iter().map(|s| s.phase).collect();
+            prop_assert!(phases.is_sorted(), "{endpoint}: phases out of order: {phases:?}");
+        }
+    }
+
+    #[test]
     fn plans_are_deterministic(desired in desired_state(), live in live_state()) {
         let opts = PlanOptions::default();
         prop_assert_eq!(plan(&desired, &live, &opts, flightdeck::backend::profile_of(&desired.environment.target)), plan(&desired.clone(), &live.clone(), &opts, flightdeck::backend::profile_of(&desired.clone().environment.target)));
