@@ -37,7 +37,7 @@ pub struct ForeignField {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreateOnly {
     pub fields: &'static [&'static str],
-    /// The contract rule cited in refusals, e.g. `CONTRACT R13`.
+    /// The contract rule cited in refusals (the backend's profile names it).
     pub citation: &'static str,
 }
 
