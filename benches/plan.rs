@@ -69,23 +69,56 @@ fn bench(c: &mut Criterion) {
         write_environment(dir.path(), n);
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("load_validate", n), &n, |b, _| {
-            b.iter(|| black_box(spec::load_environment(dir.path()).expect("valid")))
+            b.iter(|| {
+                black_box(
+                    spec::load_environment(dir.path(), flightdeck::backend::profile_of)
+                        .expect("valid"),
+                )
+            })
         });
-        let desired = spec::load_environment(dir.path()).expect("valid");
+        let desired =
+            spec::load_environment(dir.path(), flightdeck::backend::profile_of).expect("valid");
         let live = drifted_live(&desired);
         let opts = PlanOptions::default();
-        let steps = plan(&desired, &live, &opts).expect("plan").steps.len();
+        let steps = plan(
+            &desired,
+            &live,
+            &opts,
+            flightdeck::backend::profile_of(&desired.environment.target),
+        )
+        .expect("plan")
+        .steps
+        .len();
         assert!(
             steps >= n / 4,
             "the bench plans real changes ({steps} steps)"
         );
         group.bench_with_input(BenchmarkId::new("plan", n), &n, |b, _| {
-            b.iter(|| black_box(plan(&desired, &live, &opts).expect("plan")))
+            b.iter(|| {
+                black_box(
+                    plan(
+                        &desired,
+                        &live,
+                        &opts,
+                        flightdeck::backend::profile_of(&desired.environment.target),
+                    )
+                    .expect("plan"),
+                )
+            })
         });
         group.bench_with_input(BenchmarkId::new("load_validate_plan", n), &n, |b, _| {
             b.iter(|| {
-                let d = spec::load_environment(dir.path()).expect("valid");
-                black_box(plan(&d, &live, &opts).expect("plan"))
+                let d = spec::load_environment(dir.path(), flightdeck::backend::profile_of)
+                    .expect("valid");
+                black_box(
+                    plan(
+                        &d,
+                        &live,
+                        &opts,
+                        flightdeck::backend::profile_of(&d.environment.target),
+                    )
+                    .expect("plan"),
+                )
             })
         });
     }

@@ -142,7 +142,8 @@ impl Bench {
 }
 
 fn load(dir: &Path) -> anyhow::Result<DesiredState> {
-    flightdeck::spec::load_environment(dir).map_err(|d| anyhow::anyhow!("{d}"))
+    flightdeck::spec::load_environment(dir, flightdeck::backend::profile_of)
+        .map_err(|d| anyhow::anyhow!("{d}"))
 }
 
 /// One phase: read live, plan, apply. Returns (steps executed, wall time).
@@ -153,8 +154,13 @@ async fn run_phase(
 ) -> anyhow::Result<(usize, Duration)> {
     let started = Instant::now();
     let live = backend.read_live().await?;
-    let p = plan::plan(desired, &live, &PlanOptions::default())
-        .map_err(|r| anyhow::anyhow!("plan refused: {r:?}"))?;
+    let p = plan::plan(
+        desired,
+        &live,
+        &PlanOptions::default(),
+        flightdeck::backend::profile_of(&desired.environment.target),
+    )
+    .map_err(|r| anyhow::anyhow!("plan refused: {r:?}"))?;
     let opts = ApplyOptions {
         concurrency,
         dry_run: false,

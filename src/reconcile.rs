@@ -225,7 +225,8 @@ pub async fn reconcile_once(
         prune: request.prune,
         ignore: desired.environment.drift.ignore.clone(),
     };
-    let plan = match plan::plan(&desired, &live, &options) {
+    let profile = crate::backend::profile_of(&desired.environment.target);
+    let plan = match plan::plan(&desired, &live, &options, profile) {
         Ok(p) => p,
         Err(refusals) => return ReconcileOutcome::Refused(refusals),
     };

@@ -96,7 +96,7 @@ impl reconcile::Platform for JobPlatform<'_> {
 #[async_trait]
 impl Reconcile for Pipeline {
     async fn reconcile(&self, job: Job) -> ReconcileOutcome {
-        let desired = spec::load_tree(&job.files, &job.path).map_err(Invalid::Spec);
+        let desired = spec::load_tree(&job.files, &job.path, crate::backend::profile_of).map_err(Invalid::Spec);
         let request = reconcile::Request {
             prune: false,
             revision_changed: job.revision_changed,

@@ -85,11 +85,7 @@ mod tests {
     }
 
     fn step(action: StepAction) -> Step {
-        Step {
-            endpoint: "scoring".into(),
-            action,
-            reason: "r".into(),
-        }
+        Step::new("scoring".into(), action, "r".into())
     }
 
     fn test_step() -> Step {

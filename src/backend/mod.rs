@@ -4,10 +4,35 @@
 use std::path::Path;
 
 use crate::model::{Environment, Target};
+use crate::plan::profile::{NEUTRAL, Normalisation, PlatformProfile};
 
 pub use flightdeck_azureml as azureml;
 pub use flightdeck_core::backend::*;
 pub use flightdeck_kubernetes as kubernetes;
+
+/// The profile of the `state_file` target (the in-memory platform persisted to a file): it
+/// emulates Azure ML's semantics (create-only fields, the image inside the environment,
+/// registered asset references) but accepts every field of the format, so either form can be
+/// tried offline.
+pub const STATE_FILE_PROFILE: PlatformProfile = PlatformProfile {
+    name: "state_file",
+    create_only: azureml::CREATE_ONLY,
+    values: Normalisation {
+        workspace_asset_ids: false,
+        ..azureml::PROFILE.values
+    },
+    ..NEUTRAL
+};
+
+/// The platform profile of a target: what `validate` and the planner must know about it.
+pub fn profile_of(target: &Target) -> &'static PlatformProfile {
+    match target {
+        Target::AzureMl(_) => &azureml::PROFILE,
+        Target::Kubernetes(_) => &kubernetes::PROFILE,
+        Target::StateFile { .. } => &STATE_FILE_PROFILE,
+    }
+}
+
 
 /// Overrides for connecting to a backend (from flags and environment variables).
 #[derive(Clone, Debug, Default)]

@@ -42,7 +42,7 @@ fn fail_live(e: anyhow::Error) -> u8 {
 }
 
 fn load(env_dir: &Path) -> Result<DesiredState, u8> {
-    spec::load_environment(env_dir).map_err(|diagnostics| {
+    spec::load_environment(env_dir, backend::profile_of).map_err(|diagnostics| {
         eprintln!("{diagnostics}");
         eprintln!(
             "error: {} is invalid ({} problem{}); nothing was planned or applied",
@@ -69,7 +69,8 @@ fn make_plan(
     prune: bool,
     output: Format,
 ) -> Result<Plan, u8> {
-    plan::plan(desired, live, &plan_options(desired, prune)).map_err(|refusals| {
+    let profile = backend::profile_of(&desired.environment.target);
+    plan::plan(desired, live, &plan_options(desired, prune), profile).map_err(|refusals| {
         if output == Format::Json {
             let name = desired.environment.name.as_str();
             print!("{}", render::json(name, &Plan::default(), &refusals));
@@ -83,7 +84,7 @@ fn make_plan(
 }
 
 pub fn validate(paths: &[PathBuf]) -> u8 {
-    match spec::validate_paths(paths) {
+    match spec::validate_paths(paths, backend::profile_of) {
         Ok(()) => {
             println!(
                 "{} path{} valid",
@@ -134,7 +135,13 @@ pub async fn diff(args: &PlanArgs) -> u8 {
         Err(code) => return code,
     };
     let name = desired.environment.name.as_str();
-    let diffs = diff::diff(&desired, &live, &plan_options(&desired, args.prune));
+    let profile = backend::profile_of(&desired.environment.target);
+    let diffs = diff::diff(
+        &desired,
+        &live,
+        &plan_options(&desired, args.prune),
+        profile,
+    );
     let out = match args.output {
         Format::Text => diff::text(&diffs),
         Format::Markdown => diff::markdown(name, &diffs),

@@ -73,10 +73,13 @@ pub fn desired_at_rev(env_dir: &Path, rev: &str) -> anyhow::Result<Option<Desire
     // follow one policy, and sizes are checked from object headers before any blob is read.
     let files = source::read_git_tree(&repo, &tree, env_dir)
         .map_err(|e| anyhow!("the environment at {rev} is refused: {e}"))?;
-    let desired = spec::load_tree(&files, env_dir).map_err(|diagnostics| InvalidAtRev {
-        rev: rev.to_string(),
-        diagnostics,
-    })?;
+    let desired =
+        spec::load_tree(&files, env_dir, crate::backend::profile_of).map_err(|diagnostics| {
+            InvalidAtRev {
+                rev: rev.to_string(),
+                diagnostics,
+            }
+        })?;
     Ok(Some(desired))
 }
 

@@ -86,13 +86,13 @@ fn plan_of(steps: Vec<Step>) -> Plan {
 }
 
 fn traffic_step() -> Step {
-    Step {
-        endpoint: "scoring".into(),
-        action: Action::SetTraffic {
+    Step::new(
+        "scoring".into(),
+        Action::SetTraffic {
             traffic: [("blue".to_string(), 100)].into(),
         },
-        reason: "restore traffic".into(),
-    }
+        "restore traffic".into(),
+    )
 }
 
 fn repo_with(envs: &[&str]) -> GitRepo {

@@ -74,7 +74,12 @@ fn a_blob_over_the_file_limit_is_named_and_never_loaded() {
             .collect::<Vec<_>>(),
         ["environments/dev/many/0.json: file is larger than the 1 MiB limit (1048577 bytes)"]
     );
-    let d = spec::load_tree(&tree, Path::new("environments/dev")).unwrap_err();
+    let d = spec::load_tree(
+        &tree,
+        Path::new("environments/dev"),
+        flightdeck::backend::profile_of,
+    )
+    .unwrap_err();
     assert!(d.to_string().contains("many/0.json: file is larger"), "{d}");
 }
 
@@ -113,9 +118,13 @@ async fn agent_snapshots_name_links_that_leave_the_tree_and_still_check_the_othe
         ]
     );
     // What the agent's pipeline does with the snapshot: every problem at once.
-    let d = spec::load_tree(tree, Path::new("environments/dev"))
-        .unwrap_err()
-        .to_string();
+    let d = spec::load_tree(
+        tree,
+        Path::new("environments/dev"),
+        flightdeck::backend::profile_of,
+    )
+    .unwrap_err()
+    .to_string();
     for wanted in [
         "environments/dev/req.json: symlink points outside",
         "environments/dev/environment.yaml:7:19: request_file `req.json`: file not found",

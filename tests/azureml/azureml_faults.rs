@@ -10,27 +10,27 @@ use flightdeck_testkit::arm_fake::*;
 use serde_json::json;
 
 fn create_green() -> Step {
-    Step {
-        endpoint: "scoring".into(),
-        action: Action::CreateDeployment {
+    Step::new(
+        "scoring".into(),
+        Action::CreateDeployment {
             deployment: "green".into(),
             settings: DeploymentSettings {
                 instance_count: Some(1),
                 ..Default::default()
             },
         },
-        reason: "test".into(),
-    }
+        "test".into(),
+    )
 }
 
 fn set_traffic() -> Step {
-    Step {
-        endpoint: "scoring".into(),
-        action: Action::SetTraffic {
+    Step::new(
+        "scoring".into(),
+        Action::SetTraffic {
             traffic: weights(&[("blue", 100)]),
         },
-        reason: "test".into(),
-    }
+        "test".into(),
+    )
 }
 
 #[tokio::test]
@@ -281,13 +281,13 @@ async fn a_name_conflict_is_not_retried() {
             "Endpoint name needs to be unique within a region",
         )],
     );
-    let step = Step {
-        endpoint: "scoring".into(),
-        action: Action::CreateEndpoint {
+    let step = Step::new(
+        "scoring".into(),
+        Action::CreateEndpoint {
             settings: EndpointSettings::default(),
         },
-        reason: "test".into(),
-    };
+        "test".into(),
+    );
     let err = backend(&fake).execute(&step).await.unwrap_err();
     assert!(err.to_string().contains("unique within a region"), "{err}");
     assert_eq!(fake.count("PUT", &e), 1);
@@ -317,11 +317,7 @@ async fn links_pointing_away_from_arm_are_not_followed_with_the_token() {
 #[tokio::test]
 async fn unsafe_names_never_reach_the_wire() {
     let fake = Fake::start().await;
-    let step = Step {
-        endpoint: "../../other".into(),
-        action: Action::DeleteEndpoint,
-        reason: "test".into(),
-    };
+    let step = Step::new("../../other".into(), Action::DeleteEndpoint, "test".into());
     let err = backend(&fake).execute(&step).await.unwrap_err();
     assert!(err.to_string().contains("must match"), "{err}");
     assert!(fake.log().is_empty());

@@ -37,13 +37,13 @@ async fn a_one_second_operation_without_retry_after_is_seen_done_within_a_few_po
     let backend = AzureMlBackend::new(&target, config, credential).unwrap();
     env.clear_log().await;
 
-    let step = Step {
-        endpoint: "polled".into(),
-        action: Action::CreateEndpoint {
+    let step = Step::new(
+        "polled".into(),
+        Action::CreateEndpoint {
             settings: EndpointSettings::default(),
         },
-        reason: "test".into(),
-    };
+        "test".into(),
+    );
     // Generous: the old flat 10 s wait without Retry-After cannot meet it; the new schedule
     // needs about 1.4 s.
     tokio::time::timeout(Duration::from_secs(8), backend.execute(&step))

@@ -191,11 +191,11 @@ async fn an_operation_that_ends_failed_names_the_deployment_and_code_and_never_g
 
 fn set_traffic(pairs: &[(&str, u32)]) -> Step {
     let traffic: Weights = pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    Step {
-        endpoint: "my-endpoint".into(),
-        action: Action::SetTraffic { traffic },
-        reason: "test".into(),
-    }
+    Step::new(
+        "my-endpoint".into(),
+        Action::SetTraffic { traffic },
+        "test".into(),
+    )
 }
 
 // Paused time: the traffic change starts 15 ms into the 60 ms scale on tokio's clock, so it
@@ -217,15 +217,15 @@ async fn a_conflict_while_another_operation_runs_is_retried_until_it_converges()
 
     // Another client (here: a second call outside the executor) holds the endpoint with a
     // scale; our traffic change arrives while that operation runs and gets 409s until it ends.
-    let scale = Step {
-        endpoint: "my-endpoint".into(),
-        action: Action::ScaleDeployment {
+    let scale = Step::new(
+        "my-endpoint".into(),
+        Action::ScaleDeployment {
             deployment: "green".into(),
             from: 2,
             to: 1,
         },
-        reason: "another writer".into(),
-    };
+        "another writer".into(),
+    );
     let (scaled, flighted) = tokio::join!(backend.execute(&scale), async {
         tokio::time::sleep(Duration::from_millis(15)).await;
         backend

@@ -59,13 +59,13 @@ async fn a_second_401_with_a_fresh_token_fails_the_step_with_a_clear_error() {
         "respond": {"status": 401, "code": "InvalidAuthenticationToken", "message": "the access token is invalid"}
     }))
     .await;
-    let step = Step {
-        endpoint: "scoring".into(),
-        action: Action::SetTraffic {
+    let step = Step::new(
+        "scoring".into(),
+        Action::SetTraffic {
             traffic: Weights::from([("blue".to_string(), 100)]),
         },
-        reason: "test".into(),
-    };
+        "test".into(),
+    );
     let err = backend.execute(&step).await.unwrap_err().to_string();
     assert!(
         err.starts_with("endpoint scoring: InvalidAuthenticationToken"),

@@ -78,13 +78,25 @@ fn replaying_the_six_reference_files_gives_exactly_the_seed_flow() {
     let mut live = LiveState::default();
     for (file, want) in files.iter().zip(expected) {
         let desired = desired_from(file);
-        let p = plan(&desired, &live, &PlanOptions::default()).expect("no refusal");
+        let p = plan(
+            &desired,
+            &live,
+            &PlanOptions::default(),
+            flightdeck::backend::profile_of(&desired.environment.target),
+        )
+        .expect("no refusal");
         let got: Vec<String> = p.steps.iter().map(|s| describe(&s.action)).collect();
         assert_eq!(got, want, "{file}");
         for step in &p.steps {
             apply_step(&mut live, step, &BTreeSet::new()).expect("the platform accepts the step");
         }
-        let again = plan(&desired, &live, &PlanOptions::default()).expect("no refusal");
+        let again = plan(
+            &desired,
+            &live,
+            &PlanOptions::default(),
+            flightdeck::backend::profile_of(&desired.environment.target),
+        )
+        .expect("no refusal");
         assert!(
             again.is_empty(),
             "{file}: re-plan is not empty: {:?}",
@@ -106,7 +118,13 @@ fn the_seed_flow_reasons_read_as_the_rollout() {
         "6-delete-blue.yml",
     ] {
         let desired = desired_from(file);
-        let p = plan(&desired, &live, &PlanOptions::default()).expect("no refusal");
+        let p = plan(
+            &desired,
+            &live,
+            &PlanOptions::default(),
+            flightdeck::backend::profile_of(&desired.environment.target),
+        )
+        .expect("no refusal");
         for step in &p.steps {
             reasons.push(step.reason.clone());
             apply_step(&mut live, step, &BTreeSet::new()).expect("accepted");
@@ -133,6 +151,7 @@ fn the_reference_files_say_that_they_rely_on_local_code() {
         &desired_from("3-create-green.yml"),
         &LiveState::default(),
         &PlanOptions::default(),
+        flightdeck::backend::profile_of(&desired_from("3-create-green.yml").environment.target),
     )
     .expect("no refusal");
     let notes: Vec<String> = p

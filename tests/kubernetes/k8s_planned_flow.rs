@@ -80,8 +80,13 @@ async fn planned_seed_flow(router: Router) {
     let opts = PlanOptions::default();
     for (i, state) in states.iter().enumerate() {
         let live = backend.read_live().await.unwrap();
-        let steps =
-            plan(state, &live, &opts).unwrap_or_else(|r| panic!("state {i}: refused {r:?}"));
+        let steps = plan(
+            state,
+            &live,
+            &opts,
+            flightdeck::backend::profile_of(&state.environment.target),
+        )
+        .unwrap_or_else(|r| panic!("state {i}: refused {r:?}"));
         assert!(!steps.is_empty(), "state {i}: nothing planned");
         for step in &steps.steps {
             backend
@@ -99,7 +104,13 @@ async fn planned_seed_flow(router: Router) {
         // Steady state: live now plans to nothing, so a reconcile tick writes nothing.
         let writes = fake.writes();
         let live = backend.read_live().await.unwrap();
-        let again = plan(state, &live, &opts).unwrap();
+        let again = plan(
+            state,
+            &live,
+            &opts,
+            flightdeck::backend::profile_of(&state.environment.target),
+        )
+        .unwrap();
         assert!(
             again.is_empty(),
             "state {i}: not converged: {:?}",

@@ -27,7 +27,13 @@ fn desired(file: &Path) -> DesiredState {
 
 fn check(case: &str, before: PathBuf, after: PathBuf) {
     let live = LiveState::from_desired(&desired(&before));
-    let p = plan(&desired(&after), &live, &PlanOptions::default()).expect("no refusal");
+    let p = plan(
+        &desired(&after),
+        &live,
+        &PlanOptions::default(),
+        flightdeck::backend::profile_of(&desired(&after).environment.target),
+    )
+    .expect("no refusal");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(case);

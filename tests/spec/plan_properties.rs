@@ -276,7 +276,7 @@ proptest! {
         prune in any::<bool>(),
     ) {
         let opts = PlanOptions { prune, ignore: vec![] };
-        let Ok(p) = plan(&desired, &live, &opts) else {
+        let Ok(p) = plan(&desired, &live, &opts, flightdeck::backend::profile_of(&desired.environment.target)) else {
             // Refusals are only for create-only changes on busy deployments or deleting a
             // deployment that unmanaged traffic still uses; nothing is applied then.
             return Ok(());
@@ -295,7 +295,7 @@ proptest! {
                 .map_err(|e| TestCaseError::fail(format!("step {step:?} failed: {e}")))?;
             check_invariants(&state).map_err(TestCaseError::fail)?;
         }
-        let again = plan(&desired, &state, &opts).expect("re-plan has no refusals");
+        let again = plan(&desired, &state, &opts, flightdeck::backend::profile_of(&desired.environment.target)).expect("re-plan has no refusals");
         prop_assert!(again.steps.is_empty(), "re-plan not empty: {:#?}", again.steps);
         for (name, want) in &desired.endpoints {
             let have = &state.endpoints[name];
@@ -323,15 +323,15 @@ proptest! {
         ignore in prop::sample::subsequence(IGNORABLE.to_vec(), 0..=IGNORABLE.len()),
     ) {
         let opts = PlanOptions { prune, ignore: ignore.iter().map(|s| s.to_string()).collect() };
-        let no_steps = plan(&desired, &live, &opts).is_ok_and(|p| p.steps.is_empty());
-        let diffs = diff::diff(&desired, &live, &opts);
+        let no_steps = plan(&desired, &live, &opts, flightdeck::backend::profile_of(&desired.environment.target)).is_ok_and(|p| p.steps.is_empty());
+        let diffs = diff::diff(&desired, &live, &opts, flightdeck::backend::profile_of(&desired.environment.target));
         let no_differences = diffs.iter().all(|d| d.diff.is_empty());
         prop_assert_eq!(
             no_steps, no_differences,
-            "ignore {:?}: plan {:#?}\ndiff {}", ignore, plan(&desired, &live, &opts), diff::text(&diffs)
+            "ignore {:?}: plan {:#?}\ndiff {}", ignore, plan(&desired, &live, &opts, flightdeck::backend::profile_of(&desired.environment.target)), diff::text(&diffs)
         );
         // The notes about ignored Git changes are the same in both.
-        if let Ok(p) = plan(&desired, &live, &opts) {
+        if let Ok(p) = plan(&desired, &live, &opts, flightdeck::backend::profile_of(&desired.environment.target)) {
             let key = |n: &flightdeck::plan::Note| (n.endpoint.clone(), n.deployment.clone(), n.message.clone());
             let plan_notes: BTreeSet<_> = p.notes.iter().filter(|n| n.message.contains("drift.ignore")).map(key).collect();
             let diff_notes: BTreeSet<_> = diffs.iter().flat_map(|d| &d.notes).filter(|n| n.message.contains("drift.ignore")).map(key).collect();
@@ -340,9 +340,24 @@ proptest! {
     }
 
     #[test]
+    fn each_endpoints_steps_are_sorted_by_phase(
+        desired in desired_state(),
+        live in live_state(),
+        prune in any::<bool>(),
+    ) {
+        let opts = PlanOptions { prune, ignore: vec![] };
+        let profile = flightdeck::backend::profile_of(&desired.environment.target);
+        let Ok(p) = plan(&desired, &live, &opts, profile) else { return Ok(()) };
+        for (endpoint, steps) in p.by_endpoint() {
+            let phases: Vec<_> = steps.iter().map(|s| s.phase).collect();
+            prop_assert!(phases.is_sorted(), "{endpoint}: phases out of order: {phases:?}");
+        }
+    }
+
+    #[test]
     fn plans_are_deterministic(desired in desired_state(), live in live_state()) {
         let opts = PlanOptions::default();
-        prop_assert_eq!(plan(&desired, &live, &opts), plan(&desired.clone(), &live.clone(), &opts));
+        prop_assert_eq!(plan(&desired, &live, &opts, flightdeck::backend::profile_of(&desired.environment.target)), plan(&desired.clone(), &live.clone(), &opts, flightdeck::backend::profile_of(&desired.clone().environment.target)));
     }
 
     #[test]
@@ -350,7 +365,7 @@ proptest! {
         desired in desired_state(),
         live in live_state(),
     ) {
-        let Ok(p) = plan(&desired, &live, &PlanOptions::default()) else { return Ok(()) };
+        let Ok(p) = plan(&desired, &live, &PlanOptions::default(), flightdeck::backend::profile_of(&desired.environment.target)) else { return Ok(()) };
         for (i, step) in p.steps.iter().enumerate() {
             let Action::SetTraffic { traffic } = &step.action else { continue };
             let before = live

@@ -27,7 +27,7 @@ fn write(root: &Path, files: &[(&str, &str)]) {
 fn problems(files: &[(&str, &str)]) -> Vec<String> {
     let tmp = TempDir::new().unwrap();
     write(tmp.path(), files);
-    match load_environment(tmp.path()) {
+    match load_environment(tmp.path(), flightdeck::backend::profile_of) {
         Ok(state) => panic!("expected problems, loaded {state:#?}"),
         Err(d) => relative(&d, tmp.path()),
     }
@@ -68,7 +68,7 @@ fn all_zero_and_empty_traffic_are_allowed() {
             ("blue.yml", &BLUE.replace("my-endpoint", "end-a")),
         ],
     );
-    let state = load_environment(tmp.path()).unwrap();
+    let state = load_environment(tmp.path(), flightdeck::backend::profile_of).unwrap();
     assert_eq!(
         state.endpoints["end-a"].traffic,
         Some([("blue".into(), 0)].into())
@@ -321,7 +321,10 @@ fn more_files_than_the_limit_are_refused() {
     for i in 0..flightdeck::spec::MAX_FILES {
         fs::write(many.join(format!("{i}.json")), b"{}").unwrap();
     }
-    let found = relative(&load_environment(tmp.path()).unwrap_err(), tmp.path());
+    let found = relative(
+        &load_environment(tmp.path(), flightdeck::backend::profile_of).unwrap_err(),
+        tmp.path(),
+    );
     let shown = tmp.path().display().to_string();
     assert_eq!(
         found,
@@ -373,7 +376,7 @@ fn a_missing_environment_file_is_reported_for_the_directory() {
         tmp.path(),
         &[("endpoint.yml", ENDPOINT), ("blue.yml", BLUE)],
     );
-    let d = load_environment(tmp.path()).unwrap_err();
+    let d = load_environment(tmp.path(), flightdeck::backend::profile_of).unwrap_err();
     assert_eq!(
         d.to_string(),
         format!(
@@ -487,7 +490,10 @@ fn validate_paths_reports_every_path_together() {
         tmp.path().join("loose/endpoint.yml"),
         tmp.path().join("loose/blue.yml"),
     ];
-    let found = relative(&validate_paths(&paths).unwrap_err(), tmp.path());
+    let found = relative(
+        &validate_paths(&paths, flightdeck::backend::profile_of).unwrap_err(),
+        tmp.path(),
+    );
     assert_eq!(
         found,
         [
@@ -495,7 +501,13 @@ fn validate_paths_reports_every_path_together() {
             "loose/blue.yml:2:16: endpoint_name `lose-endpoint` names no declared endpoint, did you mean `loose-endpoint`?",
         ]
     );
-    assert!(validate_paths(&[tmp.path().join("loose/endpoint.yml")]).is_ok());
+    assert!(
+        validate_paths(
+            &[tmp.path().join("loose/endpoint.yml")],
+            flightdeck::backend::profile_of
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -512,10 +524,13 @@ fn json_and_hidden_files_are_ignored_but_empty_and_binary_yaml_files_are_not() {
             (".editor.yml", "{{{"),
         ],
     );
-    assert!(load_environment(tmp.path()).is_ok());
+    assert!(load_environment(tmp.path(), flightdeck::backend::profile_of).is_ok());
     write(tmp.path(), &[("empty.yml", "# nothing yet\n")]);
     fs::write(tmp.path().join("binary.yaml"), [0xff, 0xfe, 0x00]).unwrap();
-    let found = relative(&load_environment(tmp.path()).unwrap_err(), tmp.path());
+    let found = relative(
+        &load_environment(tmp.path(), flightdeck::backend::profile_of).unwrap_err(),
+        tmp.path(),
+    );
     assert_eq!(
         found,
         [

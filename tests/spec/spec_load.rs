@@ -151,7 +151,8 @@ fn the_managed_sample_loads_as_one_endpoint_with_two_local_deployments() {
 
 #[test]
 fn the_sandbox_environment_starts_with_blue_at_100_and_a_test() {
-    let state = load_environment(&shipped("sandbox")).unwrap_or_else(|d| panic!("{d}"));
+    let state = load_environment(&shipped("sandbox"), flightdeck::backend::profile_of)
+        .unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(state.environment.name, "sandbox");
     let Target::AzureMl(t) = &state.environment.target else {
         panic!("sandbox targets azureml");
@@ -182,7 +183,8 @@ fn the_kubernetes_environments_load_blue_and_green_from_images() {
         ("aks-istio", Router::Istio),
         ("aks-gateway", Router::GatewayApi),
     ] {
-        let state = load_environment(&shipped(env)).unwrap_or_else(|d| panic!("{env}:\n{d}"));
+        let state = load_environment(&shipped(env), flightdeck::backend::profile_of)
+            .unwrap_or_else(|d| panic!("{env}:\n{d}"));
         let Target::Kubernetes(k) = &state.environment.target else {
             panic!("{env} targets kubernetes");
         };
@@ -205,7 +207,7 @@ fn the_kubernetes_environments_load_blue_and_green_from_images() {
         );
         assert!(ep.deployments.values().all(|d| d.test.is_some()));
     }
-    let gw = load_environment(&shipped("aks-gateway")).unwrap();
+    let gw = load_environment(&shipped("aks-gateway"), flightdeck::backend::profile_of).unwrap();
     let Target::Kubernetes(k) = &gw.environment.target else {
         unreachable!()
     };
@@ -215,7 +217,8 @@ fn the_kubernetes_environments_load_blue_and_green_from_images() {
 #[test]
 fn scaling_blue_in_git_is_a_step_in_every_shipped_environment_not_an_ignored_field() {
     for env in ["aks-istio", "aks-gateway", "local", "sandbox"] {
-        let mut desired = load_environment(&shipped(env)).unwrap_or_else(|d| panic!("{env}:\n{d}"));
+        let mut desired = load_environment(&shipped(env), flightdeck::backend::profile_of)
+            .unwrap_or_else(|d| panic!("{env}:\n{d}"));
         let live = flightdeck::model::LiveState::from_desired(&desired);
         let opts = flightdeck::plan::PlanOptions {
             prune: false,
@@ -225,7 +228,13 @@ fn scaling_blue_in_git_is_a_step_in_every_shipped_environment_not_an_ignored_fie
         let blue = endpoint.deployments.get_mut("blue").expect("blue");
         let count = blue.settings.instance_count.unwrap_or(1);
         blue.settings.instance_count = Some(count + 1);
-        let plan = flightdeck::plan::plan(&desired, &live, &opts).expect("no refusal");
+        let plan = flightdeck::plan::plan(
+            &desired,
+            &live,
+            &opts,
+            flightdeck::backend::profile_of(&desired.environment.target),
+        )
+        .expect("no refusal");
         assert!(
             plan.steps.iter().any(|s| matches!(
                 s.action,
@@ -243,11 +252,12 @@ fn every_shipped_environment_loads() {
     let mut count = 0;
     for entry in fs::read_dir(&root).unwrap() {
         let dir = entry.unwrap().path();
-        load_environment(&dir).unwrap_or_else(|d| panic!("{}:\n{d}", dir.display()));
+        load_environment(&dir, flightdeck::backend::profile_of)
+            .unwrap_or_else(|d| panic!("{}:\n{d}", dir.display()));
         count += 1;
     }
     assert!(count >= 4, "found {count} environments");
-    let local = load_environment(&shipped("local")).unwrap();
+    let local = load_environment(&shipped("local"), flightdeck::backend::profile_of).unwrap();
     assert_eq!(
         local.environment.target,
         Target::StateFile {
@@ -279,7 +289,8 @@ fn the_most_specific_test_key_wins() {
     for (name, text) in files {
         fs::write(tmp.path().join(name), text).unwrap();
     }
-    let state = load_environment(tmp.path()).unwrap_or_else(|d| panic!("{d}"));
+    let state = load_environment(tmp.path(), flightdeck::backend::profile_of)
+        .unwrap_or_else(|d| panic!("{d}"));
     let file = |ep: &str, d: &str| {
         state.endpoints[ep].deployments[d]
             .test
@@ -310,8 +321,12 @@ fn an_environment_loads_the_same_from_memory_and_from_disk() {
     for name in ["environment.yaml", "my-endpoint.yml", "sample-request.json"] {
         mem.insert(dir.join(name), fs::read(root.join(dir).join(name)).unwrap());
     }
-    let from_memory = load_environment_from(&MemFiles(mem), dir).unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(from_memory, load_environment(&shipped("sandbox")).unwrap());
+    let from_memory = load_environment_from(&MemFiles(mem), dir, flightdeck::backend::profile_of)
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(
+        from_memory,
+        load_environment(&shipped("sandbox"), flightdeck::backend::profile_of).unwrap()
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod iso;
 mod loopback;
 mod lro;
 mod mapping;
+mod profile;
 mod retry;
 mod shape;
 
@@ -32,6 +33,8 @@ pub use auth::{
 pub use error::AzureMlError;
 pub use loopback::{LoopbackEntraCredential, LoopbackGrant};
 pub use retry::RetryPolicy;
+
+pub use profile::{CREATE_ONLY, PROFILE};
 
 use client::ArmClient;
 use flightdeck_core::backend::{Backend, BackendError, StepOutcome};

@@ -245,11 +245,7 @@ mod tests {
     fn flight_green(endpoint: &str) -> Vec<Step> {
         use crate::model::{DeploymentSettings, TestSpec, Weights};
         use crate::plan::Action;
-        let step = |action| Step {
-            endpoint: endpoint.to_string(),
-            action,
-            reason: "test".into(),
-        };
+        let step = |action| Step::new(endpoint.to_string(), action, "test".into());
         vec![
             step(Action::CreateEndpoint {
                 settings: Default::default(),

@@ -14,6 +14,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
 
+pub use profile::PROFILE;
+
 use flightdeck_core::backend::{Backend, BackendError, StepOutcome};
 use flightdeck_core::model::{KubernetesTarget, LiveState, Router, Weights};
 use flightdeck_core::plan::Step;
@@ -25,6 +27,7 @@ mod exec;
 mod gate;
 mod live;
 pub mod objects;
+mod profile;
 pub mod rollout;
 pub mod routing;
 mod ssa;

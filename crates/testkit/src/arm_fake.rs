@@ -363,11 +363,7 @@ impl TokenSource for StaticToken {
 
 /// A plan step for `endpoint`, as the executor hands it to the backend.
 pub fn step(endpoint: &str, action: Action) -> Step {
-    Step {
-        endpoint: endpoint.into(),
-        action,
-        reason: "test".into(),
-    }
+    Step::new(endpoint.into(), action, "test".into())
 }
 
 pub fn target() -> AzureMlTarget {

@@ -291,7 +291,7 @@ pub fn method_path(e: &Value) -> (String, String) {
 
 /// Loads an environment directory, panicking with the diagnostics when it is invalid.
 pub fn load(dir: &Path) -> DesiredState {
-    flightdeck::spec::load_environment(dir)
+    flightdeck::spec::load_environment(dir, flightdeck::backend::profile_of)
         .unwrap_or_else(|d| panic!("{} must load:\n{d}", dir.display()))
 }
 
@@ -306,7 +306,13 @@ pub async fn reconcile(
         prune: false,
         ignore: desired.environment.drift.ignore.clone(),
     };
-    let p = plan::plan(desired, &live, &opts).expect("plan is not refused");
+    let p = plan::plan(
+        desired,
+        &live,
+        &opts,
+        flightdeck::backend::profile_of(&desired.environment.target),
+    )
+    .expect("plan is not refused");
     let report = apply::apply(
         &p,
         backend,
@@ -327,7 +333,13 @@ pub async fn assert_converged(desired: &DesiredState, backend: &dyn Backend, con
         prune: false,
         ignore: desired.environment.drift.ignore.clone(),
     };
-    let p = plan::plan(desired, &live, &opts).expect("plan is not refused");
+    let p = plan::plan(
+        desired,
+        &live,
+        &opts,
+        flightdeck::backend::profile_of(&desired.environment.target),
+    )
+    .expect("plan is not refused");
     assert!(
         p.is_empty(),
         "{context}: live differs from desired after apply:\n{p:#?}"

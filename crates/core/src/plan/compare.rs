@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::FieldChange;
+use super::profile::PlatformProfile;
 use crate::model::{DeploymentSettings, Endpoint, EndpointSettings, LiveEndpoint, effective};
 
 /// Settings merged one level deeper, subfield by subfield.
@@ -19,10 +20,6 @@ const NESTED: &[&str] = &[
     "request_settings",
     "resources",
 ];
-
-/// Fields that Azure ML cannot change on an existing deployment (CONTRACT.md R13,
-/// `x-ms-mutability: create, read`).
-pub const CREATE_ONLY: &[&str] = &["instance_type", "code_configuration"];
 
 fn to_map<T: Serialize>(value: &T) -> Map<String, Value> {
     match serde_json::to_value(value) {
@@ -215,11 +212,12 @@ macro_rules! subfields {
     };
 }
 
-/// Visits every declared deployment field, in field order.
+/// Visits every declared deployment field, in field order, as `profile`'s platform stores it.
 pub fn visit_deployment<V: Visitor + ?Sized>(
     desired: &DeploymentSettings,
     live: &DeploymentSettings,
     ignore: &[String],
+    profile: &PlatformProfile,
     visitor: &mut V,
 ) {
     let mut c = Walk { ignore, visitor };
@@ -228,9 +226,9 @@ pub fn visit_deployment<V: Visitor + ?Sized>(
     c.field("tags", &d.tags, &l.tags);
     c.field("model", &d.model, &l.model);
     c.field("environment", &d.environment, &l.environment);
-    // On Azure ML the image belongs to the environment asset, not to the deployment; when an
-    // environment is declared, the image is part of it and cannot be read back separately.
-    if d.environment.is_none() {
+    // Where the image belongs to the environment asset, a declared environment holds the image,
+    // which cannot be read back separately.
+    if d.environment.is_none() || !profile.values.image_in_environment {
         c.field("image", &d.image, &l.image);
     }
     c.field(
@@ -347,9 +345,10 @@ pub fn deployment_comparison(
     desired: &DeploymentSettings,
     live: &DeploymentSettings,
     ignore: &[String],
+    profile: &PlatformProfile,
 ) -> Comparison {
     let mut c = Comparison::default();
-    visit_deployment(desired, live, ignore, &mut c);
+    visit_deployment(desired, live, ignore, profile, &mut c);
     c
 }
 
@@ -358,8 +357,9 @@ pub fn deployment_changes(
     desired: &DeploymentSettings,
     live: &DeploymentSettings,
     ignore: &[String],
+    profile: &PlatformProfile,
 ) -> Vec<FieldChange> {
-    deployment_comparison(desired, live, ignore).changes
+    deployment_comparison(desired, live, ignore, profile).changes
 }
 
 /// Declared endpoint settings whose live value differs.
@@ -396,6 +396,7 @@ pub fn merged(desired: &DeploymentSettings, live: &DeploymentSettings) -> Deploy
 mod tests {
     use super::*;
     use crate::model::{AssetRef, Probe};
+    use crate::plan::profile::NEUTRAL;
 
     fn live() -> DeploymentSettings {
         DeploymentSettings {
@@ -422,7 +423,7 @@ mod tests {
             }),
             ..DeploymentSettings::default()
         };
-        assert!(deployment_changes(&desired, &live(), &[]).is_empty());
+        assert!(deployment_changes(&desired, &live(), &[], &NEUTRAL).is_empty());
     }
 
     #[test]
@@ -434,7 +435,7 @@ mod tests {
             }),
             ..DeploymentSettings::default()
         };
-        let changes = deployment_changes(&desired, &live(), &[]);
+        let changes = deployment_changes(&desired, &live(), &[], &NEUTRAL);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].field, "readiness_probe.period");
         assert_eq!(changes[0].from.as_deref(), Some("10"));
@@ -447,8 +448,13 @@ mod tests {
             instance_count: Some(5),
             ..DeploymentSettings::default()
         };
-        assert_eq!(deployment_changes(&desired, &live(), &[]).len(), 1);
-        assert!(deployment_changes(&desired, &live(), &["instance_count".into()]).is_empty());
+        assert_eq!(
+            deployment_changes(&desired, &live(), &[], &NEUTRAL).len(),
+            1
+        );
+        assert!(
+            deployment_changes(&desired, &live(), &["instance_count".into()], &NEUTRAL).is_empty()
+        );
     }
 
     #[test]
@@ -462,7 +468,7 @@ mod tests {
             ..DeploymentSettings::default()
         };
         let ignore = ["instance_count".into(), "readiness_probe.period".into()];
-        let c = deployment_comparison(&desired, &live(), &ignore);
+        let c = deployment_comparison(&desired, &live(), &ignore, &NEUTRAL);
         assert!(c.changes.is_empty(), "{c:?}");
         let fields: Vec<&str> = c.ignored.iter().map(|i| i.field.as_str()).collect();
         assert_eq!(fields, ["instance_count", "readiness_probe.period"]);

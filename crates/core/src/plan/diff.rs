@@ -13,6 +13,7 @@ use similar::TextDiff;
 use super::Note;
 use super::compare::{self, Comparison, Field, Visitor};
 use super::planner::{PlanOptions, undeclared_note};
+use super::profile::PlatformProfile;
 use crate::escape::{Esc, escape_control_keep_lines, escape_json};
 use crate::model::{
     DeploymentState, DesiredState, Endpoint, LiveDeployment, LiveEndpoint, LiveState, effective,
@@ -54,15 +55,17 @@ fn shown(field: &str, value: Value) -> Value {
     value
 }
 
-/// A declared deployment as the diff shows it when it is not live (everything it declares is
-/// created). Like `compare::visit_deployment`: on Azure ML the image belongs to the environment
-/// asset, so with an environment declared the image is not part of the document.
-fn declared_deployment(settings: &crate::model::DeploymentSettings) -> Map<String, Value> {
-    let mut map = settings_value(settings);
-    if settings.environment.is_some() {
-        map.remove("image");
-    }
-    map
+/// A declared deployment as the diff shows it when it is not live: everything it declares is
+/// created, so it is the same walk (`compare::visit_deployment`) against nothing live, and the
+/// platform's own rules (the image inside the environment) apply exactly as in `plan`.
+fn declared_deployment(
+    settings: &crate::model::DeploymentSettings,
+    profile: &PlatformProfile,
+) -> Map<String, Value> {
+    let mut docs = Docs::default();
+    let nothing = crate::model::DeploymentSettings::default();
+    compare::visit_deployment(settings, &nothing, &[], profile, &mut docs);
+    docs.desired
 }
 
 /// Both documents of one declared-and-live object, built by walking the one comparison the
@@ -134,7 +137,7 @@ fn live_deployment(ld: &LiveDeployment, mut doc: Map<String, Value>) -> Value {
 }
 
 /// The document of a declared endpoint that is not live: everything it declares.
-fn new_endpoint_doc(e: &Endpoint) -> Value {
+fn new_endpoint_doc(e: &Endpoint, profile: &PlatformProfile) -> Value {
     let mut doc = Map::new();
     doc.insert("name".into(), Value::String(e.name.clone()));
     doc.extend(settings_value(&e.settings));
@@ -150,7 +153,7 @@ fn new_endpoint_doc(e: &Endpoint) -> Value {
         .map(|d| {
             (
                 d.name.clone(),
-                Value::Object(declared_deployment(&d.settings)),
+                Value::Object(declared_deployment(&d.settings, profile)),
             )
         })
         .collect();
@@ -180,7 +183,12 @@ fn undeclared_endpoint_doc(l: &LiveEndpoint) -> Value {
 }
 
 /// The desired and live documents of an endpoint both declared and live, and the notes.
-fn paired_docs(e: &Endpoint, l: &LiveEndpoint, ignore: &[String]) -> (Value, Value, Vec<Note>) {
+fn paired_docs(
+    e: &Endpoint,
+    l: &LiveEndpoint,
+    ignore: &[String],
+    profile: &PlatformProfile,
+) -> (Value, Value, Vec<Note>) {
     let mut docs = Docs::default();
     compare::visit_endpoint(e, l, ignore, &mut docs);
     let note = |deployment: Option<&str>, c: &crate::plan::FieldChange| Note {
@@ -194,19 +202,28 @@ fn paired_docs(e: &Endpoint, l: &LiveEndpoint, ignore: &[String]) -> (Value, Val
     desired.extend(docs.desired);
     let mut live = Map::from_iter([("name".to_string(), name())]);
     live.extend(docs.live);
+    // Missing or changed platform objects are repaired by `plan` (`repair_endpoint`), so the
+    // live document shows them; the desired document never has them.
+    if !l.problems.is_empty() {
+        live.insert(
+            "problems".into(),
+            serde_json::to_value(&l.problems).unwrap_or_default(),
+        );
+    }
     let (mut want_deps, mut have_deps) = (Map::new(), Map::new());
     let names: BTreeSet<&String> = e.deployments.keys().chain(l.deployments.keys()).collect();
     for n in names {
         match (e.deployments.get(n), l.deployments.get(n)) {
             (Some(d), Some(ld)) => {
                 let mut docs = Docs::default();
-                compare::visit_deployment(&d.settings, &ld.settings, ignore, &mut docs);
+                compare::visit_deployment(&d.settings, &ld.settings, ignore, profile, &mut docs);
                 notes.extend(docs.ignored.ignored.iter().map(|c| note(Some(n), c)));
                 want_deps.insert(n.clone(), Value::Object(docs.desired));
                 have_deps.insert(n.clone(), live_deployment(ld, docs.live));
             }
             (Some(d), None) => {
-                want_deps.insert(n.clone(), Value::Object(declared_deployment(&d.settings)));
+                let doc = declared_deployment(&d.settings, profile);
+                want_deps.insert(n.clone(), Value::Object(doc));
             }
             (None, Some(ld)) => {
                 have_deps.insert(n.clone(), live_deployment(ld, settings_value(&ld.settings)));
@@ -225,8 +242,14 @@ fn yaml(value: &Value) -> String {
 
 /// Diffs every endpoint declared or live, by name, with the planner's rules (`PlanOptions`):
 /// the same declared fields, the same `drift.ignore`, and live-only endpoints count only with
-/// `--prune`. `diff` finds no differences exactly when `plan` has no steps.
-pub fn diff(desired: &DesiredState, live: &LiveState, opts: &PlanOptions) -> Vec<EndpointDiff> {
+/// `--prune`, and the same platform `profile`. `diff` finds no differences exactly when `plan`
+/// has no steps (tests/plan_properties.rs checks it on random inputs).
+pub fn diff(
+    desired: &DesiredState,
+    live: &LiveState,
+    opts: &PlanOptions,
+    profile: &PlatformProfile,
+) -> Vec<EndpointDiff> {
     let mut names: Vec<&String> = desired
         .endpoints
         .keys()
@@ -240,12 +263,12 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &PlanOptions) -> Vec
             let (old, new, notes, status) =
                 match (desired.endpoints.get(name), live.endpoints.get(name)) {
                     (Some(e), Some(l)) => {
-                        let (new, old, notes) = paired_docs(e, l, &opts.ignore);
+                        let (new, old, notes) = paired_docs(e, l, &opts.ignore, profile);
                         (yaml(&old), yaml(&new), notes, None)
                     }
                     (Some(e), None) => (
                         String::new(),
-                        yaml(&new_endpoint_doc(e)),
+                        yaml(&new_endpoint_doc(e, profile)),
                         vec![],
                         Some("added"),
                     ),

@@ -1,12 +1,15 @@
 //! Planning one endpoint: classify each deployment (create, update, recreate, scale, wait,
-//! delete), then emit steps in the safe order described in `planner`.
+//! delete) and emit a step, each in its phase, for every change; `order` then sorts them into
+//! the safe order. Platform rules (create-only fields, asset forms, the mirror rule's citation)
+//! come from the `PlatformProfile` passed in.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::compare::{self, CREATE_ONLY, Comparison};
+use super::compare::{self, Comparison};
 use super::planner::PlanOptions;
+use super::profile::PlatformProfile;
 use super::reasons::{describe, mirror_reason, traffic_reason};
-use super::{Action, FieldChange, Note, Refusal, Step};
+use super::{Action, FieldChange, Note, Phase, Refusal, Step};
 use crate::model::{
     AssetRef, DeploymentSettings, DeploymentState, Endpoint, LiveEndpoint, Weights, effective,
 };
@@ -23,12 +26,11 @@ pub(super) struct EndpointPlanner<'a> {
     want: &'a Endpoint,
     have: Option<&'a LiveEndpoint>,
     opts: &'a PlanOptions,
+    profile: &'a PlatformProfile,
     fates: BTreeMap<&'a str, Fate>,
     pub(super) steps: Vec<Step>,
     pub(super) notes: Vec<Note>,
     pub(super) refusals: Vec<Refusal>,
-    scale_downs: Vec<Step>,
-    waits: Vec<Step>,
     /// Live traffic and mirror with zero entries dropped, computed once.
     live_traffic: Weights,
     live_mirror: Weights,
@@ -39,17 +41,17 @@ impl<'a> EndpointPlanner<'a> {
         want: &'a Endpoint,
         have: Option<&'a LiveEndpoint>,
         opts: &'a PlanOptions,
+        profile: &'a PlatformProfile,
     ) -> Self {
         EndpointPlanner {
             want,
             have,
             opts,
+            profile,
             fates: BTreeMap::new(),
             steps: Vec::new(),
             notes: Vec::new(),
             refusals: Vec::new(),
-            scale_downs: Vec::new(),
-            waits: Vec::new(),
             live_traffic: have.map(|h| effective(&h.traffic)).unwrap_or_default(),
             live_mirror: have
                 .map(|h| effective(&h.mirror_traffic))
@@ -57,12 +59,16 @@ impl<'a> EndpointPlanner<'a> {
         }
     }
 
+    /// Adds a step in the usual phase of its action.
     fn push(&mut self, action: Action, reason: String) {
-        self.steps.push(Step {
-            endpoint: self.want.name.clone(),
-            action,
-            reason,
-        });
+        self.steps
+            .push(Step::new(self.want.name.clone(), action, reason));
+    }
+
+    /// Adds a step in a phase of its own (a recreate's delete, an interim mirror change).
+    fn push_in(&mut self, phase: Phase, action: Action, reason: String) {
+        self.steps
+            .push(Step::new(self.want.name.clone(), action, reason).in_phase(phase));
     }
 
     fn refuse(&mut self, deployment: Option<&str>, message: String) {
@@ -81,30 +87,17 @@ impl<'a> EndpointPlanner<'a> {
         }
     }
 
+    /// Emits every step (each deployment's in name order), then puts them in the safe order:
+    /// the order of the calls below does not matter, the steps' phases do.
     pub(super) fn run(&mut self) {
         self.endpoint_settings();
         self.note_local_assets();
         let target = self.target_traffic();
         self.classify_deployments(&target);
-        // Endpoint steps first, then recreate-deletes (idle deployments only), then creates,
-        // updates and scale-ups, in deployment name order.
-        let emitted = std::mem::take(&mut self.steps);
-        let (endpoint_steps, deployment_steps): (Vec<Step>, Vec<Step>) = emitted
-            .into_iter()
-            .partition(|s| s.action.deployment().is_none());
-        let (recreate_deletes, others): (Vec<Step>, Vec<Step>) = deployment_steps
-            .into_iter()
-            .partition(|s| matches!(s.action, Action::DeleteDeployment { .. }));
-        self.steps = endpoint_steps;
-        self.steps.extend(recreate_deletes);
-        self.steps.extend(others);
-        let waits = std::mem::take(&mut self.waits);
-        self.steps.extend(waits);
         self.tests(&target);
         self.traffic_and_mirror(&target);
-        let downs = std::mem::take(&mut self.scale_downs);
-        self.steps.extend(downs);
         self.deletes(&target);
+        super::order::in_safe_order(&mut self.steps);
     }
 
     fn endpoint_settings(&mut self) {
@@ -165,7 +158,7 @@ impl<'a> EndpointPlanner<'a> {
                 })
                 .collect();
             if let Some(code) = &s.code_configuration {
-                if is_local_path(&code.code) {
+                if !self.profile.is_registered_asset(&code.code) {
                     locals.push(format!("code {}", code.code));
                 }
             }
@@ -238,14 +231,11 @@ impl<'a> EndpointPlanner<'a> {
         busy: bool,
     ) -> Fate {
         let Comparison { changes, ignored } =
-            compare::deployment_comparison(want, have, &self.opts.ignore);
+            compare::deployment_comparison(want, have, &self.opts.ignore, self.profile);
         self.note_ignored(Some(name), &ignored);
+        let rule = &self.profile.create_only;
         let (create_only, rest): (Vec<FieldChange>, Vec<FieldChange>) =
-            changes.into_iter().partition(|c| {
-                CREATE_ONLY
-                    .iter()
-                    .any(|f| c.field == *f || c.field.starts_with(&format!("{f}.")))
-            });
+            changes.into_iter().partition(|c| rule.covers(&c.field));
         if !create_only.is_empty() {
             let fields = create_only
                 .iter()
@@ -253,17 +243,22 @@ impl<'a> EndpointPlanner<'a> {
                 .collect::<Vec<_>>()
                 .join(", ");
             if busy {
+                let why = match rule.citation {
+                    "" => "create-only".to_string(),
+                    citation => format!("{citation}: create-only"),
+                };
                 self.refuse(
                     Some(name),
                     format!(
-                        "{fields} cannot be changed in place (CONTRACT R13: create-only) and {name} \
-                         takes traffic; roll the change out as a new deployment name (blue/green) \
-                         instead of recreating {name}"
+                        "{fields} cannot be changed in place ({why}) and {name} takes traffic; \
+                         roll the change out as a new deployment name (blue/green) instead of \
+                         recreating {name}"
                     ),
                 );
                 return Fate::default();
             }
-            self.push(
+            self.push_in(
+                Phase::Recreate,
                 Action::DeleteDeployment {
                     deployment: name.to_string(),
                 },
@@ -309,29 +304,23 @@ impl<'a> EndpointPlanner<'a> {
             );
             fate.updated = true;
         } else if matches!(state, DeploymentState::Provisioning) {
-            self.waits.push(Step {
-                endpoint: self.want.name.clone(),
-                action: Action::WaitReady {
+            self.push(
+                Action::WaitReady {
                     deployment: name.to_string(),
                 },
-                reason: format!("wait for {name}: still provisioning"),
-            });
+                format!("wait for {name}: still provisioning"),
+            );
         }
         if let Some(to) = want.instance_count.filter(|_| !count.is_empty()) {
-            let step = Step {
-                endpoint: self.want.name.clone(),
-                action: Action::ScaleDeployment {
+            // Up before traffic arrives, down after it left (`Phase::of`).
+            self.push(
+                Action::ScaleDeployment {
                     deployment: name.to_string(),
                     from: live_count,
                     to,
                 },
-                reason: format!("scale {name} {live_count} → {to}"),
-            };
-            if to > live_count {
-                self.steps.push(step);
-            } else {
-                self.scale_downs.push(step);
-            }
+                format!("scale {name} {live_count} → {to}"),
+            );
         }
         fate
     }
@@ -370,7 +359,7 @@ impl<'a> EndpointPlanner<'a> {
             .filter(|(_, f)| f.deleted)
             .map(|(n, _)| *n)
             .collect();
-        // Mirroring may never target a deployment with live traffic (R5) or one that goes away.
+        // Mirroring may never target a deployment with live traffic or one that goes away.
         let keep = |name: &str| !target.contains_key(name) && !deleted.contains(name);
         let wanted_mirror: Weights = match &self.want.mirror_traffic {
             Some(m) if !self.opts.ignores("mirror_traffic") => effective(m),
@@ -381,12 +370,12 @@ impl<'a> EndpointPlanner<'a> {
                 .collect(),
         };
         if let Some(name) = wanted_mirror.keys().find(|n| target.contains_key(*n)) {
+            let rule = self.profile.mirror.exclusive_citation;
             self.refuse(
                 Some(name),
                 format!(
                     "mirror traffic to {name} is declared, but {name} takes live traffic that the \
-                     YAML does not manage (CONTRACT R5: live or mirror traffic, not both); declare \
-                     traffic too"
+                     YAML does not manage ({rule}); declare traffic too"
                 ),
             );
             return;
@@ -398,7 +387,8 @@ impl<'a> EndpointPlanner<'a> {
                 .filter(|(n, _)| keep(n))
                 .map(|(n, w)| (n.clone(), *w))
                 .collect();
-            self.push(
+            self.push_in(
+                Phase::Unmirror,
                 Action::SetMirrorTraffic {
                     mirror_traffic: interim.clone(),
                 },
@@ -476,8 +466,4 @@ fn overlay_endpoint(
             .public_network_access
             .clone_from(&want.public_network_access);
     }
-}
-
-fn is_local_path(code: &str) -> bool {
-    !(code.starts_with("azureml:") || code.starts_with("/subscriptions/"))
 }

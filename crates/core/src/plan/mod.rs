@@ -1,9 +1,12 @@
-//! The pure planner: `plan(&DesiredState, &LiveState, &PlanOptions) -> Plan`. No I/O, no clock.
+//! The pure planner: `plan(&DesiredState, &LiveState, &PlanOptions, &PlatformProfile) -> Plan`.
+//! No I/O, no clock; the platform's rules arrive as data (`profile`).
 
 pub mod compare;
 pub mod diff;
 mod endpoint;
+mod order;
 mod planner;
+pub mod profile;
 pub mod quantity;
 mod reasons;
 pub mod render;
@@ -11,4 +14,5 @@ mod step;
 
 pub use planner::pending;
 pub use planner::{PlanOptions, plan};
-pub use step::{Action, FieldChange, Note, Pending, Plan, Refusal, Step};
+pub use profile::PlatformProfile;
+pub use step::{Action, FieldChange, Note, Pending, Phase, Plan, Refusal, Step};

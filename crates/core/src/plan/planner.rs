@@ -1,5 +1,6 @@
-//! `plan(desired, live) -> Plan`: pairs endpoints and deployments by name, classifies each pair,
-//! and emits steps in the one order that keeps traffic safe:
+//! `plan(desired, live, opts, profile) -> Plan`: pairs endpoints and deployments by name,
+//! classifies each pair, and gives each step a `Phase`; each endpoint's steps are then sorted by
+//! phase (`plan::order`), the one order that keeps traffic safe:
 //!
 //! 1. create the endpoint, update its settings;
 //! 2. recreate idle deployments whose create-only fields changed;
@@ -10,12 +11,14 @@
 //! 7. set traffic; 8. set the new mirror;
 //! 9. scale down; 10. delete deployments that are no longer declared (drained by step 7).
 //!
-//! The function is pure: no I/O, no clock, and BTreeMaps throughout, so the same input always
-//! gives the same plan.
+//! What a platform allows (create-only fields, asset forms) comes from the `PlatformProfile`
+//! passed in; the planner names no platform. The function is pure: no I/O, no clock, and
+//! BTreeMaps throughout, so the same input always gives the same plan.
 
 use std::collections::BTreeSet;
 
 use super::endpoint::EndpointPlanner;
+use super::profile::PlatformProfile;
 use super::{Action, Note, Pending, Plan, Refusal, Step};
 use crate::model::{DeploymentState, DesiredState, LiveState};
 
@@ -62,17 +65,18 @@ pub fn plan(
     desired: &DesiredState,
     live: &LiveState,
     opts: &PlanOptions,
+    profile: &PlatformProfile,
 ) -> Result<Plan, Vec<Refusal>> {
     let names = endpoint_names(desired, live);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let chunk = names.len().div_ceil(threads).max(PARALLEL_CHUNK);
     let partials: Vec<Partial> = if names.len() <= chunk {
-        vec![plan_endpoints(&names, desired, live, opts)]
+        vec![plan_endpoints(&names, desired, live, opts, profile)]
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = names
                 .chunks(chunk)
-                .map(|part| scope.spawn(move || plan_endpoints(part, desired, live, opts)))
+                .map(|part| scope.spawn(move || plan_endpoints(part, desired, live, opts, profile)))
                 .collect();
             handles
                 .into_iter()
@@ -138,6 +142,7 @@ fn plan_endpoints(
     desired: &DesiredState,
     live: &LiveState,
     opts: &PlanOptions,
+    profile: &PlatformProfile,
 ) -> Partial {
     let mut out = Partial::default();
     for name in names {
@@ -163,17 +168,17 @@ fn plan_endpoints(
                     out.refusals.extend(taken);
                     continue;
                 }
-                let mut p = EndpointPlanner::new(want, have, opts);
+                let mut p = EndpointPlanner::new(want, have, opts, profile);
                 p.run();
                 out.steps.extend(p.steps);
                 out.notes.extend(p.notes);
                 out.refusals.extend(p.refusals);
             }
-            (None, Some(_)) if opts.prune => out.steps.push(Step {
-                endpoint: name.clone(),
-                action: Action::DeleteEndpoint,
-                reason: format!("delete {name}: no longer declared (prune)"),
-            }),
+            (None, Some(_)) if opts.prune => out.steps.push(Step::new(
+                name.clone(),
+                Action::DeleteEndpoint,
+                format!("delete {name}: no longer declared (prune)"),
+            )),
             (None, Some(_)) => out.notes.push(undeclared_note(name)),
             (None, None) => {}
         }
@@ -252,8 +257,10 @@ mod tests {
             prune: true,
             ignore: vec![],
         };
-        let single = plan_endpoints(&endpoint_names(&desired, &live), &desired, &live, &opts);
-        let threaded = plan(&desired, &live, &opts).expect("no refusals");
+        let profile = &crate::plan::profile::NEUTRAL;
+        let names = endpoint_names(&desired, &live);
+        let single = plan_endpoints(&names, &desired, &live, &opts, profile);
+        let threaded = plan(&desired, &live, &opts, profile).expect("no refusals");
         assert!(threaded.steps.len() > 3 * PARALLEL_CHUNK);
         assert_eq!(threaded.steps, single.steps);
         assert_eq!(threaded.notes, single.notes);

@@ -110,10 +110,61 @@ impl Action {
     }
 }
 
+/// Where a step stands in the safe order of an endpoint's steps. The plan of each endpoint is
+/// its steps sorted by phase (`plan::order`), so this enum, top to bottom, IS the safety order:
+/// nothing takes traffic before it exists, is ready and passed its test; nothing goes away
+/// while it still takes live or mirror traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Create the endpoint, update its settings, repair its platform objects.
+    Endpoint,
+    /// Delete an idle deployment whose create-only fields changed (it is created again next).
+    Recreate,
+    /// Create deployments (at 0%), update them, scale them up, re-provision failed ones.
+    Provision,
+    /// Wait for deployments still provisioning.
+    Wait,
+    /// Test each deployment about to take traffic.
+    Test,
+    /// Stop mirroring to deployments that will take live traffic or go away.
+    Unmirror,
+    /// Set the live traffic split.
+    Shift,
+    /// Set the new mirror split.
+    Mirror,
+    /// Scale deployments down (after traffic left them).
+    ScaleDown,
+    /// Delete deployments no longer declared (drained by `Shift`), or the endpoint (`--prune`).
+    Cleanup,
+}
+
+impl Phase {
+    /// The phase an action has unless the planner says otherwise: only a recreate's delete
+    /// (`Recreate`) and an interim mirror change (`Unmirror`) depend on more than the action.
+    pub fn of(action: &Action) -> Phase {
+        match action {
+            Action::CreateEndpoint { .. }
+            | Action::UpdateEndpoint { .. }
+            | Action::RepairEndpoint { .. } => Phase::Endpoint,
+            Action::CreateDeployment { .. } | Action::UpdateDeployment { .. } => Phase::Provision,
+            Action::ScaleDeployment { from, to, .. } if to < from => Phase::ScaleDown,
+            Action::ScaleDeployment { .. } => Phase::Provision,
+            Action::WaitReady { .. } => Phase::Wait,
+            Action::TestDeployment { .. } => Phase::Test,
+            Action::SetTraffic { .. } => Phase::Shift,
+            Action::SetMirrorTraffic { .. } => Phase::Mirror,
+            Action::DeleteDeployment { .. } | Action::DeleteEndpoint => Phase::Cleanup,
+        }
+    }
+}
+
 /// One step of a plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub endpoint: String,
+    /// Where the step stands in the endpoint's safe order (docs/plan-json.md).
+    pub phase: Phase,
     #[serde(flatten)]
     pub action: Action,
     /// One line for humans: "flight green 10%", "delete blue: no longer declared, drained".
@@ -121,6 +172,21 @@ pub struct Step {
 }
 
 impl Step {
+    /// A step in the usual phase of its action ([`Phase::of`]).
+    pub fn new(endpoint: String, action: Action, reason: String) -> Step {
+        Step {
+            endpoint,
+            phase: Phase::of(&action),
+            action,
+            reason,
+        }
+    }
+
+    /// The same step in another phase.
+    pub fn in_phase(self, phase: Phase) -> Step {
+        Step { phase, ..self }
+    }
+
     /// `endpoint` or `endpoint/deployment`, the subject of the step.
     pub fn subject(&self) -> String {
         match self.action.deployment() {

@@ -10,9 +10,10 @@ use super::paths::inside_environment;
 use super::raw_deployment::RawDeployment;
 use super::raw_endpoint::{RawEndpoint, RawFile, endpoint_or_deployment};
 use super::raw_environment::{RawTest, environment as raw_environment};
-use super::validate::{self, name_problem, test_key_problem};
+use super::validate::{self, test_key_problem};
 use super::yaml::{self, Node, Pos};
 use crate::model::{DesiredState, Endpoint, Environment, TestSpec};
+use crate::plan::profile::{NEUTRAL, ProfileOf};
 use crate::tree::{self, EnvTree, MAX_FILE_BYTES};
 
 const ENVIRONMENT_FILES: &[&str] = &["environment.yaml", "environment.yml"];
@@ -96,18 +97,26 @@ fn read_disk(dir: &Path, out: &mut Vec<Diagnostic>) -> Option<EnvTree> {
         .ok()
 }
 
-pub(crate) fn disk_environment(dir: &Path) -> Result<DesiredState, Diagnostics> {
+pub(crate) fn disk_environment(
+    dir: &Path,
+    profile_of: ProfileOf,
+) -> Result<DesiredState, Diagnostics> {
     let mut out = Vec::new();
-    let state = read_disk(dir, &mut out).and_then(|tree| environment_into(&tree, dir, &mut out));
+    let state = read_disk(dir, &mut out)
+        .and_then(|tree| environment_into(&tree, dir, profile_of, &mut out));
     match state {
         Some(state) if out.is_empty() => Ok(state),
         _ => Err(Diagnostics::from_unsorted(out)),
     }
 }
 
-pub(crate) fn environment(tree: &EnvTree, dir: &Path) -> Result<DesiredState, Diagnostics> {
+pub(crate) fn environment(
+    tree: &EnvTree,
+    dir: &Path,
+    profile_of: ProfileOf,
+) -> Result<DesiredState, Diagnostics> {
     let mut out = Vec::new();
-    let state = environment_into(tree, dir, &mut out);
+    let state = environment_into(tree, dir, profile_of, &mut out);
     match state {
         Some(state) if out.is_empty() => Ok(state),
         _ => Err(Diagnostics::from_unsorted(out)),
@@ -115,8 +124,14 @@ pub(crate) fn environment(tree: &EnvTree, dir: &Path) -> Result<DesiredState, Di
 }
 
 /// Loads the environment `dir` from `tree` (already read, hidden entries left out); every
-/// entry the tree reader refused is reported with its path.
-fn environment_into(tree: &EnvTree, dir: &Path, out: &mut Vec<Diagnostic>) -> Option<DesiredState> {
+/// entry the tree reader refused is reported with its path. The target's rules are those of
+/// `profile_of(target)`; without a known target, those of every platform (`NEUTRAL`).
+fn environment_into(
+    tree: &EnvTree,
+    dir: &Path,
+    profile_of: ProfileOf,
+    out: &mut Vec<Diagnostic>,
+) -> Option<DesiredState> {
     for problem in &tree.problems {
         let message = problem.problem.to_string();
         out.push(Diagnostic::new(&problem.path, Pos::FILE, message));
@@ -162,8 +177,9 @@ fn environment_into(tree: &EnvTree, dir: &Path, out: &mut Vec<Diagnostic>) -> Op
     let parsed = parse_endpoint_files(files, &others, out);
     let incomplete = parsed.incomplete;
     let target = raw_env.as_ref().and_then(|e| e.target.clone());
+    let profile = target.as_ref().map_or(&NEUTRAL, profile_of);
     let mut endpoints = validate::endpoints(
-        target.as_ref(),
+        profile,
         parsed.endpoints,
         parsed.deployments,
         incomplete,
@@ -172,7 +188,7 @@ fn environment_into(tree: &EnvTree, dir: &Path, out: &mut Vec<Diagnostic>) -> Op
     let raw_env = raw_env?;
     let name = raw_env.name.as_ref();
     if let Some(n) = name
-        && let Some(problem) = name_problem("environment", &n.value, None)
+        && let Some(problem) = NEUTRAL.name_problem("environment", &n.value)
     {
         out.push(Diagnostic::new(&raw_env.path, n.pos, problem));
     }
@@ -185,7 +201,9 @@ fn environment_into(tree: &EnvTree, dir: &Path, out: &mut Vec<Diagnostic>) -> Op
         &mut endpoints,
         out,
     );
-    if let Some(crate::model::Target::AzureMl(azure)) = &target {
+    if let Some(crate::model::Target::AzureMl(azure)) = &target
+        && profile.values.workspace_asset_ids
+    {
         super::assets::canonical_workspace_assets(azure, endpoints.values_mut());
     }
     Some(DesiredState {
@@ -265,7 +283,7 @@ pub(crate) fn endpoint_files(
     let mut out = Vec::new();
     let parsed = parse_endpoint_files(files, paths, &mut out);
     let endpoints = validate::endpoints(
-        None,
+        &NEUTRAL,
         parsed.endpoints,
         parsed.deployments,
         parsed.incomplete,
@@ -278,12 +296,12 @@ pub(crate) fn endpoint_files(
     }
 }
 
-pub(crate) fn validate_paths(paths: &[PathBuf]) -> Result<(), Diagnostics> {
+pub(crate) fn validate_paths(paths: &[PathBuf], profile_of: ProfileOf) -> Result<(), Diagnostics> {
     let mut out = Vec::new();
     let mut loose = Vec::new();
     let check_dir = |dir: &Path, out: &mut Vec<Diagnostic>| {
         if let Some(tree) = read_disk(dir, out) {
-            environment_into(&tree, dir, out);
+            environment_into(&tree, dir, profile_of, out);
         }
     };
     for path in paths {

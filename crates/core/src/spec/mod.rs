@@ -21,6 +21,7 @@ mod yaml;
 use std::path::{Path, PathBuf};
 
 use crate::model::{DesiredState, Endpoint};
+use crate::plan::profile::ProfileOf;
 
 pub use crate::tree::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES};
 pub use diagnostics::{Diagnostic, Diagnostics};
@@ -30,25 +31,35 @@ pub use yaml::MAX_DEPTH;
 use crate::tree::EnvTree;
 
 /// Loads `dir` (an environment directory) from the real filesystem, through the one tree
-/// reader (`source::tree`: symlink policy, hidden entries, limits).
-pub fn load_environment(dir: &Path) -> Result<DesiredState, Diagnostics> {
-    load::disk_environment(dir)
+/// reader (`source::tree`: symlink policy, hidden entries, limits). `profile_of` gives the
+/// rules of the target the environment names (the binary passes `backend::profile_of`).
+pub fn load_environment(dir: &Path, profile_of: ProfileOf) -> Result<DesiredState, Diagnostics> {
+    load::disk_environment(dir, profile_of)
 }
 
 /// Loads the environment directory `dir` from an in-memory map (its files below `dir`).
-pub fn load_environment_from(files: &MemFiles, dir: &Path) -> Result<DesiredState, Diagnostics> {
-    load::environment(&files.environment(dir), dir)
+pub fn load_environment_from(
+    files: &MemFiles,
+    dir: &Path,
+    profile_of: ProfileOf,
+) -> Result<DesiredState, Diagnostics> {
+    load::environment(&files.environment(dir), dir, profile_of)
 }
 
 /// Loads the environment directory `dir` from a tree read by `source::tree` (a Git revision,
 /// the agent's snapshot), reporting the entries it refused with the rest.
-pub fn load_tree(tree: &EnvTree, dir: &Path) -> Result<DesiredState, Diagnostics> {
-    load::environment(tree, dir)
+pub fn load_tree(
+    tree: &EnvTree,
+    dir: &Path,
+    profile_of: ProfileOf,
+) -> Result<DesiredState, Diagnostics> {
+    load::environment(tree, dir, profile_of)
 }
 
 /// One endpoint from a single endpoint file (combined form) plus optional deployment files,
 /// without an `environment.yaml`: several endpoint files may be given; deployment files attach
-/// to them by `endpoint_name`. No target is known, so target-specific rules are not checked.
+/// to them by `endpoint_name`. No target is known, so only the rules of every platform
+/// (`plan::profile::NEUTRAL`) are checked.
 pub fn load_endpoint_files(
     files: &dyn Files,
     paths: &[PathBuf],
@@ -59,6 +70,6 @@ pub fn load_endpoint_files(
 /// `flightdeck validate <PATH>...`: each path is an environment directory (it has an
 /// `environment.yaml`) or a YAML file; files given together are linked by `endpoint_name`.
 /// Returns the diagnostics of all paths together.
-pub fn validate_paths(paths: &[PathBuf]) -> Result<(), Diagnostics> {
-    load::validate_paths(paths)
+pub fn validate_paths(paths: &[PathBuf], profile_of: ProfileOf) -> Result<(), Diagnostics> {
+    load::validate_paths(paths, profile_of)
 }

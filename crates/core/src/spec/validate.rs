@@ -1,6 +1,7 @@
 //! Stage two: rules that span fields and files. Names, links between endpoint and deployment
-//! files, traffic and mirror weights (CONTRACT.md §4.2 R1–R5), instance counts and the fields
-//! each target understands.
+//! files, traffic and mirror weights ([AML R1]–[AML R5]), instance counts and the fields each
+//! target understands. Every platform rule (names, fields, mirror limits) comes from the
+//! `PlatformProfile` passed in.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,47 +11,8 @@ use super::located::suggestion;
 use super::raw_deployment::RawDeployment;
 use super::raw_endpoint::{RawEndpoint, RawWeights};
 use super::yaml::Pos;
-use crate::model::{Deployment, Endpoint, Target, Weights};
-
-/// Deployment fields that only Azure ML understands (refused on Kubernetes targets).
-const AZURE_ONLY: &[&str] = &[
-    "instance_type",
-    "code_configuration",
-    "environment",
-    "scale_settings",
-    "model_mount_path",
-    "app_insights_enabled",
-    "egress_public_network_access",
-];
-/// Deployment fields of flightdeck's Kubernetes form (refused on Azure ML targets).
-const KUBERNETES_ONLY: &[&str] = &["image", "port", "resources"];
-
-/// CONTRACT.md §1: names are 3–32 characters, start with a letter, and hold only letters,
-/// digits and `-`. Kubernetes object names must also be lowercase and not end with `-`.
-pub(crate) fn name_problem(kind: &str, name: &str, target: Option<&Target>) -> Option<String> {
-    let len = name.chars().count();
-    if !(3..=32).contains(&len) {
-        return Some(format!(
-            "{kind} name `{name}` must be 3 to 32 characters long, found {len}"
-        ));
-    }
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return Some(format!("{kind} name `{name}` must start with a letter"));
-    }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Some(format!(
-            "{kind} name `{name}` may contain only letters, digits and `-`"
-        ));
-    }
-    if matches!(target, Some(Target::Kubernetes(_)))
-        && (name.chars().any(|c| c.is_ascii_uppercase()) || name.ends_with('-'))
-    {
-        return Some(format!(
-            "{kind} name `{name}` must be lowercase and not end with `-` on kubernetes targets"
-        ));
-    }
-    None
-}
+use crate::model::{Deployment, Endpoint, Weights};
+use crate::plan::profile::PlatformProfile;
 
 /// Where something was declared, for "already declared at ..." messages.
 #[derive(Clone, Debug)]
@@ -77,12 +39,12 @@ struct Building {
     deployments: BTreeMap<String, Origin>,
 }
 
-/// Links endpoint and deployment files and checks everything across them. `target` is `None`
-/// when no environment is known (single files), which skips the target-specific rules.
+/// Links endpoint and deployment files and checks everything across them, with the rules of
+/// `profile` (`profile::NEUTRAL` when no environment is known: single files).
 /// `incomplete`: some file did not parse, so a deployment naming an unknown endpoint may name
 /// that file's endpoint and is not reported.
 pub(crate) fn endpoints(
-    target: Option<&Target>,
+    profile: &PlatformProfile,
     raw_endpoints: Vec<RawEndpoint>,
     split: Vec<RawDeployment>,
     incomplete: bool,
@@ -109,14 +71,14 @@ pub(crate) fn endpoints(
                     ),
                 );
             }
-            if let Some(d) = deployment(&mut sink, target, &d) {
+            if let Some(d) = deployment(&mut sink, profile, &d) {
                 checked.push(d);
             }
         }
         let Some(name) = raw.name.clone() else {
             continue;
         };
-        if let Some(problem) = name_problem("endpoint", &name.value, target) {
+        if let Some(problem) = profile.name_problem("endpoint", &name.value) {
             sink.error(name.pos, problem);
         }
         let here = Origin {
@@ -143,21 +105,21 @@ pub(crate) fn endpoints(
             deployments: BTreeMap::new(),
         };
         for (d, origin) in checked {
-            add_deployment(&mut b, d, origin, target, out);
+            add_deployment(&mut b, d, origin, profile, out);
         }
         building.insert(name.value, b);
     }
     for d in split {
         let path = d.path.clone();
         let mut sink = Sink { path: &path, out };
-        let Some(checked) = deployment(&mut sink, target, &d) else {
+        let Some(checked) = deployment(&mut sink, profile, &d) else {
             continue;
         };
         let Some(endpoint_name) = &d.endpoint_name else {
             continue;
         };
         match building.get_mut(&endpoint_name.value) {
-            Some(b) => add_deployment(b, checked.0, checked.1, target, out),
+            Some(b) => add_deployment(b, checked.0, checked.1, profile, out),
             None if incomplete => {}
             None => {
                 let known: Vec<&str> = building.keys().map(String::as_str).collect();
@@ -191,7 +153,7 @@ pub(crate) fn endpoints(
             });
             let mirror = b.raw.mirror_traffic.as_ref().map(|w| {
                 let m = weights(&mut sink, "mirror_traffic", w, &name, &b.deployments);
-                mirror_rules(&mut sink, w, traffic.as_ref());
+                mirror_rules(&mut sink, profile, w, traffic.as_ref());
                 m
             });
             b.endpoint.traffic = traffic;
@@ -201,32 +163,15 @@ pub(crate) fn endpoints(
         .collect()
 }
 
-/// Kubernetes object names longer than this are refused: a Service name is a DNS-1035 label
-/// (`[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters), and each version's Deployment and
-/// Service are named `ENDPOINT-DEPLOYMENT` (docs/kubernetes.md "Mapping").
-pub(crate) const KUBERNETES_NAME_MAX: usize = 63;
-
 fn add_deployment(
     b: &mut Building,
     d: Deployment,
     origin: Origin,
-    target: Option<&Target>,
+    profile: &PlatformProfile,
     out: &mut Vec<Diagnostic>,
 ) {
-    let object = format!("{}-{}", b.endpoint.name, d.name);
-    if matches!(target, Some(Target::Kubernetes(_))) && object.len() > KUBERNETES_NAME_MAX {
-        out.push(Diagnostic::new(
-            &origin.path,
-            origin.pos,
-            format!(
-                "deployment `{}` of endpoint `{}` would be named `{object}` on kubernetes, {} \
-                 characters; Service names are DNS-1035 labels of at most {KUBERNETES_NAME_MAX}: \
-                 shorten the endpoint or deployment name",
-                d.name,
-                b.endpoint.name,
-                object.len()
-            ),
-        ));
+    if let Some(problem) = profile.object_name_problem(&b.endpoint.name, &d.name) {
+        out.push(Diagnostic::new(&origin.path, origin.pos, problem));
         return;
     }
     if let Some(first) = b.deployments.get(&d.name) {
@@ -247,7 +192,7 @@ fn add_deployment(
 /// Checks one deployment on its own; returns it with where its name was written.
 fn deployment(
     sink: &mut Sink<'_>,
-    target: Option<&Target>,
+    profile: &PlatformProfile,
     raw: &RawDeployment,
 ) -> Option<(Deployment, Origin)> {
     let mut settings = raw.settings.clone();
@@ -266,44 +211,25 @@ fn deployment(
     }
     let name = raw.name.as_ref();
     let anchor = name.map_or(raw.root_pos, |n| n.key_pos);
-    match target {
-        Some(Target::Kubernetes(_)) => {
-            for key in AZURE_ONLY {
-                if let Some(pos) = raw.keys.get(*key) {
-                    sink.error(*pos, format!("`{key}` is only for azureml targets"));
-                }
-            }
-            for key in ["image", "port"] {
-                if !raw.keys.contains_key(key) {
-                    let who = name.map_or("deployment".to_string(), |n| {
-                        format!("deployment `{}`", n.value)
-                    });
-                    sink.error(anchor, format!("{who} needs `{key}` on kubernetes targets"));
-                }
-            }
+    let written = raw.keys.iter().map(|(k, p)| (k.as_str(), *p));
+    let subfields = raw.kubernetes_probe_fields.iter();
+    for (key, pos) in written.chain(subfields.map(|(k, p)| (k.as_str(), *p))) {
+        if let Some(f) = profile.foreign(key) {
+            let (owner, hint) = (f.owner, f.hint);
+            sink.error(pos, format!("`{key}` is only for {owner} targets{hint}"));
         }
-        Some(Target::AzureMl(_)) => {
-            for key in KUBERNETES_ONLY {
-                if let Some(pos) = raw.keys.get(*key) {
-                    let hint = if *key == "image" {
-                        " (on azureml, set `environment.image`)"
-                    } else {
-                        ""
-                    };
-                    sink.error(
-                        *pos,
-                        format!("`{key}` is only for kubernetes targets{hint}"),
-                    );
-                }
-            }
-            for (key, pos) in &raw.kubernetes_probe_fields {
-                sink.error(*pos, format!("`{key}` is only for kubernetes targets"));
-            }
+    }
+    for key in profile.required_fields {
+        if !raw.keys.contains_key(*key) {
+            let who = name.map_or("deployment".to_string(), |n| {
+                format!("deployment `{}`", n.value)
+            });
+            let platform = profile.name;
+            sink.error(anchor, format!("{who} needs `{key}` on {platform} targets"));
         }
-        Some(Target::StateFile { .. }) | None => {}
     }
     let name = name?;
-    if let Some(problem) = name_problem("deployment", &name.value, target) {
+    if let Some(problem) = profile.name_problem("deployment", &name.value) {
         sink.error(name.pos, problem);
     }
     let deployment = Deployment {
@@ -355,25 +281,18 @@ fn weights(
     out
 }
 
-/// CONTRACT.md §4.2: R4 one mirrored deployment at most, R3 a sum of at most 50, R5 never a
-/// deployment that takes live traffic.
-fn mirror_rules(sink: &mut Sink<'_>, mirror: &RawWeights, traffic: Option<&Weights>) {
+/// The profile's mirror limits (on Azure ML: [AML R4] one mirrored deployment at most,
+/// [AML R3] a sum of at most 50), and never a deployment that takes live traffic ([AML R5]).
+fn mirror_rules(
+    sink: &mut Sink<'_>,
+    profile: &PlatformProfile,
+    mirror: &RawWeights,
+    traffic: Option<&Weights>,
+) {
     let positive: Vec<_> = mirror.entries.iter().filter(|w| w.weight > 0).collect();
-    if positive.len() > 1 {
-        sink.error(
-            mirror.key_pos,
-            format!(
-                "mirror_traffic can name only one deployment, found {}",
-                positive.len()
-            ),
-        );
-    }
     let sum: i64 = positive.iter().map(|w| w.weight).sum();
-    if mirror.complete && sum > 50 {
-        sink.error(
-            mirror.key_pos,
-            format!("mirror_traffic sums to {sum}, at most 50 is allowed"),
-        );
+    for problem in profile.mirror_problems(positive.len(), mirror.complete.then_some(sum)) {
+        sink.error(mirror.key_pos, problem);
     }
     for w in positive {
         if traffic

@@ -57,11 +57,8 @@ pub fn weights(pairs: &[(&str, u32)]) -> Weights {
 }
 
 pub fn step(action: Action) -> Step {
-    Step {
-        endpoint: EP.into(),
-        reason: action.kind().replace('_', " "),
-        action,
-    }
+    let reason = action.kind().replace('_', " ");
+    Step::new(EP.into(), action, reason)
 }
 
 pub fn create_endpoint() -> Step {
