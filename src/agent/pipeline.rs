@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 
 use super::reconcile::{Job, Outcome, OutcomeKind, Reconcile, ReconcileError, StepRecord};
 use crate::apply::{self, ApplyOptions, ApplyReport};
-use crate::backend::{self, Backend, ConnectOptions};
+use crate::backend::{self, Backend, BackendConfig};
 use crate::model::{DriftMode, Environment};
 use crate::plan::{self, PlanOptions};
 use crate::spec;
@@ -24,8 +24,8 @@ pub type Connector = Arc<
         + Sync,
 >;
 
-/// The real connector: `backend::connect` with the agent's connect options.
-pub fn default_connector(options: ConnectOptions) -> Connector {
+/// The real connector: `backend::connect` with the agent's backend configuration.
+pub fn default_connector(options: BackendConfig) -> Connector {
     Arc::new(move |environment: Environment, env_dir: PathBuf| {
         let options = options.clone();
         Box::pin(async move { backend::connect(&environment, &env_dir, &options).await })

@@ -11,10 +11,13 @@ use crate::model::{Environment, LiveState, Target};
 use crate::plan::Step;
 
 pub mod azureml;
+mod config;
 pub mod kubernetes;
 pub mod memory;
 pub mod state_file;
 pub mod state_lock;
+
+pub use config::{BackendConfig, BackendConfigError, BackendSettings, CredentialVars};
 
 /// What a backend reports about one executed step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -89,55 +92,33 @@ pub fn default_step_timeout(step: &Step) -> Duration {
     }
 }
 
-/// Per-request timeout of a pre-traffic test request, both backends:
-/// `FLIGHTDECK_TEST_REQUEST_TIMEOUT` (humantime, e.g. `10s`), default 30 s.
+/// Per-request timeout of a pre-traffic test request, both backends (`--test-request-timeout`,
+/// `FLIGHTDECK_TEST_REQUEST_TIMEOUT`, agent file key `test-request-timeout`), default 30 s.
 pub const DEFAULT_TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads a humantime duration variable; `None` when unset or empty.
-pub(crate) fn duration_var(
-    var: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-) -> Result<Option<Duration>, String> {
-    match var(name).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(raw) => humantime::parse_duration(&raw)
-            .map(Some)
-            .map_err(|e| format!("{name} {raw:?} is not a duration: {e}")),
-    }
-}
-
-/// Overrides for connecting to a backend (from flags and environment variables).
-#[derive(Clone, Debug, Default)]
-pub struct ConnectOptions {
-    /// Azure Resource Manager base URL instead of https://management.azure.com.
-    pub arm_endpoint: Option<String>,
-}
-
 /// The backend for an environment's target. `env_dir` anchors relative paths (state files).
+/// `config` comes from the edges (CLI flags and variables, the agent's configuration).
 pub async fn connect(
     env: &Environment,
     env_dir: &Path,
-    opts: &ConnectOptions,
+    config: &BackendConfig,
 ) -> anyhow::Result<Box<dyn Backend>> {
     match &env.target {
         Target::StateFile { path } => {
             Ok(Box::new(state_file::StateFileBackend::open(env_dir, path)?))
         }
         Target::AzureMl(target) => {
-            let mut config = azureml::AzureMlConfig::try_from_env()?;
-            if let Some(url) = &opts.arm_endpoint {
-                config.arm_endpoint = url
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("--arm-endpoint {url}: {e}"))?;
-            }
-            let credential = azureml::credential_from_env(&config.arm_endpoint)?;
+            let azureml = config.azureml.clone();
+            let credential = azureml::credential_from_vars(&azureml.arm_endpoint, &|name| {
+                config.credentials.get(name)
+            })?;
             Ok(Box::new(azureml::AzureMlBackend::new(
-                target, config, credential,
+                target, azureml, credential,
             )?))
         }
         Target::Kubernetes(target) => {
-            let opts = kubernetes::KubernetesOptions::from_env()?;
-            let client = kubernetes::client_from_env(&opts).await?;
+            let opts = config.kubernetes.clone();
+            let client = kubernetes::client_from_kubeconfig(&opts).await?;
             Ok(Box::new(kubernetes::KubernetesBackend::new(
                 target, client, opts,
             )))

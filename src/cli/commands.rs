@@ -11,7 +11,7 @@ use super::interrupt::{INTERRUPTED, Interrupts};
 use super::live::{self, Snapshot};
 use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
 use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport, Outcome};
-use crate::backend::{self, ConnectOptions};
+use crate::backend;
 use crate::escape::{Esc, escape_control, escape_json};
 use crate::model::{DesiredState, Target};
 use crate::plan::render::{self, Format};
@@ -255,19 +255,26 @@ fn lock_timeout() -> anyhow::Result<std::time::Duration> {
     }
 }
 
-/// Re-reads live until nothing is pending, polling at `FLIGHTDECK_POLL_INTERVAL_MAX` (default
-/// 5 s), for at most `FLIGHTDECK_LOCK_TIMEOUT`; then refuses, naming what is still busy.
+/// The backend for `desired`'s target, configured from the command's backend flags.
+async fn connect(
+    desired: &crate::model::DesiredState,
+    env_dir: &Path,
+    args: &super::BackendArgs,
+) -> anyhow::Result<Box<dyn backend::Backend>> {
+    let config = super::backend_config(args)?;
+    backend::connect(&desired.environment, env_dir, &config).await
+}
+
+/// Re-reads live until nothing is pending, polling every `--poll-interval-max`
+/// (`FLIGHTDECK_POLL_INTERVAL_MAX`, default 5 s), for at most `FLIGHTDECK_LOCK_TIMEOUT`; then
+/// refuses, naming what is still busy.
 async fn wait_for_other_writer(
     backend: &dyn backend::Backend,
     mut live: crate::model::LiveState,
+    every: Option<std::time::Duration>,
 ) -> anyhow::Result<crate::model::LiveState> {
     let limit = lock_timeout()?;
-    let every = match std::env::var("FLIGHTDECK_POLL_INTERVAL_MAX") {
-        Ok(v) if !v.is_empty() => humantime::parse_duration(&v).map_err(|e| {
-            anyhow::anyhow!("FLIGHTDECK_POLL_INTERVAL_MAX {v:?} is not a duration: {e}")
-        })?,
-        _ => std::time::Duration::from_secs(5),
-    };
+    let every = every.unwrap_or(std::time::Duration::from_secs(5));
     let deadline = tokio::time::Instant::now() + limit;
     let mut announced = false;
     loop {
@@ -296,10 +303,7 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let opts = ConnectOptions {
-        arm_endpoint: args.arm_endpoint.clone(),
-    };
-    let backend = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
+    let backend = match connect(&desired, &args.env_dir, &args.backend).await {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
@@ -334,7 +338,13 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
     // interrupted apply's operation) is at work. Wait for it, re-read, then plan — never plan
     // against a state that is still moving (docs/azureml.md "Concurrent applies").
     if matches!(desired.environment.target, Target::AzureMl(_)) && !args.dry_run {
-        live = match wait_for_other_writer(backend.as_ref(), live).await {
+        live = match wait_for_other_writer(
+            backend.as_ref(),
+            live,
+            args.backend.settings().poll_interval_max,
+        )
+        .await
+        {
             Ok(l) => l,
             Err(e) => return fail(e),
         };
@@ -386,10 +396,7 @@ pub async fn export(args: &ExportArgs) -> u8 {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let opts = ConnectOptions {
-        arm_endpoint: args.arm_endpoint.clone(),
-    };
-    let live = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
+    let live = match connect(&desired, &args.env_dir, &args.backend).await {
         Ok(b) => match b.read_live().await {
             Ok(l) => l,
             Err(e) => return fail(e),

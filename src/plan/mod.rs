@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod diff;
+mod diff_yaml;
 mod endpoint;
 mod planner;
 pub mod quantity;

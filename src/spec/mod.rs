@@ -16,7 +16,7 @@ mod raw_deployment;
 mod raw_environment;
 mod read;
 mod validate;
-mod yaml;
+pub mod yaml;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,7 @@ use crate::model::{DesiredState, Endpoint};
 pub use crate::source::tree::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES};
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use files::{DiskFiles, Files, MemFiles};
+pub(crate) use read::suggestion;
 pub use yaml::MAX_DEPTH;
 
 use crate::source::EnvTree;

@@ -210,9 +210,26 @@ pub fn agent_config(
         webhook_secret: secret.map(Secret::new),
         lease: None,
         verify_keys: vec![],
-        arm_endpoint: Some(sandbox.base_url()),
         http: Default::default(),
+        backend: sandbox_backend(sandbox),
     }
+}
+
+/// The backend configuration the agent gets for `sandbox`: its URL and the credentials it
+/// prints, as `flightdeck agent` builds them from flags and variables.
+pub fn sandbox_backend(sandbox: &SandboxHandle) -> flightdeck::backend::BackendConfig {
+    let lines: std::collections::BTreeMap<String, String> = sandbox
+        .env_lines()
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let settings = flightdeck::backend::BackendSettings {
+        arm_endpoint: Some(sandbox.base_url()),
+        ..Default::default()
+    };
+    let credentials = flightdeck::backend::CredentialVars::capture(&|k| lines.get(k).cloned());
+    flightdeck::backend::BackendConfig::from_settings(&settings, credentials).unwrap()
 }
 
 /// An agent started in-process with the real reconcile pipeline.
