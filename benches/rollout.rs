@@ -114,7 +114,13 @@ impl Bench {
         let Target::AzureMl(target) = &desired.environment.target else {
             anyhow::bail!("bench environment must target azureml");
         };
-        let mut config = AzureMlConfig::try_from_env()?;
+        // The bench is an edge: it reads the one client knob it documents itself.
+        let mut config = AzureMlConfig::default();
+        if let Some(cap) = env_or("FLIGHTDECK_POLL_INTERVAL_MAX", None, |s| {
+            humantime::parse_duration(s).ok().map(Some)
+        })? {
+            config.max_poll_interval = cap;
+        }
         config.arm_endpoint = self.sandbox.base_url().parse()?;
         let vars = self.vars.clone();
         let credential: Arc<_> =

@@ -2,7 +2,6 @@
 //! a struct whose one `emit` updates the metrics, writes the log line and updates `/status`, so
 //! the three cannot disagree. Nothing else in the loop writes to them.
 
-
 use super::policy::Action;
 use super::status::AgentState;
 use crate::apply::Outcome as StepOutcome;

@@ -32,7 +32,6 @@ pub use config::{AgentArgs, AgentConfig, SourceKind};
 pub use reconcile::{Job, Reconcile};
 pub use status::{AgentState, AgentStatus, EnvStatus};
 
-use crate::backend::ConnectOptions;
 use crate::source::verify::Verifier;
 use crate::source::{GitConfig, GitRef, GitSource, LocalSource, Source, SourceError};
 use backoff::Backoff;
@@ -312,9 +311,7 @@ async fn lease_client(renew_deadline: Duration) -> Result<kube::Client, AgentErr
 
 /// The production reconciler for a configuration.
 pub fn pipeline_for(config: &AgentConfig) -> Pipeline {
-    let connect = ConnectOptions {
-        arm_endpoint: config.arm_endpoint.clone(),
-    };
+    let connect = config.backend.clone();
     let root = match &config.source {
         SourceKind::Local { root } => Some(root.clone()),
         SourceKind::Git { .. } => None,

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 
 use super::reconcile::{Job, Reconcile};
 use crate::apply::ApplyOptions;
-use crate::backend::{self, Backend, ConnectOptions};
+use crate::backend::{self, Backend, BackendConfig};
 use crate::model::Environment;
 use crate::reconcile::{self, Invalid, ReconcileOutcome};
 use crate::spec;
@@ -25,8 +25,8 @@ pub type Connector = Arc<
         + Sync,
 >;
 
-/// The real connector: `backend::connect` with the agent's connect options.
-pub fn default_connector(options: ConnectOptions) -> Connector {
+/// The real connector: `backend::connect` with the agent's backend configuration.
+pub fn default_connector(options: BackendConfig) -> Connector {
     Arc::new(move |environment: Environment, env_dir: PathBuf| {
         let options = options.clone();
         Box::pin(async move { backend::connect(&environment, &env_dir, &options).await })
@@ -96,7 +96,8 @@ impl reconcile::Platform for JobPlatform<'_> {
 #[async_trait]
 impl Reconcile for Pipeline {
     async fn reconcile(&self, job: Job) -> ReconcileOutcome {
-        let desired = spec::load_tree(&job.files, &job.path, crate::backend::profile_of).map_err(Invalid::Spec);
+        let desired = spec::load_tree(&job.files, &job.path, crate::backend::profile_of)
+            .map_err(Invalid::Spec);
         let request = reconcile::Request {
             prune: false,
             revision_changed: job.revision_changed,

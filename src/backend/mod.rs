@@ -1,11 +1,15 @@
 //! The backends, wired together: the trait and the platform-free backends come from
-//! `flightdeck-core`, each platform from its own crate; `connect` picks one for a target.
+//! `flightdeck-core`, each platform from its own crate; `connect` picks one for a target, with
+//! a configuration built at the edges (`config`: CLI flags and variables, the agent's file).
 
 use std::path::Path;
 
 use crate::model::{Environment, Target};
 use crate::plan::profile::{NEUTRAL, Normalisation, PlatformProfile};
 
+mod config;
+
+pub use config::{BackendConfig, BackendConfigError, BackendSettings, CredentialVars};
 pub use flightdeck_azureml as azureml;
 pub use flightdeck_core::backend::*;
 pub use flightdeck_kubernetes as kubernetes;
@@ -33,39 +37,29 @@ pub fn profile_of(target: &Target) -> &'static PlatformProfile {
     }
 }
 
-
-/// Overrides for connecting to a backend (from flags and environment variables).
-#[derive(Clone, Debug, Default)]
-pub struct ConnectOptions {
-    /// Azure Resource Manager base URL instead of https://management.azure.com.
-    pub arm_endpoint: Option<String>,
-}
-
 /// The backend for an environment's target. `env_dir` anchors relative paths (state files).
+/// `config` comes from the edges (CLI flags and variables, the agent's configuration).
 pub async fn connect(
     env: &Environment,
     env_dir: &Path,
-    opts: &ConnectOptions,
+    config: &BackendConfig,
 ) -> anyhow::Result<Box<dyn Backend>> {
     match &env.target {
         Target::StateFile { path } => {
             Ok(Box::new(state_file::StateFileBackend::open(env_dir, path)?))
         }
         Target::AzureMl(target) => {
-            let mut config = azureml::AzureMlConfig::try_from_env()?;
-            if let Some(url) = &opts.arm_endpoint {
-                config.arm_endpoint = url
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("--arm-endpoint {url}: {e}"))?;
-            }
-            let credential = azureml::credential_from_env(&config.arm_endpoint)?;
+            let azureml = config.azureml.clone();
+            let credential = azureml::credential_from_vars(&azureml.arm_endpoint, &|name| {
+                config.credentials.get(name)
+            })?;
             Ok(Box::new(azureml::AzureMlBackend::new(
-                target, config, credential,
+                target, azureml, credential,
             )?))
         }
         Target::Kubernetes(target) => {
-            let opts = kubernetes::KubernetesOptions::from_env()?;
-            let client = kubernetes::client_from_env(&opts).await?;
+            let opts = config.kubernetes.clone();
+            let client = kubernetes::client_from_kubeconfig(&opts).await?;
             Ok(Box::new(kubernetes::KubernetesBackend::new(
                 target, client, opts,
             )))

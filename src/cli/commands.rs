@@ -13,7 +13,7 @@ use super::interrupt::{INTERRUPTED, Interrupts};
 use super::live::{self, ExportFile};
 use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
 use crate::apply::{ApplyEvent, ApplyOptions, ApplyReport, Outcome};
-use crate::backend::{self, ConnectOptions};
+use crate::backend;
 use crate::escape::{Esc, escape_control, escape_json};
 use crate::model::{DesiredState, Environment, Target};
 use crate::plan::render::{self, Format};
@@ -265,25 +265,26 @@ fn lock_timeout() -> anyhow::Result<std::time::Duration> {
     }
 }
 
-/// `FLIGHTDECK_POLL_INTERVAL_MAX` (humantime), default 5 s: how often an apply re-reads live
-/// while another writer is at work.
-fn writer_poll() -> anyhow::Result<std::time::Duration> {
-    match std::env::var("FLIGHTDECK_POLL_INTERVAL_MAX") {
-        Ok(v) if !v.is_empty() => humantime::parse_duration(&v).map_err(|e| {
-            anyhow::anyhow!("FLIGHTDECK_POLL_INTERVAL_MAX {v:?} is not a duration: {e}")
-        }),
-        _ => Ok(std::time::Duration::from_secs(5)),
-    }
+/// The backend for `desired`'s target, configured from the command's backend flags.
+async fn connect(
+    desired: &crate::model::DesiredState,
+    env_dir: &Path,
+    args: &super::BackendArgs,
+) -> anyhow::Result<Box<dyn backend::Backend>> {
+    let config = super::backend_config(args)?;
+    backend::connect(&desired.environment, env_dir, &config).await
 }
 
-/// Re-reads live until nothing is pending, polling at `FLIGHTDECK_POLL_INTERVAL_MAX` (default
-/// 5 s), for at most `FLIGHTDECK_LOCK_TIMEOUT`; then refuses, naming what is still busy.
+/// Re-reads live until nothing is pending, polling every `--poll-interval-max`
+/// (`FLIGHTDECK_POLL_INTERVAL_MAX`, default 5 s), for at most `FLIGHTDECK_LOCK_TIMEOUT`; then
+/// refuses, naming what is still busy.
 async fn wait_for_other_writer(
     backend: &dyn backend::Backend,
     mut live: crate::model::LiveState,
+    every: Option<std::time::Duration>,
 ) -> anyhow::Result<crate::model::LiveState> {
     let limit = lock_timeout()?;
-    let every = writer_poll()?;
+    let every = every.unwrap_or(std::time::Duration::from_secs(5));
     let deadline = tokio::time::Instant::now() + limit;
     let mut announced = false;
     loop {
@@ -355,10 +356,8 @@ impl reconcile::Platform for ApplyPlatform<'_> {
         environment: &Environment,
     ) -> anyhow::Result<Arc<dyn backend::Backend>> {
         let args = self.args;
-        let opts = ConnectOptions {
-            arm_endpoint: args.arm_endpoint.clone(),
-        };
-        let backend = backend::connect(environment, &args.env_dir, &opts).await?;
+        let config = super::backend_config(&args.backend)?;
+        let backend = backend::connect(environment, &args.env_dir, &config).await?;
         // Connected first: for a state file, that checks its path stays inside the environment
         // (no symlinked directory leads out), so the lock beside it is inside too.
         // state_file: one apply at a time, held while the backend is in use (README "apply").
@@ -395,7 +394,12 @@ impl reconcile::Platform for ApplyPlatform<'_> {
         live: crate::model::LiveState,
     ) -> anyhow::Result<crate::model::LiveState> {
         if self.settle_azureml.load(Relaxed) {
-            wait_for_other_writer(backend, live).await
+            wait_for_other_writer(
+                backend,
+                live,
+                self.args.backend.settings().poll_interval_max,
+            )
+            .await
         } else {
             Ok(live)
         }
@@ -499,10 +503,7 @@ pub async fn export(args: &ExportArgs) -> u8 {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let opts = ConnectOptions {
-        arm_endpoint: args.arm_endpoint.clone(),
-    };
-    let live = match backend::connect(&desired.environment, &args.env_dir, &opts).await {
+    let live = match connect(&desired, &args.env_dir, &args.backend).await {
         Ok(b) => match b.read_live().await {
             Ok(l) => l,
             Err(e) => return fail(e),

@@ -7,7 +7,7 @@ use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use super::LiveArgs;
-use crate::backend::{self, ConnectOptions};
+use crate::backend;
 use crate::model::{DesiredState, LiveState};
 use crate::source;
 use crate::spec;
@@ -106,9 +106,7 @@ pub async fn live_state(
             .map(|old| LiveState::from_desired(&old))
             .unwrap_or_default());
     }
-    let opts = ConnectOptions {
-        arm_endpoint: args.arm_endpoint.clone(),
-    };
-    let backend = backend::connect(&desired.environment, env_dir, &opts).await?;
+    let config = super::backend_config(&args.backend)?;
+    let backend = backend::connect(&desired.environment, env_dir, &config).await?;
     Ok(backend.read_live().await?)
 }

@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::plan::render::Format;
 
+pub use backend_args::{BackendArgs, backend_config};
+
+mod backend_args;
 mod commands;
 mod interrupt;
 mod live;
@@ -69,9 +72,8 @@ pub struct LiveArgs {
     /// enclosing repository (no credentials needed), e.g. `origin/main` or `HEAD~1`.
     #[arg(long, value_name = "REV")]
     pub against_rev: Option<String>,
-    /// Azure Resource Manager base URL (for the sandbox: the URL it prints).
-    #[arg(long, value_name = "URL", env = "FLIGHTDECK_ARM_ENDPOINT")]
-    pub arm_endpoint: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Args)]
@@ -92,9 +94,8 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     /// The environment directory (environments/<env>).
     pub env_dir: PathBuf,
-    /// Azure Resource Manager base URL (for the sandbox: the URL it prints).
-    #[arg(long, value_name = "URL", env = "FLIGHTDECK_ARM_ENDPOINT")]
-    pub arm_endpoint: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Print what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -116,9 +117,8 @@ pub struct ExportArgs {
     /// Snapshot file to write (stdout when absent).
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Azure Resource Manager base URL.
-    #[arg(long, value_name = "URL", env = "FLIGHTDECK_ARM_ENDPOINT")]
-    pub arm_endpoint: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// Runs the parsed command line and returns the process exit code.

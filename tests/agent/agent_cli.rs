@@ -64,3 +64,27 @@ fn a_local_repo_path_that_does_not_exist_is_named_at_start_up() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_config_file_with_problems_names_each_one_with_its_line_and_column_and_never_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        "repo: https://example.com/r.git\nintervall: 30s\ntest-request-timeout: soon\nleader-elect: 3\n",
+    )
+    .expect("write");
+    let out = agent(&["--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let shown = config.display();
+    for expected in [
+        format!("{shown}:2:1: unknown key `intervall`, did you mean `interval`?"),
+        format!(
+            "{shown}:3:23: test-request-timeout: expected a duration such as 30s or 5m, found \"soon\""
+        ),
+        format!("{shown}:4:15: leader-elect: expected true or false, found an integer"),
+    ] {
+        assert!(stderr.contains(&expected), "{expected}\n---\n{stderr}");
+    }
+}

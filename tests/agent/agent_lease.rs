@@ -313,7 +313,7 @@ async fn start_agent(
             advertise_url: hook.map(|h| format!("http://127.0.0.1:{}", h.port)),
         }),
         verify_keys: vec![],
-        arm_endpoint: None,
+        backend: Default::default(),
         http: Default::default(),
     };
     let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));

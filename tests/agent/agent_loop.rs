@@ -119,7 +119,7 @@ fn config(repo: &Path, cache: &Path, envs: &[&str], interval: Duration) -> Agent
         webhook_secret: Some(Secret::new("hook-secret")),
         lease: None,
         verify_keys: vec![],
-        arm_endpoint: None,
+        backend: Default::default(),
         http: Default::default(),
     }
 }

@@ -26,7 +26,10 @@ fn validator(schema: &str) -> Validator {
 }
 
 fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).unwrap()
+    let (root, errors) = flightdeck::spec::yaml::parse(text);
+    assert!(errors.is_empty(), "{errors:?}");
+    root.map(|r| flightdeck::spec::yaml::to_json(&r))
+        .unwrap_or(Value::Null)
 }
 
 fn errors(v: &Validator, instance: &Value) -> Vec<String> {

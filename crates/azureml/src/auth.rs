@@ -203,14 +203,8 @@ pub const NO_CREDENTIALS: &str = "no Azure credentials found: set AZURE_TENANT_I
      AZURE_CLIENT_SECRET (or AZURE_FEDERATED_TOKEN_FILE), use a managed identity or `az login`, or run \
      `flightdeck sandbox` and export the lines it prints";
 
-pub fn credential_from_env(arm_endpoint: &Url) -> Result<Arc<dyn TokenSource>, AzureMlError> {
-    credential_from_vars(arm_endpoint, &|name| {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    })
-}
-
-/// [`credential_from_env`] over any variable lookup, so it can be tested without touching the
-/// process environment.
+/// The credential for `arm_endpoint` chosen from the Azure variables `var` looks up (see the
+/// module docs for the order): the edges pass a captured `backend::CredentialVars`, tests a map.
 pub fn credential_from_vars(
     arm_endpoint: &Url,
     var: &dyn Fn(&str) -> Option<String>,

@@ -28,7 +28,7 @@ use url::Url;
 
 pub use auth::{
     ARM_SCOPE, AzureIdentityFetcher, CachedTokenSource, IssuedToken, ML_SCOPE, Secret,
-    TokenFetcher, TokenSource, arm_scope, credential_from_env, credential_from_vars,
+    TokenFetcher, TokenSource, arm_scope, credential_from_vars,
 };
 pub use error::AzureMlError;
 pub use loopback::{LoopbackEntraCredential, LoopbackGrant};
@@ -51,6 +51,7 @@ pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 #[derive(Clone, Debug)]
 pub struct AzureMlConfig {
     /// ARM base URL; `--arm-endpoint` / `FLIGHTDECK_ARM_ENDPOINT` (the sandbox's base URL).
+    /// Built at the edges: see `backend::BackendConfig`.
     pub arm_endpoint: Url,
     pub api_version: String,
     /// Longest one step may take, LRO waits included (enforced by the executor).
@@ -72,46 +73,6 @@ impl Default for AzureMlConfig {
             max_poll_interval: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
-    }
-}
-
-impl AzureMlConfig {
-    /// Defaults overridden by `FLIGHTDECK_ARM_ENDPOINT` and `FLIGHTDECK_POLL_INTERVAL_MAX`
-    /// (humantime, e.g. `50ms`). An invalid value is logged and ignored; use
-    /// [`AzureMlConfig::try_from_env`] to get an error instead.
-    pub fn from_env() -> Self {
-        Self::try_from_env().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring invalid azureml environment settings");
-            AzureMlConfig::default()
-        })
-    }
-
-    pub fn try_from_env() -> Result<Self, AzureMlError> {
-        Self::from_vars(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-    }
-
-    /// [`AzureMlConfig::try_from_env`] over any variable lookup.
-    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, AzureMlError> {
-        let mut config = AzureMlConfig::default();
-        if let Some(raw) = var("FLIGHTDECK_ARM_ENDPOINT") {
-            config.arm_endpoint = Url::parse(&raw).map_err(|e| {
-                AzureMlError::Config(format!("FLIGHTDECK_ARM_ENDPOINT {raw:?} is not a URL: {e}"))
-            })?;
-        }
-        if let Some(raw) = var("FLIGHTDECK_POLL_INTERVAL_MAX") {
-            config.max_poll_interval = humantime::parse_duration(&raw).map_err(|e| {
-                AzureMlError::Config(format!(
-                    "FLIGHTDECK_POLL_INTERVAL_MAX {raw:?} is not a duration: {e}"
-                ))
-            })?;
-        }
-        if let Some(d) =
-            flightdeck_core::backend::duration_var(var, "FLIGHTDECK_TEST_REQUEST_TIMEOUT")
-                .map_err(AzureMlError::Config)?
-        {
-            config.test_request_timeout = d;
-        }
-        Ok(config)
     }
 }
 
@@ -452,25 +413,5 @@ mod tests {
         for bad in ["", "-x", "a/b", "a?b", "..", "é"] {
             assert!(check_name("endpoint", bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn config_reads_the_endpoint_and_poll_cap_from_variables() {
-        let vars = |name: &str| match name {
-            "FLIGHTDECK_ARM_ENDPOINT" => Some("http://127.0.0.1:7070".to_string()),
-            "FLIGHTDECK_POLL_INTERVAL_MAX" => Some("50ms".to_string()),
-            _ => None,
-        };
-        let c = AzureMlConfig::from_vars(&vars).unwrap();
-        assert_eq!(c.arm_endpoint.as_str(), "http://127.0.0.1:7070/");
-        assert_eq!(c.max_poll_interval, Duration::from_millis(50));
-        assert_eq!(c.api_version, "2025-12-01");
-
-        let bad = |name: &str| (name == "FLIGHTDECK_POLL_INTERVAL_MAX").then(|| "soon".to_string());
-        let err = AzureMlConfig::from_vars(&bad).unwrap_err();
-        assert!(
-            err.to_string().contains("FLIGHTDECK_POLL_INTERVAL_MAX"),
-            "{err}"
-        );
     }
 }

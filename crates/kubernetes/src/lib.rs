@@ -64,34 +64,6 @@ impl Default for KubernetesOptions {
     }
 }
 
-impl KubernetesOptions {
-    /// The defaults, overridden by `FLIGHTDECK_K8S_ROLLOUT_TIMEOUT`, `FLIGHTDECK_K8S_POLL_INTERVAL`,
-    /// `FLIGHTDECK_K8S_MAKE_BEFORE_BREAK`, `FLIGHTDECK_K8S_API_TIMEOUT` and
-    /// `FLIGHTDECK_TEST_REQUEST_TIMEOUT` (humantime durations such as `30s`, `200ms`).
-    pub fn from_env() -> Result<Self, KubernetesError> {
-        let mut opts = KubernetesOptions::default();
-        for (var, slot) in [
-            ("FLIGHTDECK_K8S_ROLLOUT_TIMEOUT", &mut opts.rollout_timeout),
-            ("FLIGHTDECK_K8S_POLL_INTERVAL", &mut opts.poll_interval),
-            (
-                "FLIGHTDECK_K8S_MAKE_BEFORE_BREAK",
-                &mut opts.make_before_break_delay,
-            ),
-            ("FLIGHTDECK_K8S_API_TIMEOUT", &mut opts.api_timeout),
-            (
-                "FLIGHTDECK_TEST_REQUEST_TIMEOUT",
-                &mut opts.test_request_timeout,
-            ),
-        ] {
-            if let Ok(value) = std::env::var(var) {
-                *slot = humantime::parse_duration(&value)
-                    .map_err(|e| KubernetesError::Option(format!("{var}={value}: {e}")))?;
-            }
-        }
-        Ok(opts)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
     #[error("invalid option: {0}")]
@@ -102,7 +74,7 @@ pub enum KubernetesError {
 
 /// A client from the local kubeconfig (`KUBECONFIG` or `~/.kube/config`), else the in-cluster
 /// service account, as `kube::Client::try_default` does, with `opts.api_timeout` on every call.
-pub async fn client_from_env(opts: &KubernetesOptions) -> Result<Client, KubernetesError> {
+pub async fn client_from_kubeconfig(opts: &KubernetesOptions) -> Result<Client, KubernetesError> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| KubernetesError::Config(kube::Error::InferConfig(e)))?;

@@ -4,15 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flightdeck::agent::config::{AgentConfig, SourceKind};
-use flightdeck::agent::pipeline::{Connector, Pipeline};
+use flightdeck::agent::pipeline::{Pipeline, default_connector};
 use flightdeck::agent::{Agent, AgentOptions};
-use flightdeck::backend::azureml::{AzureMlBackend, AzureMlConfig, credential_from_vars};
-use flightdeck::backend::{self, Backend, ConnectOptions};
-use flightdeck::model::Target;
 use flightdeck::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use flightdeck::source::{GitAuth, GitRef, Secret};
 use serde_json::Value;
@@ -72,14 +69,7 @@ pub fn endpoint_yaml(deployments: &[(&str, u32)], traffic: &[(&str, u32)]) -> St
     out
 }
 
-/// The variables `flightdeck sandbox` prints, per sandbox base URL. The agent under test reads
-/// its credentials from here instead of the process environment, so tests that share a process
-/// (one binary per area) never see each other's sandbox.
-static SANDBOX_VARS: Mutex<BTreeMap<String, BTreeMap<String, String>>> =
-    Mutex::new(BTreeMap::new());
-
-/// Starts the sandbox with fixed credentials and records the variables it prints (see
-/// [`start_agent`]); nothing is written to the process environment.
+/// Starts the sandbox with fixed credentials; agents reach it through [`sandbox_backend`].
 pub async fn start_sandbox() -> SandboxHandle {
     let config = SandboxConfig {
         retry_after: Some(0),
@@ -89,47 +79,25 @@ pub async fn start_sandbox() -> SandboxHandle {
         ..SandboxConfig::default()
     };
     let sandbox = Sandbox::start(config).await.unwrap();
-    let vars = sandbox
-        .env_lines()
-        .iter()
-        .map(|line| {
-            let (key, value) = line.split_once('=').unwrap();
-            (key.to_string(), value.to_string())
-        })
-        .collect();
-    SANDBOX_VARS
-        .lock()
-        .unwrap()
-        .insert(sandbox.base_url(), vars);
     sandbox
 }
 
-/// `backend::connect`, except that an Azure ML target whose ARM endpoint is a sandbox started by
-/// [`start_sandbox`] gets that sandbox's variables instead of the process environment's.
-fn connector(options: ConnectOptions) -> Connector {
-    Arc::new(move |environment, env_dir: PathBuf| {
-        let options = options.clone();
-        Box::pin(async move {
-            let vars = options
-                .arm_endpoint
-                .as_ref()
-                .and_then(|url| SANDBOX_VARS.lock().unwrap().get(url).cloned());
-            match (&environment.target, vars) {
-                (Target::AzureMl(target), Some(vars)) => {
-                    let var = |name: &str| vars.get(name).cloned();
-                    let mut config = AzureMlConfig::from_vars(&var)?;
-                    if let Some(url) = &options.arm_endpoint {
-                        config.arm_endpoint = url.parse()?;
-                    }
-                    let credential = credential_from_vars(&config.arm_endpoint, &var)?;
-                    let backend: Box<dyn Backend> =
-                        Box::new(AzureMlBackend::new(target, config, credential)?);
-                    Ok(backend)
-                }
-                _ => backend::connect(&environment, &env_dir, &options).await,
-            }
-        })
-    })
+/// The backend configuration the agent gets for `sandbox`: its URL and the credentials it
+/// prints, as `flightdeck agent` builds them from flags and variables (nothing is read from
+/// the process environment, so tests that share a process never see each other's sandbox).
+pub fn sandbox_backend(sandbox: &SandboxHandle) -> flightdeck::backend::BackendConfig {
+    let lines: BTreeMap<String, String> = sandbox
+        .env_lines()
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let settings = flightdeck::backend::BackendSettings {
+        arm_endpoint: Some(sandbox.base_url()),
+        ..Default::default()
+    };
+    let credentials = flightdeck::backend::CredentialVars::capture(&|k| lines.get(k).cloned());
+    flightdeck::backend::BackendConfig::from_settings(&settings, credentials).unwrap()
 }
 
 pub fn agent_config(
@@ -153,8 +121,8 @@ pub fn agent_config(
         webhook_secret: secret.map(Secret::new),
         lease: None,
         verify_keys: vec![],
-        arm_endpoint: Some(sandbox.base_url()),
         http: Default::default(),
+        backend: sandbox_backend(sandbox),
     }
 }
 
@@ -172,10 +140,8 @@ pub async fn start_agent(config: AgentConfig) -> RunningAgent {
         SourceKind::Local { root } => Some(root.clone()),
         SourceKind::Git { .. } => None,
     };
-    let connect = ConnectOptions {
-        arm_endpoint: config.arm_endpoint.clone(),
-    };
-    let reconciler = Arc::new(Pipeline::new(connector(connect), root, 8));
+    let connector = default_connector(config.backend.clone());
+    let reconciler = Arc::new(Pipeline::new(connector, root, config.concurrency));
     let cancel = CancellationToken::new();
     let agent = Agent::start(config, reconciler, AgentOptions::default(), cancel.clone())
         .await

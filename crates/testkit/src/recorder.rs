@@ -91,7 +91,7 @@ pub fn git_config(
         webhook_secret: secret.map(Secret::new),
         lease: None,
         verify_keys: vec![],
-        arm_endpoint: None,
+        backend: Default::default(),
         http: HttpLimits::default(),
     }
 }

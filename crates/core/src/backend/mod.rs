@@ -87,19 +87,6 @@ pub fn default_step_timeout(step: &Step) -> Duration {
     }
 }
 
-/// Per-request timeout of a pre-traffic test request, both backends:
-/// `FLIGHTDECK_TEST_REQUEST_TIMEOUT` (humantime, e.g. `10s`), default 30 s.
+/// Per-request timeout of a pre-traffic test request, both backends (`--test-request-timeout`,
+/// `FLIGHTDECK_TEST_REQUEST_TIMEOUT`, agent file key `test-request-timeout`), default 30 s.
 pub const DEFAULT_TEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Reads a humantime duration variable; `None` when unset or empty.
-pub fn duration_var(
-    var: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-) -> Result<Option<Duration>, String> {
-    match var(name).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(raw) => humantime::parse_duration(&raw)
-            .map(Some)
-            .map_err(|e| format!("{name} {raw:?} is not a duration: {e}")),
-    }
-}

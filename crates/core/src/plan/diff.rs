@@ -237,7 +237,7 @@ fn paired_docs(
 }
 
 fn yaml(value: &Value) -> String {
-    serde_yaml::to_string(value).unwrap_or_default()
+    super::diff_yaml::to_yaml(value)
 }
 
 /// Diffs every endpoint declared or live, by name, with the planner's rules (`PlanOptions`):

@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod diff;
+mod diff_yaml;
 mod endpoint;
 mod order;
 mod planner;

@@ -18,7 +18,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub(crate) fn new(path: &Path, pos: Pos, message: impl Into<String>) -> Diagnostic {
+    pub fn new(path: &Path, pos: Pos, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             path: path.to_path_buf(),
             line: pos.line,
@@ -46,7 +46,7 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
     /// Sorted and without exact duplicates.
-    pub(crate) fn from_unsorted(mut all: Vec<Diagnostic>) -> Diagnostics {
+    pub fn from_unsorted(mut all: Vec<Diagnostic>) -> Diagnostics {
         all.sort();
         all.dedup();
         Diagnostics(all)

@@ -27,7 +27,7 @@ pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a
 }
 
 /// `, did you mean `x`?` or nothing.
-pub(crate) fn suggestion(word: &str, candidates: &[&str]) -> String {
+pub fn suggestion(word: &str, candidates: &[&str]) -> String {
     did_you_mean(word, candidates)
         .map(|c| format!(", did you mean `{c}`?"))
         .unwrap_or_default()

@@ -16,7 +16,7 @@ mod raw_deployment;
 mod raw_endpoint;
 mod raw_environment;
 mod validate;
-mod yaml;
+pub mod yaml;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,7 @@ use crate::plan::profile::ProfileOf;
 pub use crate::tree::{MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES};
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use files::{DiskFiles, Files, MemFiles};
+pub use located::suggestion;
 pub use yaml::MAX_DEPTH;
 
 use crate::tree::EnvTree;

@@ -1,7 +1,7 @@
 //! A small located YAML tree built from `saphyr-parser` events.
 //!
-//! serde_yaml cannot say where a value came from, so the loader parses every file into this tree
-//! first: each node and each mapping key keeps its 1-based line and column. Duplicate keys,
+//! The loader parses every file into this tree first (a serde deserializer cannot say where a
+//! value came from): each node and each mapping key keeps its 1-based line and column. Duplicate keys,
 //! anchors, aliases, tags and nesting deeper than [`MAX_DEPTH`] are reported here.
 
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span, Tag};
@@ -376,6 +376,36 @@ pub fn int_value(text: &str) -> Option<i64> {
     text.parse::<i64>().ok()
 }
 
+/// The tree as JSON, positions dropped: integers that fit an i64 become numbers, floats become
+/// numbers when finite (else strings), everything else keeps its core-schema type. For callers
+/// that need plain data (JSON Schema validation, test fakes) rather than located reads.
+pub fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match &node.kind {
+        Kind::Scalar { text, ty } => match ty {
+            ScalarType::Null => Value::Null,
+            ScalarType::Bool => Value::Bool(text.eq_ignore_ascii_case("true")),
+            ScalarType::Int => int_value(text.strip_prefix('+').unwrap_or(text))
+                .map(Value::from)
+                .unwrap_or_else(|| Value::String(text.clone())),
+            ScalarType::Float => text
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .unwrap_or_else(|| Value::String(text.clone())),
+            ScalarType::Str => Value::String(text.clone()),
+        },
+        Kind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
+        Kind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|e| (e.key.clone(), to_json(&e.value)))
+                .collect(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +486,16 @@ mod tests {
         let found = messages("a: &x 1\nb: *x\n");
         assert!(found.iter().any(|m| m.contains("anchors")), "{found:?}");
         assert!(found.iter().any(|m| m.contains("aliases")), "{found:?}");
+    }
+
+    #[test]
+    fn the_tree_converts_to_json_with_core_schema_types() {
+        let (root, errors) = parse("a: 1\nb: '1'\nc: [true, ~, 1.5, x]\nd: {e: -0x10}\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            to_json(&root.unwrap()),
+            serde_json::json!({"a": 1, "b": "1", "c": [true, null, 1.5, "x"], "d": {"e": "-0x10"}})
+        );
     }
 
     #[test]

@@ -117,7 +117,15 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Failure> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.contains("yaml"));
     let parsed = if yaml {
-        serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
+        // YAML (kube sends JSON, which is YAML too), read with the product's located loader.
+        std::str::from_utf8(body)
+            .map_err(|e| e.to_string())
+            .and_then(|text| match flightdeck::spec::yaml::parse(text) {
+                (root, errors) if errors.is_empty() => Ok(root
+                    .map(|r| flightdeck::spec::yaml::to_json(&r))
+                    .unwrap_or(Value::Null)),
+                (_, errors) => Err(format!("{errors:?}")),
+            })
     } else {
         serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
     };

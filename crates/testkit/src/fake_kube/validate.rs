@@ -21,7 +21,9 @@ pub fn reference_dir() -> String {
 fn load(file: &str) -> jsonschema::Validator {
     let path = format!("{}/{file}", reference_dir());
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let crd: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"));
+    let (root, errors) = flightdeck::spec::yaml::parse(&text);
+    assert!(errors.is_empty(), "parse {path}: {errors:?}");
+    let crd: Value = flightdeck::spec::yaml::to_json(&root.expect("a CRD document"));
     let versions = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
