@@ -13,6 +13,7 @@ pub mod escape;
 pub mod logging;
 pub mod model;
 pub mod plan;
+pub mod retry;
 pub mod sandbox;
 pub mod source;
 pub mod spec;

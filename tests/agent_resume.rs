@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use flightdeck::agent::pipeline::{Connector, Pipeline};
 use flightdeck::agent::{Job, OutcomeKind, Reconcile, ReconcileError};
 use flightdeck::backend::memory::MemoryBackend;
-use flightdeck::backend::{Backend, BackendError, StepOutcome};
+use flightdeck::backend::{Backend, BackendError, StepDetail};
 use flightdeck::model::LiveState;
 use flightdeck::plan::Step;
 use flightdeck::source::{EnvTree, FileMap};
@@ -30,7 +30,7 @@ impl Backend for Interrupting {
         self.live.read_live().await
     }
 
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+    async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         let outcome = self.live.execute(step).await;
         if let Some((left, token)) = self.stop.lock().unwrap().as_mut() {
             *left -= 1;

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 
 use super::reconcile::{Job, Outcome, OutcomeKind, Reconcile, ReconcileError, StepRecord};
 use crate::apply::{self, ApplyOptions, ApplyReport};
-use crate::backend::{self, Backend, ConnectOptions};
+use crate::backend::{self, Backend, BackendError, ConnectOptions};
 use crate::model::{DriftMode, Environment};
 use crate::plan::{self, PlanOptions};
 use crate::spec;
@@ -73,7 +73,10 @@ impl Pipeline {
         };
         let backend: Arc<dyn Backend> = (self.connector)(environment.clone(), env_dir)
             .await
-            .map_err(|e| ReconcileError::Backend(format!("{e:#}")))?
+            .map_err(|e| ReconcileError::Backend {
+                message: format!("{e:#}"),
+                source: Arc::new(BackendError::Other(e)),
+            })?
             .into();
         backends.insert(path.to_path_buf(), (environment.clone(), backend.clone()));
         Ok(backend)
@@ -90,7 +93,10 @@ impl Reconcile for Pipeline {
         let live = backend
             .read_live()
             .await
-            .map_err(|e| ReconcileError::Backend(e.to_string()))?;
+            .map_err(|e| ReconcileError::Backend {
+                message: e.to_string(),
+                source: Arc::new(e),
+            })?;
         let options = PlanOptions {
             prune: false,
             ignore: desired.environment.drift.ignore.clone(),
@@ -135,14 +141,19 @@ impl Reconcile for Pipeline {
                 steps,
             });
         }
-        match report.error() {
-            Some(message) => Err(ReconcileError::Apply {
+        let first_failure = report.failures().find_map(|r| match &r.outcome {
+            apply::StepStatus::Failed(error) => Some(error.clone()),
+            _ => None,
+        });
+        match (report.error(), first_failure) {
+            (Some(message), Some(error)) => Err(ReconcileError::Apply {
                 message,
+                error,
                 plan: plan.steps,
                 steps,
             }),
             // Nothing failed, yet not everything ran: the run was cancelled between steps.
-            None => Err(ReconcileError::Cancelled {
+            _ => Err(ReconcileError::Cancelled {
                 plan: plan.steps,
                 steps,
             }),
@@ -157,9 +168,9 @@ fn records(report: &ApplyReport) -> Vec<StepRecord> {
         .iter()
         .filter_map(|r| {
             let (ok, detail) = match &r.outcome {
-                apply::Outcome::Done(detail) => (true, detail.clone()),
-                apply::Outcome::Failed(error) => (false, error.clone()),
-                apply::Outcome::Skipped(_) | apply::Outcome::WouldRun => return None,
+                apply::StepStatus::Done(detail) => (true, detail.clone()),
+                apply::StepStatus::Failed(error) => (false, error.message.clone()),
+                apply::StepStatus::Skipped(_) | apply::StepStatus::WouldRun => return None,
             };
             Some(StepRecord {
                 kind: r.step.action.kind().to_string(),

@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::apply::StepError;
+use crate::backend::{BackendError, ErrorKind};
 use crate::plan::Step;
 use crate::source::EnvTree;
 
@@ -70,7 +72,7 @@ pub struct Outcome {
     pub steps: Vec<StepRecord>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// The desired state does not load or validate; the message carries `file:line:col`.
     #[error("{0}")]
@@ -78,13 +80,20 @@ pub enum ReconcileError {
     /// The planner refuses the change; nothing was applied.
     #[error("plan refused: {0}")]
     Refused(String),
-    /// The backend could not be reached or read.
-    #[error("backend: {0}")]
-    Backend(String),
-    /// A step failed; earlier steps may have been applied. `pending` is the plan.
+    /// The backend could not be reached or read; `source` is the typed backend error.
+    #[error("backend: {message}")]
+    Backend {
+        message: String,
+        #[source]
+        source: Arc<BackendError>,
+    },
+    /// A step failed; earlier steps may have been applied. `plan` is the plan; `message` lists
+    /// every failed step, `error` is the first one, typed.
     #[error("apply failed: {message}")]
     Apply {
         message: String,
+        #[source]
+        error: StepError,
         plan: Vec<Step>,
         steps: Vec<StepRecord>,
     },
@@ -102,9 +111,28 @@ impl ReconcileError {
         match self {
             ReconcileError::Invalid(_) => "invalid_spec",
             ReconcileError::Refused(_) => "plan_refused",
-            ReconcileError::Backend(_) => "backend",
+            ReconcileError::Backend { .. } => "backend",
             ReconcileError::Apply { .. } => "apply",
             ReconcileError::Cancelled { .. } => "cancelled",
+        }
+    }
+
+    /// Whether the same revision may succeed on a later try (the backend's verdict); invalid
+    /// input, refusals and cancellations wait for a change instead.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReconcileError::Backend { source, .. } => source.is_transient(),
+            ReconcileError::Apply { error, .. } => error.transient,
+            _ => false,
+        }
+    }
+
+    /// What failed in the backend, for `Backend` and `Apply`.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        match self {
+            ReconcileError::Backend { source, .. } => Some(source.kind()),
+            ReconcileError::Apply { error, .. } => Some(error.kind),
+            _ => None,
         }
     }
 

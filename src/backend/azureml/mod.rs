@@ -24,15 +24,15 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use url::Url;
 
+pub use crate::retry::RetryPolicy;
 pub use auth::{
     ARM_SCOPE, AzureIdentityFetcher, CachedTokenSource, IssuedToken, ML_SCOPE, Secret,
     TokenFetcher, TokenSource, arm_scope, credential_from_env, credential_from_vars,
 };
 pub use error::AzureMlError;
 pub use loopback::{LoopbackEntraCredential, LoopbackGrant};
-pub use retry::RetryPolicy;
 
-use crate::backend::{Backend, BackendError, StepOutcome};
+use crate::backend::{Backend, BackendError, StepDetail};
 use crate::model::{AzureMlTarget, LiveState, Weights};
 use crate::plan::{Action, Step};
 use client::ArmClient;
@@ -424,9 +424,9 @@ impl Backend for AzureMlBackend {
             .map_err(|(subject, e)| e.into_backend(&subject))
     }
 
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+    async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         match self.execute_inner(step).await {
-            Ok(detail) => Ok(StepOutcome { detail }),
+            Ok(detail) => Ok(StepDetail { detail }),
             Err(e) => Err(e.into_backend(&subject(step))),
         }
     }

@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
 
-use crate::backend::{Backend, BackendError, StepOutcome};
+use crate::backend::{Backend, BackendError, StepDetail};
 use crate::model::{KubernetesTarget, LiveState, Router, Weights};
 use crate::plan::Step;
 
@@ -204,7 +204,7 @@ impl Backend for KubernetesBackend {
         self.read_live_state().await.map_err(|e| self.timed(e))
     }
 
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+    async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         self.execute_step(step).await.map_err(|e| self.timed(e))
     }
 
