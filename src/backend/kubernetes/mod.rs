@@ -108,6 +108,13 @@ pub async fn client_from_env(opts: &KubernetesOptions) -> Result<Client, Kuberne
 
 /// A client for `config` whose connect, read and write each give up after `opts.api_timeout`
 /// (kube's own defaults leave reads unbounded, 295 s for watches; flightdeck never watches).
+///
+/// kube's retry layer stays on (`config.default_retry`, kube-client 5 `ClientBuilder`:
+/// `RetryLayer::new(RetryPolicy::server_retry())`): it resends only requests answered 429, 503 or
+/// 504, which the API server did not process, at most 15 times from 5 ms, honouring
+/// `Retry-After`, and never after a connection error or timeout. It sees the HTTP answer below
+/// every `kube::Api` call, where `crate::retry` would have to wrap each call site; the executor's
+/// step timeout bounds it, and what it gives up on arrives as a transient `BackendError`.
 pub fn client_with_timeouts(
     mut config: kube::Config,
     opts: &KubernetesOptions,
