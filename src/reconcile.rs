@@ -148,7 +148,7 @@ impl ReconcileOutcome {
                     .iter()
                     .filter(|r| matches!(
                         r.outcome,
-                        apply::Outcome::Done(_) | apply::Outcome::Failed(_)
+                        apply::StepStatus::Done(_) | apply::StepStatus::Failed(_)
                     ))
                     .count()
             )),

@@ -4,7 +4,7 @@
 
 use super::policy::Action;
 use super::status::AgentState;
-use crate::apply::Outcome as StepOutcome;
+use crate::apply::StepStatus;
 use crate::reconcile::ReconcileOutcome;
 use crate::source::SourceError;
 
@@ -29,9 +29,9 @@ impl Reconciled<'_> {
         let metrics = &state.metrics;
         for r in outcome.report().map_or(&[][..], |r| r.results.as_slice()) {
             let ok = match r.outcome {
-                StepOutcome::Done(_) => "ok",
-                StepOutcome::Failed(_) => "error",
-                StepOutcome::Skipped(_) | StepOutcome::WouldRun => continue,
+                StepStatus::Done(_) => "ok",
+                StepStatus::Failed(_) => "error",
+                StepStatus::Skipped(_) | StepStatus::WouldRun => continue,
             };
             metrics.step(env, r.step.action.kind(), ok);
         }
@@ -75,7 +75,7 @@ impl Reconciled<'_> {
         let executed = outcome.report().map_or(0, |r| {
             r.results
                 .iter()
-                .filter(|r| matches!(r.outcome, StepOutcome::Done(_) | StepOutcome::Failed(_)))
+                .filter(|r| matches!(r.outcome, StepStatus::Done(_) | StepStatus::Failed(_)))
                 .count()
         });
         metrics.reconciled(env, outcome.result(), self.seconds);

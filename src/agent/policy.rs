@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::backoff::Backoff;
 use crate::apply;
-use crate::plan::Action as StepAction;
+use crate::backend::ErrorKind;
 use crate::reconcile::ReconcileOutcome;
 
 /// The next thing to do for one environment.
@@ -55,20 +55,25 @@ pub fn next_action(outcome: &ReconcileOutcome, attempt: u32, policy: &Policy) ->
     }
 }
 
-/// Every failed step is a pre-traffic test: the rollout was stopped by its gate, not by the
-/// platform.
+/// Every failed step failed its test (the typed `test_failed` kind): the rollout was stopped by
+/// its gate, not by the platform. A test step that could not reach the model (a timeout, a
+/// lost connection) is the platform's failure and is retried.
 fn gate_failed(report: &apply::ApplyReport) -> bool {
     let mut failures = report.failures().peekable();
     failures.peek().is_some()
-        && failures.all(|r| matches!(r.step.action, StepAction::TestDeployment { .. }))
+        && failures.all(|r| match &r.outcome {
+            apply::StepStatus::Failed(error) => error.kind == ErrorKind::TestFailed,
+            _ => false,
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{ApplyReport, Outcome, StepResult};
+    use crate::apply::{ApplyReport, StepError, StepResult, StepStatus as Outcome};
     use crate::backend::BackendError;
     use crate::model::{TestSpec, Weights};
+    use crate::plan::Action as StepAction;
     use crate::plan::{Plan, Refusal, Step};
     use crate::reconcile::{BackendFailure, Invalid};
 
@@ -130,7 +135,14 @@ mod tests {
 
     fn gate_failure() -> ReconcileOutcome {
         let (plan, report) = ran(vec![
-            (test_step(), Outcome::Failed("test failed: 500".into())),
+            (
+                test_step(),
+                Outcome::Failed(StepError::new(
+                    ErrorKind::TestFailed,
+                    false,
+                    "test failed: 500",
+                )),
+            ),
             (
                 traffic_step(),
                 Outcome::Skipped("test_deployment failed".into()),
@@ -144,7 +156,11 @@ mod tests {
             (test_step(), Outcome::Done("200".into())),
             (
                 traffic_step(),
-                Outcome::Failed("InternalServerError".into()),
+                Outcome::Failed(StepError::new(
+                    ErrorKind::Platform,
+                    true,
+                    "InternalServerError",
+                )),
             ),
         ]);
         ReconcileOutcome::ApplyFailed { plan, report }
@@ -165,8 +181,10 @@ mod tests {
     }
 
     fn backend_down() -> ReconcileOutcome {
-        ReconcileOutcome::BackendFailed(BackendFailure::ReadLive(BackendError::Transport(
-            "connection refused".into(),
+        ReconcileOutcome::BackendFailed(BackendFailure::ReadLive(BackendError::transport(
+            "scoring",
+            "connection refused",
+            None,
         )))
     }
 
@@ -262,10 +280,21 @@ mod tests {
     #[test]
     fn a_platform_failure_beside_a_failed_gate_is_retried() {
         let (plan, report) = ran(vec![
-            (test_step(), Outcome::Failed("test failed: 500".into())),
+            (
+                test_step(),
+                Outcome::Failed(StepError::new(
+                    ErrorKind::TestFailed,
+                    false,
+                    "test failed: 500",
+                )),
+            ),
             (
                 traffic_step(),
-                Outcome::Failed("InternalServerError".into()),
+                Outcome::Failed(StepError::new(
+                    ErrorKind::Platform,
+                    true,
+                    "InternalServerError",
+                )),
             ),
         ]);
         let outcome = ReconcileOutcome::ApplyFailed { plan, report };

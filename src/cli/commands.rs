@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::interrupt::{INTERRUPTED, Interrupts};
 use super::live::{self, ExportFile};
 use super::{ApplyArgs, ExportArgs, LiveArgs, PlanArgs};
-use crate::apply::{ApplyEvent, ApplyOptions, ApplyReport, Outcome};
+use crate::apply::{ApplyEvent, ApplyOptions, ApplyReport, StepStatus};
 use crate::backend;
 use crate::escape::{Esc, escape_control, escape_json};
 use crate::model::{DesiredState, Environment, Target};
@@ -180,7 +180,7 @@ fn progress(total: usize) -> impl Fn(ApplyEvent<'_>) + Send + Sync {
                 let subject = r.step.subject();
                 let subject = Esc(&subject);
                 let _ = match &r.outcome {
-                    Outcome::Done(d) if d.is_empty() => {
+                    StepStatus::Done(d) if d.is_empty() => {
                         writeln!(
                             err,
                             "      {} {}: done ({secs:.1}s)",
@@ -188,28 +188,28 @@ fn progress(total: usize) -> impl Fn(ApplyEvent<'_>) + Send + Sync {
                             r.step.action.kind()
                         )
                     }
-                    Outcome::Done(d) => writeln!(
+                    StepStatus::Done(d) => writeln!(
                         err,
                         "      {} {}: done ({secs:.1}s): {}",
                         subject,
                         r.step.action.kind(),
                         Esc(d)
                     ),
-                    Outcome::Failed(e) => writeln!(
+                    StepStatus::Failed(e) => writeln!(
                         err,
                         "      {} {}: FAILED ({secs:.1}s): {}",
                         subject,
                         r.step.action.kind(),
-                        Esc(e)
+                        Esc(&e.message)
                     ),
-                    Outcome::Skipped(why) => writeln!(
+                    StepStatus::Skipped(why) => writeln!(
                         err,
                         "      {} {}: skipped: {}",
                         subject,
                         r.step.action.kind(),
                         Esc(why)
                     ),
-                    Outcome::WouldRun => writeln!(
+                    StepStatus::WouldRun => writeln!(
                         err,
                         "      {} {}: would run (dry run)",
                         subject,
@@ -227,14 +227,15 @@ fn print_report(report: &ApplyReport, format: Format) {
         println!("{}", escape_json(&text));
         return;
     }
-    let count = |f: fn(&Outcome) -> bool| report.results.iter().filter(|r| f(&r.outcome)).count();
+    let count =
+        |f: fn(&StepStatus) -> bool| report.results.iter().filter(|r| f(&r.outcome)).count();
     println!(
         "{} step(s): {} done, {} failed, {} skipped{}{}",
         report.results.len(),
-        count(|o| matches!(o, Outcome::Done(_))),
-        count(|o| matches!(o, Outcome::Failed(_))),
-        count(|o| matches!(o, Outcome::Skipped(_))),
-        if count(|o| matches!(o, Outcome::WouldRun)) > 0 {
+        count(|o| matches!(o, StepStatus::Done(_))),
+        count(|o| matches!(o, StepStatus::Failed(_))),
+        count(|o| matches!(o, StepStatus::Skipped(_))),
+        if count(|o| matches!(o, StepStatus::WouldRun)) > 0 {
             " (dry run: nothing was changed)"
         } else {
             ""
@@ -248,8 +249,8 @@ fn print_report(report: &ApplyReport, format: Format) {
     if report.error().is_some() {
         println!("failed:");
         for r in report.failures() {
-            if let Outcome::Failed(e) = &r.outcome {
-                println!("{}: {}", Esc(&r.step.reason), Esc(e));
+            if let StepStatus::Failed(e) = &r.outcome {
+                println!("{}: {}", Esc(&r.step.reason), Esc(&e.message));
             }
         }
     }
@@ -325,7 +326,7 @@ impl backend::Backend for Locked {
     async fn execute(
         &self,
         step: &crate::plan::Step,
-    ) -> Result<backend::StepOutcome, backend::BackendError> {
+    ) -> Result<backend::StepDetail, backend::BackendError> {
         self.backend.execute(step).await
     }
     fn step_timeout(&self, step: &crate::plan::Step) -> std::time::Duration {

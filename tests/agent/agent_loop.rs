@@ -148,8 +148,10 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
     let cache = tempfile::tempdir().unwrap();
     let fake = Fake::new(|job| {
         if job.path == Path::new("environments/bad") {
-            ReconcileOutcome::BackendFailed(BackendFailure::ReadLive(BackendError::Transport(
-                "environments/bad: connection refused".into(),
+            ReconcileOutcome::BackendFailed(BackendFailure::ReadLive(BackendError::transport(
+                "environments/bad",
+                "connection refused",
+                None,
             )))
         } else {
             ReconcileOutcome::InSync

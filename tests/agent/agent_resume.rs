@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use flightdeck::agent::pipeline::{Connector, Pipeline};
 use flightdeck::agent::{Job, Reconcile, ReconcileOutcome};
-use flightdeck::apply::Outcome as Ran;
+use flightdeck::apply::StepStatus as Ran;
 use flightdeck::backend::memory::MemoryBackend;
-use flightdeck::backend::{Backend, BackendError, StepOutcome};
+use flightdeck::backend::{Backend, BackendError, StepDetail};
 use flightdeck::model::LiveState;
 use flightdeck::plan::Step;
 use flightdeck::source::{EnvTree, FileMap};
@@ -31,7 +31,7 @@ impl Backend for Interrupting {
         self.live.read_live().await
     }
 
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+    async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         let outcome = self.live.execute(step).await;
         if let Some((left, token)) = self.stop.lock().unwrap().as_mut() {
             *left -= 1;

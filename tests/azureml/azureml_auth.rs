@@ -188,7 +188,11 @@ async fn auth_failures_name_the_credential_and_never_show_secrets_or_tokens() {
     let credential = credential_from_vars(&fake.url(), &vars).unwrap();
     let backend = AzureMlBackend::new(&target(), config(&fake), credential).unwrap();
     let err = backend.read_live().await.unwrap_err();
-    assert!(matches!(err, BackendError::Transport(_)), "{err:?}");
+    assert!(matches!(err, BackendError::Auth { .. }), "{err:?}");
+    assert!(
+        !err.is_transient(),
+        "a refused credential does not pass by waiting"
+    );
     let text = format!("{err} {err:?}");
     assert!(text.contains("LoopbackEntraCredential"), "{text}");
     assert!(!text.contains("not-the-secret-123"), "{text}");

@@ -62,6 +62,7 @@ async fn a_failed_operation_names_endpoint_deployment_and_the_arm_code() {
             subject,
             code,
             message,
+            ..
         } => {
             assert_eq!(subject, "endpoint scoring: deployment green");
             assert_eq!(code, "OutOfQuota");

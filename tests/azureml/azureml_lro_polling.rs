@@ -1,6 +1,6 @@
 //! The LRO follower polls fast when the platform sends no `Retry-After` and backs off from
 //! there: a 1 s sandbox operation is followed to its end in a handful of polls, about 1 s after
-//! it started, not after a flat 10 s wait (src/backend/azureml/lro.rs `PollSchedule`).
+//! it started, not after a flat 10 s wait (src/backend/azureml/lro.rs `poll_policy`).
 
 use std::time::Duration;
 

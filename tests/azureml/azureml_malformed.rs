@@ -27,7 +27,9 @@ fn bad_bodies() -> Vec<(&'static str, Canned, &'static str)> {
 
 fn malformed(err: &BackendError) -> (&str, &str) {
     match err {
-        BackendError::Malformed { subject, message } => (subject, message),
+        BackendError::Malformed {
+            subject, message, ..
+        } => (subject, message),
         other => panic!("expected a malformed-body error, got {other:?}"),
     }
 }

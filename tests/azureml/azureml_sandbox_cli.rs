@@ -145,3 +145,93 @@ async fn a_failing_pre_traffic_test_stops_apply_and_leaves_traffic_on_blue() {
     assert_eq!(code(&out), 0, "{}", show(&out));
     assert_eq!(env.traffic("my-endpoint").await["green"], 10);
 }
+
+/// The failed steps of an `apply --output json` report.
+fn failed_steps(report: &Value) -> Vec<Value> {
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["outcome"]["status"] == "failed")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_report_tells_a_platform_500_after_retries_from_a_failed_test() {
+    let env = Env::start(Duration::from_millis(20)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    env.write_environment(
+        &dir,
+        "tests:\n  \"*\":\n    request_file: sample-request.json\n",
+    );
+    std::fs::copy(
+        reference("model-1/sample-request.json"),
+        dir.join("sample-request.json"),
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    use_flow_file(&dir, 0);
+    let out = flightdeck(&env, &["apply", d]).await;
+    assert_eq!(code(&out), 0, "blue lands: {}", show(&out));
+
+    // Every PUT of green answers 500 (Retry-After: 1, capped by FLIGHTDECK_POLL_INTERVAL_MAX).
+    env.fault(
+        json!({"match": {"method": "PUT", "path_contains": "/deployments/green"},
+                     "respond": {"status": 500, "retry_after": 1}, "times": 1000}),
+    )
+    .await;
+    env.clear_log().await;
+    use_flow_file(&dir, 3);
+    let out = flightdeck(&env, &["apply", d, "--output", "json"]).await;
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let failed = failed_steps(&report);
+    assert_eq!(failed.len(), 1, "{report:#}");
+    assert_eq!(failed[0]["step"]["action"], "create_deployment");
+    let outcome = &failed[0]["outcome"];
+    assert_eq!(outcome["kind"], "platform", "{outcome:#}");
+    assert_eq!(outcome["transient"], true, "{outcome:#}");
+    assert!(
+        outcome["detail"].as_str().unwrap().contains("returned 500"),
+        "{outcome:#}"
+    );
+    // The default policy's six tries, then the report.
+    let puts = env
+        .log()
+        .await
+        .iter()
+        .filter(|e| e["method"] == "PUT" && e["path"].as_str().unwrap().ends_with("/green"))
+        .count();
+    assert_eq!(puts, 6, "green was sent six times");
+
+    // Green lands, but its pre-traffic test fails: not transient, a different kind.
+    let resp = reqwest::Client::new()
+        .delete(format!("{}/_sandbox/faults", env.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    env.fault(json!({"endpoint": "my-endpoint", "deployment": "green", "error_rate": 1.0}))
+        .await;
+    let out = flightdeck(&env, &["apply", d, "--output", "json"]).await;
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let failed = failed_steps(&report);
+    assert_eq!(failed.len(), 1, "{report:#}");
+    assert_eq!(failed[0]["step"]["action"], "test_deployment");
+    let outcome = &failed[0]["outcome"];
+    assert_eq!(outcome["kind"], "test_failed", "{outcome:#}");
+    assert_eq!(outcome["transient"], false, "{outcome:#}");
+    assert!(
+        outcome["detail"].as_str().unwrap().contains("test failed"),
+        "{outcome:#}"
+    );
+    // Done and skipped steps carry no kind.
+    for r in report["results"].as_array().unwrap() {
+        if r["outcome"]["status"] != "failed" {
+            assert!(r["outcome"].get("kind").is_none(), "{r:#}");
+        }
+    }
+}

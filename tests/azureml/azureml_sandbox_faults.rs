@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use flightdeck::apply::Outcome;
+use flightdeck::apply::StepStatus;
 use flightdeck::backend::Backend;
 use flightdeck::backend::azureml::RetryPolicy;
 use flightdeck::model::Weights;
@@ -128,9 +128,10 @@ async fn an_operation_that_ends_failed_names_the_deployment_and_code_and_never_g
     let failed: Vec<_> = report.failures().collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].step.action.kind(), "create_deployment");
-    let Outcome::Failed(message) = &failed[0].outcome else {
+    let StepStatus::Failed(error) = &failed[0].outcome else {
         unreachable!()
     };
+    let message = &error.message;
     assert!(
         message.starts_with("endpoint my-endpoint: deployment green: ResourceNotReady: "),
         "{message}"
@@ -142,7 +143,7 @@ async fn an_operation_that_ends_failed_names_the_deployment_and_code_and_never_g
         .find(|r| r.step.action.kind() == "set_traffic")
         .expect("the plan sets traffic");
     assert!(
-        matches!(traffic_step.outcome, Outcome::Skipped(_)),
+        matches!(traffic_step.outcome, StepStatus::Skipped(_)),
         "{:?}",
         traffic_step.outcome
     );
@@ -210,6 +211,7 @@ async fn a_conflict_while_another_operation_runs_is_retried_until_it_converges()
         max_attempts: 10,
         base_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
+        ..RetryPolicy::default()
     };
     let backend = env.backend_for(&desired, config);
     assert!(reconcile(&desired, &backend, 8).await.1.succeeded());

@@ -7,9 +7,9 @@ use flightdeck_testkit::hung;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flightdeck::apply::{self, ApplyOptions, Outcome};
+use flightdeck::apply::{self, ApplyOptions, StepStatus};
 use flightdeck::backend::azureml::AzureMlBackend;
-use flightdeck::backend::{Backend, BackendError};
+use flightdeck::backend::{Backend, BackendError, ErrorKind};
 use flightdeck::model::TestSpec;
 use flightdeck::plan::{Action, Plan};
 use flightdeck_testkit::arm_fake::*;
@@ -99,13 +99,15 @@ async fn the_executor_fails_a_step_that_outlives_the_backends_step_timeout() {
         &CancellationToken::new(),
     )
     .await;
+    let StepStatus::Failed(error) = &report.results[0].outcome else {
+        panic!("{:?}", report.results[0].outcome);
+    };
     assert_eq!(
-        report.results[0].outcome,
-        Outcome::Failed(
-            "endpoint scoring: deployment green: timed out after 1s waiting for wait ready".into()
-        )
+        error.message,
+        "endpoint scoring: deployment green: timed out after 1s waiting for wait ready"
     );
-    assert!(matches!(report.results[1].outcome, Outcome::Skipped(_)));
+    assert_eq!((error.kind, error.transient), (ErrorKind::Timeout, true));
+    assert!(matches!(report.results[1].outcome, StepStatus::Skipped(_)));
     assert!(fake.count("GET", &d) >= 2, "it polled before giving up");
     assert_eq!(fake.count("PUT", &eps("/scoring")), 0);
     fake.stop().await;

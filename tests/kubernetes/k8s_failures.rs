@@ -40,6 +40,7 @@ async fn never_ready_version_fails_before_any_router_write(router: Router) {
             code,
             message,
             subject,
+            ..
         } => {
             assert_eq!(code, "ProgressDeadlineExceeded");
             assert_eq!(

@@ -1,7 +1,9 @@
-//! The ARM HTTP client: bearer auth, api-version, retries with backoff (CONTRACT.md §4.1: 429 and
-//! 5xx; §3 Concurrency: 409 "in progress"), and request logging without headers or bodies.
+//! The ARM HTTP client: bearer auth, api-version, retries under the crate's one policy
+//! ([AML §4.1]: 429 and 5xx; [AML §3] Concurrency: 409 "in progress"), and request logging
+//! without headers or bodies.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,8 +14,9 @@ use url::Url;
 
 use super::auth::{Secret, TokenSource};
 use super::error::{AzureMlError, parse_arm_error};
-use super::retry::{RetryPolicy, is_retryable, retry_after};
+use super::retry::retry_after;
 use super::shape::{Shape, checked};
+use flightdeck_core::retry::{RetryPolicy, Verdict, retry};
 
 /// One ARM answer, any status.
 #[derive(Debug)]
@@ -63,6 +66,11 @@ impl ArmClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| AzureMlError::Config(format!("http client: {e}")))?;
+        // A server-requested wait never exceeds `max_poll_interval`.
+        let retry = RetryPolicy {
+            max_retry_after: retry.max_retry_after.min(max_poll_interval),
+            ..retry
+        };
         Ok(ArmClient {
             http,
             base,
@@ -150,10 +158,14 @@ impl ArmClient {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
-        let transport = |e: reqwest::Error| AzureMlError::Transport {
-            method: method.to_string(),
-            path: url.path().to_string(),
-            message: e.without_url().to_string(),
+        let transport = |e: reqwest::Error| {
+            let e = e.without_url();
+            AzureMlError::Transport {
+                method: method.to_string(),
+                path: url.path().to_string(),
+                message: e.to_string(),
+                source: e,
+            }
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
@@ -173,8 +185,51 @@ impl ArmClient {
         })
     }
 
-    /// Sends with retries; Ok only for 2xx. `retry_transport: false` returns the first transport
-    /// error to the caller (a PUT must check what landed before sending again).
+    /// One try with at most one token refresh; Ok only for 2xx, any other status as
+    /// `AzureMlError::Http` (with its `Retry-After`).
+    ///
+    /// A 401 means the cached token was revoked or rotated before its expiry: drop it and send
+    /// once more with a fresh one ([AML §4.1] lists 401 as "auth"). A second 401 is final. The
+    /// refresh does not count as a retry; `refreshed` remembers it across retries.
+    async fn answered(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&Value>,
+        attempt: u32,
+        refreshed: &AtomicBool,
+    ) -> Result<ArmResponse, AzureMlError> {
+        let mut resp = self.attempt(method, url, body, attempt).await?;
+        if resp.status == StatusCode::UNAUTHORIZED && !refreshed.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                method = %method,
+                path = url.path(),
+                "arm refused the token; fetching a new one"
+            );
+            self.credential.invalidate(&self.scope).await;
+            resp = self.attempt(method, url, body, attempt).await?;
+        }
+        if resp.status.is_success() {
+            return Ok(resp);
+        }
+        let (code, mut message) = parse_arm_error(&resp.body);
+        if resp.status == StatusCode::UNAUTHORIZED {
+            message.push_str(" (a freshly fetched token was refused too)");
+        }
+        Err(AzureMlError::Http {
+            method: method.to_string(),
+            path: url.path().to_string(),
+            status: resp.status.as_u16(),
+            code,
+            message,
+            retry_after: retry_after(&resp.headers),
+        })
+    }
+
+    /// Sends under the retry policy ([`flightdeck_core::retry`]): 429, 5xx and 409 "in progress" are sent
+    /// again, after the answer's `Retry-After` when it has one (capped by `max_poll_interval`).
+    /// Ok only for 2xx. `retry_transport: false` returns the first transport error to the caller
+    /// (a PUT must check what landed before sending again).
     pub async fn call_with(
         &self,
         method: Method,
@@ -182,63 +237,15 @@ impl ArmClient {
         body: Option<&Value>,
         retry_transport: bool,
     ) -> Result<ArmResponse, AzureMlError> {
-        let mut retry = 0u32;
-        // A 401 means the cached token was revoked or rotated before its expiry: drop it and
-        // send once more with a fresh one (CONTRACT.md §4.1 lists 401 as "auth"). A second 401
-        // is final. The refresh does not count as a retry.
-        let mut refreshed = false;
-        loop {
-            let last = retry + 1 >= self.retry.max_attempts.max(1);
-            match self.attempt(&method, url, body, retry + 1).await {
-                Ok(resp) if resp.status.is_success() => return Ok(resp),
-                Ok(resp) if resp.status == StatusCode::UNAUTHORIZED && !refreshed => {
-                    tracing::debug!(
-                        method = %method,
-                        path = url.path(),
-                        "arm refused the token; fetching a new one"
-                    );
-                    self.credential.invalidate(&self.scope).await;
-                    refreshed = true;
-                }
-                Ok(resp) => {
-                    let (code, mut message) = parse_arm_error(&resp.body);
-                    if resp.status == StatusCode::UNAUTHORIZED {
-                        message.push_str(" (a freshly fetched token was refused too)");
-                    }
-                    if !last && is_retryable(resp.status, &code, &message) {
-                        let wait = match retry_after(&resp.headers) {
-                            Some(d) => d.min(self.max_poll_interval),
-                            None => self.retry.backoff(retry),
-                        };
-                        tracing::debug!(
-                            method = %method,
-                            path = url.path(),
-                            status = resp.status.as_u16(),
-                            code,
-                            wait_ms = wait.as_millis() as u64,
-                            "arm request will be retried"
-                        );
-                        tokio::time::sleep(wait).await;
-                        retry += 1;
-                        continue;
-                    }
-                    return Err(AzureMlError::Http {
-                        method: method.to_string(),
-                        path: url.path().to_string(),
-                        status: resp.status.as_u16(),
-                        code,
-                        message,
-                    });
-                }
-                Err(err @ AzureMlError::Transport { .. }) if retry_transport && !last => {
-                    let wait = self.retry.backoff(retry);
-                    tracing::debug!(error = %err, wait_ms = wait.as_millis() as u64, "arm request will be retried");
-                    tokio::time::sleep(wait).await;
-                    retry += 1;
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        let refreshed = AtomicBool::new(false);
+        let verdict = |err: &AzureMlError| match err {
+            AzureMlError::Transport { .. } if !retry_transport => Verdict::GiveUp,
+            err => err.verdict(),
+        };
+        retry(&self.retry, verdict, |attempt| {
+            self.answered(&method, url, body, attempt, &refreshed)
+        })
+        .await
     }
 
     pub async fn call(

@@ -1,6 +1,8 @@
 //! The module's one error enum, and how it maps onto `BackendError` with a subject
 //! (`endpoint E` / `endpoint E: deployment D`).
 
+use std::time::Duration;
+
 use flightdeck_core::backend::BackendError;
 
 /// Longest platform message kept in an error, so a huge HTML error page does not flood a report.
@@ -20,6 +22,8 @@ pub enum AzureMlError {
         method: String,
         path: String,
         message: String,
+        #[source]
+        source: reqwest::Error,
     },
     /// ARM answered with an error status (CONTRACT.md §4.1 error body when it has one).
     #[error("{method} {path}: http {status}: {code}: {message}")]
@@ -29,6 +33,8 @@ pub enum AzureMlError {
         status: u16,
         code: String,
         message: String,
+        /// The answer's `Retry-After` (CONTRACT.md §3: whole seconds), if any.
+        retry_after: Option<Duration>,
     },
     /// A long-running operation ended Failed or Canceled (CONTRACT.md §3).
     #[error("operation {status}: {code}: {message}")]
@@ -64,6 +70,25 @@ impl AzureMlError {
         }
     }
 
+    /// Whether sending the same request again may succeed, and when (see `retry`).
+    pub(crate) fn verdict(&self) -> flightdeck_core::retry::Verdict {
+        use flightdeck_core::retry::Verdict;
+        match self {
+            AzureMlError::Http {
+                status,
+                code,
+                message,
+                retry_after,
+                ..
+            } if super::retry::is_retryable(*status, code, message) => match retry_after {
+                Some(d) => Verdict::RetryAfter(*d),
+                None => Verdict::Retry,
+            },
+            AzureMlError::Transport { .. } => Verdict::Retry,
+            _ => Verdict::GiveUp,
+        }
+    }
+
     /// Maps into the backend error, naming the subject (`endpoint E: deployment D`).
     pub fn into_backend(self, subject: &str) -> BackendError {
         let subject = subject.to_string();
@@ -74,7 +99,10 @@ impl AzureMlError {
                 message,
                 method,
                 path,
+                ..
             } => BackendError::Platform {
+                transient: super::retry::is_retryable(status, &code, &message),
+                source: None,
                 subject,
                 code: if code.is_empty() {
                     format!("http {status}")
@@ -88,11 +116,15 @@ impl AzureMlError {
                 code,
                 message,
             } => BackendError::Platform {
+                transient: false,
+                source: None,
                 subject,
                 code,
                 message: format!("operation {status}: {message}"),
             },
             AzureMlError::Unexpected { what, message } => BackendError::Platform {
+                transient: false,
+                source: None,
                 subject,
                 code: "UnexpectedResponse".to_string(),
                 message: format!("{what}: {message}"),
@@ -100,17 +132,31 @@ impl AzureMlError {
             err @ AzureMlError::Malformed { .. } => BackendError::Malformed {
                 subject,
                 message: err.to_string(),
+                source: None,
             },
             AzureMlError::Config(message) => BackendError::Platform {
+                transient: false,
+                source: None,
                 subject,
                 code: "InvalidConfiguration".to_string(),
                 message,
             },
             AzureMlError::TestFailed(message) => BackendError::TestFailed { subject, message },
             AzureMlError::RequestTimedOut(message) => BackendError::TimedOut { subject, message },
-            err @ (AzureMlError::Auth { .. } | AzureMlError::Transport { .. }) => {
-                BackendError::Transport(format!("{subject}: {err}"))
-            }
+            err @ AzureMlError::Auth { .. } => BackendError::Auth {
+                subject,
+                message: err.to_string(),
+            },
+            AzureMlError::Transport {
+                method,
+                path,
+                message,
+                source,
+            } => BackendError::Transport {
+                subject,
+                message: format!("{method} {path}: {message}"),
+                source: Some(Box::new(source)),
+            },
         }
     }
 }
@@ -178,9 +224,14 @@ mod tests {
             status: 502,
             code: String::new(),
             message: "bad gateway".into(),
+            retry_after: None,
         };
         match err.into_backend("endpoint e") {
-            BackendError::Platform { code, subject, .. } => {
+            err @ BackendError::Platform { .. } => {
+                assert!(err.is_transient(), "a 502 may pass");
+                let BackendError::Platform { code, subject, .. } = err else {
+                    unreachable!()
+                };
                 assert_eq!(code, "http 502");
                 assert_eq!(subject, "endpoint e");
             }

@@ -1,5 +1,5 @@
 //! The pre-traffic test gate: invoke one deployment directly, as `az ml online-endpoint invoke
-//! --deployment-name D` does (CONTRACT.md §5): GET the endpoint for scoringUri and authMode, get
+//! --deployment-name D` does ([AML §5]): GET the endpoint for scoringUri and authMode, get
 //! the credential for that mode, POST the request with `azureml-model-deployment: D`.
 
 use std::time::Duration;
@@ -15,10 +15,31 @@ use super::error::{AzureMlError, excerpt};
 use super::loopback::is_loopback_http;
 use super::mapping::auth_mode_from_arm;
 use flightdeck_core::model::{AuthMode, TestSpec};
+use flightdeck_core::retry::{Verdict, retry};
 
 /// Data-plane statuses worth another try: the deployment may still be warming up.
 fn transient(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
+}
+
+/// One test request that did not give an answer to judge.
+enum Try {
+    /// A warming-up status (with the answer's body and `Retry-After`): tried again.
+    Busy(u16, String, Option<Duration>),
+    /// No answer within the request timeout: not tried again.
+    Hung,
+    /// Connect or read failed: tried again.
+    Unreachable(String),
+}
+
+impl Try {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Try::Busy(_, _, Some(after)) => Verdict::RetryAfter(*after),
+            Try::Busy(..) | Try::Unreachable(_) => Verdict::Retry,
+            Try::Hung => Verdict::GiveUp,
+        }
+    }
 }
 
 /// Runs the test; Ok carries a short detail for the report ("200 from green in 12ms").
@@ -56,7 +77,8 @@ pub(crate) async fn run(
     invoke(client, &scoring, &credential, deployment, test, limit).await
 }
 
-/// Key → POST listKeys; AMLToken → POST token; AADToken → Entra token for ml.azure.com (§5).
+/// Key → POST listKeys; AMLToken → POST token; AADToken → Entra token for ml.azure.com
+/// ([AML §5]).
 async fn scoring_credential(
     client: &ArmClient,
     endpoint_url: &Url,
@@ -99,57 +121,59 @@ async fn invoke(
         })?;
     auth.set_sensitive(true);
     let started = Instant::now();
-    let mut retry = 0u32;
-    let (status, body) = loop {
-        let sent = client
+    let timed_out = || {
+        AzureMlError::RequestTimedOut(format!(
+            "test of deployment {deployment} timed out after {} (pre-traffic request to {scoring})",
+            humantime::format_duration(limit)
+        ))
+    };
+    let sent = retry(&client.retry, Try::verdict, |attempt| {
+        let request = client
             .http()
             .post(scoring.clone())
             .header(AUTHORIZATION, auth.clone())
             .header(CONTENT_TYPE, "application/json")
             .header("azureml-model-deployment", deployment)
             .body(test.request_body.clone())
-            .timeout(limit)
-            .send()
-            .await;
-        let last = retry + 1 >= client.retry.max_attempts.max(1);
-        // A hung model server is not retried: it fails the test at once, naming the wait.
-        let timed_out = || {
-            AzureMlError::RequestTimedOut(format!(
-                "test of deployment {deployment} timed out after {} (pre-traffic request to {scoring})",
-                humantime::format_duration(limit)
-            ))
-        };
-        let outcome = match sent {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                match resp.text().await {
-                    Ok(text) => Ok((status, text)),
-                    Err(e) if e.is_timeout() => return Err(timed_out()),
-                    Err(e) => Err(e.without_url().to_string()),
+            .timeout(limit);
+        async move {
+            let answer = match request.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let after = super::retry::retry_after(resp.headers());
+                    resp.text().await.map(|text| (status, text, after))
                 }
+                Err(e) => Err(e),
+            };
+            tracing::debug!(
+                deployment,
+                status = answer.as_ref().map(|(s, _, _)| *s).unwrap_or(0),
+                attempt,
+                "test request"
+            );
+            match answer {
+                Ok((status, text, after)) if transient(status) => {
+                    Err(Try::Busy(status, text, after))
+                }
+                Ok((status, text, _)) => Ok((status, text)),
+                // A hung model server is not retried: it fails the test at once, naming the wait.
+                Err(e) if e.is_timeout() => Err(Try::Hung),
+                Err(e) => Err(Try::Unreachable(e.without_url().to_string())),
             }
-            Err(e) if e.is_timeout() => return Err(timed_out()),
-            Err(e) => Err(e.without_url().to_string()),
-        };
-        tracing::debug!(
-            deployment,
-            status = outcome.as_ref().map(|(s, _)| *s).unwrap_or(0),
-            attempt = retry + 1,
-            "test request"
-        );
-        match outcome {
-            Ok((status, _)) if transient(status) && !last => {}
-            Ok(done) => break done,
-            Err(message) if last => {
-                return Err(AzureMlError::TestFailed(format!(
-                    "request to {} failed: {message}",
-                    scoring.path()
-                )));
-            }
-            Err(_) => {}
         }
-        tokio::time::sleep(client.retry.backoff(retry)).await;
-        retry += 1;
+    })
+    .await;
+    let (status, body) = match sent {
+        Ok(answer) => answer,
+        // Still warming up after every try: judge the last answer.
+        Err(Try::Busy(status, text, _)) => (status, text),
+        Err(Try::Hung) => return Err(timed_out()),
+        Err(Try::Unreachable(message)) => {
+            return Err(AzureMlError::TestFailed(format!(
+                "request to {} failed: {message}",
+                scoring.path()
+            )));
+        }
     };
     let scrub = |text: &str| excerpt(&text.replace(credential.expose(), "***"), 200);
     let status_ok = match test.expect_status {

@@ -31,16 +31,16 @@ pub use auth::{
     TokenFetcher, TokenSource, arm_scope, credential_from_vars,
 };
 pub use error::AzureMlError;
+pub use flightdeck_core::retry::RetryPolicy;
 pub use loopback::{LoopbackEntraCredential, LoopbackGrant};
-pub use retry::RetryPolicy;
 
-pub use profile::{CREATE_ONLY, PROFILE};
-
-use client::ArmClient;
-use flightdeck_core::backend::{Backend, BackendError, StepOutcome};
+use flightdeck_core::backend::{Backend, BackendError, StepDetail};
 use flightdeck_core::model::{AzureMlTarget, LiveState, Weights};
 use flightdeck_core::plan::{Action, Step};
+
+use client::ArmClient;
 use mapping::Workspace;
+pub use profile::{CREATE_ONLY, PROFILE};
 use shape::Shape;
 
 /// The ARM api-version this client speaks (CONTRACT.md §0).
@@ -390,9 +390,9 @@ impl Backend for AzureMlBackend {
             .map_err(|(subject, e)| e.into_backend(&subject))
     }
 
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+    async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         match self.execute_inner(step).await {
-            Ok(detail) => Ok(StepOutcome { detail }),
+            Ok(detail) => Ok(StepDetail { detail }),
             Err(e) => Err(e.into_backend(&subject(step))),
         }
     }

@@ -1,11 +1,12 @@
-//! Long-running operations (CONTRACT.md §3): PUT follows `Azure-AsyncOperation` then GETs the
-//! original URI; PATCH and DELETE follow `Location` (202 while running). Poll waits honour
-//! `Retry-After`, capped by `max_poll_interval`; without one they start fast and back off (see
-//! `PollSchedule`). The step timeout wraps the whole step.
+//! Long-running operations ([AML §3]): PUT follows `Azure-AsyncOperation` then GETs the
+//! original URI; PATCH and DELETE follow `Location` (202 while running). Polling runs under the
+//! crate's one retry helper ([`flightdeck_core::retry`]) with [`poll_policy`]: each "still running" answer
+//! is a retry carrying the answer's `Retry-After`, which wins (capped by `max_poll_interval`);
+//! without one the waits start fast and back off. The step timeout wraps the whole step.
 
+use std::future::Future;
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use url::Url;
@@ -14,44 +15,58 @@ use super::client::{ArmClient, ArmResponse};
 use super::error::{AzureMlError, excerpt};
 use super::mapping::provisioning_state;
 use super::retry::retry_after;
+use super::shape::{Shape, checked};
+use flightdeck_core::retry::{RetryPolicy, Verdict, retry};
 
 /// The first wait when the platform sends no `Retry-After`.
 pub const FIRST_POLL: Duration = Duration::from_millis(200);
-/// Where the no-`Retry-After` backoff stops (CONTRACT.md §3: "poll every 10–30 s" when absent),
+/// Where the no-`Retry-After` backoff stops ([AML §3]: "poll every 10–30 s" when absent),
 /// unless `max_poll_interval` is lower.
 pub const ABSENT_RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
 
 /// The waits between polls of one operation. The platform's `Retry-After` wins when it sends one
-/// (capped by `max_poll_interval`), so real Azure paces itself as before. Without it, the waits
-/// start at `FIRST_POLL` and double up to `ABSENT_RETRY_AFTER_CAP`: a 1 s operation is seen done
-/// about 1 s after it started (200 + 400 + 800 ms), not after a flat 10 s.
-#[derive(Clone, Debug)]
-pub struct PollSchedule {
-    next: Duration,
-    cap: Duration,
-    max: Duration,
+/// (capped by `max_poll_interval`), so real Azure paces itself. Without it, the waits start at
+/// `FIRST_POLL` and double up to `ABSENT_RETRY_AFTER_CAP`, with no jitter: a 1 s operation is seen
+/// done about 1 s after it started (200 + 400 + 800 ms), not after a flat 10 s. Polls are not
+/// counted or timed here: the executor's step timeout bounds the whole wait.
+pub fn poll_policy(max_poll_interval: Duration) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: u32::MAX,
+        base_backoff: FIRST_POLL.min(max_poll_interval),
+        max_backoff: ABSENT_RETRY_AFTER_CAP.min(max_poll_interval),
+        max_elapsed: Duration::MAX,
+        max_retry_after: max_poll_interval,
+        jitter: false,
+    }
 }
 
-impl PollSchedule {
-    pub fn new(max_poll_interval: Duration) -> Self {
-        PollSchedule {
-            next: FIRST_POLL.min(max_poll_interval),
-            cap: ABSENT_RETRY_AFTER_CAP.min(max_poll_interval),
-            max: max_poll_interval,
+/// One poll that did not end the wait.
+enum Poll {
+    /// Not terminal yet; the answer's `Retry-After`, if any.
+    Running(Option<Duration>),
+    /// Terminal failure, or a request that failed (after its own retries).
+    Failed(AzureMlError),
+}
+
+impl Poll {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Poll::Running(Some(wait)) => Verdict::RetryAfter(*wait),
+            Poll::Running(None) => Verdict::Retry,
+            Poll::Failed(_) => Verdict::GiveUp,
         }
     }
 
-    /// The wait before the next poll, given the last answer's headers.
-    pub fn delay(&mut self, headers: &HeaderMap) -> Duration {
-        if let Some(wait) = retry_after(headers) {
-            return wait.min(self.max);
-        }
-        let wait = self.next;
-        self.next = self.next.saturating_mul(2).min(self.cap);
-        wait
+    fn running(resp: &ArmResponse) -> Poll {
+        Poll::Running(retry_after(&resp.headers))
     }
 }
-use super::shape::{Shape, checked};
+
+impl From<AzureMlError> for Poll {
+    fn from(err: AzureMlError) -> Poll {
+        Poll::Failed(err)
+    }
+}
 
 const ASYNC_OPERATION: &str = "azure-asyncoperation";
 const LOCATION: &str = "location";
@@ -77,10 +92,6 @@ fn settled(body: Value) -> Result<Value, AzureMlError> {
 }
 
 impl ArmClient {
-    fn poll_schedule(&self) -> PollSchedule {
-        PollSchedule::new(self.max_poll_interval)
-    }
-
     /// PUT a full resource and wait until it is terminal; returns the final resource.
     ///
     /// A PUT whose response is lost is never blindly sent again: GET first; if the resource is
@@ -92,25 +103,36 @@ impl ArmClient {
         body: &Value,
         creating: bool,
     ) -> Result<Value, AzureMlError> {
-        let mut tries = 0u32;
-        loop {
-            tries += 1;
-            let err = match self.call_with(Method::PUT, url, Some(body), false).await {
-                Ok(resp) => return self.finish_put(url, resp).await,
-                Err(err @ AzureMlError::Transport { .. }) if tries < self.retry.max_attempts => err,
-                Err(err) => return Err(err),
-            };
-            tracing::debug!(error = %err, path = url.path(), "put response lost, checking what landed");
-            tokio::time::sleep(self.retry.backoff(tries - 1)).await;
-            let Some(current) = self.get_opt(url).await? else {
-                continue;
-            };
-            match provisioning_state(&current) {
-                Some(state) if !is_terminal(state) => return self.wait_resource(url).await,
-                _ if creating => return settled(current),
-                _ => continue,
-            }
-        }
+        // The outer error is a PUT whose response was lost (retried after checking what
+        // landed); the inner result is final.
+        let put = retry(
+            &self.retry,
+            |_: &AzureMlError| Verdict::Retry,
+            |attempt| async move {
+                if attempt > 1 {
+                    match self.get_opt(url).await {
+                        Err(err) => return Ok(Err(err)),
+                        Ok(None) => {}
+                        Ok(Some(current)) => match provisioning_state(&current) {
+                            Some(state) if !is_terminal(state) => {
+                                return Ok(self.wait_resource(url).await);
+                            }
+                            _ if creating => return Ok(settled(current)),
+                            _ => {}
+                        },
+                    }
+                }
+                match self.call_with(Method::PUT, url, Some(body), false).await {
+                    Ok(resp) => Ok(self.finish_put(url, resp).await),
+                    Err(err @ AzureMlError::Transport { .. }) => {
+                        tracing::debug!(error = %err, path = url.path(), "put response lost, checking what landed");
+                        Err(err)
+                    }
+                    Err(err) => Ok(Err(err)),
+                }
+            },
+        );
+        put.await?
     }
 
     async fn finish_put(&self, url: &Url, resp: ArmResponse) -> Result<Value, AzureMlError> {
@@ -157,27 +179,43 @@ impl ArmClient {
             return self.wait_location(&location).await;
         }
         // No Location: watch the resource until it 404s.
-        let mut schedule = self.poll_schedule();
-        let mut delay = schedule.delay(&resp.headers);
-        loop {
-            tokio::time::sleep(delay).await;
+        let first = Poll::running(&resp).verdict();
+        let policy = poll_policy(self.max_poll_interval);
+        tokio::time::sleep(policy.wait(first, 0).unwrap_or_default()).await;
+        self.poll(|_| async {
             match self.call(Method::GET, url, None).await {
-                Err(e) if e.status() == Some(404) => return Ok(()),
-                Err(e) => return Err(e),
+                Err(e) if e.status() == Some(404) => Ok(()),
+                Err(e) => Err(Poll::Failed(e)),
                 Ok(resp) => {
                     if let Ok(body) = resp.json("resource") {
                         settled(body)?;
                     }
-                    delay = schedule.delay(&resp.headers);
+                    Err(Poll::running(&resp))
                 }
             }
+        })
+        .await
+    }
+
+    /// Polls under [`poll_policy`] until `op` ends the wait.
+    async fn poll<T, Op, Fut>(&self, op: Op) -> Result<T, AzureMlError>
+    where
+        Op: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, Poll>>,
+    {
+        match retry(&poll_policy(self.max_poll_interval), Poll::verdict, op).await {
+            Ok(value) => Ok(value),
+            Err(Poll::Failed(err)) => Err(err),
+            Err(Poll::Running(_)) => Err(AzureMlError::Unexpected {
+                what: "long-running operation".into(),
+                message: format!("still running after {} polls", u32::MAX),
+            }),
         }
     }
 
     /// Polls an Azure-AsyncOperation status URL until Succeeded, Failed or Canceled.
     async fn wait_operation(&self, op: &Url) -> Result<(), AzureMlError> {
-        let mut schedule = self.poll_schedule();
-        loop {
+        self.poll(|_| async {
             let resp = self.call(Method::GET, op, None).await?;
             let status_body = checked(&resp, Shape::OperationStatus)?;
             let status = status_body["status"].as_str().unwrap_or_default();
@@ -185,45 +223,44 @@ impl ArmClient {
                 return Ok(());
             }
             if is_terminal(status) {
-                return Err(operation_failure(status, &status_body));
+                return Err(operation_failure(status, &status_body).into());
             }
-            tokio::time::sleep(schedule.delay(&resp.headers)).await;
-        }
+            Err(Poll::running(&resp))
+        })
+        .await
     }
 
     /// Polls a Location URL: 202 while running, 200/201/204 when done.
     async fn wait_location(&self, location: &Url) -> Result<(), AzureMlError> {
-        let mut schedule = self.poll_schedule();
-        loop {
+        self.poll(|_| async {
             let resp = self.call(Method::GET, location, None).await?;
-            if resp.status != StatusCode::ACCEPTED {
-                // Some services answer 200 with an operation body; honour a failure in it.
-                if let Ok(body) = resp.json("operation result")
-                    && let Some(status) = body["status"].as_str()
-                    && is_terminal(status)
-                    && !status.eq_ignore_ascii_case("Succeeded")
-                {
-                    return Err(operation_failure(status, &body));
-                }
-                return Ok(());
+            if resp.status == StatusCode::ACCEPTED {
+                return Err(Poll::running(&resp));
             }
-            tokio::time::sleep(schedule.delay(&resp.headers)).await;
-        }
+            // Some services answer 200 with an operation body; honour a failure in it.
+            if let Ok(body) = resp.json("operation result")
+                && let Some(status) = body["status"].as_str()
+                && is_terminal(status)
+                && !status.eq_ignore_ascii_case("Succeeded")
+            {
+                return Err(operation_failure(status, &body).into());
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Polls GET on a resource until its provisioningState is terminal.
     pub async fn wait_resource(&self, url: &Url) -> Result<Value, AzureMlError> {
-        let mut schedule = self.poll_schedule();
-        loop {
+        self.poll(|_| async {
             let resp = self.call(Method::GET, url, None).await?;
             let body = checked(&resp, Shape::of_resource(url))?;
             match provisioning_state(&body) {
-                Some(state) if !is_terminal(state) => {
-                    tokio::time::sleep(schedule.delay(&resp.headers)).await;
-                }
-                _ => return settled(body),
+                Some(state) if !is_terminal(state) => Err(Poll::running(&resp)),
+                _ => Ok(settled(body)?),
             }
-        }
+        })
+        .await
     }
 }
 
@@ -256,29 +293,29 @@ mod tests {
 
     #[test]
     fn without_retry_after_polls_start_fast_and_double_up_to_the_cap() {
-        let mut s = PollSchedule::new(Duration::from_secs(30));
-        let none = HeaderMap::new();
-        let waits: Vec<Duration> = (0..9).map(|_| s.delay(&none)).collect();
+        let p = poll_policy(Duration::from_secs(30));
+        let waits: Vec<Duration> = (0..9).map(|n| p.wait(Verdict::Retry, n).unwrap()).collect();
         let expected = [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000];
         assert_eq!(waits, expected.map(ms));
     }
 
     #[test]
     fn a_retry_after_from_the_platform_is_honoured_up_to_max_poll_interval() {
-        let mut s = PollSchedule::new(Duration::from_secs(30));
-        let mut headers = HeaderMap::new();
-        headers.insert("retry-after", "15".parse().unwrap());
-        assert_eq!(s.delay(&headers), Duration::from_secs(15));
-        headers.insert("retry-after", "120".parse().unwrap());
-        assert_eq!(s.delay(&headers), Duration::from_secs(30));
-        // The fast start is still there when the header disappears.
-        assert_eq!(s.delay(&HeaderMap::new()), ms(200));
+        let p = poll_policy(Duration::from_secs(30));
+        let after = |s| {
+            p.wait(Verdict::RetryAfter(Duration::from_secs(s)), 3)
+                .unwrap()
+        };
+        assert_eq!(after(15), Duration::from_secs(15));
+        assert_eq!(after(120), Duration::from_secs(30));
     }
 
     #[test]
     fn a_small_max_poll_interval_caps_the_backoff_too() {
-        let mut s = PollSchedule::new(ms(50));
-        let none = HeaderMap::new();
-        assert_eq!([s.delay(&none), s.delay(&none)], [ms(50), ms(50)]);
+        let p = poll_policy(ms(50));
+        assert_eq!(
+            [p.wait(Verdict::Retry, 0), p.wait(Verdict::Retry, 5)],
+            [Some(ms(50)), Some(ms(50))]
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -15,7 +16,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, ErrorKind};
 use crate::plan::{Plan, Step};
 
 #[derive(Clone, Debug)]
@@ -35,22 +36,120 @@ impl Default for ApplyOptions {
     }
 }
 
-/// How one step ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
-pub enum Outcome {
+/// How one step ended. In the JSON report: `{"status": "done"|"failed"|"skipped"|"would_run",
+/// "detail": "..."}`, and for a failure also `"kind"` and `"transient"` (see [`StepError`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepStatus {
     Done(String),
-    Failed(String),
+    Failed(StepError),
     /// Not run: an earlier step of the same endpoint failed, or the run was cancelled.
     Skipped(String),
     /// `--dry-run`.
     WouldRun,
 }
 
+/// Why a step failed, typed: what failed (`kind`), whether trying again may help, the message
+/// for people, and the backend's error itself as the `source`.
+#[derive(Clone, Debug)]
+pub struct StepError {
+    pub kind: ErrorKind,
+    pub transient: bool,
+    pub message: String,
+    pub source: Option<Arc<BackendError>>,
+}
+
+impl StepError {
+    /// A failure with no backend error behind it.
+    pub fn new(kind: ErrorKind, transient: bool, message: impl Into<String>) -> StepError {
+        StepError {
+            kind,
+            transient,
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+impl From<BackendError> for StepError {
+    fn from(err: BackendError) -> StepError {
+        StepError {
+            kind: err.kind(),
+            transient: err.is_transient(),
+            message: err.to_string(),
+            source: Some(Arc::new(err)),
+        }
+    }
+}
+
+/// Equal when kind, transience and message are: the source is the same error by construction.
+impl PartialEq for StepError {
+    fn eq(&self, other: &StepError) -> bool {
+        (self.kind, self.transient, &self.message) == (other.kind, other.transient, &other.message)
+    }
+}
+
+impl Eq for StepError {}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StepError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl Serialize for StepStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            status: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            kind: Option<ErrorKind>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            transient: Option<bool>,
+        }
+        let json = match self {
+            StepStatus::Done(d) => Json {
+                status: "done",
+                detail: Some(d),
+                kind: None,
+                transient: None,
+            },
+            StepStatus::Failed(e) => Json {
+                status: "failed",
+                detail: Some(&e.message),
+                kind: Some(e.kind),
+                transient: Some(e.transient),
+            },
+            StepStatus::Skipped(why) => Json {
+                status: "skipped",
+                detail: Some(why),
+                kind: None,
+                transient: None,
+            },
+            StepStatus::WouldRun => Json {
+                status: "would_run",
+                detail: None,
+                kind: None,
+                transient: None,
+            },
+        };
+        json.serialize(s)
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct StepResult {
     pub step: Step,
-    pub outcome: Outcome,
+    pub outcome: StepStatus,
     #[serde(with = "millis")]
     pub duration: Duration,
 }
@@ -78,20 +177,20 @@ impl ApplyReport {
     pub fn failures(&self) -> impl Iterator<Item = &StepResult> {
         self.results
             .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+            .filter(|r| matches!(r.outcome, StepStatus::Failed(_)))
     }
 
     pub fn succeeded(&self) -> bool {
         self.results
             .iter()
-            .all(|r| matches!(r.outcome, Outcome::Done(_) | Outcome::WouldRun))
+            .all(|r| matches!(r.outcome, StepStatus::Done(_) | StepStatus::WouldRun))
     }
 
     /// Number of steps that changed live state.
     pub fn writes(&self) -> usize {
         self.results
             .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Done(_)) && r.step.action.is_write())
+            .filter(|r| matches!(r.outcome, StepStatus::Done(_)) && r.step.action.is_write())
             .count()
     }
 
@@ -100,7 +199,7 @@ impl ApplyReport {
         let lines: Vec<String> = self
             .failures()
             .map(|r| match &r.outcome {
-                Outcome::Failed(e) => format!("{}: {e}", r.step.reason),
+                StepStatus::Failed(e) => format!("{}: {e}", r.step.reason),
                 _ => unreachable!("failures() filters"),
             })
             .collect();
@@ -161,7 +260,7 @@ pub async fn apply_observed(
     let results: Vec<StepResult> = per_group.into_iter().flat_map(|(_, r)| r).collect();
     let interrupted = results
         .iter()
-        .any(|r| matches!(&r.outcome, Outcome::Skipped(why) if why == CANCELLED));
+        .any(|r| matches!(&r.outcome, StepStatus::Skipped(why) if why == CANCELLED));
     ApplyReport {
         results,
         interrupted,
@@ -193,7 +292,7 @@ async fn run_endpoint(
         if let Some(why) = &stop {
             let result = StepResult {
                 step,
-                outcome: Outcome::Skipped(why.clone()),
+                outcome: StepStatus::Skipped(why.clone()),
                 duration: Duration::ZERO,
             };
             observe(ApplyEvent::Finished(&result));
@@ -203,7 +302,7 @@ async fn run_endpoint(
         observe(ApplyEvent::Started(&step));
         let started = Instant::now();
         let outcome = if opts.dry_run {
-            Outcome::WouldRun
+            StepStatus::WouldRun
         } else {
             let budget = backend.step_timeout(&step);
             let ran = tokio::time::timeout(budget, backend.execute(&step))
@@ -216,11 +315,18 @@ async fn run_endpoint(
                     })
                 });
             match ran {
-                Ok(o) => Outcome::Done(o.detail),
+                Ok(o) => StepStatus::Done(o.detail),
                 Err(e) => {
-                    tracing::warn!(endpoint = %step.endpoint, action = step.action.kind(), error = %e, "step failed");
+                    tracing::warn!(
+                        endpoint = %step.endpoint,
+                        action = step.action.kind(),
+                        kind = %e.kind(),
+                        transient = e.is_transient(),
+                        error = %e,
+                        "step failed"
+                    );
                     stop = Some(format!("{} failed", step.action.kind()));
-                    Outcome::Failed(e.to_string())
+                    StepStatus::Failed(e.into())
                 }
             }
         };
@@ -296,7 +402,7 @@ mod tests {
         let skipped: Vec<_> = report
             .results
             .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Skipped(_)))
+            .filter(|r| matches!(r.outcome, StepStatus::Skipped(_)))
             .map(|r| r.step.action.kind())
             .collect();
         assert_eq!(skipped, ["set_traffic", "set_traffic"]);
@@ -323,7 +429,7 @@ mod tests {
             report
                 .results
                 .iter()
-                .all(|r| matches!(r.outcome, Outcome::Skipped(_)))
+                .all(|r| matches!(r.outcome, StepStatus::Skipped(_)))
         );
         assert!(backend.log().is_empty());
     }
@@ -339,7 +445,7 @@ mod tests {
         async fn read_live(&self) -> Result<crate::model::LiveState, BackendError> {
             Ok(Default::default())
         }
-        async fn execute(&self, _: &Step) -> Result<crate::backend::StepOutcome, BackendError> {
+        async fn execute(&self, _: &Step) -> Result<crate::backend::StepDetail, BackendError> {
             std::future::pending().await
         }
     }
@@ -358,16 +464,31 @@ mod tests {
             &CancellationToken::new(),
         )
         .await;
+        let StepStatus::Failed(error) = &report.results[0].outcome else {
+            panic!("{:?}", report.results[0].outcome);
+        };
         assert_eq!(
-            report.results[0].outcome,
-            Outcome::Failed(
-                "endpoint ep-a: timed out after 1800s waiting for create endpoint".into()
-            )
+            error.message,
+            "endpoint ep-a: timed out after 1800s waiting for create endpoint"
+        );
+        assert_eq!((error.kind, error.transient), (ErrorKind::Timeout, true));
+        let source = std::error::Error::source(error).expect("the backend error");
+        assert!(matches!(
+            source.downcast_ref::<BackendError>(),
+            Some(BackendError::Timeout { seconds: 1800, .. })
+        ));
+        // Paused time: the budget passed on the tokio clock, not the wall clock.
+        assert_eq!(report.results[0].duration, Duration::from_secs(1800));
+        let json = serde_json::to_value(&report.results[0].outcome).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"status": "failed", "kind": "timeout", "transient": true,
+                "detail": "endpoint ep-a: timed out after 1800s waiting for create endpoint"})
         );
         assert!(
             report.results[1..]
                 .iter()
-                .all(|r| matches!(r.outcome, Outcome::Skipped(_)))
+                .all(|r| matches!(r.outcome, StepStatus::Skipped(_)))
         );
     }
 

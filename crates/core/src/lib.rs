@@ -13,6 +13,7 @@ pub mod clock;
 pub mod escape;
 pub mod model;
 pub mod plan;
+pub mod retry;
 pub mod secret;
 pub mod spec;
 pub mod tree;

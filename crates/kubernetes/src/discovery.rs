@@ -34,6 +34,8 @@ pub fn istio_version(groups: &APIGroupList, subject: &str) -> Result<IstioVersio
         )
     };
     Err(BackendError::Platform {
+        transient: false,
+        source: None,
         subject: subject.to_string(),
         code: "NotServed".to_string(),
         message,

@@ -15,18 +15,20 @@ use super::rollout::{Rollout, rollout_status};
 use super::routing::{RouteError, RouteInput, destination_rule, http_route, virtual_service};
 use super::ssa::{apply, delete_owned, get_owned, list_all};
 use super::{KubernetesBackend, RouterState};
-use flightdeck_core::backend::{BackendError, StepOutcome};
+use flightdeck_core::backend::{BackendError, StepDetail};
 use flightdeck_core::model::{DeploymentSettings, EndpointSettings, Weights};
 use flightdeck_core::plan::{Action, Step};
 
-fn outcome(detail: impl Into<String>) -> StepOutcome {
-    StepOutcome {
+fn outcome(detail: impl Into<String>) -> StepDetail {
+    StepDetail {
         detail: detail.into(),
     }
 }
 
 fn route_error(subject: &str, err: RouteError) -> BackendError {
     BackendError::Platform {
+        transient: false,
+        source: None,
         subject: subject.to_string(),
         code: "InvalidTraffic".to_string(),
         message: err.to_string(),
@@ -34,7 +36,7 @@ fn route_error(subject: &str, err: RouteError) -> BackendError {
 }
 
 impl KubernetesBackend {
-    pub(super) async fn execute_step(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+    pub(super) async fn execute_step(&self, step: &Step) -> Result<StepDetail, BackendError> {
         let subject = step.subject();
         let e = step.endpoint.as_str();
         tracing::info!(endpoint = e, action = step.action.kind(), "executing step");
@@ -70,6 +72,8 @@ impl KubernetesBackend {
                 let name = version_name(e, deployment);
                 let Some(current) = get_owned(&self.deployments(), &subject, &name).await? else {
                     return Err(BackendError::Platform {
+                        transient: false,
+                        source: None,
                         subject,
                         code: "NotFound".to_string(),
                         message: format!("deployment {name} does not exist"),
@@ -227,6 +231,8 @@ impl KubernetesBackend {
     ) -> Result<(), BackendError> {
         if settings.image.as_deref().is_none_or(str::is_empty) {
             return Err(BackendError::Platform {
+                transient: false,
+                source: None,
                 subject: subject.to_string(),
                 code: "InvalidSettings".to_string(),
                 message: format!("deployment {d} has no image; set `image` for kubernetes targets"),
@@ -249,7 +255,7 @@ impl KubernetesBackend {
         e: &str,
         d: &str,
         settings: &DeploymentSettings,
-    ) -> Result<StepOutcome, BackendError> {
+    ) -> Result<StepDetail, BackendError> {
         self.apply_version(subject, e, d, settings).await?;
         // Readiness first: a version that never rolls out gets no DR subset and no route.
         let waited = self.wait_rollout(subject, &version_name(e, d)).await?;
@@ -310,7 +316,7 @@ impl KubernetesBackend {
         subject: &str,
         e: &str,
         d: &str,
-    ) -> Result<StepOutcome, BackendError> {
+    ) -> Result<StepDetail, BackendError> {
         let RouterState {
             exists,
             mut traffic,
@@ -322,6 +328,8 @@ impl KubernetesBackend {
         for (what, weights) in [("traffic", &traffic), ("mirror traffic", &mirror)] {
             if let Some(w) = weights.get(d).filter(|w| **w > 0) {
                 return Err(BackendError::Platform {
+                    transient: false,
+                    source: None,
                     subject: subject.to_string(),
                     code: "NotDrained".to_string(),
                     message: format!(
@@ -356,7 +364,7 @@ impl KubernetesBackend {
         Ok(outcome(format!("deleted deployment and service {name}")))
     }
 
-    async fn delete_endpoint(&self, subject: &str, e: &str) -> Result<StepOutcome, BackendError> {
+    async fn delete_endpoint(&self, subject: &str, e: &str) -> Result<StepDetail, BackendError> {
         if self.is_istio() {
             delete_owned(&self.virtual_services().await?, subject, e).await?;
             delete_owned(&self.destination_rules().await?, subject, e).await?;
@@ -404,6 +412,8 @@ impl KubernetesBackend {
         loop {
             let Some(d) = get_owned(&self.deployments(), subject, name).await? else {
                 return Err(BackendError::Platform {
+                    transient: false,
+                    source: None,
                     subject: subject.to_string(),
                     code: "NotFound".to_string(),
                     message: format!("deployment {name} does not exist"),
@@ -413,6 +423,8 @@ impl KubernetesBackend {
                 Rollout::Done => return Ok(start.elapsed()),
                 Rollout::DeadlineExceeded => {
                     return Err(BackendError::Platform {
+                        transient: false,
+                        source: None,
                         subject: subject.to_string(),
                         code: "ProgressDeadlineExceeded".to_string(),
                         message: format!("deployment {name} exceeded its progress deadline"),

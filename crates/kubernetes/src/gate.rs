@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Service;
 use super::KubernetesBackend;
 use super::objects::{service_port, version_name};
 use super::ssa::{get_owned, kube_error};
-use flightdeck_core::backend::{BackendError, StepOutcome};
+use flightdeck_core::backend::{BackendError, StepDetail};
 use flightdeck_core::model::TestSpec;
 
 /// Longest part of a response body quoted in an error.
@@ -43,7 +43,7 @@ impl KubernetesBackend {
         e: &str,
         d: &str,
         test: &TestSpec,
-    ) -> Result<StepOutcome, BackendError> {
+    ) -> Result<StepDetail, BackendError> {
         let name = version_name(e, d);
         let (status, body, via) = match &self.target.test_base_url {
             Some(base) => self.post_direct(subject, base, &name, d, test).await?,
@@ -53,7 +53,7 @@ impl KubernetesBackend {
             subject: subject.to_string(),
             message: format!("POST {via}: {message}"),
         })?;
-        Ok(StepOutcome {
+        Ok(StepDetail {
             detail: format!("{status} from {d}"),
         })
     }
@@ -67,6 +67,8 @@ impl KubernetesBackend {
         let services: kube::Api<Service> = self.services();
         let Some(svc) = get_owned(&services, subject, name).await? else {
             return Err(BackendError::Platform {
+                transient: false,
+                source: None,
                 subject: subject.to_string(),
                 code: "NotFound".to_string(),
                 message: format!("service {name} does not exist"),
@@ -82,7 +84,9 @@ impl KubernetesBackend {
             .body(kube::client::Body::from(
                 test.request_body.clone().into_bytes(),
             ))
-            .map_err(|err| BackendError::Transport(format!("{subject}: {err}")))?;
+            .map_err(|err| {
+                BackendError::transport(subject, err.to_string(), Some(Box::new(err)))
+            })?;
         let response = self
             .client
             .send(request)
@@ -118,7 +122,7 @@ impl KubernetesBackend {
                     ),
                 }
             } else {
-                BackendError::Transport(format!("{subject}: POST {url}: {err}"))
+                BackendError::transport(subject, format!("POST {url}: {err}"), Some(Box::new(err)))
             }
         };
         let response = reqwest::Client::new()

@@ -14,11 +14,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
 
-pub use profile::PROFILE;
-
-use flightdeck_core::backend::{Backend, BackendError, StepOutcome};
+use flightdeck_core::backend::{Backend, BackendError, StepDetail};
 use flightdeck_core::model::{KubernetesTarget, LiveState, Router, Weights};
 use flightdeck_core::plan::Step;
+
+pub use profile::PROFILE;
 
 mod audit;
 pub mod crd;
@@ -83,6 +83,13 @@ pub async fn client_from_kubeconfig(opts: &KubernetesOptions) -> Result<Client, 
 
 /// A client for `config` whose connect, read and write each give up after `opts.api_timeout`
 /// (kube's own defaults leave reads unbounded, 295 s for watches; flightdeck never watches).
+///
+/// kube's retry layer stays on (`config.default_retry`, kube-client 5 `ClientBuilder`:
+/// `RetryLayer::new(RetryPolicy::server_retry())`): it resends only requests answered 429, 503 or
+/// 504, which the API server did not process, at most 15 times from 5 ms, honouring
+/// `Retry-After`, and never after a connection error or timeout. It sees the HTTP answer below
+/// every `kube::Api` call, where `crate::retry` would have to wrap each call site; the executor's
+/// step timeout bounds it, and what it gives up on arrives as a transient `BackendError`.
 pub fn client_with_timeouts(
     mut config: kube::Config,
     opts: &KubernetesOptions,
@@ -179,7 +186,7 @@ impl Backend for KubernetesBackend {
         self.read_live_state().await.map_err(|e| self.timed(e))
     }
 
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+    async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         self.execute_step(step).await.map_err(|e| self.timed(e))
     }
 

@@ -38,6 +38,8 @@ pub fn kube_error(subject: &str, what: &str, err: kube::Error) -> BackendError {
                 .collect();
             if status.code == 409 && !causes.is_empty() {
                 return BackendError::Platform {
+                    transient: false,
+                    source: None,
                     subject: subject.to_string(),
                     code: "Conflict".to_string(),
                     message: format!("{what}: {}", causes.join(", ")),
@@ -48,17 +50,23 @@ pub fn kube_error(subject: &str, what: &str, err: kube::Error) -> BackendError {
             } else {
                 status.reason.clone()
             };
+            // 429 and 5xx (a busy or restarting API server) may pass; a refusal will not.
+            let transient = status.code == 429 || status.code >= 500;
             BackendError::Platform {
                 subject: subject.to_string(),
                 code,
                 message: format!("{what}: {}", status.message),
+                transient,
+                source: Some(Box::new(kube::Error::Api(status))),
             }
         }
         other if is_timeout(&other) => BackendError::TimedOut {
             subject: subject.to_string(),
             message: format!("kubernetes API call {what} {TIMED_OUT}"),
         },
-        other => BackendError::Transport(format!("{subject}: {what}: {other}")),
+        other => {
+            BackendError::transport(subject, format!("{what}: {other}"), Some(Box::new(other)))
+        }
     }
 }
 
@@ -85,6 +93,8 @@ fn is_timeout(err: &kube::Error) -> bool {
 
 fn not_managed(subject: &str, kind: &str, name: &str) -> BackendError {
     BackendError::Platform {
+        transient: false,
+        source: None,
         subject: subject.to_string(),
         code: "NotManaged".to_string(),
         message: format!(
@@ -135,8 +145,13 @@ where
     }
     tracing::debug!(kind = %kind, name = %name, force = ours, "server-side apply");
     // The body's apiVersion is the one the request goes to (an Istio kind's discovered version).
-    let mut body = serde_json::to_value(obj)
-        .map_err(|e| BackendError::Transport(format!("{subject}: apply {kind} {name}: {e}")))?;
+    let mut body = serde_json::to_value(obj).map_err(|e| {
+        BackendError::transport(
+            subject,
+            format!("apply {kind} {name}: {e}"),
+            Some(Box::new(e)),
+        )
+    })?;
     body["apiVersion"] = serde_json::Value::String(api_version_of(api.resource_url()));
     api.patch(&name, &params, &Patch::Apply(&body))
         .await

@@ -387,6 +387,7 @@ pub fn config(fake: &Fake) -> AzureMlConfig {
             max_attempts: 5,
             base_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
+            ..RetryPolicy::default()
         },
     }
 }

@@ -107,6 +107,7 @@ impl Env {
                 max_attempts: 8,
                 base_backoff: Duration::from_millis(5),
                 max_backoff: Duration::from_millis(40),
+                ..RetryPolicy::default()
             },
             step_timeout: Duration::from_secs(20),
             ..Default::default()

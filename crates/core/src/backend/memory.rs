@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Backend, BackendError, StepOutcome};
+use super::{Backend, BackendError, StepDetail};
 use crate::model::{
     DeploymentState, LiveDeployment, LiveEndpoint, LiveState, Weights, effective, weight_sum,
 };
@@ -18,14 +18,18 @@ pub fn apply_step(
     state: &mut LiveState,
     step: &Step,
     failing_tests: &BTreeSet<String>,
-) -> Result<StepOutcome, BackendError> {
+) -> Result<StepDetail, BackendError> {
     let subject = step.subject();
     let refuse = |message: String| BackendError::Platform {
+        transient: false,
+        source: None,
         subject: subject.clone(),
         code: "BadArgument".into(),
         message,
     };
     let not_found = || BackendError::Platform {
+        transient: false,
+        source: None,
         subject: subject.clone(),
         code: "ResourceNotFound".into(),
         message: "not found".into(),
@@ -45,7 +49,7 @@ pub fn apply_step(
             problems: Vec::new(),
         };
         state.endpoints.insert(step.endpoint.clone(), endpoint);
-        return Ok(StepOutcome::default());
+        return Ok(StepDetail::default());
     }
     if let Action::DeleteEndpoint = &step.action {
         // R10: deleting an endpoint deletes its deployments.
@@ -53,7 +57,7 @@ pub fn apply_step(
             .endpoints
             .remove(&step.endpoint)
             .ok_or_else(not_found)?;
-        return Ok(StepOutcome::default());
+        return Ok(StepDetail::default());
     }
     // R11: every other operation needs the endpoint.
     let endpoint = state
@@ -109,6 +113,8 @@ pub fn apply_step(
             match &d.state {
                 DeploymentState::Failed { message } => {
                     return Err(BackendError::Platform {
+                        transient: false,
+                        source: None,
                         subject,
                         code: "ProvisioningFailed".into(),
                         message: message.clone(),
@@ -131,7 +137,7 @@ pub fn apply_step(
                     message: "500: model error".into(),
                 });
             }
-            return Ok(StepOutcome {
+            return Ok(StepDetail {
                 detail: "200 (simulated: this backend has no data plane)".into(),
             });
         }
@@ -160,7 +166,7 @@ pub fn apply_step(
             endpoint.mirror_traffic.remove(deployment);
         }
     }
-    Ok(StepOutcome::default())
+    Ok(StepDetail::default())
 }
 
 fn check_targets(endpoint: &LiveEndpoint, weights: &Weights) -> Result<(), String> {
@@ -259,7 +265,7 @@ impl Backend for MemoryBackend {
         Ok(self.snapshot())
     }
 
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+    async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         self.log.lock().expect("log lock").push(format!(
             "{} {}",
             step.action.kind(),

@@ -10,49 +10,18 @@ use async_trait::async_trait;
 use crate::model::LiveState;
 use crate::plan::Step;
 
+mod error;
 pub mod memory;
 pub mod state_file;
 pub mod state_lock;
 
+pub use error::{BackendError, ErrorKind, Source};
+
 /// What a backend reports about one executed step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StepOutcome {
+pub struct StepDetail {
     /// Short detail for the report, e.g. "provisioned in 3.1s", "200 from green".
     pub detail: String,
-}
-
-/// Errors from a backend. Messages name the endpoint (and deployment) and carry the platform's
-/// error code and message; they never contain credentials.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The platform refused or failed the operation (ARM error, Kubernetes Status, ...).
-    #[error("{subject}: {code}: {message}")]
-    Platform {
-        subject: String,
-        code: String,
-        message: String,
-    },
-    /// The platform answered success with a body that is not what its contract says.
-    #[error("{subject}: {message}")]
-    Malformed { subject: String, message: String },
-    /// A pre-traffic test failed: the rollout stops and traffic stays where it was.
-    #[error("{subject}: test failed: {message}")]
-    TestFailed { subject: String, message: String },
-    /// A wait ran out of time.
-    #[error("{subject}: timed out after {seconds}s waiting for {what}")]
-    Timeout {
-        subject: String,
-        what: String,
-        seconds: u64,
-    },
-    /// One request got no answer in time (a hung API server or model server).
-    #[error("{subject}: {message}")]
-    TimedOut { subject: String, message: String },
-    /// Could not reach the platform or authenticate.
-    #[error("{0}")]
-    Transport(String),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
 }
 
 /// A platform that holds endpoints. Implementations must make each step's effect complete before
@@ -67,7 +36,7 @@ pub trait Backend: Send + Sync {
     async fn read_live(&self) -> Result<LiveState, BackendError>;
 
     /// Executes one step. Called with at most one step in flight per endpoint.
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError>;
+    async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError>;
 
     /// The longest the executor lets `step` run before it fails it (`apply` owns the timeout;
     /// backends only choose the budget). Waits for provisioning get long budgets, a test short.

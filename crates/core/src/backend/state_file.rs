@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::memory::apply_step;
-use super::{Backend, BackendError, StepOutcome};
+use super::{Backend, BackendError, StepDetail};
 use crate::model::LiveState;
 use crate::plan::Step;
 use crate::spec::paths::inside_environment;
@@ -114,29 +114,36 @@ impl StateFileBackend {
             return Err(self.symlink());
         }
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                BackendError::Transport(format!("{}: invalid state file: {e}", self.path.display()))
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| BackendError::Malformed {
+                subject: self.path.display().to_string(),
+                message: format!("invalid state file: {e}"),
+                source: Some(Box::new(e)),
             }),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(LiveState::default()),
-            Err(e) => Err(BackendError::Transport(format!(
-                "{}: {e}",
-                self.path.display()
-            ))),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    fn io(&self, e: std::io::Error) -> BackendError {
+        BackendError::Io {
+            subject: self.path.display().to_string(),
+            message: e.to_string(),
+            source: Some(Box::new(e)),
         }
     }
 
     fn symlink(&self) -> BackendError {
-        BackendError::Transport(format!(
-            "{}: is a symlink, the state file is never read or written through one",
-            self.path.display()
-        ))
+        BackendError::Io {
+            subject: self.path.display().to_string(),
+            message: "is a symlink, the state file is never read or written through one".into(),
+            source: None,
+        }
     }
 
     /// Writes a fresh temporary file (`create_new` never follows a symlink left in its place)
     /// and renames it over the state file (a rename replaces a symlink, never follows it).
     fn save(&self, state: &LiveState) -> Result<(), BackendError> {
-        let io =
-            |e: std::io::Error| BackendError::Transport(format!("{}: {e}", self.path.display()));
+        let io = |e: std::io::Error| self.io(e);
         let json = serde_json::to_vec_pretty(state).map_err(|e| BackendError::Other(e.into()))?;
         let tmp = self.path.with_extension("tmp");
         match std::fs::remove_file(&tmp) {
@@ -169,7 +176,7 @@ impl Backend for StateFileBackend {
         self.load()
     }
 
-    async fn execute(&self, step: &Step) -> Result<StepOutcome, BackendError> {
+    async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         let _guard = self.lock.lock().await;
         let mut state = self.load()?;
         let outcome = apply_step(&mut state, step, &BTreeSet::new())?;
