@@ -154,3 +154,36 @@ fn broken_files_are_refused() {
         assert!(!found.is_empty(), "{schema} accepted:\n{text}");
     }
 }
+
+#[test]
+fn the_shipped_schemas_equal_the_ones_generated_from_the_field_table() {
+    let out = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_flightdeck"))
+        .args(["schema", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut generated: Vec<String> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    generated.sort();
+    let mut shipped: Vec<String> = fs::read_dir(crate_root().join("schemas"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    shipped.sort();
+    let regenerate = "the schemas are generated from src/spec/fields.rs; \
+                      regenerate them with `cargo run -- schema --out schemas/`";
+    assert_eq!(generated, shipped, "{regenerate}");
+    for name in generated {
+        let want = fs::read(out.path().join(&name)).unwrap();
+        let have = fs::read(crate_root().join("schemas").join(&name)).unwrap();
+        assert!(want == have, "schemas/{name} differs: {regenerate}");
+    }
+}

@@ -8,6 +8,7 @@
 
 mod assets;
 mod diagnostics;
+pub mod fields;
 mod files;
 mod load;
 pub(crate) mod paths;
@@ -15,6 +16,7 @@ mod raw;
 mod raw_deployment;
 mod raw_environment;
 mod read;
+pub mod schema;
 mod validate;
 mod yaml;
 
