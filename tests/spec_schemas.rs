@@ -91,6 +91,18 @@ fn the_reference_az_ml_files_validate_unchanged() {
 }
 
 #[test]
+fn model_mount_path_is_a_string_in_the_managed_deployment_schema_only() {
+    let file = "name: blue\nendpoint_name: e-1\nmodel_mount_path: /var/models\n";
+    let managed = validator("deployment.schema.json");
+    assert_eq!(errors(&managed, &yaml(file)), Vec::<String>::new());
+    let number = "name: blue\nendpoint_name: e-1\nmodel_mount_path: 5\n";
+    assert!(!errors(&managed, &yaml(number)).is_empty());
+    let k8s = validator("kubernetes-deployment.schema.json");
+    let k8s_file = format!("{file}image: x\nport: 8080\n");
+    assert!(!errors(&k8s, &yaml(&k8s_file)).is_empty());
+}
+
+#[test]
 fn broken_files_are_refused() {
     let cases = [
         (

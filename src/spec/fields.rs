@@ -311,6 +311,11 @@ pub static DEPLOYMENT: Obj = file_obj(
             .doc("Kept as a label only.")
             .whole()
             .only(KUBERNETES),
+        // ARM `modelMountPath` (OnlineDeploymentProperties, no x-ms-mutability: updatable). [AML §2.3]
+        f("model_mount_path", Ty::Str)
+            .doc("Where the model is mounted in the container (custom containers).")
+            .whole()
+            .only(AZURE),
         f("environment", Ty::AnyOf(&[Ty::Str, Ty::Ref("environment")]))
             .doc("azureml:<name>:<version>, an asset id, or an inline environment.")
             .whole()
@@ -346,7 +351,6 @@ pub static DEPLOYMENT: Obj = file_obj(
             .only(K8S)
             .req_in(KUBERNETES),
         f("resources", Ty::Ref("resources")).nested().only(K8S),
-        f("model_mount_path", Ty::Str).only(AZURE),
         f("scale_settings", Ty::Ref("scale_settings")).only(AZURE),
         f("properties", SCALARS),
         f("app_insights_enabled", Ty::Bool).only(AZURE),

@@ -59,6 +59,7 @@ pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option
                 let v = sink.string(e).map(|l| l.value);
                 match e.key.as_str() {
                     "instance_type" => s.instance_type = v,
+                    "model_mount_path" => s.model_mount_path = v,
                     "image" => s.image = v,
                     _ => {}
                 }
