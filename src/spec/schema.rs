@@ -86,7 +86,7 @@ fn generate(spec: &Spec) -> SchemaFile {
         let mut defs = Map::new();
         for (name, obj) in DEFS {
             // The deployment definition is the combined form; a deployment file is its own root.
-            if *name == "deployment" && spec.root as *const Obj == &DEPLOYMENT as *const Obj {
+            if *name == "deployment" && std::ptr::eq(spec.root, &DEPLOYMENT) {
                 continue;
             }
             defs.insert((*name).into(), object(obj, COMBINED, true));
