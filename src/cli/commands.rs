@@ -101,6 +101,29 @@ pub fn validate(paths: &[PathBuf]) -> u8 {
     }
 }
 
+/// `flightdeck schema --out DIR`: writes every generated JSON Schema into `DIR`.
+pub fn schema(out: &Path) -> u8 {
+    if let Err(e) = std::fs::create_dir_all(out) {
+        eprintln!(
+            "error: cannot create {}: {e}",
+            Esc(&out.display().to_string())
+        );
+        return ERROR;
+    }
+    for file in spec::schema::schemas() {
+        let path = out.join(file.file_name);
+        if let Err(e) = std::fs::write(&path, &file.text) {
+            eprintln!(
+                "error: cannot write {}: {e}",
+                Esc(&path.display().to_string())
+            );
+            return ERROR;
+        }
+        println!("wrote {}", Esc(&path.display().to_string()));
+    }
+    OK
+}
+
 async fn desired_and_live(
     env_dir: &Path,
     live_args: &LiveArgs,

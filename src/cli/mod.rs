@@ -58,6 +58,13 @@ pub enum Command {
     Export(ExportArgs),
     /// Run a local emulator of the Azure ML online endpoint API, with a data plane.
     Sandbox(crate::sandbox::SandboxArgs),
+    /// Write the JSON Schemas of the environment format (generated from the field table).
+    Schema {
+        /// Directory to write endpoint, deployment, kubernetes-deployment and environment
+        /// `.schema.json` files into (created if missing; existing files are replaced).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Run the long-running GitOps reconciler (git poll + webhook, drift, health, metrics).
     Agent(Box<crate::agent::AgentArgs>),
 }
@@ -129,6 +136,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Diff(args) => commands::diff(&args).await,
         Command::Apply(args) => commands::apply(&args).await,
         Command::Export(args) => commands::export(&args).await,
+        Command::Schema { out } => commands::schema(&out),
         Command::Sandbox(args) => report(crate::sandbox::run(args).await),
         Command::Agent(args) => report(crate::agent::run(*args).await),
     };

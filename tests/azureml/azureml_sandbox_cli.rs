@@ -235,3 +235,59 @@ async fn the_json_report_tells_a_platform_500_after_retries_from_a_failed_test()
         }
     }
 }
+
+/// Flow file 2 with `model_mount_path` on its blue deployment (`path` on the line after `name`).
+fn use_flow_file_with_mount_path(dir: &Path, path: &str) {
+    let text = std::fs::read_to_string(flow_file(2)).unwrap();
+    let text = text.replacen(
+        "  - name: blue\n",
+        &format!("  - name: blue\n    model_mount_path: {path}\n"),
+        1,
+    );
+    assert!(
+        text.contains("model_mount_path"),
+        "flow file 2 changed shape"
+    );
+    std::fs::write(dir.join("my-endpoint.yml"), text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_mount_path_is_applied_read_back_and_a_change_to_it_is_planned_in_place() {
+    let env = Env::start(Duration::from_millis(20)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    env.write_environment(&dir, "");
+    let d = dir.to_str().unwrap();
+
+    use_flow_file_with_mount_path(&dir, "/var/azureml-app/models");
+    let out = flightdeck(&env, &["apply", d]).await;
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let blue = env
+        .arm_get("/onlineEndpoints/my-endpoint/deployments/blue")
+        .await
+        .expect("blue exists");
+    assert_eq!(
+        blue["properties"]["modelMountPath"], "/var/azureml-app/models",
+        "{blue:#}"
+    );
+    let out = flightdeck(&env, &["plan", d]).await;
+    assert_eq!(code(&out), 0, "plan after apply: {}", show(&out));
+
+    // A new path is an in-place update of blue (modelMountPath is not create-only).
+    use_flow_file_with_mount_path(&dir, "/models");
+    let out = flightdeck(&env, &["plan", d, "--output", "json"]).await;
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    let steps = doc["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{doc:#}");
+    assert_eq!(steps[0]["action"], "update_deployment", "{doc:#}");
+    let text = doc.to_string();
+    assert!(text.contains("model_mount_path"), "{doc:#}");
+    let out = flightdeck(&env, &["apply", d]).await;
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let blue = env
+        .arm_get("/onlineEndpoints/my-endpoint/deployments/blue")
+        .await
+        .unwrap();
+    assert_eq!(blue["properties"]["modelMountPath"], "/models", "{blue:#}");
+}

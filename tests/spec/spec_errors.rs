@@ -90,6 +90,34 @@ fn a_misspelled_field_gets_a_suggestion() {
 }
 
 #[test]
+fn a_misspelled_model_mount_path_gets_a_suggestion_and_the_right_one_loads() {
+    let typo = format!("{BLUE}model_mount_pth: /models\n");
+    assert_eq!(
+        problems(&[
+            ("environment.yaml", AZURE_ENV),
+            ("endpoint.yml", ENDPOINT),
+            ("blue.yml", &typo),
+        ]),
+        [
+            "blue.yml:5:1: unknown field `model_mount_pth` in deployment, did you mean `model_mount_path`?"
+        ]
+    );
+    let tmp = TempDir::new().unwrap();
+    let right = format!("{BLUE}model_mount_path: /models\n");
+    write(
+        tmp.path(),
+        &[
+            ("environment.yaml", AZURE_ENV),
+            ("endpoint.yml", ENDPOINT),
+            ("blue.yml", &right),
+        ],
+    );
+    let state = load_environment(tmp.path(), flightdeck::backend::profile_of).unwrap();
+    let blue = &state.endpoints["my-endpoint"].deployments["blue"];
+    assert_eq!(blue.settings.model_mount_path.as_deref(), Some("/models"));
+}
+
+#[test]
 fn a_wrong_type_is_reported_at_the_value() {
     let blue = BLUE.replace("instance_count: 1", "instance_count: two");
     assert_eq!(

@@ -94,6 +94,18 @@ fn the_reference_az_ml_files_validate_unchanged() {
 }
 
 #[test]
+fn model_mount_path_is_a_string_in_the_managed_deployment_schema_only() {
+    let file = "name: blue\nendpoint_name: e-1\nmodel_mount_path: /var/models\n";
+    let managed = validator("deployment.schema.json");
+    assert_eq!(errors(&managed, &yaml(file)), Vec::<String>::new());
+    let number = "name: blue\nendpoint_name: e-1\nmodel_mount_path: 5\n";
+    assert!(!errors(&managed, &yaml(number)).is_empty());
+    let k8s = validator("kubernetes-deployment.schema.json");
+    let k8s_file = format!("{file}image: x\nport: 8080\n");
+    assert!(!errors(&k8s, &yaml(&k8s_file)).is_empty());
+}
+
+#[test]
 fn broken_files_are_refused() {
     let cases = [
         (
@@ -155,5 +167,38 @@ fn broken_files_are_refused() {
     for (schema, text) in cases {
         let found = errors(&validator(schema), &yaml(text));
         assert!(!found.is_empty(), "{schema} accepted:\n{text}");
+    }
+}
+
+#[test]
+fn the_shipped_schemas_equal_the_ones_generated_from_the_field_table() {
+    let out = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_flightdeck"))
+        .args(["schema", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut generated: Vec<String> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    generated.sort();
+    let mut shipped: Vec<String> = fs::read_dir(crate_root().join("schemas"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    shipped.sort();
+    let regenerate = "the schemas are generated from src/spec/fields.rs; \
+                      regenerate them with `cargo run -- schema --out schemas/`";
+    assert_eq!(generated, shipped, "{regenerate}");
+    for name in generated {
+        let want = fs::read(out.path().join(&name)).unwrap();
+        let have = fs::read(crate_root().join("schemas").join(&name)).unwrap();
+        assert!(want == have, "schemas/{name} differs: {regenerate}");
     }
 }

@@ -219,6 +219,9 @@ pub(crate) fn deployment_body(
     if let Some(model) = &settings.model {
         set("model", json!(ws.asset_to_arm("models", model)));
     }
+    if let Some(path) = &settings.model_mount_path {
+        set("modelMountPath", json!(path));
+    }
     if let Some(env) = &settings.environment {
         set("environmentId", json!(ws.asset_to_arm("environments", env)));
     }
@@ -323,6 +326,7 @@ struct EndpointProps {
 struct DeploymentProps {
     description: Option<String>,
     model: Option<String>,
+    model_mount_path: Option<String>,
     environment_id: Option<String>,
     environment_variables: Option<BTreeMap<String, String>>,
     code_configuration: Option<ArmCode>,
@@ -422,6 +426,7 @@ pub(crate) fn deployment_from_arm(
         description: p.description,
         tags: res.tags,
         model: p.model.map(|m| ws.asset_from_arm("models", &m)),
+        model_mount_path: p.model_mount_path,
         environment: p
             .environment_id
             .map(|e| ws.asset_from_arm("environments", &e)),

@@ -21,6 +21,7 @@ fn assert_declared_round_trip(declared: &DeploymentSettings, got: &DeploymentSet
     same!(description);
     same!(tags);
     same!(model);
+    same!(model_mount_path);
     same!(environment);
     same!(code_configuration);
     same!(instance_type);
@@ -92,16 +93,24 @@ fn settings() -> impl Strategy<Value = DeploymentSettings> {
             )),
             proptest::option::of(probe()),
             proptest::option::of(probe()),
+            proptest::option::of("/[a-z]{1,8}(/[a-z]{1,8})?"),
         ),
     )
         .prop_map(
             |((description, tags, model, environment, code, instance_type), rest)| {
-                let (instance_count, environment_variables, rs, liveness_probe, readiness_probe) =
-                    rest;
+                let (
+                    instance_count,
+                    environment_variables,
+                    rs,
+                    liveness_probe,
+                    readiness_probe,
+                    model_mount_path,
+                ) = rest;
                 DeploymentSettings {
                     description,
                     tags,
                     model,
+                    model_mount_path,
                     environment,
                     image: None,
                     code_configuration: code.map(|(code, script)| CodeConfiguration {

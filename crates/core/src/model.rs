@@ -178,6 +178,9 @@ pub struct DeploymentSettings {
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<AssetRef>,
+    /// Where the model is mounted in the container (az ml `model_mount_path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_mount_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<AssetRef>,
     /// Container image: an inline environment's image on Azure ML, the pod image on Kubernetes.

@@ -83,7 +83,9 @@ fn meta(name: String, namespace: &str, labels: BTreeMap<String, String>) -> Obje
     }
 }
 
-/// Settings that have no Kubernetes field, stored in `flightdeck.io/settings`.
+/// Settings that have no Kubernetes field, stored in `flightdeck.io/settings`. The model is in the
+/// image (it is a label here), so no model volume is mounted: `model_mount_path` is kept here
+/// only so that it reads back as written.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct ExtraSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +98,8 @@ struct ExtraSettings {
     code_configuration: Option<flightdeck_core::model::CodeConfiguration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     instance_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model_mount_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     request_settings: Option<flightdeck_core::model::RequestSettings>,
 }
@@ -281,6 +285,7 @@ pub fn deployment_object(
         environment: settings.environment.clone(),
         code_configuration: settings.code_configuration.clone(),
         instance_type: settings.instance_type.clone(),
+        model_mount_path: settings.model_mount_path.clone(),
         request_settings: settings.request_settings.clone(),
     };
     let mut annotations = BTreeMap::from([(
@@ -386,6 +391,7 @@ pub fn settings_from_deployment(d: &Deployment) -> DeploymentSettings {
         model: annotations
             .get(MODEL_ANNOTATION)
             .map(|m| AssetRef::parse(m)),
+        model_mount_path: extra.model_mount_path,
         environment: extra.environment,
         image: container.image.clone(),
         code_configuration: extra.code_configuration,
@@ -449,6 +455,23 @@ mod tests {
         let s = settings();
         let d = deployment_object("scoring", "blue", "ml", &s);
         assert_eq!(settings_from_deployment(&d), s);
+    }
+
+    #[test]
+    fn model_mount_path_is_kept_in_the_settings_annotation_and_read_back() {
+        let s = DeploymentSettings {
+            model_mount_path: Some("/var/models".into()),
+            ..settings()
+        };
+        let d = deployment_object("scoring", "blue", "ml", &s);
+        let annotations = d.metadata.annotations.clone().unwrap();
+        let extra: serde_json::Value =
+            serde_json::from_str(&annotations[SETTINGS_ANNOTATION]).unwrap();
+        assert_eq!(extra["model_mount_path"], "/var/models");
+        assert_eq!(
+            settings_from_deployment(&d).model_mount_path.as_deref(),
+            Some("/var/models")
+        );
     }
 
     #[test]

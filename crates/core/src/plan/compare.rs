@@ -1,10 +1,14 @@
 //! Field-by-field comparison of declared settings against live settings.
 //!
 //! Only what the desired state declares is compared: a field the YAML leaves out is whatever the
-//! platform made it (its default, a read-only value, a timestamp), and is never a change. Nested
-//! settings (probes, request settings, resources) are compared field by field the same way; maps
-//! (tags, environment variables, resource quantities) are compared whole, because removing a key
-//! from a declared map is a change the user means.
+//! platform made it (its default, a read-only value, a timestamp), and is never a change. Which
+//! settings are compared, in which order, and whether each is compared whole or subfield by
+//! subfield comes from the field table (`spec::fields`, [`Compare`]): nested settings (probes,
+//! request settings, resources) are compared field by field the same way; maps (tags,
+//! environment variables, resource quantities) are compared whole, because removing a key from a
+//! declared map is a change the user means.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -12,14 +16,7 @@ use serde_json::{Map, Value};
 use super::FieldChange;
 use super::profile::PlatformProfile;
 use crate::model::{DeploymentSettings, Endpoint, EndpointSettings, LiveEndpoint, effective};
-
-/// Settings merged one level deeper, subfield by subfield.
-const NESTED: &[&str] = &[
-    "liveness_probe",
-    "readiness_probe",
-    "request_settings",
-    "resources",
-];
+use crate::spec::fields::{self, Compare, DEPLOYMENT, ENDPOINT, Ty};
 
 fn to_map<T: Serialize>(value: &T) -> Map<String, Value> {
     match serde_json::to_value(value) {
@@ -75,8 +72,8 @@ impl Field {
 }
 
 /// Receives every declared field in field order, with whether its live value differs and whether
-/// `drift.ignore` covers it. Values are produced on demand, so a visitor that only collects
-/// differences allocates nothing when nothing differs (the planner runs on every reconcile).
+/// `drift.ignore` covers it. Values are rendered on demand, so a visitor that only collects
+/// differences renders nothing when nothing differs (the planner runs on every reconcile).
 ///
 /// This walk is the one definition of "compare only what is declared, minus `drift.ignore`":
 /// the planner (`Comparison`) and `flightdeck diff` (`plan::diff`) are both visitors of it.
@@ -156,63 +153,66 @@ impl<V: Visitor + ?Sized> Walk<'_, V> {
         self.visitor.visit(field, differs, ignored, want, have);
     }
 
-    /// A declared value against the live one.
-    fn field<T: PartialEq + Serialize>(
+    /// A declared setting (`want` present and not null) against the live one: whole, or subfield
+    /// by subfield as the field table says. A nested setting that is absent live is one field.
+    fn setting(
         &mut self,
-        name: &'static str,
-        want: &Option<T>,
-        have: &Option<T>,
+        field: &'static fields::Field,
+        want: Option<&Value>,
+        have: Option<&Value>,
     ) {
-        if let Some(w) = want {
-            self.emit(
-                Field::top(name),
-                have.as_ref() != Some(w),
-                &|| value(w),
-                &|| have.as_ref().map(value),
-            );
-        }
-    }
-
-    /// A nested setting: each declared subfield against the live one. When the live value is
-    /// absent the whole setting is one field.
-    fn nested<T: PartialEq + Serialize>(
-        &mut self,
-        name: &'static str,
-        want: &Option<T>,
-        have: &Option<T>,
-        subfields: impl Fn(&T, &T, &mut dyn FnMut(&'static str, bool, &dyn Fn(&T) -> Option<Value>)),
-    ) {
-        let (Some(w), Some(h)) = (want, have) else {
-            return self.field(name, want, have);
+        let Some(w) = want.filter(|w| !w.is_null()) else {
+            return;
         };
-        subfields(w, h, &mut |sub, differs, get| {
-            self.emit(
-                Field {
-                    name,
-                    sub: Some(sub),
-                },
-                differs,
-                &|| get(w).unwrap_or(Value::Null),
-                &|| get(h),
-            );
-        });
+        let have = have.filter(|h| !h.is_null());
+        if field.compare == Compare::Nested
+            && let (Value::Object(wm), Some(Value::Object(hm)), Some(obj)) =
+                (w, have, field.object())
+        {
+            for sub in obj.names() {
+                let Some(ws) = wm.get(sub).filter(|v| !v.is_null()) else {
+                    continue;
+                };
+                let hs = hm.get(sub);
+                let ty = obj.field(sub).map(|f| f.ty);
+                self.emit(
+                    Field {
+                        name: field.name,
+                        sub: Some(sub),
+                    },
+                    !same(ty, ws, hs),
+                    &|| ws.clone(),
+                    &|| hs.cloned(),
+                );
+            }
+            return;
+        }
+        self.emit(
+            Field::top(field.name),
+            !same(Some(field.ty), w, have),
+            &|| w.clone(),
+            &|| have.cloned(),
+        );
     }
 }
 
-/// Compares the declared (`Some`) subfields of two structs.
-macro_rules! subfields {
-    ($($f:ident),+) => {
-        |w, h, emit: &mut dyn FnMut(&'static str, bool, &dyn Fn(&_) -> Option<Value>)| {
-            $(
-                if w.$f.is_some() {
-                    emit(stringify!($f), w.$f != h.$f, &|x| x.$f.as_ref().map(value));
-                }
-            )+
-        }
+/// Whether a declared value equals the live one. Resource quantities compare by value: the API
+/// server rewrites `1000m` to `1` (plan::quantity).
+fn same(ty: Option<Ty>, want: &Value, have: Option<&Value>) -> bool {
+    let Some(have) = have else {
+        return false;
     };
+    if let Some(Ty::Quantities) = ty {
+        let as_map = |v: &Value| serde_json::from_value::<BTreeMap<String, String>>(v.clone()).ok();
+        if let (Some(w), Some(h)) = (as_map(want), as_map(have)) {
+            return super::quantity::same_quantities(&w, &h);
+        }
+    }
+    want == have
 }
 
-/// Visits every declared deployment field, in field order, as `profile`'s platform stores it.
+/// Visits every declared deployment field, in the field table's order, as `profile`'s platform
+/// stores it.
 pub fn visit_deployment<V: Visitor + ?Sized>(
     desired: &DeploymentSettings,
     live: &DeploymentSettings,
@@ -220,99 +220,36 @@ pub fn visit_deployment<V: Visitor + ?Sized>(
     profile: &PlatformProfile,
     visitor: &mut V,
 ) {
+    let (want, have) = (to_map(desired), to_map(live));
     let mut c = Walk { ignore, visitor };
-    let (d, l) = (desired, live);
-    c.field("description", &d.description, &l.description);
-    c.field("tags", &d.tags, &l.tags);
-    c.field("model", &d.model, &l.model);
-    c.field("environment", &d.environment, &l.environment);
-    // Where the image belongs to the environment asset, a declared environment holds the image,
-    // which cannot be read back separately.
-    if d.environment.is_none() || !profile.values.image_in_environment {
-        c.field("image", &d.image, &l.image);
-    }
-    c.field(
-        "code_configuration",
-        &d.code_configuration,
-        &l.code_configuration,
-    );
-    c.field("instance_type", &d.instance_type, &l.instance_type);
-    c.field("instance_count", &d.instance_count, &l.instance_count);
-    c.field(
-        "environment_variables",
-        &d.environment_variables,
-        &l.environment_variables,
-    );
-    c.nested(
-        "request_settings",
-        &d.request_settings,
-        &l.request_settings,
-        subfields!(
-            request_timeout_ms,
-            max_concurrent_requests_per_instance,
-            max_queue_wait_ms
-        ),
-    );
-    for (name, want, have) in [
-        ("liveness_probe", &d.liveness_probe, &l.liveness_probe),
-        ("readiness_probe", &d.readiness_probe, &l.readiness_probe),
-    ] {
-        c.nested(
-            name,
-            want,
-            have,
-            subfields!(
-                initial_delay,
-                period,
-                timeout,
-                failure_threshold,
-                success_threshold,
-                path,
-                port
-            ),
-        );
-    }
-    c.field("port", &d.port, &l.port);
-    if let (Some(w), Some(h)) = (&d.resources, &l.resources) {
-        // Requests and limits are maps, each compared whole (only when declared non-empty).
-        for (sub, want, have) in [
-            ("requests", &w.requests, &h.requests),
-            ("limits", &w.limits, &h.limits),
-        ] {
-            if !want.is_empty() {
-                c.emit(
-                    Field {
-                        name: "resources",
-                        sub: Some(sub),
-                    },
-                    // Quantities by value: the API server rewrites `1000m` to `1` (plan::quantity).
-                    !super::quantity::same_quantities(want, have),
-                    &|| value(want),
-                    &|| Some(value(have)),
-                );
-            }
+    for field in DEPLOYMENT.compared() {
+        // Where the image belongs to the environment asset, a declared environment holds the
+        // image, which cannot be read back separately.
+        if field.name == "image"
+            && desired.environment.is_some()
+            && profile.values.image_in_environment
+        {
+            continue;
         }
-    } else {
-        c.field("resources", &d.resources, &l.resources);
+        c.setting(field, want.get(field.name), have.get(field.name));
     }
 }
 
-/// Visits the declared endpoint settings.
+/// Visits the declared endpoint settings (the compared endpoint fields of the table that live in
+/// [`EndpointSettings`]; traffic weights are on the endpoint, see [`visit_endpoint`]).
 pub fn visit_endpoint_settings<V: Visitor + ?Sized>(
     desired: &EndpointSettings,
     live: &EndpointSettings,
     ignore: &[String],
     visitor: &mut V,
 ) {
+    let (want, have) = (to_map(desired), to_map(live));
     let mut c = Walk { ignore, visitor };
-    c.field("auth_mode", &desired.auth_mode, &live.auth_mode);
-    c.field("description", &desired.description, &live.description);
-    c.field("tags", &desired.tags, &live.tags);
-    c.field(
-        "public_network_access",
-        &desired.public_network_access,
-        &live.public_network_access,
-    );
+    for field in ENDPOINT.compared() {
+        if !matches!(field.ty, Ty::Weights(_)) {
+            c.setting(field, want.get(field.name), have.get(field.name));
+        }
+    }
 }
 
 /// Visits the declared endpoint settings, then `traffic` and `mirror_traffic` when declared,
@@ -325,17 +262,17 @@ pub fn visit_endpoint<V: Visitor + ?Sized>(
 ) {
     visit_endpoint_settings(&desired.settings, &live.settings, ignore, visitor);
     let mut c = Walk { ignore, visitor };
-    for (name, want, have) in [
-        ("traffic", &desired.traffic, &live.traffic),
-        (
-            "mirror_traffic",
-            &desired.mirror_traffic,
-            &live.mirror_traffic,
-        ),
-    ] {
+    for field in ENDPOINT.compared() {
+        let (want, have) = match (field.ty, field.name) {
+            (Ty::Weights(_), "traffic") => (&desired.traffic, &live.traffic),
+            (Ty::Weights(_), "mirror_traffic") => (&desired.mirror_traffic, &live.mirror_traffic),
+            _ => continue,
+        };
         if let Some(w) = want {
             let (w, h) = (effective(w), effective(have));
-            c.emit(Field::top(name), w != h, &|| value(&w), &|| Some(value(&h)));
+            c.emit(Field::top(field.name), w != h, &|| value(&w), &|| {
+                Some(value(&h))
+            });
         }
     }
 }
@@ -379,7 +316,11 @@ pub fn merged(desired: &DeploymentSettings, live: &DeploymentSettings) -> Deploy
     let mut base = to_map(live);
     for (key, value) in to_map(desired) {
         match (base.get_mut(&key), value) {
-            (Some(Value::Object(have)), Value::Object(want)) if NESTED.contains(&key.as_str()) => {
+            (Some(Value::Object(have)), Value::Object(want))
+                if DEPLOYMENT
+                    .field(&key)
+                    .is_some_and(|f| f.compare == Compare::Nested) =>
+            {
                 for (k, v) in want {
                     have.insert(k, v);
                 }

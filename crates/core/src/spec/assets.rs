@@ -2,47 +2,21 @@
 //! `AssetRef` and `CodeConfiguration` (registered, asset id or local).
 
 use super::diagnostics::Sink;
+use super::fields::{
+    BUILD, CODE_ASSET, CODE_CONFIGURATION, DOCKER, ENVIRONMENT_ASSET, INFERENCE_CONFIG, MODEL,
+    ROUTE,
+};
 use super::located::field;
 use super::yaml::{Entry, Kind, Node, ScalarType};
 use crate::model::{AssetRef, AzureMlTarget, CodeConfiguration, Endpoint};
 
-const MODEL_FIELDS: &[&str] = &[
-    "name",
-    "version",
-    "path",
-    "local_path",
-    "description",
-    "tags",
-    "type",
-    "properties",
-    "flavors",
-    "datastore",
-    "model_format",
-    "model_uri",
-];
-const ENVIRONMENT_FIELDS: &[&str] = &[
-    "name",
-    "version",
-    "path",
-    "conda_file",
-    "docker",
-    "image",
-    "build",
-    "description",
-    "tags",
-    "os_type",
-    "inference_config",
-    "properties",
-];
-const CODE_FIELDS: &[&str] = &["code", "scoring_script"];
-const CODE_ASSET_FIELDS: &[&str] = &["local_path", "name", "version", "description", "tags"];
 /// `model: azureml:name:version`, an asset id, or a mapping (name + version → registered,
 /// otherwise `path`/`local_path` → local).
 pub(crate) fn model(sink: &mut Sink<'_>, e: &Entry) -> Option<AssetRef> {
     if let Kind::Scalar { .. } = e.value.kind {
         return sink.string(e).map(|l| asset_from_string(&l.value));
     }
-    let entries = sink.mapping("model", &e.value, "model", MODEL_FIELDS, true)?;
+    let entries = sink.mapping("model", &e.value, "model", &MODEL)?;
     let mut ok = true;
     for item in entries {
         ok &= match item.key.as_str() {
@@ -76,13 +50,8 @@ pub(crate) fn environment(sink: &mut Sink<'_>, e: &Entry) -> (Option<AssetRef>, 
     if let Kind::Scalar { .. } = e.value.kind {
         return (sink.string(e).map(|l| asset_from_string(&l.value)), None);
     }
-    let Some(entries) = sink.mapping(
-        "environment",
-        &e.value,
-        "environment",
-        ENVIRONMENT_FIELDS,
-        true,
-    ) else {
+    let Some(entries) = sink.mapping("environment", &e.value, "environment", &ENVIRONMENT_ASSET)
+    else {
         return (None, None);
     };
     let mut image = None;
@@ -96,13 +65,11 @@ pub(crate) fn environment(sink: &mut Sink<'_>, e: &Entry) -> (Option<AssetRef>, 
                 sink.scalar_text(item);
             }
             "os_type" => {
-                sink.one_of(item, &["linux", "windows"]);
+                sink.one_of(item, ENVIRONMENT_ASSET.allowed("os_type"));
             }
             "image" => image = sink.string(item).map(|l| l.value),
             "docker" => {
-                let fields = ["image", "build"];
-                if let Some(docker) = sink.mapping("docker", &item.value, "docker", &fields, false)
-                {
+                if let Some(docker) = sink.mapping("docker", &item.value, "docker", &DOCKER) {
                     if let Some(i) = field(docker, "image") {
                         image = sink.string(i).map(|l| l.value);
                     }
@@ -112,8 +79,7 @@ pub(crate) fn environment(sink: &mut Sink<'_>, e: &Entry) -> (Option<AssetRef>, 
                 }
             }
             "build" => {
-                let fields = ["path", "local_path", "dockerfile_path", "context_uri"];
-                if let Some(build) = sink.mapping("build", &item.value, "build", &fields, false) {
+                if let Some(build) = sink.mapping("build", &item.value, "build", &BUILD) {
                     for b in build {
                         let v = sink.string(b).map(|l| l.value);
                         if matches!(b.key.as_str(), "path" | "local_path") {
@@ -155,19 +121,16 @@ pub(crate) fn environment(sink: &mut Sink<'_>, e: &Entry) -> (Option<AssetRef>, 
 }
 
 fn inference_config(sink: &mut Sink<'_>, node: &Node) {
-    let routes = ["liveness_route", "readiness_route", "scoring_route"];
-    let Some(entries) = sink.mapping("inference_config", node, "inference_config", &routes, false)
-    else {
+    let Some(entries) = sink.mapping(
+        "inference_config",
+        node,
+        "inference_config",
+        &INFERENCE_CONFIG,
+    ) else {
         return;
     };
     for route in entries {
-        if let Some(r) = sink.mapping(
-            &route.key,
-            &route.value,
-            &route.key,
-            &["path", "port"],
-            false,
-        ) {
+        if let Some(r) = sink.mapping(&route.key, &route.value, &route.key, &ROUTE) {
             for f in r {
                 if f.key == "port" {
                     sink.port(f);
@@ -180,7 +143,7 @@ fn inference_config(sink: &mut Sink<'_>, node: &Node) {
 }
 
 pub(crate) fn code_configuration(sink: &mut Sink<'_>, e: &Entry) -> Option<CodeConfiguration> {
-    let entries = sink.mapping(&e.key, &e.value, "code_configuration", CODE_FIELDS, true)?;
+    let entries = sink.mapping(&e.key, &e.value, "code_configuration", &CODE_CONFIGURATION)?;
     let script = match field(entries, "scoring_script") {
         Some(s) => sink.string(s).map(|l| l.value),
         None => {
@@ -190,7 +153,7 @@ pub(crate) fn code_configuration(sink: &mut Sink<'_>, e: &Entry) -> Option<CodeC
     };
     let code = match field(entries, "code") {
         Some(c) if matches!(c.value.kind, Kind::Map(_)) => {
-            let inner = sink.mapping("code", &c.value, "code", CODE_ASSET_FIELDS, true)?;
+            let inner = sink.mapping("code", &c.value, "code", &CODE_ASSET)?;
             for item in inner {
                 match item.key.as_str() {
                     "tags" => {

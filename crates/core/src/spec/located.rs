@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::diagnostics::Sink;
+use super::fields::Obj;
 use super::yaml::{Entry, Kind, Node, Pos, ScalarType, int_value};
 
 /// A value with where it was written.
@@ -41,27 +42,28 @@ impl Sink<'_> {
         );
     }
 
-    /// The entries of a mapping whose keys must all be in `allowed` (plus `$schema`, which every
-    /// object may carry when `allow_schema` is set). Unknown keys are reported with a suggestion.
+    /// The entries of a mapping whose keys must all be fields of `obj` in the field table (plus
+    /// `$schema` where the table allows the editor hint). Unknown keys are reported with a
+    /// suggestion drawn from the same table.
     pub fn mapping<'n>(
         &mut self,
         field: &str,
         node: &'n Node,
         what: &str,
-        allowed: &[&str],
-        allow_schema: bool,
+        obj: &Obj,
     ) -> Option<&'n [Entry]> {
         let Kind::Map(entries) = &node.kind else {
             self.expected(field, node, "a mapping");
             return None;
         };
+        let allowed = obj.names();
         for entry in entries {
-            if entry.key == "$schema" && allow_schema {
+            if entry.key == "$schema" && obj.schema_key {
                 self.string(entry);
                 continue;
             }
             if !allowed.contains(&entry.key.as_str()) {
-                let hint = suggestion(&entry.key, allowed);
+                let hint = suggestion(&entry.key, &allowed);
                 self.error(
                     entry.key_pos,
                     format!("unknown field `{}` in {what}{hint}", entry.key),

@@ -8,6 +8,7 @@
 
 mod assets;
 mod diagnostics;
+pub mod fields;
 mod files;
 mod load;
 mod located;
@@ -15,6 +16,7 @@ pub(crate) mod paths;
 mod raw_deployment;
 mod raw_endpoint;
 mod raw_environment;
+pub mod schema;
 mod validate;
 pub mod yaml;
 

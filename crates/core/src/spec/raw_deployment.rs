@@ -6,62 +6,12 @@ use std::path::PathBuf;
 
 use super::assets::{code_configuration, environment, model};
 use super::diagnostics::Sink;
+use super::fields::{
+    DEPLOYMENT, K8S_PROBE, REQUEST_SETTINGS, RESOURCE_NAMES, RESOURCES, SCALE_SETTINGS,
+};
 use super::located::{Loc, field, suggestion};
 use super::yaml::{Entry, Node, Pos};
 use crate::model::{DeploymentSettings, Probe, RequestSettings, Resources};
-
-/// Deployment fields: az ml managed and Kubernetes deployments (current and 2021 preview, see
-/// schemas-2021-11-cli-v2-preview and CONTRACT.md §2.3/§2.6) plus flightdeck's Kubernetes form
-/// (`image`, `port`, `resources`).
-pub(crate) const DEPLOYMENT_FIELDS: &[&str] = &[
-    "name",
-    "endpoint_name",
-    "type",
-    "description",
-    "tags",
-    "model",
-    "model_mount_path",
-    "code_configuration",
-    "environment",
-    "environment_variables",
-    "instance_type",
-    "instance_count",
-    "scale_settings",
-    "request_settings",
-    "liveness_probe",
-    "readiness_probe",
-    "app_insights_enabled",
-    "egress_public_network_access",
-    "properties",
-    "image",
-    "port",
-    "resources",
-];
-
-const SCALE_FIELDS: &[&str] = &[
-    "type",
-    "scale_type",
-    "instance_count",
-    "min_instances",
-    "max_instances",
-    "polling_interval",
-    "target_utilization_percentage",
-];
-const REQUEST_FIELDS: &[&str] = &[
-    "request_timeout_ms",
-    "max_concurrent_requests_per_instance",
-    "max_queue_wait_ms",
-];
-const PROBE_FIELDS: &[&str] = &[
-    "initial_delay",
-    "period",
-    "timeout",
-    "success_threshold",
-    "failure_threshold",
-    "path",
-    "port",
-];
-const RESOURCE_NAMES: &[&str] = &["cpu", "memory", "ephemeral-storage"];
 
 #[derive(Clone, Debug)]
 pub(crate) struct RawDeployment {
@@ -79,7 +29,7 @@ pub(crate) struct RawDeployment {
 }
 
 pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option<RawDeployment> {
-    let entries = sink.mapping(what, node, what, DEPLOYMENT_FIELDS, true)?;
+    let entries = sink.mapping(what, node, what, &DEPLOYMENT)?;
     let mut raw = RawDeployment {
         path: sink.path.to_path_buf(),
         root_pos: node.pos,
@@ -100,7 +50,7 @@ pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option
         match e.key.as_str() {
             "endpoint_name" => raw.endpoint_name = sink.string(e),
             "type" => {
-                sink.one_of(e, &["managed", "kubernetes"]);
+                sink.one_of(e, DEPLOYMENT.allowed("type"));
             }
             "description" => s.description = sink.string(e).map(|l| l.value),
             "tags" => s.tags = sink.string_map(e),
@@ -109,6 +59,7 @@ pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option
                 let v = sink.string(e).map(|l| l.value);
                 match e.key.as_str() {
                     "instance_type" => s.instance_type = v,
+                    "model_mount_path" => s.model_mount_path = v,
                     "image" => s.image = v,
                     _ => {}
                 }
@@ -142,7 +93,7 @@ pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option
                 sink.bool(e);
             }
             "egress_public_network_access" => {
-                sink.one_of(e, &["enabled", "disabled"]);
+                sink.one_of(e, DEPLOYMENT.allowed("egress_public_network_access"));
             }
             "properties" => {
                 sink.string_map(e);
@@ -170,16 +121,16 @@ pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option
 
 /// Checks `scale_settings` and returns its preview `instance_count`, if any.
 fn scale_settings(sink: &mut Sink<'_>, e: &Entry) -> Option<Loc<i64>> {
-    let entries = sink.mapping(&e.key, &e.value, "scale_settings", SCALE_FIELDS, false)?;
+    let entries = sink.mapping(&e.key, &e.value, "scale_settings", &SCALE_SETTINGS)?;
     let mut count = None;
     let (mut min, mut max) = (None, None);
     for item in entries {
         match item.key.as_str() {
             "type" => {
-                sink.one_of(item, &["default", "target_utilization"]);
+                sink.one_of(item, SCALE_SETTINGS.allowed("type"));
             }
             "scale_type" => {
-                sink.one_of(item, &["manual", "auto"]);
+                sink.one_of(item, SCALE_SETTINGS.allowed("scale_type"));
             }
             "instance_count" => count = sink.int(item),
             "min_instances" => min = sink.int_in(item, 0, 100),
@@ -207,7 +158,7 @@ fn scale_settings(sink: &mut Sink<'_>, e: &Entry) -> Option<Loc<i64>> {
 }
 
 fn request_settings(sink: &mut Sink<'_>, e: &Entry) -> Option<RequestSettings> {
-    let entries = sink.mapping(&e.key, &e.value, "request_settings", REQUEST_FIELDS, false)?;
+    let entries = sink.mapping(&e.key, &e.value, "request_settings", &REQUEST_SETTINGS)?;
     let mut out = RequestSettings::default();
     for item in entries {
         let v = sink.u32(item);
@@ -222,7 +173,7 @@ fn request_settings(sink: &mut Sink<'_>, e: &Entry) -> Option<RequestSettings> {
 }
 
 fn probe(sink: &mut Sink<'_>, e: &Entry, k8s: &mut Vec<(String, Pos)>) -> Option<Probe> {
-    let entries = sink.mapping(&e.key, &e.value, &e.key, PROBE_FIELDS, false)?;
+    let entries = sink.mapping(&e.key, &e.value, &e.key, &K8S_PROBE)?;
     let mut out = Probe::default();
     for item in entries {
         match item.key.as_str() {
@@ -260,13 +211,7 @@ fn probe(sink: &mut Sink<'_>, e: &Entry, k8s: &mut Vec<(String, Pos)>) -> Option
 
 /// Kubernetes `resources: {requests: {cpu: 500m}, limits: {memory: 2Gi}}`.
 fn resources(sink: &mut Sink<'_>, e: &Entry) -> Option<Resources> {
-    let entries = sink.mapping(
-        &e.key,
-        &e.value,
-        "resources",
-        &["requests", "limits"],
-        false,
-    )?;
+    let entries = sink.mapping(&e.key, &e.value, "resources", &RESOURCES)?;
     let mut out = Resources::default();
     for group in entries {
         let Some(items) = sink.any_mapping(&group.key, &group.value) else {

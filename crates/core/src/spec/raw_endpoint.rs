@@ -4,37 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use super::diagnostics::Sink;
+use super::fields::{ENDPOINT, IDENTITY, USER_IDENTITY};
 use super::located::{Loc, field};
 use super::raw_deployment::{RawDeployment, deployment};
 use super::yaml::{Kind, Node, Pos};
 use crate::model::{AuthMode, EndpointSettings};
-
-/// Endpoint fields: today's az ml endpoint YAML plus the 2021 preview (`type`, `deployments`,
-/// `allow_public_access`). CONTRACT.md §2.2 and §2.6.
-pub(crate) const ENDPOINT_FIELDS: &[&str] = &[
-    "name",
-    "description",
-    "tags",
-    "auth_mode",
-    "traffic",
-    "mirror_traffic",
-    "public_network_access",
-    "allow_public_access",
-    "identity",
-    "kind",
-    "compute",
-    "properties",
-    "type",
-    "deployments",
-];
-
-const IDENTITY_FIELDS: &[&str] = &["type", "user_assigned_identities"];
-const IDENTITY_TYPES: &[&str] = &[
-    "system_assigned",
-    "user_assigned",
-    "system_assigned,user_assigned",
-    "none",
-];
 
 /// One weight of a traffic or mirror map.
 #[derive(Clone, Debug)]
@@ -101,7 +75,7 @@ fn endpoint(sink: &mut Sink<'_>, root: &Node) -> RawEndpoint {
         mirror_traffic: None,
         deployments: Vec::new(),
     };
-    let Some(entries) = sink.mapping("endpoint", root, "endpoint", ENDPOINT_FIELDS, true) else {
+    let Some(entries) = sink.mapping("endpoint", root, "endpoint", &ENDPOINT) else {
         return raw;
     };
     match field(entries, "name") {
@@ -114,18 +88,17 @@ fn endpoint(sink: &mut Sink<'_>, root: &Node) -> RawEndpoint {
             "tags" => raw.settings.tags = sink.string_map(e),
             "auth_mode" => {
                 raw.settings.auth_mode =
-                    sink.one_of(e, &["key", "aml_token", "aad_token"]).map(|l| {
-                        match l.value.as_str() {
+                    sink.one_of(e, ENDPOINT.allowed("auth_mode"))
+                        .map(|l| match l.value.as_str() {
                             "key" => AuthMode::Key,
                             "aml_token" => AuthMode::AmlToken,
                             _ => AuthMode::AadToken,
-                        }
-                    })
+                        })
             }
             "traffic" => raw.traffic = weights(sink, e),
             "mirror_traffic" => raw.mirror_traffic = weights(sink, e),
             "public_network_access" => {
-                let v = sink.one_of(e, &["enabled", "disabled"]);
+                let v = sink.one_of(e, ENDPOINT.allowed("public_network_access"));
                 if let Some(v) = v {
                     raw.settings.public_network_access = Some(v.value);
                 }
@@ -152,7 +125,7 @@ fn endpoint(sink: &mut Sink<'_>, root: &Node) -> RawEndpoint {
                 sink.string_map(e);
             }
             "type" => {
-                sink.one_of(e, &["online"]);
+                sink.one_of(e, ENDPOINT.allowed("type"));
             }
             "deployments" => {
                 if let Some(items) = sink.sequence("deployments", &e.value) {
@@ -171,19 +144,18 @@ fn endpoint(sink: &mut Sink<'_>, root: &Node) -> RawEndpoint {
 
 /// Checked for shape only: flightdeck does not manage identities.
 fn identity(sink: &mut Sink<'_>, node: &Node) {
-    let Some(entries) = sink.mapping("identity", node, "identity", IDENTITY_FIELDS, false) else {
+    let Some(entries) = sink.mapping("identity", node, "identity", &IDENTITY) else {
         return;
     };
     if let Some(e) = field(entries, "type") {
-        sink.one_of(e, IDENTITY_TYPES);
+        sink.one_of(e, IDENTITY.allowed("type"));
     }
     if let Some(e) = field(entries, "user_assigned_identities") {
         match &e.value.kind {
             Kind::Seq(items) => {
                 for item in items {
-                    let fields = ["resource_id", "principal_id", "client_id"];
                     if let Some(inner) =
-                        sink.mapping(&e.key, item, "user_assigned_identities", &fields, false)
+                        sink.mapping(&e.key, item, "user_assigned_identities", &USER_IDENTITY)
                     {
                         for i in inner {
                             sink.string(i);

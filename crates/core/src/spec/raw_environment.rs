@@ -3,44 +3,13 @@
 use std::path::PathBuf;
 
 use super::diagnostics::Sink;
+use super::fields::{
+    AZUREML_TARGET, DRIFT, ENVIRONMENT, KUBERNETES_TARGET, STATE_FILE_TARGET, TARGET, TEST,
+    drift_names,
+};
 use super::located::{Loc, field, suggestion};
 use super::yaml::{Entry, Node, Pos};
 use crate::model::{AzureMlTarget, DriftMode, DriftPolicy, KubernetesTarget, Router, Target};
-
-const ENVIRONMENT_FIELDS: &[&str] = &["name", "target", "drift", "tests"];
-const TARGET_KINDS: &[&str] = &["azureml", "kubernetes", "state_file"];
-const AZUREML_FIELDS: &[&str] = &["subscription_id", "resource_group", "workspace", "location"];
-const KUBERNETES_FIELDS: &[&str] = &[
-    "namespace",
-    "router",
-    "gateways",
-    "hostnames",
-    "pin_header",
-    "test_base_url",
-];
-const TEST_FIELDS: &[&str] = &["request_file", "expect_status", "expect_body_contains"];
-
-/// Setting names `drift.ignore` may list (model.rs `DriftPolicy`).
-pub(crate) const DRIFT_FIELDS: &[&str] = &[
-    "instance_count",
-    "tags",
-    "description",
-    "traffic",
-    "mirror_traffic",
-    "auth_mode",
-    "public_network_access",
-    "model",
-    "environment",
-    "image",
-    "code_configuration",
-    "instance_type",
-    "environment_variables",
-    "request_settings",
-    "liveness_probe",
-    "readiness_probe",
-    "port",
-    "resources",
-];
 
 #[derive(Clone, Debug)]
 pub(crate) struct RawTest {
@@ -69,8 +38,7 @@ pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
         drift: DriftPolicy::default(),
         tests: Vec::new(),
     };
-    let Some(entries) = sink.mapping("environment", root, "environment", ENVIRONMENT_FIELDS, true)
-    else {
+    let Some(entries) = sink.mapping("environment", root, "environment", &ENVIRONMENT) else {
         return raw;
     };
     match field(entries, "name") {
@@ -91,10 +59,10 @@ pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
 }
 
 fn target(sink: &mut Sink<'_>, e: &Entry) -> Option<Target> {
-    let entries = sink.mapping("target", &e.value, "target", TARGET_KINDS, false)?;
+    let entries = sink.mapping("target", &e.value, "target", &TARGET)?;
     let kinds: Vec<&Entry> = entries
         .iter()
-        .filter(|k| TARGET_KINDS.contains(&k.key.as_str()))
+        .filter(|k| TARGET.field(&k.key).is_some())
         .collect();
     let kind = match kinds.as_slice() {
         [] => {
@@ -119,7 +87,7 @@ fn target(sink: &mut Sink<'_>, e: &Entry) -> Option<Target> {
     let what = format!("target.{}", kind.key);
     match kind.key.as_str() {
         "azureml" => {
-            let fields = sink.mapping(&kind.key, &kind.value, &what, AZUREML_FIELDS, false)?;
+            let fields = sink.mapping(&kind.key, &kind.value, &what, &AZUREML_TARGET)?;
             let mut get = |name: &str| required_string(sink, fields, name, kind, &what);
             let subscription_id = get("subscription_id");
             let resource_group = get("resource_group");
@@ -145,7 +113,7 @@ fn target(sink: &mut Sink<'_>, e: &Entry) -> Option<Target> {
         }
         "kubernetes" => kubernetes(sink, kind, &what).map(Target::Kubernetes),
         _ => {
-            let fields = sink.mapping(&kind.key, &kind.value, &what, &["path"], false)?;
+            let fields = sink.mapping(&kind.key, &kind.value, &what, &STATE_FILE_TARGET)?;
             let path = required_string(sink, fields, "path", kind, &what)?;
             if let Err(why) = super::paths::inside_environment(&path.value) {
                 sink.error(path.pos, format!("state_file.path `{}`: {why}", path.value));
@@ -157,7 +125,7 @@ fn target(sink: &mut Sink<'_>, e: &Entry) -> Option<Target> {
 }
 
 fn kubernetes(sink: &mut Sink<'_>, kind: &Entry, what: &str) -> Option<KubernetesTarget> {
-    let fields = sink.mapping(&kind.key, &kind.value, what, KUBERNETES_FIELDS, false)?;
+    let fields = sink.mapping(&kind.key, &kind.value, what, &KUBERNETES_TARGET)?;
     let namespace = required_string(sink, fields, "namespace", kind, what);
     if let Some(ns) = &namespace
         && !is_dns_label(&ns.value)
@@ -172,7 +140,7 @@ fn kubernetes(sink: &mut Sink<'_>, kind: &Entry, what: &str) -> Option<Kubernete
     }
     let router = match field(fields, "router") {
         Some(r) => sink
-            .one_of(r, &["istio", "gateway-api"])
+            .one_of(r, KUBERNETES_TARGET.allowed("router"))
             .map(|v| match v.value.as_str() {
                 "istio" => Router::Istio,
                 _ => Router::GatewayApi,
@@ -227,10 +195,10 @@ fn kubernetes(sink: &mut Sink<'_>, kind: &Entry, what: &str) -> Option<Kubernete
 
 fn drift(sink: &mut Sink<'_>, e: &Entry) -> DriftPolicy {
     let mut out = DriftPolicy::default();
-    let Some(fields) = sink.mapping("drift", &e.value, "drift", &["mode", "ignore"], false) else {
+    let Some(fields) = sink.mapping("drift", &e.value, "drift", &DRIFT) else {
         return out;
     };
-    if let Some(m) = field(fields, "mode").and_then(|m| sink.one_of(m, &["correct", "report"])) {
+    if let Some(m) = field(fields, "mode").and_then(|m| sink.one_of(m, DRIFT.allowed("mode"))) {
         out.mode = if m.value == "report" {
             DriftMode::Report
         } else {
@@ -238,11 +206,12 @@ fn drift(sink: &mut Sink<'_>, e: &Entry) -> DriftPolicy {
         };
     }
     if let Some(list) = field(fields, "ignore").and_then(|i| sink.string_list(i)) {
+        let known = drift_names();
         for name in list {
-            if DRIFT_FIELDS.contains(&name.value.as_str()) {
+            if known.contains(&name.value.as_str()) {
                 out.ignore.push(name.value);
             } else {
-                let hint = suggestion(&name.value, DRIFT_FIELDS);
+                let hint = suggestion(&name.value, &known);
                 sink.error(
                     name.pos,
                     format!("drift.ignore: unknown setting `{}`{hint}", name.value),
@@ -260,7 +229,7 @@ fn tests(sink: &mut Sink<'_>, e: &Entry) -> Vec<RawTest> {
     };
     for key in keys {
         let what = format!("tests.{}", key.key);
-        let Some(fields) = sink.mapping(&key.key, &key.value, &what, TEST_FIELDS, false) else {
+        let Some(fields) = sink.mapping(&key.key, &key.value, &what, &TEST) else {
             continue;
         };
         let request_file = required_string(sink, fields, "request_file", key, &what);
