@@ -1,5 +1,5 @@
 //! Leader election with a coordination.k8s.io/v1 Lease, following client-go's algorithm
-//! (CONTRACT.md §5, k8s reference): GET; create on 404; respect a foreign holder while
+//! ([K8S §5], k8s reference): GET; create on 404; respect a foreign holder while
 //! `observedTime + leaseDurationSeconds > now` by the *local* clock; otherwise PUT with the read
 //! `resourceVersion` (a concurrent writer gets 409 and loses); renew every retry period; give up
 //! when no renewal succeeded within the renew deadline; release on shutdown.
@@ -34,7 +34,7 @@ pub struct LeaseConfig {
     pub namespace: String,
     /// This replica's identity (pod name).
     pub identity: String,
-    /// CONTRACT.md §5.6: lease_duration > renew_deadline > retry_period.
+    /// [K8S §5.6]: lease_duration > renew_deadline > retry_period.
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
@@ -143,7 +143,7 @@ pub enum Decision {
     },
 }
 
-/// The pure core of one acquire-or-renew round (CONTRACT.md §5 steps 1–3).
+/// The pure core of one acquire-or-renew round ([K8S §5] steps 1–3).
 pub fn decide(
     identity: &str,
     duration: Duration,
@@ -299,7 +299,7 @@ impl<S: LeaseStore> LeaderElector<S> {
     }
 
     /// Gives the lease up if this candidate holds it: empty holder, 1 s duration, transitions
-    /// kept (CONTRACT.md §5.5), so a standby takes over at once.
+    /// kept [K8S §5.5], so a standby takes over at once.
     pub async fn release(&mut self) -> Result<(), LeaseError> {
         let Some(mut lease) = self.store.get().await? else {
             return Ok(());

@@ -1,5 +1,5 @@
 //! Token acquisition over real HTTP against a loopback Entra-shaped token endpoint
-//! (CONTRACT.md §6), and secrets staying out of errors and Debug output.
+//! [AML §6], and secrets staying out of errors and Debug output.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

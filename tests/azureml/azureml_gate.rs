@@ -1,4 +1,4 @@
-//! The pre-traffic test gate against the scripted fake (CONTRACT.md §5): credential per auth
+//! The pre-traffic test gate against the scripted fake [AML §5]: credential per auth
 //! mode, the deployment header, retries while warming up, and failures that never show the key.
 
 use flightdeck::backend::{Backend, BackendError};

@@ -1,4 +1,4 @@
-//! A 2xx ARM answer whose body is not the object the contract gives it (CONTRACT.md §2.1, §3) is
+//! A 2xx ARM answer whose body is not the object the contract gives it [AML §2.1, §3] is
 //! a named, located backend error: never a panic, never a silent "done", never an endless poll.
 //! Driven through the real backend against the scripted fake.
 

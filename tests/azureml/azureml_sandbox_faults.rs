@@ -1,4 +1,4 @@
-//! The real Azure ML client against the sandbox's control-plane faults (CONTRACT.md §3, §4.1):
+//! The real Azure ML client against the sandbox's control-plane faults [AML §3, §4.1]:
 //! throttling with Retry-After, server errors, a dropped connection on a PUT, an operation that
 //! ends Failed, 409 while another operation holds the endpoint; and a rollout over several
 //! endpoints that runs them in parallel with one write at a time per endpoint.
@@ -150,7 +150,7 @@ async fn an_operation_that_ends_failed_names_the_deployment_and_code_and_never_g
     let traffic = env.traffic("my-endpoint").await;
     assert_eq!(traffic.get("green").copied().unwrap_or(0), 0, "{traffic:?}");
     assert_eq!(traffic["blue"], 100);
-    // The PUT was accepted (201); the failure came from the operation (CONTRACT.md §3).
+    // The PUT was accepted (201); the failure came from the operation [AML §3].
     assert_eq!(
         statuses(&on(&env.log().await, "PUT", "/deployments/green")),
         [201]

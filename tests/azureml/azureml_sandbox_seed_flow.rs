@@ -33,7 +33,7 @@ fn expected(i: usize) -> (BTreeMap<String, i64>, Vec<(&'static str, i64)>) {
     }
 }
 
-/// The ARM writes each file must cause, and nothing else (CONTRACT.md §5, the safe-rollout
+/// The ARM writes each file must cause, and nothing else ([AML §5], the safe-rollout
 /// sequence: deployments before traffic, scale by PATCH of sku.capacity, drain before delete).
 const WRITES: [&[&str]; 6] = [
     &[

@@ -1,5 +1,5 @@
 //! A 401 from ARM drops the cached token and fetches a new one once before the request fails
-//! (CONTRACT.md §4.1: 401 is an auth answer; §6: tokens come from the Entra token endpoint). The
+//! ([AML §4.1]: 401 is an auth answer; §6: tokens come from the Entra token endpoint). The
 //! sandbox revokes every issued token through `POST /_sandbox/tokens/revoke`, as a rotated
 //! secret or a revoked session does, long before the tokens' 3599 s expire.
 

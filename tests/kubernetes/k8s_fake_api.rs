@@ -1,4 +1,4 @@
-//! The fake API server itself speaks the protocol the backend relies on (CONTRACT.md §2–§4), so
+//! The fake API server itself speaks the protocol the backend relies on ([K8S §2]–§4), so
 //! the backend tests that use it mean something.
 
 use flightdeck_testkit::fake_kube;

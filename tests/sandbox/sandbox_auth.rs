@@ -1,4 +1,4 @@
-//! Token issuance and ARM authentication (CONTRACT.md §6).
+//! Token issuance and ARM authentication [AML §6].
 
 use flightdeck::sandbox::{Sandbox, SandboxConfig};
 use flightdeck_testkit::sandbox::*;

@@ -1,6 +1,6 @@
 //! Contract tests: every request body in the 2025-12-01 examples is accepted by the sandbox
 //! (subscription, location and the example's impossible traffic adapted), and every sandbox
-//! response body validates against its mfe.json definition (CONTRACT.md §0, §1, §2, §7).
+//! response body validates against its mfe.json definition [AML §0, §1, §2, §7].
 
 use std::time::Duration;
 

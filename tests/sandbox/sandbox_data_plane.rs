@@ -1,4 +1,4 @@
-//! The data plane (CONTRACT.md §5, R7, R16, R17): credentials, deterministic traffic split,
+//! The data plane [AML §5, R7, R16, R17]: credentials, deterministic traffic split,
 //! header routing, readiness, mirroring.
 
 use std::time::Duration;

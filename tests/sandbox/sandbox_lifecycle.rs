@@ -1,5 +1,5 @@
 //! LRO lifecycle, concurrency, paging and api-version handling of the sandbox control plane
-//! (CONTRACT.md §1, §3).
+//! [AML §1, §3].
 
 use flightdeck::sandbox::SandboxConfig;
 use flightdeck_testkit::sandbox::*;

@@ -1,4 +1,4 @@
-//! One test per service-side rule the sandbox enforces (CONTRACT.md §4.2 R1–R6, R8–R15),
+//! One test per service-side rule the sandbox enforces [AML §4.2 R1–R6, R8–R15],
 //! driven over HTTP.
 
 use flightdeck_testkit::sandbox::*;

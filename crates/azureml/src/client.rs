@@ -109,7 +109,7 @@ impl ArmClient {
 
     /// Resolves a URL ARM handed back (nextLink, Azure-AsyncOperation, Location) and checks it
     /// points at the same origin, so the bearer token is never sent elsewhere. Used verbatim
-    /// otherwise (CONTRACT.md §1 Paging: follow nextLink as given).
+    /// otherwise ([AML §1] Paging: follow nextLink as given).
     pub fn resolve(&self, link: &str) -> Result<Url, AzureMlError> {
         let url = self.base.join(link).map_err(|e| AzureMlError::Unexpected {
             what: "link".into(),
@@ -274,7 +274,7 @@ impl ArmClient {
         }
     }
 
-    /// Lists a collection, following `nextLink` verbatim until it is absent (CONTRACT.md §1).
+    /// Lists a collection, following `nextLink` verbatim until it is absent [AML §1].
     pub async fn list(&self, url: &Url, what: &str) -> Result<Vec<Value>, AzureMlError> {
         let mut items = Vec::new();
         let mut next = Some(url.clone());

@@ -25,7 +25,7 @@ pub enum AzureMlError {
         #[source]
         source: reqwest::Error,
     },
-    /// ARM answered with an error status (CONTRACT.md §4.1 error body when it has one).
+    /// ARM answered with an error status ([AML §4.1] error body when it has one).
     #[error("{method} {path}: http {status}: {code}: {message}")]
     Http {
         method: String,
@@ -33,10 +33,10 @@ pub enum AzureMlError {
         status: u16,
         code: String,
         message: String,
-        /// The answer's `Retry-After` (CONTRACT.md §3: whole seconds), if any.
+        /// The answer's `Retry-After` ([AML §3]: whole seconds), if any.
         retry_after: Option<Duration>,
     },
-    /// A long-running operation ended Failed or Canceled (CONTRACT.md §3).
+    /// A long-running operation ended Failed or Canceled [AML §3].
     #[error("operation {status}: {code}: {message}")]
     OperationFailed {
         status: String,
@@ -174,7 +174,7 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// Parses an ARM error body (CONTRACT.md §4.1) into (code, message); falls back to the raw text.
+/// Parses an ARM error body [AML §4.1] into (code, message); falls back to the raw text.
 pub(crate) fn parse_arm_error(body: &[u8]) -> (String, String) {
     #[derive(serde::Deserialize)]
     struct Envelope {

@@ -1,4 +1,4 @@
-//! ISO-8601 durations as ARM uses them for probes and request settings (CONTRACT.md §2.3,
+//! ISO-8601 durations as ARM uses them for probes and request settings ([AML §2.3],
 //! §2.6: YAML seconds / milliseconds ↔ `PT10S`, `PT0.5S`).
 
 /// Whole seconds → `PT10S`.

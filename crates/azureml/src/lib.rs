@@ -1,5 +1,5 @@
 //! Azure ML managed online endpoints through the ARM REST API (api-version 2025-12-01), with
-//! Entra ID auth. Ground truth: the reference contract `reference/azureml/CONTRACT.md` (cited as §N / RN).
+//! Entra ID auth. Ground truth: the reference contract `reference/azureml/CONTRACT.md` (cited as `[AML §N]` / `[AML RN]`).
 //!
 //! `mapping` turns ARM bodies into the model and back (pure), `client` sends requests with
 //! retries, `lro` follows long-running operations, `gate` runs the pre-traffic test, `auth` and
@@ -43,7 +43,7 @@ use mapping::Workspace;
 pub use profile::{CREATE_ONLY, PROFILE};
 use shape::Shape;
 
-/// The ARM api-version this client speaks (CONTRACT.md §0).
+/// The ARM api-version this client speaks [AML §0].
 pub const API_VERSION: &str = "2025-12-01";
 /// The public-cloud ARM endpoint.
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
@@ -76,7 +76,7 @@ impl Default for AzureMlConfig {
     }
 }
 
-/// `^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$` (CONTRACT.md §1), checked before a name goes in a URL.
+/// `^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$` [AML §1], checked before a name goes in a URL.
 fn check_name(kind: &str, name: &str) -> Result<(), AzureMlError> {
     let mut chars = name.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())

@@ -5,7 +5,7 @@
 //! than https ("authority host doesn't use HTTPS scheme", `get_authority_host` in
 //! azure_identity-1.0.0/src/lib.rs), and a local emulator serves plain http. Rather than turning
 //! off that check for real clouds, this credential implements the two form flows of
-//! CONTRACT.md §6 against `{authority}/{tenant}/oauth2/v2.0/token`:
+//! [AML §6] against `{authority}/{tenant}/oauth2/v2.0/token`:
 //! - client secret: `grant_type=client_credentials&client_id&client_secret&scope`;
 //! - workload identity: `client_assertion_type=…jwt-bearer&client_assertion=<file>`, re-reading
 //!   the federated token file on every request (the kubelet rotates it).
@@ -202,7 +202,7 @@ impl TokenFetcher for LoopbackEntraCredential {
             .as_str()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| self.auth_error("token response has no access_token".into()))?;
-        // expires_in is a number from Entra, a string from IMDS (CONTRACT.md §6): accept both.
+        // expires_in is a number from Entra, a string from IMDS [AML §6]: accept both.
         let expires_in = match &json["expires_in"] {
             serde_json::Value::Number(n) => n.as_u64(),
             serde_json::Value::String(s) => s.parse().ok(),

@@ -1,7 +1,7 @@
 //! ARM bodies ↔ the backend-neutral model. Pure: no I/O.
 //!
 //! Writes overlay only the declared settings onto a base body (empty for a create, the live
-//! resource for an update), because PUT is a full replace (CONTRACT.md §4.2 R8) and create-only
+//! resource for an update), because PUT is a full replace [AML §4.2 R8] and create-only
 //! fields must be sent back unchanged (R13). Reads map every field the desired model can declare,
 //! so a re-plan after apply finds nothing to do.
 
@@ -105,7 +105,7 @@ fn object<'a>(value: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
     slot.as_object_mut().expect("just made an object")
 }
 
-/// Drops what ARM owns (CONTRACT.md §2.5 read-only list) before a body is sent back with PUT.
+/// Drops what ARM owns ([AML §2.5] read-only list) before a body is sent back with PUT.
 pub(crate) fn strip_read_only(body: &mut Value) {
     let Some(map) = body.as_object_mut() else {
         return;

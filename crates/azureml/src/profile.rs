@@ -32,7 +32,7 @@ const fn kubernetes(field: &'static str) -> ForeignField {
 /// `x-ms-mutability: create, read` [AML R13].
 pub const CREATE_ONLY: CreateOnly = CreateOnly {
     fields: &["instance_type", "code_configuration"],
-    citation: "CONTRACT R13",
+    citation: "[AML R13]",
 };
 
 pub const PROFILE: PlatformProfile = PlatformProfile {
@@ -52,7 +52,7 @@ pub const PROFILE: PlatformProfile = PlatformProfile {
     mirror: MirrorLimits {
         max_deployments: 1,
         max_percent: 50,
-        exclusive_citation: "CONTRACT R5: live or mirror traffic, not both",
+        exclusive_citation: "[AML R5]: live or mirror traffic, not both",
     },
     values: Normalisation {
         // The image belongs to the environment asset and cannot be read back separately

@@ -1,6 +1,6 @@
 //! Checks that a 2xx ARM body has the shape the contract gives it before anything reads it, so a
 //! proxy's HTML page, an empty array or a half body is a named error, never a panic or a silent
-//! "done". Shapes (CONTRACT.md): a resource is an object with `name` and a `properties` object
+//! "done". Shapes ([AML §2]): a resource is an object with `name` and a `properties` object
 //! (§2.1, `properties` REQUIRED); a list page is an object whose `value` is an array (§1); an
 //! operation status is an object with a string `status` (§3 "Operation-status body").
 

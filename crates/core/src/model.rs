@@ -121,7 +121,7 @@ impl AssetRef {
     }
 }
 
-/// Scoring code: create-only on Azure ML (CONTRACT.md R13).
+/// Scoring code: create-only on Azure ML [AML R13].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeConfiguration {
     pub code: String,

@@ -1,5 +1,5 @@
 //! Small typed structs for the three router kinds, covering only the fields flightdeck writes
-//! (CONTRACT.md §1 and §2). Each has a hand-written `kube::Resource` impl so that `kube::Api<T>`
+//! [K8S §1 and §2]. Each has a hand-written `kube::Resource` impl so that `kube::Api<T>`
 //! can list, apply and delete them. Unknown fields the server returns are ignored on read; since
 //! writes are server-side apply of our own fields only, nothing of other managers is dropped.
 
@@ -44,7 +44,7 @@ macro_rules! resource {
 }
 
 /// The served `networking.istio.io` version flightdeck talks to: `v1` (the storage version,
-/// CONTRACT.md §1), else `v1beta1` (Istio < 1.22 serves no `v1`); same schema. Found by
+/// [K8S §1]), else `v1beta1` (Istio < 1.22 serves no `v1`); same schema. Found by
 /// discovery (`discovery.rs`); it is the `DynamicType` of the two Istio kinds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum IstioVersion {
@@ -97,7 +97,7 @@ macro_rules! istio_resource {
     };
 }
 
-/// `networking.istio.io` VirtualService (CONTRACT.md §1: v1 is the storage version).
+/// `networking.istio.io` VirtualService ([K8S §1]: v1 is the storage version).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualService {
@@ -134,14 +134,14 @@ pub struct IstioHttpRoute {
     pub route: Vec<IstioRouteDestination>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<IstioDestination>,
-    /// 0.0..=100.0; absent means 100% (CONTRACT.md §1 Mirroring).
+    /// 0.0..=100.0; absent means 100% ([K8S §1] Mirroring).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_percentage: Option<IstioPercent>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct IstioMatch {
-    /// Keys must be lowercase (CONTRACT.md §1).
+    /// Keys must be lowercase [K8S §1].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, IstioStringMatch>,
 }
@@ -155,7 +155,7 @@ pub struct IstioStringMatch {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct IstioRouteDestination {
     pub destination: IstioDestination,
-    /// Always written explicitly: an omitted weight is 0 in proto3 (CONTRACT.md §1 [ISTIO-ROUTE]).
+    /// Always written explicitly: an omitted weight is 0 in proto3 ([K8S §1] [ISTIO-ROUTE]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
 }
@@ -201,7 +201,7 @@ pub struct Subset {
     pub labels: BTreeMap<String, String>,
 }
 
-/// `gateway.networking.k8s.io/v1` HTTPRoute (standard channel v1.6.1, CONTRACT.md §2).
+/// `gateway.networking.k8s.io/v1` HTTPRoute (standard channel v1.6.1, [K8S §2]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRoute {
@@ -284,7 +284,7 @@ pub struct HttpRouteFilter {
 #[serde(rename_all = "camelCase")]
 pub struct RequestMirror {
     pub backend_ref: BackendRef,
-    /// 0..100; absent (with no `fraction`) means 100% (CONTRACT.md §2 RequestMirror).
+    /// 0..100; absent (with no `fraction`) means 100% ([K8S §2] RequestMirror).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<i32>,
 }

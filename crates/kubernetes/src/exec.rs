@@ -1,6 +1,6 @@
 //! Executing one plan step. Each write returns only when its effect is complete: a create, update
-//! or scale waits for the rollout predicate (CONTRACT.md §3) before returning, so the next step
-//! may route traffic to it. Router changes follow make-before-break (CONTRACT.md §1 ISTIO-MBB and
+//! or scale waits for the rollout predicate [K8S §3] before returning, so the next step
+//! may route traffic to it. Router changes follow make-before-break ([K8S §1] ISTIO-MBB and
 //! §6): DR subset before the VirtualService names it; VirtualService drops it before the DR does.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -185,7 +185,7 @@ impl KubernetesBackend {
             )
             .await?;
             if repair && subsets != state.subsets && state.exists {
-                // CONTRACT.md §1 ISTIO-MBB: the subset reaches proxies before the VS names it.
+                // [K8S §1] ISTIO-MBB: the subset reaches proxies before the VS names it.
                 tokio::time::sleep(self.opts.make_before_break_delay).await;
             }
         }
@@ -269,7 +269,7 @@ impl KubernetesBackend {
                 &destination_rule(e, self.ns(), &subsets),
             )
             .await?;
-            // CONTRACT.md §1 ISTIO-MBB: apply the DR subset, wait, then let a VS name it.
+            // [K8S §1] ISTIO-MBB: apply the DR subset, wait, then let a VS name it.
             tokio::time::sleep(self.opts.make_before_break_delay).await;
             state
                 .versions
@@ -309,7 +309,7 @@ impl KubernetesBackend {
         Ok(())
     }
 
-    /// CONTRACT.md §6 step 6: remove every router reference (weights, pins, mirror) → wait →
+    /// [K8S §6 step 6]: remove every router reference (weights, pins, mirror) → wait →
     /// remove the DR subset → delete the Deployment and Service.
     async fn delete_deployment(
         &self,
@@ -344,8 +344,8 @@ impl KubernetesBackend {
         if exists && referenced.contains(d) {
             self.write_router(subject, e, &versions, &traffic, &mirror)
                 .await?;
-            // Config reaches Istio proxies and Gateway API data planes eventually (CONTRACT.md
-            // §1 ISTIO-MBB, §6 step 6): wait before the DR subset, Deployment or Service goes.
+            // Config reaches Istio proxies and Gateway API data planes eventually ([K8S §1]
+            // ISTIO-MBB, [K8S §6] step 6): wait before the DR subset, Deployment or Service goes.
             tokio::time::sleep(self.opts.make_before_break_delay).await;
         }
         if self.is_istio() && subsets.contains(d) {

@@ -1,7 +1,7 @@
 //! Kubernetes backend: each model version is a Deployment + Service, traffic is split by an Istio
 //! VirtualService (+ DestinationRule subsets) or a Gateway API HTTPRoute. The mapping is described
 //! in docs/kubernetes.md; the platform facts it relies on are in
-//! the reference contract `reference/k8s/CONTRACT.md` (cited by section in the code).
+//! the reference contract `reference/k8s/CONTRACT.md` (cited as `[K8S §N]` in the code).
 //!
 //! Layout: `objects` and `routing` are pure renderers, `rollout` is the readiness predicate,
 //! `ssa` does the writes, `live` reads state, `exec` runs plan steps, `gate` runs test requests.
@@ -43,7 +43,7 @@ pub struct KubernetesOptions {
     pub poll_interval: Duration,
     /// Istio only: wait between adding a DestinationRule subset and the first VirtualService that
     /// names it, and between dropping a subset from the VirtualService and removing it from the
-    /// DestinationRule (CONTRACT.md §1 ISTIO-MBB: config reaches proxies eventually).
+    /// DestinationRule ([K8S §1] ISTIO-MBB: config reaches proxies eventually).
     pub make_before_break_delay: Duration,
     /// Connect, read and write timeout of every Kubernetes API call, so a hung API server
     /// cannot hold a step (`FLIGHTDECK_K8S_API_TIMEOUT`).

@@ -1,5 +1,5 @@
 //! Reading live state: one LIST per kind with `app.kubernetes.io/managed-by=flightdeck` (never a
-//! GET per object), readiness from the kubectl rollout predicate (CONTRACT.md §3), and weights from
+//! GET per object), readiness from the kubectl rollout predicate [K8S §3], and weights from
 //! the router's catch-all rule.
 
 use std::collections::BTreeMap;
@@ -137,7 +137,7 @@ impl KubernetesBackend {
             let live = LiveDeployment {
                 name: dep.to_string(),
                 settings: settings_from_deployment(d),
-                // A Deployment whose rollout is not complete (CONTRACT.md: kubectl rollout status).
+                // A Deployment whose rollout is not complete ([K8S §3]: kubectl rollout status).
                 phase: (!state.is_terminal()).then(|| "rolling out".to_string()),
                 state,
             };

@@ -39,7 +39,7 @@ pub fn version_name(endpoint: &str, deployment: &str) -> String {
     format!("{endpoint}-{deployment}")
 }
 
-/// `E.N.svc.cluster.local`: the umbrella Service's FQDN (CONTRACT.md §1: FQDN recommended).
+/// `E.N.svc.cluster.local`: the umbrella Service's FQDN ([K8S §1]: FQDN recommended).
 pub fn service_fqdn(endpoint: &str, namespace: &str) -> String {
     format!("{endpoint}.{namespace}.svc.cluster.local")
 }
@@ -166,7 +166,7 @@ pub fn pool_name(endpoint: &str) -> String {
 
 /// The pool Service `E--pool` (Istio only): selects every version of `E`. It is the
 /// DestinationRule's host, because subset labels filter the endpoints of the host's Service
-/// (CONTRACT.md §1 "DestinationRule subsets"); the VirtualService on host `E` routes to its
+/// ([K8S §1] "DestinationRule subsets"); the VirtualService on host `E` routes to its
 /// subsets. Clients never address it.
 pub fn pool_service(endpoint: &str, namespace: &str) -> Service {
     let selector = BTreeMap::from([(ENDPOINT_LABEL.to_string(), endpoint.to_string())]);

@@ -1,7 +1,7 @@
-//! The `kubectl rollout status` predicate for Deployments (CONTRACT.md §3, [KUBECTL]
+//! The `kubectl rollout status` predicate for Deployments ([K8S §3], [KUBECTL]
 //! `rollout_status.go`). Deliberately NOT kube-runtime's `is_deployment_completed`, which only looks
 //! at the `Progressing` reason and so reports the previous rollout as complete right after a spec
-//! change (CONTRACT.md §3 "Pitfall").
+//! change ([K8S §3] "Pitfall").
 
 use k8s_openapi::api::apps::v1::Deployment;
 
@@ -16,7 +16,7 @@ pub enum Rollout {
     DeadlineExceeded,
 }
 
-/// Runs the six checks of CONTRACT.md §3 in order. Missing integers count as 0.
+/// Runs the six checks of [K8S §3] in order. Missing integers count as 0.
 pub fn rollout_status(deployment: &Deployment) -> Rollout {
     let generation = deployment.metadata.generation.unwrap_or(0);
     let status = deployment.status.clone().unwrap_or_default();

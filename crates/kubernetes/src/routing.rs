@@ -1,7 +1,7 @@
 //! Pure rendering of the router objects (Istio VirtualService + DestinationRule, or Gateway API
 //! HTTPRoute) from the wanted traffic, and reading the weights back from them.
 //!
-//! Rules that shape the output (CONTRACT.md §1, §2, §6):
+//! Rules that shape the output [K8S §1, §2, §6]:
 //! - pin rules (one per known version, header `pin_header` exact `D`) come before the weighted
 //!   catch-all, because Istio uses the first matching rule;
 //! - the catch-all (named `split`) carries an explicit integer weight on every destination, and the
@@ -52,7 +52,7 @@ pub struct RouteInput<'a> {
     pub endpoint: &'a str,
     pub target: &'a KubernetesTarget,
     /// Versions the router may reference, with their Service port. For Istio these are the
-    /// DestinationRule subsets (CONTRACT.md §1 ISTIO-MBB: never name a subset the DR lacks).
+    /// DestinationRule subsets ([K8S §1] ISTIO-MBB: never name a subset the DR lacks).
     pub versions: &'a BTreeMap<String, i32>,
     pub traffic: &'a Weights,
     pub mirror: &'a Weights,
@@ -165,13 +165,13 @@ pub fn vs_hosts(endpoint: &str, target: &KubernetesTarget) -> Vec<String> {
 pub fn vs_gateways(target: &KubernetesTarget) -> Vec<String> {
     let mut gateways = target.gateways.clone();
     if !gateways.is_empty() && !gateways.iter().any(|g| g == "mesh") {
-        // CONTRACT.md §1: to cover an ingress gateway and the sidecars, list both.
+        // [K8S §1]: to cover an ingress gateway and the sidecars, list both.
         gateways.push("mesh".to_string());
     }
     gateways
 }
 
-/// The VirtualService `E` (CONTRACT.md §1 example shape).
+/// The VirtualService `E` ([K8S §1] example shape).
 pub fn virtual_service(input: &RouteInput<'_>) -> Result<VirtualService, RouteError> {
     let mirror = checked(input)?;
     let namespace = input.target.namespace.as_str();
@@ -306,7 +306,7 @@ pub fn parent_refs(endpoint: &str, gateways: &[String]) -> Vec<ParentRef> {
         .collect()
 }
 
-/// The HTTPRoute `E` (CONTRACT.md §2).
+/// The HTTPRoute `E` [K8S §2].
 pub fn http_route(input: &RouteInput<'_>) -> Result<HttpRoute, RouteError> {
     let mirror = checked(input)?;
     let endpoint = input.endpoint;

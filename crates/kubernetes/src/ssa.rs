@@ -1,4 +1,4 @@
-//! Writes through server-side apply (CONTRACT.md §4), the ownership rule, and mapping Kubernetes
+//! Writes through server-side apply [K8S §4], the ownership rule, and mapping Kubernetes
 //! errors to `BackendError`.
 //!
 //! Ownership rule (docs/kubernetes.md "Writes"):
@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::objects::{MANAGER, is_managed};
 use flightdeck_core::backend::BackendError;
 
-/// Page size for LIST calls (`limit` + `continue`, CONTRACT.md §4 Watch/Lists).
+/// Page size for LIST calls (`limit` + `continue`, [K8S §4] Watch/Lists).
 const PAGE_SIZE: u32 = 200;
 
 /// Maps a kube error to a `BackendError` for `subject`. A FieldManagerConflict names the other
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_field_manager_conflict_names_the_other_manager_and_field() {
-        // CONTRACT.md §4: the verbatim shape of the server's 409 body.
+        // [K8S §4]: the verbatim shape of the server's 409 body.
         let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Apply failed with 1 conflict: conflict with \"helm\" using apps/v1: .spec.replicas","reason":"Conflict","details":{"causes":[{"reason":"FieldManagerConflict","message":"conflict with \"helm\" using apps/v1","field":".spec.replicas"}]},"code":409}"#;
         let status: Status = serde_json::from_str(body).unwrap();
         let err = kube_error(

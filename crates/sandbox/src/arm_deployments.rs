@@ -1,4 +1,4 @@
-//! Control plane, deployments: OnlineDeployments_* (CONTRACT.md §1).
+//! Control plane, deployments: OnlineDeployments_* [AML §1].
 
 use axum::Json;
 use axum::body::Bytes;

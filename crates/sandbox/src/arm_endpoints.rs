@@ -1,4 +1,4 @@
-//! Control plane, endpoints: OnlineEndpoints_* (CONTRACT.md §1).
+//! Control plane, endpoints: OnlineEndpoints_* [AML §1].
 
 use std::collections::BTreeMap;
 

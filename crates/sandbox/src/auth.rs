@@ -1,4 +1,4 @@
-//! Entra-shaped token issuance (CONTRACT.md §6) and bearer-token checks for ARM (§6) and the
+//! Entra-shaped token issuance [AML §6] and bearer-token checks for ARM (§6) and the
 //! data plane (§5). Tokens are random opaque strings that only this sandbox knows; they are
 //! never logged.
 

@@ -191,7 +191,7 @@ impl Resolved {
     }
 }
 
-/// The fake, sandbox-local credentials a client uses (CONTRACT.md §6 variables).
+/// The fake, sandbox-local credentials a client uses ([AML §6] variables).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SandboxCredentials {
     pub tenant_id: String,

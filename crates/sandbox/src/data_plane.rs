@@ -1,4 +1,4 @@
-//! The data plane (CONTRACT.md §5): `POST <scoringUri>` with the endpoint's credential, routed
+//! The data plane [AML §5]: `POST <scoringUri>` with the endpoint's credential, routed
 //! by the `azureml-model-deployment` header (R16) or the traffic weights (R17), mirrored (R7),
 //! answered by a deterministic "model".
 

@@ -1,4 +1,4 @@
-//! Deployment PUT bodies (CONTRACT.md §2.3): required fields, the compute-type rule R14 and the
+//! Deployment PUT bodies [AML §2.3]: required fields, the compute-type rule R14 and the
 //! create-only rule R13.
 
 use serde_json::{Map, Value, json};

@@ -1,4 +1,4 @@
-//! ARM error responses (CONTRACT.md §4.1) and the sandbox's own start-up errors.
+//! ARM error responses [AML §4.1] and the sandbox's own start-up errors.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ pub enum SandboxError {
 }
 
 /// An ARM error: an HTTP status plus the `{"error": {code, message, target}}` body of
-/// CONTRACT.md §4.1 (common-types v3 ErrorResponse).
+/// [AML §4.1] (common-types v3 ErrorResponse).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArmError {
     pub status: StatusCode,

@@ -1,5 +1,5 @@
 //! `flightdeck sandbox`: a local emulator of the Azure ML managed online endpoint API
-//! (the reference contract `reference/azureml/CONTRACT.md` is its spec) with a real data plane, an
+//! (the reference contract `reference/azureml/CONTRACT.md`, cited as `[AML §N]` / `[AML RN]`, is its spec) with a real data plane, an
 //! Entra-shaped token endpoint, fault injection and introspection. See docs/sandbox.md.
 //!
 //! Layout: `config` (knobs), `server` (router and shared state), `state` (store, operation

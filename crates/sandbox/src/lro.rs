@@ -1,4 +1,4 @@
-//! Long-running operations (CONTRACT.md §3): the operation records, the headers that announce
+//! Long-running operations [AML §3]: the operation records, the headers that announce
 //! them, and the two polling routes (`Azure-AsyncOperation` status and `Location` result).
 
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub enum KeyType {
 pub enum OpKind {
     Create,
     Update,
-    /// A deployment whose only change is `sku` (CONTRACT.md §7.2: goes through `Scaling`).
+    /// A deployment whose only change is `sku` ([AML §7.2]: goes through `Scaling`).
     Scale,
     Delete,
     RegenerateKeys {

@@ -1,4 +1,4 @@
-//! List paging (CONTRACT.md §1 Paging [emu]): `nextLink` is absolute, carries the api-version
+//! List paging ([AML §1] Paging [emu]): `nextLink` is absolute, carries the api-version
 //! and the other query parameters, plus an opaque `$skipToken`; `count` / `$top` set the page size.
 
 use base64::Engine;

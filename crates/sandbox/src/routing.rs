@@ -1,4 +1,4 @@
-//! Deterministic traffic split for the data plane (CONTRACT.md §5, §7.7): a smooth weighted
+//! Deterministic traffic split for the data plane [AML §5, §7.7]: a smooth weighted
 //! round-robin over the live `traffic` weights (so 90/10 over 100 requests is exactly 90/10),
 //! and an evenly spread counter for the mirror share (R7).
 

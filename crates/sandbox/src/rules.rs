@@ -1,5 +1,5 @@
 //! Parsing and validation of request bodies: the service-side rules R1–R6 and R13–R15 of
-//! CONTRACT.md §4.2, plus the required fields of §2. Pure functions: no store, no clock.
+//! [AML §4.2], plus the required fields of §2. Pure functions: no store, no clock.
 
 use std::collections::BTreeMap;
 

@@ -25,7 +25,7 @@ use super::shapes::{self, RenderCtx};
 use super::state::{Store, Target};
 use super::{arm_deployments, arm_endpoints, data_plane, tls, workspace};
 
-/// api-versions served (CONTRACT.md §0: 2025-12-01 and the older stable ones), plus the preview
+/// api-versions served ([AML §0]: 2025-12-01 and the older stable ones), plus the preview
 /// versions that Microsoft's azure-ai-ml SDK (1.x, `MLClient`) pins by default: online endpoints
 /// 2022-02-01-preview, online deployments 2023-04-01-preview, workspaces 2024-10-01-preview.
 /// Their request and response shapes for the fields the sandbox serves match 2025-12-01.
@@ -128,7 +128,7 @@ impl Shared {
 #[derive(Clone, Debug)]
 pub struct ApiVersion(pub String);
 
-/// CONTRACT.md §7.1: unknown api-version → 400 InvalidApiVersionParameter.
+/// [AML §7.1]: unknown api-version → 400 InvalidApiVersionParameter.
 async fn check_api_version(mut req: Request, next: Next) -> Response {
     let version = req.uri().query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())

@@ -1,4 +1,4 @@
-//! Response bodies in the spec's shapes (CONTRACT.md §2, mfe.json OnlineEndpointTrackedResource /
+//! Response bodies in the spec's shapes ([AML §2], mfe.json OnlineEndpointTrackedResource /
 //! OnlineDeploymentTrackedResource) and the service-side defaults of §2.3 / §2.5.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -185,7 +185,7 @@ fn object_entry<'a>(props: &'a mut Map<String, Value>, key: &str) -> &'a mut Map
         .expect("object inserted above")
 }
 
-/// Fills the service-side defaults of CONTRACT.md §2.3 into deployment properties.
+/// Fills the service-side defaults of [AML §2.3] into deployment properties.
 pub fn fill_deployment_defaults(props: &mut Map<String, Value>, compute: ComputeType) {
     fill(props, "instanceType", json!(DEFAULT_INSTANCE_TYPE));
     fill(props, "appInsightsEnabled", json!(false));

@@ -44,7 +44,7 @@ impl WorkspaceKey {
     }
 }
 
-/// EndpointProvisioningState / DeploymentProvisioningState (CONTRACT.md §2.2, §2.3, §3).
+/// EndpointProvisioningState / DeploymentProvisioningState [AML §2.2, §2.3, §3].
 /// `Canceled` is never produced: the sandbox refuses conflicting operations with 409 instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProvisioningState {
@@ -110,7 +110,7 @@ impl ComputeType {
     }
 }
 
-/// The tracked-resource envelope fields a client may set (CONTRACT.md §2.1).
+/// The tracked-resource envelope fields a client may set [AML §2.1].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Envelope {
     pub tags: Map<String, Value>,
@@ -181,7 +181,7 @@ pub struct Deployment {
     pub location: String,
     pub envelope: Envelope,
     pub compute_type: ComputeType,
-    /// `properties` with the defaults of CONTRACT.md §2.3 filled in, without provisioningState.
+    /// `properties` with the defaults of [AML §2.3] filled in, without provisioningState.
     pub props: Map<String, Value>,
     pub state: ProvisioningState,
     pub times: Timestamps,
@@ -351,7 +351,7 @@ impl Store {
         }
     }
 
-    /// Applies the terminal effect of one operation (CONTRACT.md §3 lifecycle).
+    /// Applies the terminal effect of one operation ([AML §3] lifecycle).
     fn finish(&mut self, id: &str, due: Instant, clock: &Clock, startup_delay: Duration) {
         let Some(op) = self.ops.get(id) else { return };
         let target = op.target.clone();
@@ -444,7 +444,7 @@ pub fn deployment_not_found(endpoint: &str, name: &str) -> ArmError {
     ))
 }
 
-/// CONTRACT.md §3 Concurrency [emu]: 409 while an operation on the endpoint (or one of its
+/// [AML §3] Concurrency [emu]: 409 while an operation on the endpoint (or one of its
 /// deployments) is not terminal.
 pub fn ensure_idle(ep: &Endpoint) -> Result<(), ArmError> {
     match &ep.busy {

@@ -3,7 +3,7 @@
 //! sees every inherited property), discriminated bases become `oneOf` their subtypes with the
 //! discriminator pinned, and `x-nullable` admits null. The common-types definitions that were
 //! not copied (TrackedResource, Sku, ManagedServiceIdentity, systemData, ErrorResponse) are
-//! hand-written from CONTRACT.md §2.1, §2.5 and §4.1, plus the ARM operation-status body (§3).
+//! hand-written from [AML §2.1, §2.5 and §4.1], plus the ARM operation-status body (§3).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

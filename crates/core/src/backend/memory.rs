@@ -1,5 +1,5 @@
 //! In-memory backend: live state behind a mutex. It enforces the platform's own rules (Azure ML
-//! CONTRACT.md R1–R5, R9, R11), so a plan that breaks one fails here exactly as it would live.
+//! [AML R1–R5, R9, R11]), so a plan that breaks one fails here exactly as it would live.
 //! Used by the property tests and, persisted to a file, by the `state_file` target.
 
 use std::collections::BTreeSet;

@@ -162,7 +162,7 @@ fn kubernetes(sink: &mut Sink<'_>, kind: &Entry, what: &str) -> Option<Kubernete
     if let Some(h) = &pin_header
         && !is_header_name(&h.value)
     {
-        // k8s CONTRACT.md: Istio header match keys must be lowercase with hyphens.
+        // [K8S §1]: Istio header match keys must be lowercase with hyphens.
         sink.error(
             h.pos,
             format!(

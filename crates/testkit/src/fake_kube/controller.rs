@@ -1,6 +1,6 @@
 //! The fake Deployment controller: after a short delay it "rolls out" each Deployment by writing
 //! its status, unless a per-Deployment script holds it, stops it partway, or makes it exceed its
-//! progress deadline. Every branch of the CONTRACT.md §3 predicate can be reached.
+//! progress deadline. Every branch of the [K8S §3] predicate can be reached.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

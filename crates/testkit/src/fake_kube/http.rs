@@ -240,7 +240,7 @@ pub async fn handle(
                 .unwrap_or("");
             match content_type {
                 "application/apply-patch+yaml" => match param(&q, "fieldManager") {
-                    // CONTRACT.md §4: fieldManager is required for apply.
+                    // [K8S §4]: fieldManager is required for apply.
                     None => Err(failure(400, "BadRequest", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into())),
                     Some(m) => {
                         let force = param(&q, "force") == Some("true");
@@ -374,7 +374,7 @@ fn event_line(event_type: &str, object: &Value) -> Bytes {
 
 /// `?watch=true`: replays history newer than `resourceVersion`, then streams live events until
 /// `timeoutSeconds`. Too old a resourceVersion gets the in-stream 410 Expired ERROR event
-/// (CONTRACT.md §4 Watch).
+/// ([K8S §4] Watch).
 fn watch(shared: &Shared, kind: Kind, ns: &str, q: &[(String, String)]) -> Response {
     let selector = param(q, "labelSelector").unwrap_or("").to_string();
     let timeout = Duration::from_secs(

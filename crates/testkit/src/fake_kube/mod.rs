@@ -45,7 +45,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// CONTRACT.md §1 ISTIO-MBB: after every write, every subset a VirtualService names must be
+    /// [K8S §1] ISTIO-MBB: after every write, every subset a VirtualService names must be
     /// defined by the DestinationRule for its host. Violations are recorded (Istio would 503).
     fn check_make_before_break(&self) {
         let store = self.store.lock().unwrap();

@@ -76,7 +76,7 @@ pub const KINDS: [Kind; 6] = [
     },
 ];
 
-/// The Istio API versions the reference CRDs serve besides `v1` (CONTRACT.md §0), with the same
+/// The Istio API versions the reference CRDs serve besides `v1` [K8S §0], with the same
 /// schema; objects are stored once, whichever version wrote them.
 pub const ISTIO_GROUP: &str = "networking.istio.io";
 pub const ISTIO_OLDER: [&str; 2] = ["v1beta1", "v1alpha3"];
@@ -141,7 +141,7 @@ pub struct Event {
 }
 
 /// The fields one write sets, at the granularity the fake tracks: each top-level `spec` key, each
-/// label and annotation (CONTRACT.md §4: lists are atomic, so `.spec.http` is one field).
+/// label and annotation ([K8S §4]: lists are atomic, so `.spec.http` is one field).
 pub fn fields_of(obj: &Value) -> Vec<FieldPath> {
     let mut out = Vec::new();
     for section in ["labels", "annotations"] {

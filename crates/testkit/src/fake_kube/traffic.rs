@@ -1,8 +1,8 @@
 //! Where a request can land, from the stored objects: a model of kube-proxy (a Service reaches
 //! every ready pod its selector matches), of an Istio sidecar or gateway (the first VirtualService
 //! rule that matches a request without headers, weights, DestinationRule subsets filtering the
-//! endpoints of the destination host's Service: CONTRACT.md §1), and of a Gateway API data plane
-//! (HTTPRoute bound to a Gateway, or to the Service for GAMMA mesh clients: CONTRACT.md §2).
+//! endpoints of the destination host's Service: [K8S §1]), and of a Gateway API data plane
+//! (HTTPRoute bound to a Gateway, or to the Service for GAMMA mesh clients: [K8S §2]).
 //! Pods are modelled by each Deployment's template labels (replicas > 0).
 
 use std::collections::BTreeSet;

@@ -140,7 +140,7 @@ pub fn check(kind: Kind, obj: &Value) -> Result<(), String> {
 }
 
 /// [ISTIO-VAL] validateHTTPRouteDestinations / validateHTTPMirrors, plus flightdeck's portability
-/// rules from CONTRACT.md §1 (explicit weights, sum 100).
+/// rules from [K8S §1] (explicit weights, sum 100).
 fn virtual_service(spec: &Value, problems: &mut Vec<String>) {
     for (i, rule) in arr(spec, "http").iter().enumerate() {
         let route = arr(rule, "route");
@@ -201,7 +201,7 @@ fn service_port_required(b: &Value, at: &str, problems: &mut Vec<String>) {
     }
 }
 
-/// The HTTPRoute CEL rules CONTRACT.md §2 names, and "never emit all-zero".
+/// The HTTPRoute CEL rules [K8S §2] names, and "never emit all-zero".
 fn http_route(spec: &Value, problems: &mut Vec<String>) {
     let rules = arr(spec, "rules");
     let matches: usize = rules.iter().map(|r| arr(r, "matches").len()).sum();
@@ -226,7 +226,9 @@ fn http_route(spec: &Value, problems: &mut Vec<String>) {
                 .iter()
                 .all(|b| b.get("weight").and_then(Value::as_i64) == Some(0))
         {
-            problems.push(format!("spec.rules[{i}]: all backendRefs weights are 0 (CONTRACT.md §2: never emit all-zero)"));
+            problems.push(format!(
+                "spec.rules[{i}]: all backendRefs weights are 0 ([K8S §2]: never emit all-zero)"
+            ));
         }
         for (j, f) in arr(rule, "filters").iter().enumerate() {
             let at = format!("spec.rules[{i}].filters[{j}]");

@@ -1,5 +1,5 @@
 //! Client writes to the fake store: server-side apply with field ownership and conflicts
-//! (CONTRACT.md §4), create, replace with resourceVersion preconditions, and merge patch.
+//! [K8S §4], create, replace with resourceVersion preconditions, and merge patch.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use super::store::{
 };
 
 impl Store {
-    /// Server-side apply (CONTRACT.md §4): creates if absent; 409 FieldManagerConflict when another
+    /// Server-side apply [K8S §4]: creates if absent; 409 FieldManagerConflict when another
     /// manager owns a field with a different value and `force` is not set.
     pub fn apply(
         &mut self,
