@@ -78,8 +78,7 @@ pub async fn start_sandbox() -> SandboxHandle {
         tenant_id: Some("agent-test-tenant".into()),
         ..SandboxConfig::default()
     };
-    let sandbox = Sandbox::start(config).await.unwrap();
-    sandbox
+    Sandbox::start(config).await.unwrap()
 }
 
 /// The backend configuration the agent gets for `sandbox`: its URL and the credentials it

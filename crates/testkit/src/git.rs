@@ -12,6 +12,12 @@ pub struct GitRepo {
     repo: Repository,
 }
 
+impl Default for GitRepo {
+    fn default() -> GitRepo {
+        GitRepo::new()
+    }
+}
+
 impl GitRepo {
     pub fn new() -> GitRepo {
         let dir = tempfile::tempdir().unwrap();
