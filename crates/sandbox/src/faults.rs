@@ -44,7 +44,7 @@ impl DeploymentFault {
             return false;
         }
         let every = (1.0 / self.error_rate).round().max(1.0) as u64;
-        self.scored % every == 0
+        self.scored.is_multiple_of(every)
     }
 }
 
@@ -98,10 +98,10 @@ impl ControlRule {
         if self.after_handling && !self.drop_connection {
             return Err("after_handling only applies to drop_connection: true".into());
         }
-        if let Some(r) = &self.respond {
-            if !(400..=599).contains(&r.status) {
-                return Err(format!("respond.status must be 400..599, got {}", r.status));
-            }
+        if let Some(r) = &self.respond
+            && !(400..=599).contains(&r.status)
+        {
+            return Err(format!("respond.status must be 400..599, got {}", r.status));
         }
         Ok(())
     }

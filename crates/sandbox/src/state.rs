@@ -365,10 +365,10 @@ impl Store {
         // The operation ended when it was due, whenever a request observes it.
         let now_utc = clock.utc(due);
 
-        if let Some(ep) = self.endpoint_mut(&target.ws, &target.endpoint) {
-            if ep.busy.as_deref() == Some(id) {
-                ep.busy = None;
-            }
+        if let Some(ep) = self.endpoint_mut(&target.ws, &target.endpoint)
+            && ep.busy.as_deref() == Some(id)
+        {
+            ep.busy = None;
         }
         match (&kind, &target.deployment, succeeded) {
             (OpKind::Delete, None, true) => {

@@ -59,10 +59,7 @@ pub async fn acquire(
     let deadline = tokio::time::Instant::now() + limit;
     let mut on_wait = Some(on_wait);
     loop {
-        // `File::try_lock` is std since 1.89 (the toolchain and Dockerfile use 1.95). The declared
-        // rust-version 1.85 is already stale (let-chains need 1.88); raising it turns on newer
-        // lints across the crate, which is a change of its own.
-        #[allow(clippy::incompatible_msrv)]
+        // `File::try_lock` is std since 1.89, the workspace's rust-version.
         let locked = file.try_lock();
         match locked {
             Ok(()) => return Ok(StateLock { _file: file, path }),

@@ -47,10 +47,10 @@ fn settings_value<T: Serialize>(settings: &T) -> Map<String, Value> {
 
 /// Asset references (`model`, `environment`) as `azureml:name:version`.
 fn shown(field: &str, value: Value) -> Value {
-    if matches!(field, "model" | "environment") {
-        if let Ok(asset) = serde_json::from_value::<crate::model::AssetRef>(value.clone()) {
-            return Value::String(asset.to_string());
-        }
+    if matches!(field, "model" | "environment")
+        && let Ok(asset) = serde_json::from_value::<crate::model::AssetRef>(value.clone())
+    {
+        return Value::String(asset.to_string());
     }
     value
 }

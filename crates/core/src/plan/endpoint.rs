@@ -157,10 +157,10 @@ impl<'a> EndpointPlanner<'a> {
                     _ => None,
                 })
                 .collect();
-            if let Some(code) = &s.code_configuration {
-                if !self.profile.is_registered_asset(&code.code) {
-                    locals.push(format!("code {}", code.code));
-                }
+            if let Some(code) = &s.code_configuration
+                && !self.profile.is_registered_asset(&code.code)
+            {
+                locals.push(format!("code {}", code.code));
             }
             if !locals.is_empty() {
                 self.notes.push(Note {

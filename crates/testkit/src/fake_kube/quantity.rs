@@ -47,7 +47,7 @@ pub fn canonical(q: &str) -> Option<String> {
     if binary.is_some() && nano % 10u128.pow(9) == 0 {
         let whole = nano / 10u128.pow(9);
         for (s, shift) in BINARY {
-            if whole >= 1 << shift && whole % (1 << shift) == 0 {
+            if whole >= 1 << shift && whole.is_multiple_of(1 << shift) {
                 return Some(format!("{}{s}", whole >> shift));
             }
         }
