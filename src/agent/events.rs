@@ -132,6 +132,7 @@ impl Fetched<'_> {
             s.revision = Some(self.revision.to_string());
             s.last_fetch_time = Some(crate::clock::now_utc());
             s.last_fetch_error = self.repair;
+            s.fetch_rounds += 1;
         });
     }
 }
@@ -147,7 +148,10 @@ impl FetchFailed<'_> {
         let err = self.error;
         tracing::warn!(error = %err, kind = err.kind(), "fetch failed, keeping the last good revision");
         state.metrics.fetch_failed(err.kind());
-        state.update(|s| s.last_fetch_error = Some(err.to_string()));
+        state.update(|s| {
+            s.last_fetch_error = Some(err.to_string());
+            s.fetch_rounds += 1;
+        });
     }
 }
 

@@ -56,6 +56,9 @@ pub struct AgentStatus {
     pub revision: Option<String>,
     pub last_fetch_time: Option<DateTime<Utc>>,
     pub last_fetch_error: Option<String>,
+    /// Fetch rounds finished since start, successful or not: it moves on every poll, so a
+    /// watcher (or a test) can tell "nothing happened" from "nothing has run yet".
+    pub fetch_rounds: u64,
     /// `leader`, `follower`, or `standalone` (no leader election).
     pub role: String,
     pub ready: bool,

@@ -30,6 +30,8 @@ struct FakeLeases {
     version: u64,
     /// (method, holder) of every accepted write.
     writes: Vec<(String, String)>,
+    /// GETs served: each elector round reads the lease once, so this counts rounds.
+    gets: u64,
 }
 
 type Shared = Arc<Mutex<FakeLeases>>;
@@ -48,7 +50,9 @@ fn holder(lease: &Value) -> String {
 }
 
 async fn get_lease(State(s): State<Shared>) -> (StatusCode, Json<Value>) {
-    match &s.lock().unwrap().lease {
+    let mut s = s.lock().unwrap();
+    s.gets += 1;
+    match &s.lease {
         Some(lease) => (StatusCode::OK, Json(lease.clone())),
         None => status(404, "NotFound"),
     }
@@ -418,8 +422,9 @@ async fn a_push_to_a_standby_is_passed_on_to_the_leader_at_once() {
     )
     .await;
     eventually("b's first sync", || !b_calls.may_apply().is_empty()).await;
-    // b reads the lease (and the leader's URL) every 50 ms.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // b reads the lease (and the leader's URL) every 50 ms: wait until it has, a few times.
+    let gets = shared.lock().unwrap().gets;
+    eventually("b reads the lease", || shared.lock().unwrap().gets >= gets + 4).await;
 
     let new = repo.commit("traffic change");
     let body = r#"{"ref":"refs/heads/main"}"#;
@@ -438,7 +443,9 @@ async fn a_push_to_a_standby_is_passed_on_to_the_leader_at_once() {
     .await
     .unwrap();
     assert_eq!(forged.status(), 401);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A few more elector rounds pass (event-based, not a sleep) before checking nothing came.
+    let gets = shared.lock().unwrap().gets;
+    eventually("more lease rounds", || shared.lock().unwrap().gets >= gets + 4).await;
     assert!(!a_calls.applied(&new), "a forged push is not passed on");
 
     let answer = push(flightdeck::agent::webhook::sign_github(

@@ -87,7 +87,7 @@ async fn the_agent_applies_commits_rejects_invalid_yaml_and_corrects_drift() {
         s["environments"]["environments/sandbox"]["applied_commit"],
         flight.as_str()
     );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    another_round(&base).await;
     assert_eq!(
         arm.writes_after(before).await,
         Vec::<serde_json::Value>::new(),

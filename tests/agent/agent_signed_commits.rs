@@ -77,7 +77,7 @@ async fn only_commits_signed_by_trusted_openpgp_or_ssh_keys_are_applied() {
             error.contains(&commit) && error.contains(reason)
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        another_round(&base).await;
         assert_eq!(
             arm.writes_after(before).await,
             Vec::<serde_json::Value>::new(),

@@ -171,6 +171,8 @@ async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {
         }
         assert_eq!(request.send().await.unwrap().status(), 401);
     }
+    // Polling is every 10 minutes, so no fetch round can be awaited here: a short grace period
+    // for a (wrong) asynchronous trigger of the rejected webhooks.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         arm.writes_after(before).await.is_empty(),

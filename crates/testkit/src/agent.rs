@@ -171,6 +171,19 @@ pub async fn metrics(base: &str) -> String {
         .unwrap()
 }
 
+/// Waits until the agent has finished two more fetch rounds (`/status` `fetch_rounds`) than
+/// when called, so one whole round, and the reconcile of what it fetched, began after the call:
+/// "nothing was written" is then checked after the agent had its chance, without a sleep.
+pub async fn another_round(base: &str) {
+    let seen = status(base).await["fetch_rounds"].as_u64().unwrap_or(0);
+    crate::eventually::eventually(
+        "the agent runs another fetch round",
+        Duration::from_secs(30),
+        || async move { status(base).await["fetch_rounds"].as_u64().unwrap_or(0) >= seen + 2 },
+    )
+    .await;
+}
+
 pub async fn status(base: &str) -> Value {
     reqwest::get(format!("{base}/status"))
         .await
