@@ -424,7 +424,10 @@ async fn a_push_to_a_standby_is_passed_on_to_the_leader_at_once() {
     eventually("b's first sync", || !b_calls.may_apply().is_empty()).await;
     // b reads the lease (and the leader's URL) every 50 ms: wait until it has, a few times.
     let gets = shared.lock().unwrap().gets;
-    eventually("b reads the lease", || shared.lock().unwrap().gets >= gets + 4).await;
+    eventually("b reads the lease", || {
+        shared.lock().unwrap().gets >= gets + 4
+    })
+    .await;
 
     let new = repo.commit("traffic change");
     let body = r#"{"ref":"refs/heads/main"}"#;
@@ -445,7 +448,10 @@ async fn a_push_to_a_standby_is_passed_on_to_the_leader_at_once() {
     assert_eq!(forged.status(), 401);
     // A few more elector rounds pass (event-based, not a sleep) before checking nothing came.
     let gets = shared.lock().unwrap().gets;
-    eventually("more lease rounds", || shared.lock().unwrap().gets >= gets + 4).await;
+    eventually("more lease rounds", || {
+        shared.lock().unwrap().gets >= gets + 4
+    })
+    .await;
     assert!(!a_calls.applied(&new), "a forged push is not passed on");
 
     let answer = push(flightdeck::agent::webhook::sign_github(
@@ -530,7 +536,9 @@ fn intervals(log: &[(Instant, bool)]) -> Vec<(Instant, Option<Instant>)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused time: the lease's 1 s, the renew deadline and the API server's 30 s hang are tokio time,
+// so the order of events is decided by the electors' own clocks, not by the machine's load.
+#[tokio::test(start_paused = true)]
 async fn a_leader_whose_renewals_hang_steps_down_before_another_replica_takes_the_lease() {
     let fake = fake_kube::FakeKube::start().await;
     let a = LeaderElector::new(
