@@ -328,3 +328,38 @@ async fn unsafe_names_never_reach_the_wire() {
     assert!(fake.log().is_empty());
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn the_scripted_fake_fails_a_test_whose_expected_call_never_came() {
+    let fake = Fake::start().await;
+    let e = eps("/scoring");
+    fake.on(
+        "GET",
+        &e,
+        vec![Canned::json(
+            200,
+            endpoint_body("scoring", "Succeeded", json!({}), json!({})),
+        )],
+    );
+    fake.allow("DELETE", &e, vec![Canned::empty(204)]);
+    // Only the expected GET is unmet; the allowed DELETE may stay uncalled.
+    assert_eq!(fake.unmet(), vec![format!("GET {e}")]);
+    let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fake.verify()))
+        .expect_err("verify fails while an expected call is missing");
+    let message = failure
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("expected calls that never came") && message.contains(&format!("GET {e}")),
+        "{message}"
+    );
+
+    // Once the call comes, the fake is satisfied (and dropping it checks again).
+    let url = format!("{}{}", fake.url().as_str().trim_end_matches('/'), e);
+    let status = reqwest::get(url).await.unwrap().status();
+    assert_eq!(status, 200);
+    assert!(fake.unmet().is_empty());
+    fake.verify();
+    fake.stop().await;
+}
