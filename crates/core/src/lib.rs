@@ -11,6 +11,7 @@ pub mod apply;
 pub mod backend;
 pub mod clock;
 pub mod escape;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod retry;
