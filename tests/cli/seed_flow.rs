@@ -26,6 +26,7 @@ fn desired_from(file: &str) -> DesiredState {
                 path: "live.json".into(),
             },
             drift: DriftPolicy::default(),
+            rollout: Default::default(),
         },
         endpoints: endpoints.into_iter().map(|e| (e.name.clone(), e)).collect(),
     }

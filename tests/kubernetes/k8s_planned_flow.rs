@@ -47,6 +47,7 @@ fn desired(router: Router, versions: &[(&str, &str, u32)], split: &[(&str, u32)]
             name: "k8s".into(),
             target: Target::Kubernetes(target(router)),
             drift: DriftPolicy::default(),
+            rollout: Default::default(),
         },
         endpoints: BTreeMap::from([(EP.to_string(), endpoint)]),
     }

@@ -20,6 +20,7 @@ fn desired(file: &Path) -> DesiredState {
                 path: "live.json".into(),
             },
             drift: DriftPolicy::default(),
+            rollout: Default::default(),
         },
         endpoints: endpoints.into_iter().map(|e| (e.name.clone(), e)).collect(),
     }

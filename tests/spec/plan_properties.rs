@@ -190,6 +190,7 @@ fn live_endpoint(name: &'static str) -> impl Strategy<Value = LiveEndpoint> {
                     scoring_uri: None,
                     busy: None,
                     problems: Vec::new(),
+                    rollout: None,
                 }
             },
         )
@@ -202,6 +203,7 @@ fn environment() -> Environment {
             path: "live.json".into(),
         },
         drift: DriftPolicy::default(),
+        rollout: Default::default(),
     }
 }
 

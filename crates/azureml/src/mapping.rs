@@ -484,6 +484,7 @@ pub(crate) fn endpoint_from_arm(body: &Value) -> Result<LiveEndpoint, AzureMlErr
             .provisioning_state
             .filter(|s| !deployment_state(Some(s)).is_terminal()),
         problems: Vec::new(),
+        rollout: None,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod retry;
+pub mod rollout;
 pub mod secret;
 pub mod spec;
 pub mod tree;

@@ -389,16 +389,22 @@ pub struct DriftPolicy {
 }
 
 /// An environment: where it lives and its policies (from `environment.yaml`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
     pub name: String,
     pub target: Target,
     #[serde(default)]
     pub drift: DriftPolicy,
+    /// Progressive rollout policies (`rollout:`); without one, weights are applied as written.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::rollout::RolloutSettings::is_empty"
+    )]
+    pub rollout: crate::rollout::RolloutSettings,
 }
 
 /// Everything an environment directory declares.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DesiredState {
     pub environment: Environment,
     pub endpoints: BTreeMap<String, Endpoint>,
@@ -463,6 +469,10 @@ pub struct LiveEndpoint {
     /// into one repair step ahead of any traffic step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// Rollout progress the platform stores for this endpoint (ARM endpoint tags, Kubernetes
+    /// annotations, the state file); read back by the rollout engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutRecord>,
 }
 
 /// A name that an endpoint (or one of its deployments) would use, held on the platform by an
@@ -520,6 +530,7 @@ impl LiveState {
                     scoring_uri: None,
                     busy: None,
                     problems: Vec::new(),
+                    rollout: None,
                 };
                 (e.name.clone(), live)
             })

@@ -107,6 +107,7 @@ impl KubernetesBackend {
                     scoring_uri: None,
                     busy: None,
                     problems: Vec::new(),
+                    rollout: None,
                 })
                 .name
                 .clone()

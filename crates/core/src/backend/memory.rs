@@ -47,6 +47,7 @@ pub fn apply_step(
             scoring_uri: None,
             busy: None,
             problems: Vec::new(),
+            rollout: None,
         };
         state.endpoints.insert(step.endpoint.clone(), endpoint);
         return Ok(StepDetail::default());

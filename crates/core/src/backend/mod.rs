@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::model::LiveState;
 use crate::plan::Step;
+use crate::rollout::RolloutRecord;
 
 mod error;
 pub mod memory;
@@ -42,6 +43,25 @@ pub trait Backend: Send + Sync {
     /// backends only choose the budget). Waits for provisioning get long budgets, a test short.
     fn step_timeout(&self, step: &Step) -> Duration {
         default_step_timeout(step)
+    }
+
+    /// Stores the rollout progress of `endpoint` (`None` removes it), where `read_live` reads
+    /// it back as `LiveEndpoint::rollout`: on the platform itself, so a restart, a standby agent
+    /// or another `apply` resumes from it. The default refuses: a backend without it cannot
+    /// run staged rollouts.
+    async fn write_rollout(
+        &self,
+        endpoint: &str,
+        record: Option<&RolloutRecord>,
+    ) -> Result<(), BackendError> {
+        let _ = record;
+        Err(BackendError::Platform {
+            subject: format!("endpoint {endpoint}"),
+            code: "RolloutsUnsupported".to_string(),
+            message: format!("the {} backend cannot store rollout progress", self.name()),
+            transient: false,
+            source: None,
+        })
     }
 }
 

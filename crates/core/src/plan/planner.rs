@@ -228,6 +228,7 @@ mod tests {
                     path: "live.json".into(),
                 },
                 drift: DriftPolicy::default(),
+                rollout: Default::default(),
             },
             endpoints: (0..3 * PARALLEL_CHUNK)
                 .map(endpoint)

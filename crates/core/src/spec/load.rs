@@ -211,6 +211,7 @@ fn environment_into(
             name: name?.value.clone(),
             target: target?,
             drift: raw_env.drift,
+            rollout: Default::default(),
         },
         endpoints,
     })

@@ -1,0 +1,215 @@
+//! Judging a stage's metric gates from one read of the candidate's and the baseline's metrics.
+//! Pure: the read happens at the edge (`MetricsProvider`), the verdicts are data that the apply
+//! report, `/status`, the metrics and `rollout status` all show.
+
+use serde::{Deserialize, Serialize};
+
+use super::policy::{Gate, RolloutPolicy, Threshold, format_value};
+use crate::metrics::{Readings, Signal, Window};
+
+/// What one gate concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateResult {
+    Pass,
+    Fail,
+    /// The candidate (or, for a relative gate, the baseline) had no value in the window.
+    NoData,
+}
+
+/// A gate's verdict, with everything needed to check it by hand.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The gate as written: `error_rate < 2%`.
+    pub gate: String,
+    pub signal: Signal,
+    /// The candidate's query as the provider sent it.
+    pub query: String,
+    pub window: Window,
+    /// The candidate's value; `None`: no data.
+    pub observed: Option<f64>,
+    /// The threshold in the signal's unit (a relative gate's factor times the baseline value);
+    /// `None` when the baseline had no data.
+    pub threshold: Option<f64>,
+    pub result: GateResult,
+}
+
+impl Verdict {
+    /// `error_rate 7.1% > 2%` (fail), `p99 120ms < 180ms` (pass), `p99 no data`.
+    pub fn describe(&self) -> String {
+        let Some(observed) = self.observed else {
+            return format!("{} no data", self.signal);
+        };
+        let Some(threshold) = self.threshold else {
+            return format!(
+                "{} {} (baseline: no data)",
+                self.signal,
+                format_value(self.signal, observed)
+            );
+        };
+        let op = match self.result {
+            GateResult::Pass => "within",
+            _ => "outside",
+        };
+        format!(
+            "{} {} {op} {} ({})",
+            self.signal,
+            format_value(self.signal, observed),
+            self.gate,
+            format_value(self.signal, threshold)
+        )
+    }
+}
+
+/// The signals a stage's evaluation reads: its gates' signals, and `requests` when the policy
+/// needs a minimum of data.
+pub fn signals_for(policy: &RolloutPolicy, gates: &[Gate]) -> Vec<Signal> {
+    let mut out: Vec<Signal> = gates.iter().map(|g| g.signal).collect();
+    if policy.min_requests > 0 {
+        out.push(Signal::Requests);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The candidate's request count in the read, if it was read.
+pub fn candidate_requests(readings: &Readings, candidate: &str) -> Option<f64> {
+    readings
+        .get(candidate)
+        .and_then(|by| by.get(&Signal::Requests))
+        .and_then(|r| r.value)
+}
+
+/// Judges every gate. `baseline` is the deployment a relative gate compares with.
+pub fn evaluate(
+    gates: &[Gate],
+    readings: &Readings,
+    candidate: &str,
+    baseline: Option<&str>,
+    window: Window,
+) -> Vec<Verdict> {
+    gates
+        .iter()
+        .map(|gate| {
+            let reading = readings.get(candidate).and_then(|by| by.get(&gate.signal));
+            let observed = reading.and_then(|r| r.value).filter(|v| v.is_finite());
+            let threshold = match gate.threshold {
+                Threshold::Absolute(v) => Some(v),
+                Threshold::RelativeToBaseline(factor) => baseline
+                    .and_then(|b| readings.get(b))
+                    .and_then(|by| by.get(&gate.signal))
+                    .and_then(|r| r.value)
+                    .filter(|v| v.is_finite())
+                    .map(|v| v * factor),
+            };
+            let result = match (observed, threshold) {
+                (Some(o), Some(t)) if gate.comparison.holds(o, t) => GateResult::Pass,
+                (Some(_), Some(_)) => GateResult::Fail,
+                _ => GateResult::NoData,
+            };
+            Verdict {
+                gate: gate.to_string(),
+                signal: gate.signal,
+                query: reading.map(|r| r.query.clone()).unwrap_or_default(),
+                window: reading.map_or(window, |r| r.window),
+                observed,
+                threshold,
+                result,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::metrics::Reading;
+    use crate::rollout::policy::Comparison;
+
+    fn window() -> Window {
+        Window {
+            start: "2026-12-01T10:00:00Z".parse().unwrap(),
+            end: "2026-12-01T10:05:00Z".parse().unwrap(),
+        }
+    }
+
+    fn readings(values: &[(&str, Signal, Option<f64>)]) -> Readings {
+        let mut out: Readings = BTreeMap::new();
+        for (d, s, v) in values {
+            out.entry(d.to_string()).or_default().insert(
+                *s,
+                Reading {
+                    value: *v,
+                    query: format!("{s} of {d}"),
+                    window: window(),
+                },
+            );
+        }
+        out
+    }
+
+    fn gate(signal: Signal, threshold: Threshold) -> Gate {
+        Gate {
+            signal,
+            comparison: Comparison::Below,
+            threshold,
+        }
+    }
+
+    #[test]
+    fn an_absolute_gate_fails_above_its_threshold_and_says_by_how_much() {
+        let r = readings(&[("green", Signal::ErrorRate, Some(0.071))]);
+        let v = evaluate(
+            &[gate(Signal::ErrorRate, Threshold::Absolute(0.02))],
+            &r,
+            "green",
+            Some("blue"),
+            window(),
+        );
+        assert_eq!(v[0].result, GateResult::Fail);
+        assert_eq!(v[0].query, "error_rate of green");
+        assert_eq!(
+            v[0].describe(),
+            "error_rate 7.1% outside error_rate < 2% (2%)"
+        );
+    }
+
+    #[test]
+    fn a_relative_gate_compares_with_the_baseline_over_the_same_window() {
+        let g = [gate(Signal::LatencyP99, Threshold::RelativeToBaseline(1.2))];
+        let slow = readings(&[
+            ("green", Signal::LatencyP99, Some(200.0)),
+            ("blue", Signal::LatencyP99, Some(100.0)),
+        ]);
+        assert_eq!(
+            evaluate(&g, &slow, "green", Some("blue"), window())[0].result,
+            GateResult::Fail
+        );
+        let fine = readings(&[
+            ("green", Signal::LatencyP99, Some(110.0)),
+            ("blue", Signal::LatencyP99, Some(100.0)),
+        ]);
+        let v = evaluate(&g, &fine, "green", Some("blue"), window());
+        assert_eq!(v[0].result, GateResult::Pass);
+        assert_eq!(v[0].threshold, Some(120.0));
+    }
+
+    #[test]
+    fn missing_or_nan_values_are_no_data_never_a_pass() {
+        let g = [
+            gate(Signal::ErrorRate, Threshold::Absolute(0.02)),
+            gate(Signal::LatencyP99, Threshold::RelativeToBaseline(1.2)),
+        ];
+        let r = readings(&[
+            ("green", Signal::ErrorRate, Some(f64::NAN)),
+            ("green", Signal::LatencyP99, Some(90.0)),
+            ("blue", Signal::LatencyP99, None),
+        ]);
+        let v = evaluate(&g, &r, "green", Some("blue"), window());
+        assert_eq!(v[0].result, GateResult::NoData);
+        assert_eq!(v[1].result, GateResult::NoData);
+    }
+}
