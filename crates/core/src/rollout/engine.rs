@@ -5,9 +5,12 @@
 //! succeeded. So the safety rules stay the planner's: a stage's traffic is an ordinary desired
 //! traffic map, and the planner creates, waits for and tests the candidate before it routes to it.
 //!
-//! Crash safety comes from the order of writes: traffic first, then the record. A record always
-//! names a stage whose traffic was reached, and its `since` is stamped after the shift, so a
-//! restart may bake a stage longer than asked, never shorter, and never shifts twice.
+//! Crash safety comes from the order of writes. A rollout's first shift and every rollback write
+//! their record *before* traffic moves (`Decision::record_before`): a new rollout is marked
+//! `shifting`, a rollback `failed`, so a crash in between can neither restart the rollout from a
+//! half-moved baseline nor send traffic back to a failed candidate. Every shift writes the record
+//! again *after* traffic moved, stamping `since`: the bake counts from then, so a restart may bake
+//! a stage longer than asked, never shorter, and never shifts twice.
 
 use std::time::Duration;
 
@@ -86,6 +89,9 @@ pub struct Decision {
     pub status: Status,
     /// The endpoint to plan instead of the declared one; `None`: the declared one.
     pub endpoint: Option<Endpoint>,
+    /// A record to store before applying `endpoint` (a new rollout, a rollback).
+    pub record_before: Option<RolloutRecord>,
+    /// What to store once `endpoint` was applied.
     pub record: RecordWrite,
     /// Metrics to read, then decide again with `readings`.
     pub read: Option<MetricsRequest>,
@@ -99,6 +105,7 @@ impl Decision {
         Decision {
             status,
             endpoint: None,
+            record_before: None,
             record: RecordWrite::Keep,
             read: None,
             wait: None,
@@ -141,13 +148,11 @@ pub fn abandon(input: &Input<'_>, record: &RolloutRecord, reason: String) -> Dec
     }
     let mut failed = record.clone();
     failed.state = RolloutState::Failed;
+    failed.shifting = false;
     failed.reason = Some(reason.clone());
     Decision {
         endpoint: Some(endpoint),
-        record: RecordWrite::Write {
-            record: failed,
-            stamp: true,
-        },
+        record_before: Some(failed),
         ..Decision::new(Status::RollingBack { reason })
     }
 }
@@ -233,11 +238,18 @@ fn start(
         started: input.now,
         state: RolloutState::Progressing,
         baseline,
+        shifting: true,
         approved: false,
         reason: None,
     };
     let first = next_stage(input.policy, &record, declared, None);
-    shift_to(input, record, declared, first)
+    let mut decision = shift_to(input, record, declared, first);
+    if let RecordWrite::Write { record, .. } = &decision.record {
+        let mut before = record.clone();
+        before.shifting = true;
+        decision.record_before = Some(before);
+    }
+    decision
 }
 
 fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weights) -> Decision {
@@ -250,7 +262,7 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
                 .clone()
                 .unwrap_or_else(|| "the rollout failed".to_string());
             return Decision {
-                endpoint: Some(held(input.desired, input.live)),
+                endpoint: Some(held(input.policy, input.desired, input.live, record)),
                 ..Decision::new(Status::Held { reason })
             };
         }
@@ -270,15 +282,15 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
         // The declared traffic was applied; the record may not have been written yet.
         return shift_to(input, record.clone(), declared, steps);
     }
-    if let Some(deadline) = input.policy.deadline {
-        if elapsed(record.started, input.now) > deadline {
-            let reason = format!(
-                "deadline of {} passed at stage {}",
-                humantime::format_duration(deadline),
-                record.stage + 1
-            );
-            return fail(input, record, reason, Vec::new());
-        }
+    if let Some(deadline) = input.policy.deadline
+        && elapsed(record.started, input.now) > deadline
+    {
+        let reason = format!(
+            "deadline of {} passed at stage {}",
+            humantime::format_duration(deadline),
+            record.stage + 1
+        );
+        return fail(input, record, reason, Vec::new());
     }
     match input.live.deployments.get(&record.candidate) {
         Some(d) if d.state.is_ready() => {}
@@ -299,6 +311,11 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
     let stage = record.stage;
     let at_stage = traffic_at(input.policy, record, declared, stage);
     let live = effective(&input.live.traffic);
+    if record.shifting {
+        // Written before a shift that may or may not have happened: (re)apply the stage, and
+        // its bake starts once traffic is there.
+        return shift_to(input, record.clone(), declared, stage);
+    }
     if live != effective(&at_stage) {
         // Traffic moved after the last record: the next stage was reached but not recorded
         // (adopt it; its bake starts now), or someone changed it (go back; the bake restarts).
@@ -325,7 +342,8 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
         };
     }
     let signals = gates::signals_for(input.policy, &spec.gates);
-    let verdicts = if signals.is_empty() {
+    // A person's `rollout resume` approved this stage: its pause, or its failed gate.
+    let verdicts = if signals.is_empty() || record.approved {
         Vec::new()
     } else {
         let window = Window {
@@ -481,6 +499,7 @@ fn shift_to(
     let moved = stage != record.stage;
     record.stage = stage;
     record.approved = record.approved && !moved;
+    record.shifting = false;
     record.reason = None;
     if stage >= steps {
         record.state = RolloutState::Succeeded;
@@ -641,10 +660,18 @@ pub fn staged(desired: &Endpoint, live: &LiveEndpoint, traffic: &Weights) -> End
     endpoint
 }
 
-/// A failed desired state, held: live traffic stays, deployments that exist stay as they are,
-/// nothing new is created.
-fn held(desired: &Endpoint, live: &LiveEndpoint) -> Endpoint {
-    let mut endpoint = staged(desired, live, &effective(&live.traffic));
+/// A failed desired state, held at its baseline (a rollback interrupted before it finished is
+/// completed here): deployments that exist stay as they are, nothing new is created.
+fn held(
+    policy: &RolloutPolicy,
+    desired: &Endpoint,
+    live: &LiveEndpoint,
+    record: &RolloutRecord,
+) -> Endpoint {
+    let mut endpoint = staged(desired, live, &record.baseline);
+    if !policy.keep_failed && record.baseline.get(&record.candidate).copied().unwrap_or(0) == 0 {
+        endpoint.deployments.remove(&record.candidate);
+    }
     endpoint
         .deployments
         .retain(|name, _| live.deployments.contains_key(name));

@@ -4,6 +4,8 @@
 //! writes the record lives at the edge, in the binary's `reconcile`.
 
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod gates;
 pub mod policy;
 pub mod record;

@@ -53,6 +53,10 @@ pub struct RolloutRecord {
     pub state: RolloutState,
     /// The traffic before the rollout: where a rollback returns.
     pub baseline: Weights,
+    /// Written before the shift to `stage`: live traffic may not be there yet, and the bake
+    /// has not started. The record written after the shift clears it and stamps `since`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shifting: bool,
     /// A person resumed this stage's pause (or overrode its failed gate).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub approved: bool,
@@ -121,6 +125,7 @@ mod tests {
             started: "2026-12-01T09:50:00Z".parse().unwrap(),
             state: RolloutState::Progressing,
             baseline: [("blue".to_string(), 100)].into(),
+            shifting: false,
             approved: false,
             reason: Some("gate p99 failed".into()),
         }
