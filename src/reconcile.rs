@@ -11,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, ApplyEvent, ApplyOptions, ApplyReport};
 use crate::backend::{Backend, BackendError};
+use crate::metrics::MetricsProvider;
 use crate::model::{DesiredState, DriftMode, Environment, LiveState};
 use crate::plan::{self, Plan, PlanOptions, Refusal};
+use crate::rollouts;
 use crate::spec::Diagnostics;
 
 /// The desired state does not load.
@@ -46,6 +48,12 @@ pub enum BackendFailure {
     /// Live state did not settle before planning (another writer at work, a lock not freed).
     #[error("{0:#}")]
     Settle(#[source] anyhow::Error),
+    /// The rollout's metrics source could not be opened.
+    #[error("rollout metrics: {0:#}")]
+    Metrics(#[source] anyhow::Error),
+    /// Rollout progress could not be stored before traffic moved; nothing was applied.
+    #[error("{0:#}")]
+    RecordRollout(#[source] BackendError),
 }
 
 /// How one reconcile ended. Every variant that applied something carries the plan it applied
@@ -173,6 +181,8 @@ pub struct Request {
     /// Apply the plan; `false` only plans (an agent replica that does not lead).
     pub may_apply: bool,
     pub apply: ApplyOptions,
+    /// The Git commit being applied, when known (stored in rollout records).
+    pub revision: Option<String>,
 }
 
 /// The edges a reconcile goes through: opening the backend, settling live state, and the points
@@ -196,6 +206,15 @@ pub trait Platform: Send + Sync {
 
     /// Called as each step starts and ends.
     fn progress(&self, _event: ApplyEvent<'_>) {}
+
+    /// The metrics source of the environment's rollout gates (`rollout.metrics`), opened once
+    /// per reconcile that needs one; `None` when the environment declares none.
+    async fn metrics(
+        &self,
+        _environment: &Environment,
+    ) -> anyhow::Result<Option<Arc<dyn MetricsProvider>>> {
+        Ok(None)
+    }
 }
 
 /// Reconciles once: `desired` is the loader's result; `cancel` stops the apply between steps.
@@ -221,19 +240,48 @@ pub async fn reconcile_once(
         Ok(l) => l,
         Err(e) => return ReconcileOutcome::BackendFailed(BackendFailure::Settle(e)),
     };
+    let rolling = !desired.environment.rollout.is_empty();
+    let prepared = if rolling {
+        let metrics = match platform.metrics(&desired.environment).await {
+            Ok(m) => m,
+            Err(e) => return ReconcileOutcome::BackendFailed(BackendFailure::Metrics(e)),
+        };
+        match rollouts::prepare(
+            &desired,
+            &live,
+            rollouts::Metrics::Read(metrics),
+            request.revision.as_deref(),
+        )
+        .await
+        {
+            Ok(p) => Some(p),
+            Err(refusals) => return ReconcileOutcome::Refused(refusals),
+        }
+    } else {
+        None
+    };
     let options = PlanOptions {
         prune: request.prune,
         ignore: desired.environment.drift.ignore.clone(),
     };
     let profile = crate::backend::profile_of(&desired.environment.target);
-    let plan = match plan::plan(&desired, &live, &options, profile) {
+    let to_plan = prepared.as_ref().map_or(&desired, |p| &p.desired);
+    let mut plan = match plan::plan(to_plan, &live, &options, profile) {
         Ok(p) => p,
         Err(refusals) => return ReconcileOutcome::Refused(refusals),
     };
+    if let Some(p) = &prepared {
+        plan.rollouts = p.views.clone();
+    }
     if let Err(why) = platform.planned(&plan) {
         return ReconcileOutcome::Aborted(why);
     }
-    if plan.is_empty() {
+    let records_due = prepared.as_ref().is_some_and(|p| {
+        p.decisions.values().any(|d| {
+            d.record_before.is_some() || !matches!(d.record, crate::rollout::RecordWrite::Keep)
+        })
+    });
+    if plan.is_empty() && plan.rollouts.is_empty() && !records_due {
         return ReconcileOutcome::InSync;
     }
     if desired.environment.drift.mode == DriftMode::Report && !request.revision_changed {
@@ -251,9 +299,23 @@ pub async fn reconcile_once(
         drift = !request.revision_changed,
         "applying"
     );
+    let writes = prepared.as_ref().filter(|_| !request.apply.dry_run);
+    if let Some(p) = writes {
+        let failed = rollouts::write_before(backend.as_ref(), &p.decisions).await;
+        if let Some((_, e)) = failed.into_iter().next() {
+            return ReconcileOutcome::BackendFailed(BackendFailure::RecordRollout(e));
+        }
+    }
     let progress = |event: ApplyEvent<'_>| platform.progress(event);
     let report =
         apply::apply_observed(&plan, backend.as_ref(), &request.apply, cancel, &progress).await;
+    if let Some(p) = writes {
+        for (endpoint, e) in rollouts::write_after(backend.as_ref(), &p.decisions, &report).await {
+            // Safe to lose: the next tick adopts the stage that live traffic shows, and its
+            // bake starts again then.
+            tracing::warn!(%endpoint, error = %e, "could not store rollout progress");
+        }
+    }
     if report.interrupted {
         ReconcileOutcome::Interrupted { plan, report }
     } else if report.succeeded() {

@@ -106,6 +106,7 @@ impl Reconcile for Pipeline {
                 concurrency: self.concurrency,
                 dry_run: false,
             },
+            revision: Some(job.revision.chars().take(12).collect()),
         };
         let platform = JobPlatform {
             pipeline: self,

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -63,14 +64,16 @@ fn plan_options(desired: &DesiredState, prune: bool) -> PlanOptions {
 
 /// Plans, or reports the refusals (also as a JSON document with `--output json`) and returns
 /// the exit code: a refused plan applies nothing.
-fn make_plan(
+/// Plans `desired` against `live`, each endpoint in a staged rollout at its stage (without
+/// reading metrics: a stage whose bake is over shows as "judging the gates").
+async fn make_plan(
     desired: &DesiredState,
     live: &crate::model::LiveState,
     prune: bool,
     output: Format,
 ) -> Result<Plan, u8> {
     let profile = backend::profile_of(&desired.environment.target);
-    plan::plan(desired, live, &plan_options(desired, prune), profile).map_err(|refusals| {
+    let refused = |refusals: Vec<plan::Refusal>| {
         if output == Format::Json {
             let name = desired.environment.name.as_str();
             print!("{}", render::json(name, &Plan::default(), &refusals));
@@ -80,8 +83,30 @@ fn make_plan(
         }
         eprintln!("error: the plan was refused; nothing was applied");
         ERROR
-    })
+    };
+    let prepared = if desired.environment.rollout.is_empty() {
+        None
+    } else {
+        Some(
+            crate::rollouts::prepare(desired, live, crate::rollouts::Metrics::Skip, None)
+                .await
+                .map_err(refused)?,
+        )
+    };
+    let to_plan = prepared.as_ref().map_or(desired, |p| &p.desired);
+    let mut plan =
+        plan::plan(to_plan, live, &plan_options(desired, prune), profile).map_err(refused)?;
+    if let Some(p) = prepared {
+        plan.rollouts = p.views;
+    }
+    Ok(plan)
 }
+
+/// Exit code of `plan`, `diff` and `apply` when an endpoint is held at its baseline after a
+/// failed rollout: Git and the platform disagree until Git changes (`flightdeck revert`).
+pub const HELD: u8 = 3;
+/// Exit code of `apply` when a rollout waits for a person (`flightdeck rollout resume`).
+pub const PAUSED: u8 = 4;
 
 pub fn validate(paths: &[PathBuf]) -> u8 {
     match spec::validate_paths(paths, backend::profile_of) {
@@ -140,13 +165,19 @@ pub async fn plan(args: &PlanArgs) -> u8 {
         Ok(v) => v,
         Err(code) => return code,
     };
-    match make_plan(&desired, &live, args.prune, args.output) {
+    match make_plan(&desired, &live, args.prune, args.output).await {
         Ok(p) => {
             print!(
                 "{}",
                 render::render(args.output, &desired.environment.name, &p)
             );
-            if p.is_empty() { OK } else { CHANGES }
+            if p.rollouts.iter().any(|r| r.is_failed()) {
+                HELD
+            } else if p.is_empty() && p.rollouts.is_empty() {
+                OK
+            } else {
+                CHANGES
+            }
         }
         Err(code) => code,
     }
@@ -176,7 +207,26 @@ pub async fn diff(args: &PlanArgs) -> u8 {
     for p in &pending {
         eprintln!("pending: {p}: an operation is under way; diff again when it ends");
     }
-    if diffs.iter().any(|d| !d.diff.is_empty()) || !pending.is_empty() {
+    // Where a staged rollout stands, and whether one is held after it failed.
+    let mut held = false;
+    if !desired.environment.rollout.is_empty() {
+        match crate::rollouts::prepare(&desired, &live, crate::rollouts::Metrics::Skip, None).await
+        {
+            Ok(p) => {
+                show_rollouts(&p.views);
+                held = p.views.iter().any(|r| r.is_failed());
+            }
+            Err(refusals) => {
+                for r in &refusals {
+                    eprintln!("refused: {r}");
+                }
+                return ERROR;
+            }
+        }
+    }
+    if held {
+        HELD
+    } else if diffs.iter().any(|d| !d.diff.is_empty()) || !pending.is_empty() {
         CHANGES
     } else {
         OK
@@ -245,8 +295,26 @@ fn progress(total: usize) -> impl Fn(ApplyEvent<'_>) + Send + Sync {
 }
 
 fn print_report(report: &ApplyReport, format: Format) {
+    print_report_with(report, format, &[]);
+}
+
+/// The report; in JSON with the rollouts beside the steps (`rollouts`, docs/rollouts.md).
+fn print_report_with(
+    report: &ApplyReport,
+    format: Format,
+    rollouts: &[crate::rollout::RolloutView],
+) {
     if format == Format::Json {
-        let text = serde_json::to_string_pretty(report).expect("report serialises");
+        let mut doc = serde_json::to_value(report).expect("report serialises");
+        if !rollouts.is_empty()
+            && let Some(map) = doc.as_object_mut()
+        {
+            map.insert(
+                "rollouts".into(),
+                serde_json::to_value(rollouts).expect("rollouts serialise"),
+            );
+        }
+        let text = serde_json::to_string_pretty(&doc).expect("report serialises");
         println!("{}", escape_json(&text));
         return;
     }
@@ -474,16 +542,89 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
             concurrency: usize::from(args.concurrency),
             dry_run: args.dry_run,
         },
+        revision: None,
     };
-    let outcome =
-        reconcile::reconcile_once(Ok(desired.clone()), &platform, &request, &cancel).await;
+    // A staged rollout is driven here in the foreground: reconcile, show where each rollout
+    // stands, wait until the next stage or gate is due, again, until no rollout has anything
+    // left to do. Without rollouts this is one reconcile.
+    let mut rollouts: Vec<crate::rollout::RolloutView>;
+    let mut outcome;
+    loop {
+        outcome =
+            reconcile::reconcile_once(Ok(desired.clone()), &platform, &request, &cancel).await;
+        rollouts = outcome
+            .plan()
+            .map(|p| p.rollouts.clone())
+            .unwrap_or_default();
+        show_rollouts(&rollouts);
+        let moving = rollouts.iter().any(|r| !r.is_failed() && !r.is_paused());
+        let applied = matches!(outcome, ReconcileOutcome::Applied { .. });
+        if args.dry_run || !applied || !moving || cancel.is_cancelled() {
+            break;
+        }
+        if args.output != Format::Json
+            && let ReconcileOutcome::Applied { report, .. } = &outcome
+            && !report.results.is_empty()
+        {
+            print_report(report, args.output);
+        }
+        let wait = rollouts
+            .iter()
+            .filter_map(|r| r.next_check_seconds)
+            .min()
+            .map_or(Duration::ZERO, |s| {
+                Duration::from_secs(s).min(ROLLOUT_DISPLAY_INTERVAL)
+            });
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => break,
+        }
+    }
     // Stop watching for Ctrl-C before the report, as before the apply.
     drop(platform.interrupts.lock().ok().and_then(|mut i| i.take()));
-    render_apply(&outcome, &desired, args.output)
+    let code = render_apply(&outcome, &desired, args.output, &rollouts);
+    if code != OK {
+        code
+    } else if rollouts.iter().any(|r| r.is_failed()) {
+        HELD
+    } else if rollouts.iter().any(|r| r.is_paused()) {
+        PAUSED
+    } else {
+        OK
+    }
+}
+
+/// How often `apply` shows a rollout's progress while it bakes.
+const ROLLOUT_DISPLAY_INTERVAL: Duration = Duration::from_secs(15);
+
+/// One line per rollout, and one per gate verdict, on stderr.
+fn show_rollouts(rollouts: &[crate::rollout::RolloutView]) {
+    for r in rollouts {
+        eprintln!("rollout: {}: {}", Esc(&r.endpoint), Esc(&r.message));
+        for v in &r.verdicts {
+            eprintln!(
+                "  gate {}: {} [{}]",
+                Esc(&v.gate),
+                Esc(&v.describe()),
+                match v.result {
+                    crate::rollout::GateResult::Pass => "pass",
+                    crate::rollout::GateResult::Fail => "FAIL",
+                    crate::rollout::GateResult::NoData => "no data",
+                }
+            );
+        }
+    }
 }
 
 /// Prints an apply's outcome and returns its exit code.
-fn render_apply(outcome: &ReconcileOutcome, desired: &DesiredState, output: Format) -> u8 {
+fn render_apply(
+    outcome: &ReconcileOutcome,
+    desired: &DesiredState,
+    output: Format,
+    rollouts: &[crate::rollout::RolloutView],
+) -> u8 {
+    let print_report =
+        |report: &ApplyReport, output: Format| print_report_with(report, output, rollouts);
     match outcome {
         ReconcileOutcome::InSync => {
             if output == Format::Json {

@@ -91,6 +91,7 @@ async fn the_executor_fails_a_step_that_outlives_the_backends_step_timeout() {
         ],
         notes: vec![],
         pending: vec![],
+        rollouts: vec![],
     };
     let report = apply::apply(
         &plan,

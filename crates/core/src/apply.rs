@@ -382,6 +382,7 @@ mod tests {
             steps: [flight_green("ep-a"), flight_green("ep-b")].concat(),
             notes: vec![],
             pending: vec![],
+            rollouts: vec![],
         };
         backend.fail_tests_of("green");
         let report = apply(
@@ -419,6 +420,7 @@ mod tests {
             steps: flight_green("ep-a"),
             notes: vec![],
             pending: vec![],
+            rollouts: vec![],
         };
         let cancel = CancellationToken::new();
         cancel.cancel();
@@ -456,6 +458,7 @@ mod tests {
             steps: flight_green("ep-a"),
             notes: vec![],
             pending: vec![],
+            rollouts: vec![],
         };
         let report = apply(
             &plan,

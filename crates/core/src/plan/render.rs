@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{Action, Note, Pending, Plan, Refusal, Step};
 use crate::escape::{Esc, escape_control, escape_json};
 use crate::model::weights_display;
+use crate::rollout::RolloutView;
 
 /// Output formats shared by `plan` and `diff`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +33,9 @@ pub struct PlanDocument<'a> {
     pub pending: &'a [Pending],
     #[serde(skip_serializing_if = "<[Refusal]>::is_empty")]
     pub refusals: &'a [Refusal],
+    /// Endpoints in a staged rollout, or held after one failed (docs/rollouts.md).
+    #[serde(skip_serializing_if = "<[RolloutView]>::is_empty")]
+    pub rollouts: &'a [RolloutView],
 }
 
 /// The extra detail shown after a step's reason in text and markdown.
@@ -95,6 +99,12 @@ pub fn text(environment: &str, plan: &Plan) -> String {
             Esc(&p.to_string())
         );
     }
+    for r in &plan.rollouts {
+        let _ = writeln!(out, "rollout: {}: {}", Esc(&r.endpoint), Esc(&r.message));
+        for v in &r.verdicts {
+            let _ = writeln!(out, "  gate: {}: {:?}", Esc(&v.describe()), v.result);
+        }
+    }
     out
 }
 
@@ -153,6 +163,14 @@ pub fn markdown(environment: &str, plan: &Plan) -> String {
     for p in &plan.pending {
         let _ = writeln!(out, "\n> **Pending** {}", escape_md(&p.to_string()));
     }
+    for r in &plan.rollouts {
+        let _ = writeln!(
+            out,
+            "\n> **Rollout** `{}`: {}",
+            Esc(&r.endpoint),
+            escape_md(&r.message)
+        );
+    }
     out
 }
 
@@ -165,6 +183,7 @@ pub fn json(environment: &str, plan: &Plan, refusals: &[Refusal]) -> String {
         notes: &plan.notes,
         pending: &plan.pending,
         refusals,
+        rollouts: &plan.rollouts,
     };
     let text = serde_json::to_string_pretty(&doc).expect("plan serialises");
     escape_json(&text).into_owned() + "\n"

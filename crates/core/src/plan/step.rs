@@ -247,7 +247,7 @@ impl std::fmt::Display for Pending {
 }
 
 /// An ordered plan: all steps of endpoint A (in safe order), then endpoint B, ... by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub steps: Vec<Step>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -255,6 +255,10 @@ pub struct Plan {
     /// Live objects still being provisioned; non-empty means "not converged" (exit 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<Pending>,
+    /// Endpoints in the middle of a staged rollout (or held after one failed): the steps above
+    /// move them to this tick's stage, not yet to the declared traffic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<crate::rollout::RolloutView>,
 }
 
 impl Plan {

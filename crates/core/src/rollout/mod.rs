@@ -9,6 +9,7 @@ mod engine_tests;
 pub mod gates;
 pub mod policy;
 pub mod record;
+pub mod view;
 
 pub use engine::{Decision, Input, RecordWrite, Status, decide};
 pub use gates::{GateResult, Verdict};
@@ -16,3 +17,4 @@ pub use policy::{
     Comparison, Gate, OnFailure, RolloutPolicy, RolloutSettings, Stage, StageTarget, Threshold,
 };
 pub use record::{RolloutRecord, RolloutState};
+pub use view::RolloutView;
