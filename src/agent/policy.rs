@@ -32,6 +32,13 @@ pub struct Policy {
 
 /// `attempt` counts consecutive failures including this outcome (1 = the first failure).
 pub fn next_action(outcome: &ReconcileOutcome, attempt: u32, policy: &Policy) -> Action {
+    if let Some(due) = outcome.plan().and_then(rollout_due) {
+        // A staged rollout moves on its own clock: come back when its next stage or gate is
+        // due (a shift just made: at once), however the tick ended otherwise.
+        if !outcome.is_failure() {
+            return Action::RequeueAfter(due.min(policy.poll_interval));
+        }
+    }
     match outcome {
         ReconcileOutcome::InSync
         | ReconcileOutcome::Applied { .. }
@@ -53,6 +60,15 @@ pub fn next_action(outcome: &ReconcileOutcome, attempt: u32, policy: &Policy) ->
             Action::RetryAfter(policy.backoff.delay(attempt.max(1)))
         }
     }
+}
+
+/// When the soonest moving rollout of the plan wants to be looked at again (at least 1 s).
+fn rollout_due(plan: &crate::plan::Plan) -> Option<Duration> {
+    plan.rollouts
+        .iter()
+        .filter(|r| !r.is_failed() && !r.is_paused())
+        .map(|r| Duration::from_secs(r.next_check_seconds.unwrap_or(1).max(1)))
+        .min()
 }
 
 /// Every failed step failed its test (the typed `test_failed` kind): the rollout was stopped by

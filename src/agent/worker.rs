@@ -76,6 +76,9 @@ struct EnvMemory {
     /// A revision not to reconcile again: until the instant (`RetryAfter`), or until another
     /// revision arrives (`None`: `AwaitChange`).
     hold: Option<(String, Option<tokio::time::Instant>)>,
+    /// Reconcile again at this instant even without a new tick: a staged rollout's next stage
+    /// or gate is due before the next poll.
+    requeue_at: Option<tokio::time::Instant>,
 }
 
 impl EnvMemory {
@@ -89,7 +92,11 @@ impl EnvMemory {
     }
 
     fn retry_at(&self) -> Option<tokio::time::Instant> {
-        self.hold.as_ref().and_then(|(_, until)| *until)
+        let hold = self.hold.as_ref().and_then(|(_, until)| *until);
+        match (hold, self.requeue_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -193,6 +200,12 @@ impl EnvWorker {
             0
         };
         let action = next_action(outcome, memory.failures, &self.policy);
+        memory.requeue_at = match action {
+            Action::RequeueAfter(delay) if delay < self.policy.poll_interval => {
+                Some(tokio::time::Instant::now() + delay)
+            }
+            _ => None,
+        };
         memory.hold = match action {
             Action::RequeueAfter(_) => None,
             Action::RetryAfter(delay) => Some((

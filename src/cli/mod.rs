@@ -16,6 +16,7 @@ mod backend_args;
 mod commands;
 mod interrupt;
 mod live;
+mod rollout;
 
 /// GitOps reconciler for ML model endpoints.
 #[derive(Debug, Parser)]
@@ -67,6 +68,8 @@ pub enum Command {
     },
     /// Run the long-running GitOps reconciler (git poll + webhook, drift, health, metrics).
     Agent(Box<crate::agent::AgentArgs>),
+    /// Staged rollouts by hand: `status`, `resume` a paused one, `abort` one in progress.
+    Rollout(rollout::RolloutArgs),
 }
 
 /// Where live state comes from.
@@ -136,6 +139,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Diff(args) => commands::diff(&args).await,
         Command::Apply(args) => commands::apply(&args).await,
         Command::Export(args) => commands::export(&args).await,
+        Command::Rollout(args) => rollout::run(&args).await,
         Command::Schema { out } => commands::schema(&out),
         Command::Sandbox(args) => report(crate::sandbox::run(args).await),
         Command::Agent(args) => report(crate::agent::run(*args).await),
