@@ -10,9 +10,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::status::AgentState;
+use super::trigger::SyncTrigger;
 use super::webhook::{self, MAX_BODY_BYTES, WebhookAction, WebhookError};
 use crate::source::Secret;
 
@@ -27,8 +28,8 @@ pub struct WebhookConfig {
 pub struct HttpContext {
     pub state: Arc<AgentState>,
     pub webhook: Option<WebhookConfig>,
-    /// Wakes the fetch loop.
-    pub trigger: Arc<Notify>,
+    /// Wakes the fetch loop (and counts the request for `/status`).
+    pub trigger: Arc<SyncTrigger>,
     /// A webhook body must arrive completely within this time (408 otherwise).
     pub body_timeout: Duration,
     /// With leader election: how a standby passes a push on to the leader.
@@ -152,7 +153,7 @@ async fn webhook_handler(State(ctx): State<HttpContext>, request: Request) -> Re
         Ok(WebhookAction::Sync { git_ref, after }) => {
             tracing::info!(git_ref = %git_ref, after = after.as_deref().unwrap_or(""), "webhook push, syncing");
             ctx.state.metrics.webhook("sync");
-            ctx.trigger.notify_one();
+            ctx.trigger.request();
             let mut answer = json!({"status": "sync triggered", "ref": git_ref});
             match forward_to_leader(&ctx, &headers, &body).await {
                 Some(Ok(url)) => answer["forwarded_to"] = json!(url),
@@ -247,33 +248,34 @@ mod tests {
     }
 
     fn context(secret: Option<&str>) -> HttpContext {
+        let trigger = Arc::new(SyncTrigger::default());
         HttpContext {
             state: Arc::new(AgentState::new(
                 "repo".into(),
                 "standalone",
                 ["environments/a".to_string()],
+                trigger.clone(),
             )),
             webhook: secret.map(|s| WebhookConfig {
                 secret: Secret::new(s),
                 tracked_ref: Some("refs/heads/main".into()),
             }),
-            trigger: Arc::new(Notify::new()),
+            trigger,
             body_timeout: Duration::from_secs(30),
             forward: None,
         }
     }
 
-    async fn triggered(trigger: &Notify) -> bool {
-        tokio::time::timeout(Duration::from_millis(100), trigger.notified())
-            .await
-            .is_ok()
+    /// Requests made so far: the handler counts one before it answers, so a check right after
+    /// the response is exact (no grace period).
+    fn requests(ctx: &HttpContext) -> u64 {
+        ctx.trigger.requests()
     }
 
     #[tokio::test]
     async fn webhooks_need_a_valid_signature_and_a_tracked_push_to_trigger() {
         let ctx = context(Some("s3cret"));
-        let trigger = ctx.trigger.clone();
-        let base = serve(ctx).await;
+        let base = serve(ctx.clone()).await;
         let client = reqwest::Client::new();
         let body = r#"{"ref":"refs/heads/main","after":"abc"}"#;
         let post = |sig: Option<String>, body: &'static str| {
@@ -298,10 +300,7 @@ mod tests {
                 .status(),
             401
         );
-        assert!(
-            !triggered(&trigger).await,
-            "rejected webhooks trigger nothing"
-        );
+        assert_eq!(requests(&ctx), 0, "rejected webhooks trigger nothing");
 
         let other = r#"{"ref":"refs/heads/dev"}"#;
         let r = post(
@@ -311,17 +310,15 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(r.status(), 200);
-        assert!(
-            !triggered(&trigger).await,
-            "pushes to other branches are ignored"
-        );
+        assert_eq!(requests(&ctx), 0, "pushes to other branches are ignored");
 
         let good = webhook::sign_github(b"s3cret", body.as_bytes());
         let r = post(Some(good), r#"{"ref":"refs/heads/main","after":"abc"}"#)
             .await
             .unwrap();
         assert_eq!(r.status(), 202);
-        assert!(triggered(&trigger).await);
+        assert_eq!(requests(&ctx), 1);
+        assert_eq!(ctx.state.snapshot().sync_requests, 1, "/status shows it");
     }
 
     #[tokio::test]

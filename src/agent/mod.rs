@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod status;
 mod supervise;
+pub mod trigger;
 pub mod webhook;
 mod worker;
 
@@ -37,6 +38,7 @@ use crate::source::{GitConfig, GitRef, GitSource, LocalSource, Source, SourceErr
 use backoff::Backoff;
 use lease::{KubeLeaseStore, LeaderElector, LeaseConfig};
 use pipeline::Pipeline;
+use trigger::SyncTrigger;
 use worker::{EnvWorker, Tick};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +72,7 @@ pub struct AgentOptions {
 pub struct Agent {
     addr: SocketAddr,
     state: Arc<AgentState>,
-    trigger: Arc<Notify>,
+    trigger: Arc<SyncTrigger>,
     cancel: CancellationToken,
     workers: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
@@ -86,7 +88,7 @@ impl Agent {
         options: AgentOptions,
         cancel: CancellationToken,
     ) -> Result<Agent, AgentError> {
-        let trigger = Arc::new(Notify::new());
+        let trigger = Arc::new(SyncTrigger::default());
         let mut watch_guard = None;
         let (source, tracked_ref): (Arc<dyn Source>, Option<String>) = match &config.source {
             SourceKind::Git {
@@ -122,7 +124,10 @@ impl Agent {
                     root,
                     &config.paths,
                     Duration::from_millis(300),
-                    trigger.clone(),
+                    {
+                        let trigger = trigger.clone();
+                        move || trigger.request()
+                    },
                 )?);
                 (Arc::new(Arc::new(local)), None)
             }
@@ -139,7 +144,12 @@ impl Agent {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        let state = Arc::new(AgentState::new(source.describe(), role, envs));
+        let state = Arc::new(AgentState::new(
+            source.describe(),
+            role,
+            envs,
+            trigger.clone(),
+        ));
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -274,7 +284,7 @@ impl Agent {
 
     /// Asks for a fetch and reconcile now (what a webhook push does).
     pub fn trigger(&self) {
-        self.trigger.notify_one();
+        self.trigger.request();
     }
 
     pub fn cancel_token(&self) -> CancellationToken {

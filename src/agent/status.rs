@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::metrics::Metrics;
+use super::trigger::SyncTrigger;
 use crate::plan::Step;
+use std::sync::Arc;
 
 /// Per-environment status, as served by `/status`.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -59,6 +61,10 @@ pub struct AgentStatus {
     /// Fetch rounds finished since start, successful or not: it moves on every poll, so a
     /// watcher (or a test) can tell "nothing happened" from "nothing has run yet".
     pub fetch_rounds: u64,
+    /// Requests for a fetch round now (webhook pushes, `--watch-local` changes) since start,
+    /// counted when made, before the round they cause: a test (or a watcher) can tell "nobody
+    /// asked" from "asked, not served yet" without waiting.
+    pub sync_requests: u64,
     /// `leader`, `follower`, or `standalone` (no leader election).
     pub role: String,
     pub ready: bool,
@@ -71,10 +77,17 @@ pub struct AgentState {
     pub metrics: Metrics,
     status: RwLock<AgentStatus>,
     ready: AtomicBool,
+    /// What wakes the fetch loop; `/status` reports its request count.
+    trigger: Arc<SyncTrigger>,
 }
 
 impl AgentState {
-    pub fn new(source: String, role: &str, envs: impl IntoIterator<Item = String>) -> AgentState {
+    pub fn new(
+        source: String,
+        role: &str,
+        envs: impl IntoIterator<Item = String>,
+        trigger: Arc<SyncTrigger>,
+    ) -> AgentState {
         let status = AgentStatus {
             source,
             role: role.to_string(),
@@ -88,6 +101,7 @@ impl AgentState {
             metrics: Metrics::default(),
             status: RwLock::new(status),
             ready: AtomicBool::new(false),
+            trigger,
         }
     }
 
@@ -114,6 +128,7 @@ impl AgentState {
     pub fn snapshot(&self) -> AgentStatus {
         let mut status = self.status.read().map(|s| s.clone()).unwrap_or_default();
         status.ready = self.is_ready();
+        status.sync_requests = self.trigger.requests();
         status
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -17,6 +17,7 @@ use super::events::{FetchFailed, Fetched, Reconciled, SourceRepaired};
 use super::policy::{Action, Policy, next_action};
 use super::reconcile::{Job, Reconcile};
 use super::status::AgentState;
+use super::trigger::SyncTrigger;
 use crate::reconcile::{Invalid, ReconcileOutcome};
 use crate::source::{Snapshot, Source};
 
@@ -29,7 +30,7 @@ pub type Tick = Option<Arc<Snapshot>>;
 pub async fn fetch_loop(
     source: Arc<dyn Source>,
     interval: Duration,
-    trigger: Arc<Notify>,
+    trigger: Arc<SyncTrigger>,
     ticks: watch::Sender<Tick>,
     state: Arc<AgentState>,
     cancel: CancellationToken,

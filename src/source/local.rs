@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use super::normalize_path as normalize;
 use super::tree::{self, EnvTree};
@@ -144,13 +144,13 @@ fn watch_paths(
 }
 
 /// Watches the environment directories `paths` under `root` (only those: see
-/// `is_environment_file`) and calls `trigger.notify_one()` once changes have been quiet for
+/// `is_environment_file`) and calls `trigger()` once changes have been quiet for
 /// `debounce` (editors write a file in several events).
 pub fn watch_dir(
     root: &Path,
     paths: &[PathBuf],
     debounce: Duration,
-    trigger: Arc<Notify>,
+    trigger: impl Fn() + Send + 'static,
 ) -> Result<DirWatch, SourceError> {
     let (watcher, mut rx) = watch_paths(root, paths)?;
     let task = tokio::spawn(async move {
@@ -164,7 +164,7 @@ pub fn watch_dir(
                 }
             }
             tracing::debug!("local files changed");
-            trigger.notify_one();
+            trigger();
         }
     });
     Ok(DirWatch {
@@ -176,6 +176,7 @@ pub fn watch_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::Notify;
 
     #[tokio::test]
     async fn local_revisions_change_only_when_content_changes() {
@@ -209,12 +210,10 @@ mod tests {
         std::fs::create_dir(dir.path().join("env")).unwrap();
         let trigger = Arc::new(Notify::new());
         let paths = [PathBuf::from("env")];
-        let _watch = watch_dir(
-            dir.path(),
-            &paths,
-            Duration::from_millis(50),
-            trigger.clone(),
-        )
+        let _watch = watch_dir(dir.path(), &paths, Duration::from_millis(50), {
+            let trigger = trigger.clone();
+            move || trigger.notify_one()
+        })
         .unwrap();
         std::fs::write(dir.path().join("env/x.yaml"), "a").unwrap();
         std::fs::write(dir.path().join("env/x.yaml"), "b").unwrap();

@@ -139,6 +139,7 @@ async fn slow_drip_and_half_open_connections_are_closed_while_healthz_answers() 
             .contains("flightdeck_webhooks_total{result=\"sync\"}"),
         "the dripped push never triggered a sync"
     );
+    assert_eq!(agent.state().snapshot().sync_requests, 0);
     cancel.cancel();
     agent.wait().await;
 }

@@ -4,6 +4,7 @@
 use flightdeck_testkit::fake_kube;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,16 +99,33 @@ async fn replace_lease(
 
 async fn fake_api() -> (kube::Client, Shared) {
     let shared: Shared = Arc::default();
+    let (client, _) = another_client(&shared).await;
+    (client, shared)
+}
+
+/// A client on its own listener over the same leases, and how many GETs came through it: one
+/// candidate's rounds, told apart from the other's.
+async fn another_client(shared: &Shared) -> (kube::Client, Arc<AtomicU64>) {
     let base = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
+    let gets = Arc::new(AtomicU64::new(0));
+    let counted = gets.clone();
     let app = axum::Router::new()
         .route(&format!("{base}/agent"), get(get_lease).put(replace_lease))
         .route(base, post(create_lease))
-        .with_state(shared.clone());
+        .with_state(shared.clone())
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                if request.method() == axum::http::Method::GET {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                next.run(request)
+            },
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-    (kube::Client::try_from(config).unwrap(), shared)
+    (kube::Client::try_from(config).unwrap(), gets)
 }
 
 fn lease_config(identity: &str) -> LeaseConfig {
@@ -187,17 +205,17 @@ async fn a_concurrent_writer_gets_a_conflict_and_loses() {
     ));
 }
 
-// Paused time: "at once" is measured on tokio's clock, which moves only by the electors'
-// own sleeps, so the bound below is exact and independent of the machine's load.
+// Counted in b's rounds (its GETs), not in time: a round-based bound holds on any machine.
 #[tokio::test(start_paused = true)]
 async fn releasing_on_shutdown_hands_the_lease_over_at_once() {
     let (client, shared) = fake_api().await;
+    let (client_b, b_gets) = another_client(&shared).await;
     let a = LeaderElector::new(
-        KubeLeaseStore::new(client.clone(), "ops", "agent"),
+        KubeLeaseStore::new(client, "ops", "agent"),
         lease_config("a"),
     );
     let b = LeaderElector::new(
-        KubeLeaseStore::new(client, "ops", "agent"),
+        KubeLeaseStore::new(client_b, "ops", "agent"),
         lease_config("b"),
     );
     let (a_tx, a_rx) = watch::channel(false);
@@ -207,21 +225,22 @@ async fn releasing_on_shutdown_hands_the_lease_over_at_once() {
     let task_a = tokio::spawn(a.run(a_tx, cancel_a.clone()));
     eventually("a leads", || *a_rx.borrow()).await;
     let task_b = tokio::spawn(b.run(b_tx, cancel_b.clone()));
-    // b retries every 50 ms against a valid lease.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // b retries every 50 ms against a valid lease: three of its rounds, then it still waits.
+    eventually("b reads the lease three times", || {
+        b_gets.load(Ordering::SeqCst) >= 3
+    })
+    .await;
     assert!(!*b_rx.borrow(), "only one leader");
 
     cancel_a.cancel();
     task_a.await.unwrap();
     assert!(!*a_rx.borrow());
-    let released = tokio::time::Instant::now();
+    let released = b_gets.load(Ordering::SeqCst);
     eventually("b leads", || *b_rx.borrow()).await;
-    // Without the release b would wait out the 1 s lease; with it, b's next 50 ms retry wins.
-    assert!(
-        released.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        released.elapsed()
-    );
+    // Without the release b would wait out the 1 s lease (20 rounds of 50 ms); with it, the
+    // round in flight at the release, or the next one, wins.
+    let rounds = b_gets.load(Ordering::SeqCst) - released;
+    assert!(rounds <= 2, "b took {rounds} rounds after the release");
     {
         let s = shared.lock().unwrap();
         assert!(
@@ -446,13 +465,15 @@ async fn a_push_to_a_standby_is_passed_on_to_the_leader_at_once() {
     .await
     .unwrap();
     assert_eq!(forged.status(), 401);
-    // A few more elector rounds pass (event-based, not a sleep) before checking nothing came.
-    let gets = shared.lock().unwrap().gets;
-    eventually("more lease rounds", || {
-        shared.lock().unwrap().gets >= gets + 4
-    })
-    .await;
-    assert!(!a_calls.applied(&new), "a forged push is not passed on");
+    // b forwards before it answers and a counts a sync request before it answers b, so right
+    // after the 401 no request on either side means nothing was, or will be, passed on.
+    assert_eq!(
+        a.state().snapshot().sync_requests,
+        0,
+        "a forged push is not passed on"
+    );
+    assert_eq!(b.state().snapshot().sync_requests, 0);
+    assert!(!a_calls.applied(&new));
 
     let answer = push(flightdeck::agent::webhook::sign_github(
         secret.as_bytes(),

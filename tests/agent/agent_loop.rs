@@ -24,7 +24,8 @@ struct Call {
     env: String,
     revision: String,
     revision_changed: bool,
-    at: Instant,
+    /// On tokio's clock: under paused time, the exact virtual instant of the call.
+    at: tokio::time::Instant,
 }
 
 struct Fake {
@@ -64,7 +65,7 @@ impl Reconcile for Fake {
             env: env.clone(),
             revision: job.revision.clone(),
             revision_changed: job.revision_changed,
-            at: Instant::now(),
+            at: tokio::time::Instant::now(),
         });
         if self.hang.contains(&env) {
             job.cancel.cancelled().await;
@@ -142,7 +143,10 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test]
+// Paused time: ticks, backoff and the calls' instants are on tokio's clock, which moves only
+// when every task waits (a fetch runs in `spawn_blocking`, which holds the clock), so the gaps
+// below are exact whatever the machine's load.
+#[tokio::test(start_paused = true)]
 async fn a_failing_environment_backs_off_without_blocking_the_others() {
     let repo = repo_with(&["environments/good", "environments/bad"]);
     let cache = tempfile::tempdir().unwrap();
@@ -174,23 +178,30 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
     .unwrap();
     let state = agent.state();
 
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let good = fake.calls("environments/good").len();
+    eventually("three attempts at the failing environment", || {
+        fake.calls("environments/bad").len() >= 3
+    })
+    .await;
     let bad = fake.calls("environments/bad");
+    // Ticks every 40 ms (±10%) would retry at the next tick; the backoff is 300 ms, then 600 ms.
+    let gaps = [bad[1].at - bad[0].at, bad[2].at - bad[1].at];
     assert!(
-        good >= 4,
-        "the healthy environment keeps ticking ({good} reconciles)"
+        gaps[0] >= Duration::from_millis(300) && gaps[0] < Duration::from_millis(600),
+        "first retry after the 300 ms backoff, got {gaps:?}"
     );
-    // Ticks every ~40 ms would give ~17 attempts; backoff of 300 ms then 600 ms allows ~3.
     assert!(
-        (2..=4).contains(&bad.len()),
-        "failed revision retried only after backoff: {}",
-        bad.len()
+        gaps[1] >= Duration::from_millis(600) && gaps[1] < Duration::from_millis(1200),
+        "second retry after the doubled backoff, got {gaps:?}"
     );
-    let gap = bad[1].at - bad[0].at;
+    let good_meanwhile = fake
+        .calls("environments/good")
+        .iter()
+        .filter(|c| c.at > bad[0].at && c.at < bad[1].at)
+        .count();
+    // 300 ms of ticks at most 44 ms apart: at least six.
     assert!(
-        gap >= Duration::from_millis(290),
-        "first retry after the 300ms backoff, got {gap:?}"
+        good_meanwhile >= 6,
+        "the healthy environment keeps ticking during the backoff ({good_meanwhile} reconciles)"
     );
 
     let status = state.env("environments/bad").unwrap();
@@ -211,9 +222,9 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
     let metrics = state.metrics.render();
     assert!(metrics.contains("flightdeck_errors_total{env=\"environments/bad\",kind=\"backend\"}"));
 
-    // A new commit is retried at once, without waiting for the backoff.
-    let before = fake.calls("environments/bad").len();
+    // A new commit is retried at once, without waiting out the 600 ms backoff.
     let new = repo.commit("fix");
+    let asked = tokio::time::Instant::now();
     agent.trigger();
     eventually("the new revision is tried", || {
         fake.calls("environments/bad")
@@ -221,7 +232,13 @@ async fn a_failing_environment_backs_off_without_blocking_the_others() {
             .any(|c| c.revision == new)
     })
     .await;
-    assert!(fake.calls("environments/bad").len() > before);
+    let tried = fake.calls("environments/bad");
+    let tried = tried.iter().find(|c| c.revision == new).unwrap();
+    assert!(
+        tried.at - asked < Duration::from_millis(300),
+        "the new commit waited {:?}",
+        tried.at - asked
+    );
 
     cancel.cancel();
     agent.wait().await;
@@ -257,8 +274,13 @@ async fn invalid_yaml_is_tried_once_per_commit_and_a_fixing_commit_at_once() {
         !fake.calls("environments/bad").is_empty()
     })
     .await;
-    // Paused time: five (virtual) seconds of ticks pass as fast as the fetches run.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Ten more fetch rounds, each publishing the same invalid commit: proof that the worker had
+    // its chances (and a round every 100 ms would have been retried after the 100 ms backoff).
+    let seen = state.snapshot().fetch_rounds;
+    eventually("ten more fetch rounds", || {
+        state.snapshot().fetch_rounds >= seen + 10
+    })
+    .await;
     assert_eq!(
         fake.calls("environments/bad").len(),
         1,
@@ -381,12 +403,13 @@ async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 401);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A sync request is counted before the webhook is answered: none means no fetch will come.
     assert_eq!(
-        fake.calls("environments/prod").len(),
-        1,
+        agent.state().snapshot().sync_requests,
+        0,
         "a rejected webhook triggers nothing"
     );
+    assert_eq!(fake.calls("environments/prod").len(), 1);
 
     let signature = flightdeck::agent::webhook::sign_github(b"hook-secret", body.as_bytes());
     let r = client
@@ -398,6 +421,7 @@ async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
+    assert_eq!(agent.state().snapshot().sync_requests, 1);
     eventually("the pushed revision is reconciled", || {
         fake.calls("environments/prod")
             .iter()
@@ -413,6 +437,10 @@ async fn a_signed_webhook_push_reconciles_a_new_commit_before_the_next_poll() {
         .await
         .unwrap();
     assert_eq!(status["revision"], new.as_str());
+    assert_eq!(
+        status["sync_requests"], 1,
+        "/status reports the one request"
+    );
     cancel.cancel();
     agent.wait().await;
 }

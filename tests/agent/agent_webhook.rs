@@ -104,6 +104,11 @@ async fn only_a_push_event_syncs_a_ping_is_answered_and_other_events_are_refused
         !text.contains("flightdeck_webhooks_total{result=\"sync\"}"),
         "nothing triggered a sync yet:\n{text}"
     );
+    assert_eq!(
+        status(&base).await["sync_requests"],
+        0,
+        "the ping and the refused events asked for no fetch"
+    );
 
     let (code, _) = send(
         &[
@@ -171,9 +176,17 @@ async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {
         }
         assert_eq!(request.send().await.unwrap().status(), 401);
     }
-    // Polling is every 10 minutes, so no fetch round can be awaited here: a short grace period
-    // for a (wrong) asynchronous trigger of the rejected webhooks.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Polling is every 10 minutes, so only a sync request could start a fetch, and the agent
+    // counts one before it answers the webhook: no request means no fetch, now or later.
+    let after_rejected = status(&base).await;
+    assert_eq!(
+        after_rejected["sync_requests"], 0,
+        "rejected webhooks ask for no sync"
+    );
+    assert_eq!(
+        after_rejected["fetch_rounds"], 1,
+        "only the start-up fetch ran"
+    );
     assert!(
         arm.writes_after(before).await.is_empty(),
         "rejected webhooks write nothing"
@@ -193,6 +206,7 @@ async fn only_a_signed_push_triggers_a_sync_and_it_is_applied_at_once() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
+    assert_eq!(status(&base).await["sync_requests"], 1);
     eventually("the pushed traffic reaches the sandbox", t, || async {
         arm.traffic("my-endpoint").await == Some(json!({"blue": 90, "green": 10}))
     })

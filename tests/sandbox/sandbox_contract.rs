@@ -2,8 +2,6 @@
 //! (subscription, location and the example's impossible traffic adapted), and every sandbox
 //! response body validates against its mfe.json definition [AML §0, §1, §2, §7].
 
-use std::time::Duration;
-
 use flightdeck_testkit::mfe_schema::{MfeSchemas, load_json, reference_dir};
 use flightdeck_testkit::sandbox::*;
 use reqwest::{Response, StatusCode};
@@ -35,18 +33,11 @@ fn valid(schemas: &mut MfeSchemas, def: &str, body: &Value) {
     }
 }
 
-/// Polls a Location URL until it stops answering 202.
+/// Follows an accepted operation's Location URL until it stops answering 202.
 async fn follow_location(env: &Env, r: Response) -> Response {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let location = r.headers()["location"].to_str().unwrap().to_string();
-    for _ in 0..400 {
-        let r = env.get(&location).await;
-        if r.status() != StatusCode::ACCEPTED {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("{location} never finished");
+    env.wait_location(&location).await
 }
 
 #[test]

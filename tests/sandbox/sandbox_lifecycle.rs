@@ -352,12 +352,7 @@ async fn keys_tokens_logs_and_skus_are_served() {
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let location = r.headers()["location"].to_str().unwrap().to_string();
-    for _ in 0..100 {
-        if env.get(&location).await.status() == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    assert_eq!(env.wait_location(&location).await.status(), StatusCode::OK);
     let keys: Value = env
         .post(&format!("{}/listKeys", env.ep_url("e1")), None)
         .await

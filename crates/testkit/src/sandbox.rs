@@ -143,6 +143,23 @@ impl Env {
         panic!("{url} never reached a terminal state");
     }
 
+    /// Polls an operation's Location URL until it stops answering 202; returns that answer.
+    /// Fails only after a generous 30 s, whatever the machine's load.
+    pub async fn wait_location(&self, location: &str) -> Response {
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.get(location).await;
+            if r.status() != StatusCode::ACCEPTED {
+                return r;
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "{location} still answers 202 after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Polls a URL until it no longer answers 200 (or `status`).
     pub async fn wait_gone(&self, url: &str) {
         let give_up = std::time::Instant::now() + Duration::from_secs(30);
