@@ -136,6 +136,19 @@ pub async fn metric_definitions(
     Json(json!({ "value": value })).into_response()
 }
 
+/// `GET /_sandbox/metrics` (no auth): the sandbox clock's now and the metrics knobs, so a
+/// client under test can compute timespans on the sandbox clock (paused in tests).
+pub async fn sandbox_metrics_info(State(state): State<AppState>) -> Response {
+    let config = state.config.metrics;
+    Json(json!({
+        "now": state.clock.now_utc().to_rfc3339_opts(SecondsFormat::Millis, true),
+        "grain": format_duration(config.grain),
+        "lag": format_duration(config.lag),
+        "retention": format_duration(config.retention),
+    }))
+    .into_response()
+}
+
 /// The parsed per-request options that apply to every metric.
 struct Plan {
     start: i64,

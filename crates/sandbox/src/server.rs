@@ -291,6 +291,7 @@ fn router(state: AppState) -> Router {
             get(journal::get_log).delete(journal::clear_log),
         )
         .route("/_sandbox/stats", get(journal::get_stats))
+        .route("/_sandbox/metrics", get(monitor::sandbox_metrics_info))
         .route(
             "/_sandbox/faults",
             get(faults::get_faults)
