@@ -238,3 +238,77 @@ pub fn collect(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MetricsConfig;
+    use crate::metrics::Observation;
+    use crate::state::WorkspaceKey;
+    use chrono::DateTime;
+    use std::time::Duration;
+
+    #[test]
+    fn percentiles_are_per_bucket_nearest_rank_values_of_the_selected_deployments() {
+        let endpoint = EndpointKey {
+            ws: WorkspaceKey {
+                subscription: "s".into(),
+                resource_group: "rg".into(),
+                workspace: "ws".into(),
+            },
+            endpoint: "e1".into(),
+        };
+        let mut store = MetricsStore::new(MetricsConfig::default());
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap(); // a minute boundary
+        let mut add = |deployment: &str, ms: u64| {
+            store.record(&Observation {
+                endpoint: &endpoint,
+                deployment,
+                status: 200,
+                model_status: 200,
+                latency: Duration::from_millis(ms),
+                at,
+            })
+        };
+        for _ in 0..19 {
+            add("green", 250);
+        }
+        add("green", 1000);
+        add("blue", 5);
+        let star = Clause {
+            dimension: "deployment".into(),
+            values: None,
+        };
+        let per = |name: &str, sel: &Selection<'_>| {
+            collect(
+                lookup(name).unwrap(),
+                &store,
+                &endpoint,
+                sel,
+                (0, i64::MAX),
+                i64::MAX,
+            )
+        };
+        let split: Selection<'_> = vec![("deployment", &star)];
+        let green = |name: &str| {
+            let s = per(name, &split);
+            s[&vec![("deployment", "green".to_string())]]
+                .values()
+                .next()
+                .unwrap()
+                .total
+        };
+        assert_eq!(green("RequestLatency_P50"), 250.0);
+        assert_eq!(green("RequestLatency_P95"), 250.0, "the 19th of 20");
+        assert_eq!(green("RequestLatency_P99"), 1000.0, "the 20th of 20");
+        // Unsplit: the percentile of both deployments' requests together (21 values).
+        let all = per("RequestLatency_P99", &Vec::new());
+        assert_eq!(all[&Vec::new()].values().next().unwrap().total, 1000.0);
+        let avg = per("RequestLatency", &Vec::new());
+        let stat = avg[&Vec::new()].values().next().unwrap();
+        assert_eq!(
+            (stat.count, stat.total, stat.min, stat.max),
+            (21.0, 5755.0, 5.0, 1000.0)
+        );
+    }
+}
