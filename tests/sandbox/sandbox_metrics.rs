@@ -517,6 +517,12 @@ async fn metric_definitions_advertise_the_configured_grain_and_queries_use_it() 
         rpm["metricAvailabilities"],
         json!([{"timeGrain": "PT1S", "retention": "PT1H"}])
     );
+    let info = env.sandbox_json("/_sandbox/metrics").await;
+    assert_eq!(
+        (&info["grain"], &info["lag"], &info["retention"]),
+        (&json!("PT1S"), &json!("PT0S"), &json!("PT1H"))
+    );
+    assert!(chrono::DateTime::parse_from_rfc3339(info["now"].as_str().unwrap()).is_ok());
     let dims: Vec<&str> = rpm["dimensions"]
         .as_array()
         .unwrap()
