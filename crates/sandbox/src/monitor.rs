@@ -34,23 +34,33 @@ pub const MAX_POINTS: i64 = 10_080;
 /// At most this many metric names per request (the 2023-10-01 spec's limit).
 const MAX_METRIC_NAMES: usize = 20;
 
-/// A flat `{code, message}` error [MON R14].
-fn flat(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "code": code, "message": message.into() })),
-    )
-        .into_response()
+/// A refused metrics request, answered with a flat `{code, message}` [MON R14].
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
-    flat(StatusCode::BAD_REQUEST, "BadRequest", message)
-}
-
-impl IntoResponse for QueryError {
+impl IntoResponse for MonitorError {
     fn into_response(self) -> Response {
-        bad_request(self.to_string())
+        let (status, code) = match &self {
+            MonitorError::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFound"),
+            _ => (StatusCode::BAD_REQUEST, "BadRequest"),
+        };
+        (
+            status,
+            Json(json!({ "code": code, "message": self.to_string() })),
+        )
+            .into_response()
     }
+}
+
+fn bad_request(message: impl Into<String>) -> MonitorError {
+    MonitorError::BadRequest(message.into())
 }
 
 fn ts(ms: i64) -> String {
@@ -60,8 +70,12 @@ fn ts(ms: i64) -> String {
 }
 
 /// The endpoint's ARM id and region, or a flat 404; also checks api-version and metricnamespace.
-fn resolve(state: &AppState, p: &EpPath, q: &Params) -> Result<(EndpointKey, String), Response> {
-    q.check_api_version().map_err(IntoResponse::into_response)?;
+fn resolve(
+    state: &AppState,
+    p: &EpPath,
+    q: &Params,
+) -> Result<(EndpointKey, String), MonitorError> {
+    q.check_api_version()?;
     if let Some(ns) = q.get("metricnamespace")
         && !ns.eq_ignore_ascii_case(NAMESPACE)
     {
@@ -70,13 +84,9 @@ fn resolve(state: &AppState, p: &EpPath, q: &Params) -> Result<(EndpointKey, Str
         )));
     }
     let store = state.store();
-    let ep = store.endpoint(&p.key(), &p.ep).ok_or_else(|| {
-        flat(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
-            format!("online endpoint {} was not found", p.ep),
-        )
-    })?;
+    let ep = store
+        .endpoint(&p.key(), &p.ep)
+        .ok_or_else(|| MonitorError::NotFound(format!("online endpoint {} was not found", p.ep)))?;
     let key = EndpointKey {
         ws: ep.ws.clone(),
         endpoint: ep.name.clone(),
@@ -104,7 +114,7 @@ pub async fn metric_definitions(
     let q = Params::parse(raw.as_deref());
     let (key, _) = match resolve(&state, &p, &q) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let config = state.config.metrics;
     let id = key.ws.endpoint_id(&key.endpoint);
@@ -163,12 +173,10 @@ struct Plan {
     order_by: Option<(Aggregation, bool)>,
 }
 
-fn plan(q: &Params, grain: Duration, now: DateTime<Utc>) -> Result<Plan, Response> {
-    let (start, end) = parse_timespan(q.get("timespan"), now).map_err(|e| e.into_response())?;
+fn plan(q: &Params, grain: Duration, now: DateTime<Utc>) -> Result<Plan, MonitorError> {
+    let (start, end) = parse_timespan(q.get("timespan"), now)?;
     let grain_ms = i64::try_from(grain.as_millis()).unwrap_or(i64::MAX);
-    let auto = q
-        .flag("AutoAdjustTimegrain", false)
-        .map_err(|e| e.into_response())?;
+    let auto = q.flag("AutoAdjustTimegrain", false)?;
     let full = match q.get("interval") {
         None => false,
         Some(i) if i.eq_ignore_ascii_case("FULL") => true,
@@ -192,7 +200,7 @@ fn plan(q: &Params, grain: Duration, now: DateTime<Utc>) -> Result<Plan, Respons
         )));
     }
     let clauses = match q.get("$filter").filter(|f| !f.trim().is_empty()) {
-        Some(f) => Some(parse_filter(f).map_err(|e| e.into_response())?),
+        Some(f) => Some(parse_filter(f)?),
         None => None,
     };
     let top = match q.get("top") {
@@ -216,14 +224,12 @@ fn plan(q: &Params, grain: Duration, now: DateTime<Utc>) -> Result<Plan, Respons
         from,
         end,
         full,
-        aggregations: parse_aggregations(q.get("aggregation")).map_err(|e| e.into_response())?,
+        aggregations: parse_aggregations(q.get("aggregation"))?,
         clauses,
-        validate: q
-            .flag("ValidateDimensions", true)
-            .map_err(|e| e.into_response())?,
+        validate: q.flag("ValidateDimensions", true)?,
         metadata,
         top,
-        order_by: parse_order_by(q.get("orderby")).map_err(|e| e.into_response())?,
+        order_by: parse_order_by(q.get("orderby"))?,
     })
 }
 
@@ -236,7 +242,7 @@ pub async fn metrics(
     let q = Params::parse(raw.as_deref());
     let (key, region) = match resolve(&state, &p, &q) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let names = q.get("metricnames").unwrap_or_default();
     let names: Vec<&str> = names
@@ -245,12 +251,14 @@ pub async fn metrics(
         .filter(|n| !n.is_empty())
         .collect();
     if names.is_empty() {
-        return bad_request("metricnames is required by the sandbox (it has no default metric)");
+        return bad_request("metricnames is required by the sandbox (it has no default metric)")
+            .into_response();
     }
     if names.len() > MAX_METRIC_NAMES {
         return bad_request(format!(
             "at most {MAX_METRIC_NAMES} metricnames per request"
-        ));
+        ))
+        .into_response();
     }
     let mut defs = Vec::new();
     for n in &names {
@@ -262,7 +270,8 @@ pub async fn metrics(
                     "Failed to find metric configuration for provider: Microsoft.MachineLearningServices, \
                      resource Type: workspaces/onlineEndpoints, metric: {n}, Valid metrics: {}",
                     valid.join(",")
-                ));
+                ))
+                .into_response();
             }
         }
     }
@@ -270,7 +279,7 @@ pub async fn metrics(
     let config = state.config.metrics;
     let plan = match plan(&q, config.grain, now) {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let lag_ms = i64::try_from(config.lag.as_millis()).unwrap_or(i64::MAX);
     let grain_ms = i64::try_from(config.grain.as_millis()).unwrap_or(i64::MAX);
@@ -282,7 +291,7 @@ pub async fn metrics(
     for def in defs {
         match metric(def, &store, &key, &plan, published_before, grain_ms) {
             Ok(m) => value.push(m),
-            Err(e) => return e,
+            Err(e) => return e.into_response(),
         }
     }
     drop(store);
@@ -312,7 +321,7 @@ fn metric(
     plan: &Plan,
     published_before: i64,
     grain_ms: i64,
-) -> Result<Value, Response> {
+) -> Result<Value, MonitorError> {
     let mut sel: Selection<'_> = Vec::new();
     for clause in plan.clauses.iter().flatten() {
         let Some(dim) = def.dimension(&clause.dimension) else {

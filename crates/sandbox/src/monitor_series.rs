@@ -167,7 +167,7 @@ fn key_of(sel: &Selection<'_>, cell: &CellKey) -> Option<SeriesKey> {
     sel.iter()
         .map(|(dim, clause)| {
             let v = dim_value(dim, cell);
-            clause.matches(&v).then(|| (*dim, v))
+            clause.matches(&v).then_some((*dim, v))
         })
         .collect()
 }
