@@ -5,6 +5,8 @@ mod sandbox_contract;
 mod sandbox_data_plane;
 mod sandbox_faults;
 mod sandbox_lifecycle;
+mod sandbox_metrics;
+mod sandbox_metrics_monitor;
 mod sandbox_rolling_update;
 mod sandbox_rules;
 mod sandbox_sdk_surface;

@@ -44,6 +44,15 @@ pub struct SandboxArgs {
     /// Endpoints stay in memory.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<std::path::PathBuf>,
+    /// The Azure Monitor time grain of the data-plane metrics (whole seconds; Azure has PT1M only).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub metrics_grain: Duration,
+    /// How long after a metrics bucket closes the Azure Monitor API shows it (publication lag).
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub metrics_lag: Duration,
+    /// How long metrics buckets (and idle Prometheus series) are kept.
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    pub metrics_retention: Duration,
 }
 
 /// `--retry-after`: whole seconds, or `None` for "send no Retry-After header".
@@ -72,6 +81,9 @@ impl std::fmt::Debug for SandboxArgs {
             .field("retry_after", &self.retry_after)
             .field("tls_cert", &self.tls_cert)
             .field("state_dir", &self.state_dir)
+            .field("metrics_grain", &self.metrics_grain)
+            .field("metrics_lag", &self.metrics_lag)
+            .field("metrics_retention", &self.metrics_retention)
             .finish()
     }
 }
@@ -89,6 +101,11 @@ impl SandboxArgs {
             tenant_id: self.tenant_id,
             retry_after: self.retry_after,
             tls_cert: self.tls_cert,
+            metrics: MetricsConfig {
+                grain: self.metrics_grain,
+                lag: self.metrics_lag,
+                retention: self.metrics_retention,
+            },
         }
     }
 }
@@ -108,6 +125,59 @@ pub struct SandboxConfig {
     pub retry_after: RetryAfter,
     /// When set, serve HTTPS and write the self-signed certificate (PEM) here.
     pub tls_cert: Option<PathBuf>,
+    /// The data-plane metrics knobs (grain, publication lag, retention).
+    pub metrics: MetricsConfig,
+}
+
+/// The data-plane metrics knobs (docs/sandbox.md, "Metrics").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// The bucket width and the one time grain the Azure Monitor API serves and advertises
+    /// (default 1 min, the only grain Azure ML's metrics have [MON R17]).
+    pub grain: Duration,
+    /// A bucket appears in the Azure Monitor API this long after it closes (default 120 s,
+    /// [MON R18 emu]).
+    pub lag: Duration,
+    /// Buckets older than this are dropped, and Prometheus series idle this long vanish.
+    pub retention: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            grain: Duration::from_secs(60),
+            lag: Duration::from_secs(120),
+            retention: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+/// At most this many buckets per endpoint are kept (retention / grain).
+pub const MAX_METRIC_BUCKETS: u64 = 10_080;
+
+impl MetricsConfig {
+    fn validate(&self) -> Result<(), String> {
+        let grain = self.grain.as_secs();
+        if self.grain.subsec_nanos() != 0 || grain == 0 || grain > 86_400 {
+            return Err(format!(
+                "metrics grain must be a whole number of seconds from 1s to 1d, got {:?}",
+                self.grain
+            ));
+        }
+        if self.retention < self.grain {
+            return Err("metrics retention must be at least one grain".into());
+        }
+        if self.retention.as_secs() / grain > MAX_METRIC_BUCKETS {
+            return Err(format!(
+                "metrics retention / grain must be at most {MAX_METRIC_BUCKETS} buckets, got {}",
+                self.retention.as_secs() / grain
+            ));
+        }
+        if self.lag > self.retention {
+            return Err("metrics lag must not exceed the retention".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for SandboxConfig {
@@ -123,6 +193,7 @@ impl Default for SandboxConfig {
             tenant_id: None,
             retry_after: Some(1),
             tls_cert: None,
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -140,6 +211,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("tenant_id", &self.tenant_id)
             .field("retry_after", &self.retry_after)
             .field("tls_cert", &self.tls_cert)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -155,6 +227,7 @@ pub(crate) struct Resolved {
     pub client_secret: String,
     pub tenant_id: String,
     pub retry_after: RetryAfter,
+    pub metrics: MetricsConfig,
 }
 
 impl Resolved {
@@ -169,7 +242,12 @@ impl Resolved {
                 "location must not be empty".into(),
             ));
         }
+        config
+            .metrics
+            .validate()
+            .map_err(super::SandboxError::Config)?;
         Ok(Resolved {
+            metrics: config.metrics,
             provisioning_delay: config.provisioning_delay,
             startup_delay: config.startup_delay,
             location: config.location.clone(),
@@ -255,6 +333,7 @@ mod tests {
         assert_eq!(config.location, "westus2");
         assert_eq!((config.page_size, config.retry_after), (50, Some(1)));
         assert_eq!(config.tls_cert, None);
+        assert_eq!(config.metrics, MetricsConfig::default());
         let none = Cli::try_parse_from(["sandbox", "--retry-after", "none"]).unwrap();
         assert_eq!(none.args.retry_after, None);
         assert!(Cli::try_parse_from(["sandbox", "--retry-after", "soon"]).is_err());
@@ -268,12 +347,18 @@ mod tests {
             "s3cret",
             "--page-size",
             "7",
+            "--metrics-grain",
+            "1s",
+            "--metrics-lag",
+            "0s",
         ])
         .unwrap();
         assert!(!format!("{:?}", cli.args).contains("s3cret"));
         let config = cli.args.into_config();
         assert_eq!(config.provisioning_delay, Duration::from_millis(150));
         assert_eq!(config.page_size, 7);
+        assert_eq!(config.metrics.grain, Duration::from_secs(1));
+        assert_eq!(config.metrics.lag, Duration::ZERO);
         assert!(Cli::try_parse_from(["sandbox", "--provisioning-delay", "soon"]).is_err());
     }
 
@@ -289,5 +374,30 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn metrics_knobs_outside_their_bounds_are_refused() {
+        let with = |grain: u64, lag: u64, retention: u64| SandboxConfig {
+            metrics: MetricsConfig {
+                grain: Duration::from_millis(grain),
+                lag: Duration::from_millis(lag),
+                retention: Duration::from_millis(retention),
+            },
+            ..Default::default()
+        };
+        assert!(Resolved::new(&with(1000, 0, 7_200_000)).is_ok());
+        for (grain, lag, retention) in [
+            (0, 0, 60_000),
+            (1500, 0, 60_000),
+            (60_000, 0, 1000),
+            (1000, 0, 86_400_000),
+            (1000, 120_000, 60_000),
+        ] {
+            let Err(err) = Resolved::new(&with(grain, lag, retention)) else {
+                panic!("{grain} {lag} {retention} must be refused");
+            };
+            assert!(err.to_string().contains("metrics"), "{err}");
+        }
     }
 }

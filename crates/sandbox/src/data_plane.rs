@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{self, Audience};
+use super::metrics::{EndpointKey, Observation};
 use super::state::{AuthMode, Deployment, WorkspaceKey};
 
 pub const DEPLOYMENT_HEADER: &str = "azureml-model-deployment";
@@ -153,6 +154,8 @@ struct Decision {
     latency: Duration,
     model: String,
     mirrored_to: Option<(String, bool)>,
+    /// The mirrored copy's answer status and injected latency, for the metrics.
+    mirror_outcome: Option<(u16, Duration)>,
 }
 
 /// `POST /inference/{sub}/{rg}/{ws}/{ep}/score`.
@@ -162,6 +165,8 @@ pub async fn score(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = state.clock.now();
+    // Refusals (401, 403, 404) never reach a deployment: they are not in the metrics.
     if let Err(refusal) = authorize(&state, &p, &headers) {
         return refusal.into_response();
     }
@@ -243,6 +248,19 @@ pub async fn score(
                 .is_some_and(|dep| serving_model(dep, never_ready(&d), now).is_some());
             (d, ok)
         });
+        // Metrics [MON R22: doc-silent]: the sandbox counts a mirrored copy for the mirror
+        // deployment, with that deployment's injected latency and error rate.
+        let mirror_outcome = mirrored_to.as_ref().map(|(d, ok)| {
+            let fault = store.faults.get_mut(&(p.ep.clone(), d.clone()));
+            let latency = Duration::from_millis(fault.as_ref().map_or(0, |f| f.latency_ms));
+            let fails = *ok && fault.is_some_and(|f| f.next_fails());
+            let status = match (ok, fails) {
+                (false, _) => 503,
+                (true, true) => 500,
+                (true, false) => 200,
+            };
+            (status, latency)
+        });
         let fault = store.faults.get_mut(&(p.ep.clone(), chosen.clone()));
         let latency = Duration::from_millis(fault.as_ref().map_or(0, |f| f.latency_ms));
         let fails = ready && fault.is_some_and(|f| f.next_fails());
@@ -253,6 +271,7 @@ pub async fn score(
             latency,
             model,
             mirrored_to,
+            mirror_outcome,
         }
     };
     {
@@ -303,7 +322,40 @@ pub async fn score(
     if let Ok(v) = HeaderValue::from_str(&decision.deployment) {
         response.headers_mut().insert(DEPLOYMENT_HEADER, v);
     }
+    record(&state, &p, &decision, response.status().as_u16(), started);
     response
+}
+
+/// Records the answered request (and its mirrored copy) in the metrics store.
+fn record(state: &AppState, p: &ScorePath, decision: &Decision, status: u16, started: Instant) {
+    let endpoint = EndpointKey {
+        ws: p.key(),
+        endpoint: p.ep.clone(),
+    };
+    let now = state.clock.now();
+    let mut metrics = state.metrics();
+    metrics.record(&Observation {
+        endpoint: &endpoint,
+        deployment: &decision.deployment,
+        status,
+        // No container answered an unready deployment's request.
+        model_status: if decision.ready { status } else { 0 },
+        latency: now.saturating_duration_since(started),
+        at: state.clock.utc(now),
+    });
+    if let (Some((mirror, _)), Some((status, latency))) =
+        (&decision.mirrored_to, decision.mirror_outcome)
+    {
+        metrics.record(&Observation {
+            endpoint: &endpoint,
+            deployment: mirror,
+            status,
+            model_status: if status == 503 { 0 } else { status },
+            latency,
+            // The copy is sent when the request arrives and completes after its latency.
+            at: state.clock.utc(started + latency),
+        });
+    }
 }
 
 /// `GET /inference/{sub}/{rg}/{ws}/{ep}/swagger.json`: a minimal OpenAPI document.

@@ -6,7 +6,9 @@
 //! settlement), `rules` / `deployment_input` (validation), `shapes` (response bodies), `lro`
 //! (operations), `clock` (the one time source), `arm_endpoints` / `arm_deployments` / `paging`
 //! (control plane), `auth` (tokens),
-//! `data_plane` / `routing` (scoring), `workspace` (the workspace GET), `faults`, `journal`,
+//! `data_plane` / `routing` (scoring), `metrics` (the data plane's request metrics) with its
+//! views `prometheus` (`/metrics`) and `monitor` / `monitor_query` / `monitor_series` (the Azure
+//! Monitor metrics API), `workspace` (the workspace GET), `faults`, `journal`,
 //! `net` / `tls` (listeners).
 
 mod arm_deployments;
@@ -20,8 +22,13 @@ mod error;
 mod faults;
 mod journal;
 mod lro;
+mod metrics;
+mod monitor;
+mod monitor_query;
+mod monitor_series;
 mod net;
 mod paging;
+mod prometheus;
 mod routing;
 mod rules;
 mod server;
@@ -31,7 +38,7 @@ mod state_dir;
 mod tls;
 mod workspace;
 
-pub use config::{SandboxArgs, SandboxConfig, SandboxCredentials};
+pub use config::{MetricsConfig, SandboxArgs, SandboxConfig, SandboxCredentials};
 pub use error::SandboxError;
 pub use server::{Sandbox, SandboxHandle};
 

@@ -20,10 +20,11 @@ use super::error::{ArmError, SandboxError};
 use super::faults::{self, ControlRule};
 use super::journal::{self, Journal};
 use super::lro::{self, Operation};
+use super::metrics::MetricsStore;
 use super::net::{ConnHandle, KillableListener};
 use super::shapes::{self, RenderCtx};
 use super::state::{Store, Target};
-use super::{arm_deployments, arm_endpoints, data_plane, tls, workspace};
+use super::{arm_deployments, arm_endpoints, data_plane, monitor, prometheus, tls, workspace};
 
 /// api-versions served ([AML §0]: 2025-12-01 and the older stable ones), plus the preview
 /// versions that Microsoft's azure-ai-ml SDK (1.x, `MLClient`) pins by default: online endpoints
@@ -49,6 +50,7 @@ pub(crate) struct Shared {
     tokens: Mutex<TokenStore>,
     rules: Mutex<Vec<ControlRule>>,
     journal: Mutex<Journal>,
+    metrics: Mutex<MetricsStore>,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -71,6 +73,11 @@ impl Shared {
 
     pub fn journal(&self) -> MutexGuard<'_, Journal> {
         lock(&self.journal)
+    }
+
+    /// The data plane's metrics (see `metrics`).
+    pub fn metrics(&self) -> MutexGuard<'_, MetricsStore> {
+        lock(&self.metrics)
     }
 
     pub fn issue_token(&self, audience: Audience) -> String {
@@ -229,7 +236,36 @@ fn router(state: AppState) -> Router {
             journal::record_requests,
         ));
 
+    // [MON R1, R2]: Azure Monitor on the endpoint resource, with its own api-version
+    // (2023-10-01, checked by the handlers) and the same ARM bearer token.
+    let mut monitor_routes = Router::new();
+    for provider in ["Microsoft.Insights", "microsoft.insights"] {
+        monitor_routes = monitor_routes
+            .route(
+                &format!("{ep}/providers/{provider}/metrics"),
+                get(monitor::metrics),
+            )
+            .route(
+                &format!("{ep}/providers/{provider}/metricDefinitions"),
+                get(monitor::metric_definitions),
+            );
+    }
+    let monitor_routes = monitor_routes
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_arm_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults::apply_rules,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            journal::record_requests,
+        ));
+
     let public = Router::new()
+        .route("/metrics", get(prometheus::get_metrics))
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token_endpoint))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
@@ -255,6 +291,7 @@ fn router(state: AppState) -> Router {
             get(journal::get_log).delete(journal::clear_log),
         )
         .route("/_sandbox/stats", get(journal::get_stats))
+        .route("/_sandbox/metrics", get(monitor::sandbox_metrics_info))
         .route(
             "/_sandbox/faults",
             get(faults::get_faults)
@@ -267,6 +304,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .merge(introspection)
         .merge(public)
+        .merge(monitor_routes)
         .merge(arm_routes)
         .with_state(state)
 }
@@ -294,6 +332,7 @@ impl Sandbox {
         let base_url = format!("{scheme}://{addr}");
         let credentials = SandboxCredentials::from_resolved(&resolved);
         let clock = Clock::new();
+        let resolved_metrics = resolved.metrics;
         let shared = Arc::new(Shared {
             config: resolved,
             base_url: base_url.clone(),
@@ -302,6 +341,7 @@ impl Sandbox {
             tokens: Mutex::new(TokenStore::default()),
             rules: Mutex::new(Vec::new()),
             journal: Mutex::new(Journal::default()),
+            metrics: Mutex::new(MetricsStore::new(resolved_metrics)),
         });
         let app = router(shared).into_make_service_with_connect_info::<ConnHandle>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

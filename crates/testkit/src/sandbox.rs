@@ -10,6 +10,8 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 pub const API: &str = "2025-12-01";
+/// The Azure Monitor metrics api-version [MON R1].
+pub const MONITOR_API: &str = "2023-10-01";
 pub const SUB: &str = "00000000-0000-0000-0000-000000000000";
 
 /// The public-cloud ARM scope the sandbox emulates.
@@ -248,6 +250,66 @@ impl Env {
             .json()
             .await
             .unwrap()
+    }
+
+    /// The endpoint's scoring URL and primary key.
+    pub async fn scoring(&self, ep: &str) -> (String, String) {
+        let body = self.get_json(&self.ep_url(ep)).await;
+        let keys: Value = self
+            .post(&format!("{}/listKeys", self.ep_url(ep)), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (
+            body["properties"]["scoringUri"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            keys["primaryKey"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// One scoring request, pinned to `deployment` when given.
+    pub async fn score(&self, url: &str, key: &str, deployment: Option<&str>) -> Response {
+        let mut req = self
+            .http
+            .post(url)
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(r#"{"data": [[1, 2, 3]]}"#);
+        if let Some(d) = deployment {
+            req = req.header("azureml-model-deployment", d);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `GET {endpoint}/providers/Microsoft.Insights/{what}?api-version=2023-10-01&{query}`
+    /// (`what`: `metrics` or `metricDefinitions`) with the ARM token.
+    pub async fn monitor(&self, ep: &str, what: &str, query: &[(&str, &str)]) -> Response {
+        self.http
+            .get(format!(
+                "{}/providers/Microsoft.Insights/{what}",
+                self.ep_url(ep)
+            ))
+            .query(&[("api-version", MONITOR_API)])
+            .query(query)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The Prometheus exposition of `GET /metrics`.
+    pub async fn prometheus_text(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.text().await.unwrap()
     }
 
     pub async fn add_fault(&self, fault: Value) {
