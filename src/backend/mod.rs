@@ -13,6 +13,8 @@ pub use config::{BackendConfig, BackendConfigError, BackendSettings, CredentialV
 pub use flightdeck_azureml as azureml;
 pub use flightdeck_core::backend::*;
 pub use flightdeck_kubernetes as kubernetes;
+/// The Prometheus metrics provider for rollout gates (Azure Monitor's is `azureml::monitor`).
+pub use flightdeck_prometheus as prometheus;
 
 /// The profile of the `state_file` target (the in-memory platform persisted to a file): it
 /// emulates Azure ML's semantics (create-only fields, the image inside the environment,

@@ -174,11 +174,15 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// Parses an ARM error body [AML §4.1] into (code, message); falls back to the raw text.
+/// Parses an ARM error body into (code, message): wrapped `{"error": {code, message}}`
+/// [AML §4.1], else flat `{code, message}` (the common-types v1 `ErrorResponse` the metrics
+/// API declares, [MON R14]); falls back to the raw text.
 pub(crate) fn parse_arm_error(body: &[u8]) -> (String, String) {
     #[derive(serde::Deserialize)]
     struct Envelope {
         error: Option<Inner>,
+        #[serde(flatten)]
+        flat: Inner,
     }
     #[derive(serde::Deserialize)]
     struct Inner {
@@ -187,11 +191,18 @@ pub(crate) fn parse_arm_error(body: &[u8]) -> (String, String) {
         #[serde(default)]
         message: Option<String>,
     }
-    if let Ok(Envelope { error: Some(inner) }) = serde_json::from_slice::<Envelope>(body) {
-        return (
-            inner.code.unwrap_or_default(),
-            excerpt(&inner.message.unwrap_or_default(), MAX_MESSAGE),
-        );
+    if let Ok(envelope) = serde_json::from_slice::<Envelope>(body) {
+        let inner = match envelope.error {
+            Some(inner) => Some(inner),
+            None if envelope.flat.code.is_some() => Some(envelope.flat),
+            None => None,
+        };
+        if let Some(inner) = inner {
+            return (
+                inner.code.unwrap_or_default(),
+                excerpt(&inner.message.unwrap_or_default(), MAX_MESSAGE),
+            );
+        }
     }
     (
         String::new(),
@@ -209,6 +220,14 @@ mod tests {
         assert_eq!(
             parse_arm_error(body),
             ("BadArgument".into(), "traffic must sum to 100".into())
+        );
+        let flat = br#"{"code":"BadRequest","message":"Failed to find metric configuration"}"#;
+        assert_eq!(
+            parse_arm_error(flat),
+            (
+                "BadRequest".into(),
+                "Failed to find metric configuration".into()
+            )
         );
         assert_eq!(
             parse_arm_error(b"gateway down"),

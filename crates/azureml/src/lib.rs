@@ -13,6 +13,7 @@ mod iso;
 mod loopback;
 mod lro;
 mod mapping;
+pub mod monitor;
 mod profile;
 mod retry;
 mod shape;
@@ -33,6 +34,7 @@ pub use auth::{
 pub use error::AzureMlError;
 pub use flightdeck_core::retry::RetryPolicy;
 pub use loopback::{LoopbackEntraCredential, LoopbackGrant};
+pub use monitor::{AzureMonitorConfig, AzureMonitorProvider};
 
 use flightdeck_core::backend::{Backend, BackendError, StepDetail};
 use flightdeck_core::model::{AzureMlTarget, LiveState, Weights};
@@ -91,6 +93,28 @@ fn check_name(kind: &str, name: &str) -> Result<(), AzureMlError> {
     }
 }
 
+/// The target's fields go into ARM paths; the ARM endpoint must be http(s).
+fn check_target(target: &AzureMlTarget, arm_endpoint: &Url) -> Result<(), AzureMlError> {
+    for (field, value) in [
+        ("subscription_id", &target.subscription_id),
+        ("resource_group", &target.resource_group),
+        ("workspace", &target.workspace),
+        ("location", &target.location),
+    ] {
+        if value.trim().is_empty() || value.contains(['/', '?', '#']) {
+            return Err(AzureMlError::Config(format!(
+                "azureml target {field} {value:?} must be non-empty without '/', '?' or '#'"
+            )));
+        }
+    }
+    if !matches!(arm_endpoint.scheme(), "http" | "https") {
+        return Err(AzureMlError::Config(format!(
+            "ARM endpoint {arm_endpoint} must be an http(s) URL"
+        )));
+    }
+    Ok(())
+}
+
 pub struct AzureMlBackend {
     client: ArmClient,
     target: AzureMlTarget,
@@ -105,24 +129,7 @@ impl AzureMlBackend {
         config: AzureMlConfig,
         credential: Arc<dyn TokenSource>,
     ) -> Result<Self, AzureMlError> {
-        for (field, value) in [
-            ("subscription_id", &target.subscription_id),
-            ("resource_group", &target.resource_group),
-            ("workspace", &target.workspace),
-            ("location", &target.location),
-        ] {
-            if value.trim().is_empty() || value.contains(['/', '?', '#']) {
-                return Err(AzureMlError::Config(format!(
-                    "azureml target {field} {value:?} must be non-empty without '/', '?' or '#'"
-                )));
-            }
-        }
-        if !matches!(config.arm_endpoint.scheme(), "http" | "https") {
-            return Err(AzureMlError::Config(format!(
-                "ARM endpoint {} must be an http(s) URL",
-                config.arm_endpoint
-            )));
-        }
+        check_target(target, &config.arm_endpoint)?;
         let scope = arm_scope(&config.arm_endpoint);
         let client = ArmClient::new(
             config.arm_endpoint,

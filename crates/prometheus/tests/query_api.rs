@@ -1,0 +1,407 @@
+//! The Prometheus provider against a fake query API on 127.0.0.1 answering recorded,
+//! contract-shaped envelopes (`tests/fixtures/`, [PROM P3], [PROM P4]): the queries it sends,
+//! no data (empty result, NaN), error envelopes (400, 422, 503), throttling, the bearer token.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use flightdeck_core::metrics::{MetricsProvider, MetricsRequest, Signal, Window};
+use flightdeck_prometheus::{
+    PrometheusConfig, PrometheusProvider, QueryTemplates, RetryPolicy, Secret,
+};
+
+const ONE: &str = include_str!("fixtures/vector_one.json");
+const EMPTY: &str = include_str!("fixtures/vector_empty.json");
+const TWO_SERIES: &str = include_str!("fixtures/vector_two_series.json");
+const BAD_DATA: &str = include_str!("fixtures/error_bad_data.json");
+const EXECUTION: &str = include_str!("fixtures/error_execution.json");
+const TIMEOUT: &str = include_str!("fixtures/error_unavailable.json");
+const WARNINGS: &str = include_str!("fixtures/vector_with_warnings.json");
+
+/// One request the fake saw: the raw query string, its decoded `query` and `time`, headers.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    raw_query: String,
+    promql: String,
+    time: String,
+    headers: HeaderMap,
+}
+
+/// What the fake answers: status, `Retry-After`, body.
+type Answer = (u16, Option<u64>, String);
+type Script = Arc<dyn Fn(&Seen, usize) -> Answer + Send + Sync>;
+
+struct Fake {
+    url: url::Url,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Fake {
+    /// `script(request, n)` answers the n-th request (0-based).
+    async fn start(script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static) -> Fake {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state: (Arc<Mutex<Vec<Seen>>>, Script) = (seen.clone(), Arc::new(script));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url =
+            url::Url::parse(&format!("http://{}/prom/", listener.local_addr().unwrap())).unwrap();
+        let app = axum::Router::new().fallback(handle).with_state(state);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Fake {
+            url,
+            seen,
+            stop: Some(stop),
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn handle(
+    State((seen, script)): State<(Arc<Mutex<Vec<Seen>>>, Script)>,
+    req: Request,
+) -> Response {
+    let raw_query = req.uri().query().unwrap_or("").to_string();
+    let param = |name: &str| {
+        url::form_urlencoded::parse(raw_query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let request = Seen {
+        path: req.uri().path().to_string(),
+        promql: param("query"),
+        time: param("time"),
+        raw_query: raw_query.clone(),
+        headers: req.headers().clone(),
+    };
+    let n = {
+        let mut seen = seen.lock().unwrap();
+        seen.push(request.clone());
+        seen.len() - 1
+    };
+    let (status, retry_after, body) = script(&request, n);
+    let mut response = (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        body,
+    )
+        .into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", secs.to_string().parse().unwrap());
+    }
+    response
+}
+
+fn value(v: &str) -> Answer {
+    (200, None, ONE.replace("{value}", v))
+}
+
+fn fixture(status: u16, body: &str) -> Answer {
+    (status, None, body.to_string())
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+        ..RetryPolicy::default()
+    }
+}
+
+fn config(fake: &Fake) -> PrometheusConfig {
+    PrometheusConfig {
+        retry: fast_retry(),
+        ..PrometheusConfig::new(fake.url.clone(), "ml")
+    }
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn request(signals: &[Signal]) -> MetricsRequest {
+    MetricsRequest {
+        endpoint: "fraud".into(),
+        deployments: vec!["green".into(), "blue".into()],
+        signals: signals.to_vec(),
+        window: Window {
+            start: at("2026-11-30T10:00:00Z"),
+            end: at("2026-11-30T10:05:00Z"),
+        },
+    }
+}
+
+/// Answers like a server holding a canary at 10 % errors and a baseline at 1 %.
+fn canary(seen: &Seen, _: usize) -> Answer {
+    let green = seen.promql.contains(r#"destination_version="green""#);
+    match () {
+        _ if seen.promql.starts_with("histogram_quantile(0.99") => {
+            value(if green { "250" } else { "100" })
+        }
+        _ if seen.promql.starts_with("histogram_quantile(0.95") => {
+            value(if green { "+Inf" } else { "50" })
+        }
+        _ if seen.promql.contains("response_code") => value(if green { "0.1" } else { "0.01" }),
+        _ => value(if green { "200" } else { "1800" }),
+    }
+}
+
+#[tokio::test]
+async fn a_canary_with_errors_reads_its_error_rate_through_the_default_istio_queries() {
+    let fake = Fake::start(canary).await;
+    let provider = PrometheusProvider::new(config(&fake)).unwrap();
+
+    let readings = provider.read(&request(&Signal::ALL)).await.unwrap();
+    assert_eq!(readings["green"][&Signal::ErrorRate].value, Some(0.1));
+    assert_eq!(readings["blue"][&Signal::ErrorRate].value, Some(0.01));
+    assert_eq!(readings["green"][&Signal::Requests].value, Some(200.0));
+    assert_eq!(readings["blue"][&Signal::LatencyP99].value, Some(100.0));
+    // +Inf is a value (the quantile fell in the last bucket), not no data.
+    assert_eq!(
+        readings["green"][&Signal::LatencyP95].value,
+        Some(f64::INFINITY)
+    );
+
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 8, "one instant query per deployment and signal");
+    assert!(
+        seen.iter().all(|s| s.path == "/prom/api/v1/query"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s.time == "2026-11-30T10:05:00Z"),
+        "evaluated at the window's end"
+    );
+    let error_rate = &readings["green"][&Signal::ErrorRate];
+    let expected = r#"sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green",response_code=~"5.."}[300s])) / sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green"}[300s]))"#;
+    assert_eq!(error_rate.query, expected);
+    assert_eq!(error_rate.window, request(&[]).window);
+    assert!(
+        seen.iter().any(|s| s.promql == expected),
+        "the server got the query as rendered"
+    );
+}
+
+#[tokio::test]
+async fn an_overridden_template_gets_every_placeholder_substituted_and_url_encoded() {
+    let fake = Fake::start(|_, _| value("0.5")).await;
+    let templates = QueryTemplates {
+        error_rate: r#"sum(rate(http_total{ns="{namespace}",svc="{endpoint}",v="{deployment}",code=~"5.+"}[{window}])) / sum(rate(http_total{v="{deployment}"}[{window}]))"#.into(),
+        ..QueryTemplates::default()
+    };
+    let provider = PrometheusProvider::new(PrometheusConfig {
+        templates,
+        ..config(&fake)
+    })
+    .unwrap();
+    let mut req = request(&[Signal::ErrorRate]);
+    req.deployments = vec!["green".into()];
+    req.window.start = at("2026-11-30T09:55:00Z");
+
+    let readings = provider.read(&req).await.unwrap();
+    let expected = r#"sum(rate(http_total{ns="ml",svc="fraud",v="green",code=~"5.+"}[600s])) / sum(rate(http_total{v="green"}[600s]))"#;
+    assert_eq!(readings["green"][&Signal::ErrorRate].query, expected);
+    let seen = &fake.seen()[0];
+    assert_eq!(seen.promql, expected);
+    // On the wire: `+` and `/` and quotes percent-encoded, so the server decodes the same text.
+    for encoded in [
+        "%2B",
+        "%2F",
+        "%22ml%22",
+        "%7B",
+        "%5B600s%5D",
+        "time=2026-11-30T10%3A05%3A00Z",
+    ] {
+        assert!(
+            seen.raw_query.contains(encoded),
+            "{encoded} in {}",
+            seen.raw_query
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_empty_result_and_a_nan_are_no_data() {
+    let fake = Fake::start(|seen, _| {
+        if seen.promql.contains("response_code") {
+            value("NaN")
+        } else {
+            fixture(200, EMPTY)
+        }
+    })
+    .await;
+    let provider = PrometheusProvider::new(config(&fake)).unwrap();
+    let readings = provider
+        .read(&request(&[Signal::Requests, Signal::ErrorRate]))
+        .await
+        .unwrap();
+    for d in ["green", "blue"] {
+        assert_eq!(
+            readings[d][&Signal::Requests].value,
+            None,
+            "{d}: empty result"
+        );
+        assert_eq!(
+            readings[d][&Signal::ErrorRate].value,
+            None,
+            "{d}: NaN (0/0)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn warnings_do_not_change_the_value() {
+    let fake = Fake::start(|_, _| (200, None, WARNINGS.replace("{value}", "42"))).await;
+    let provider = PrometheusProvider::new(config(&fake)).unwrap();
+    let readings = provider
+        .read(&request(&[Signal::LatencyP99]))
+        .await
+        .unwrap();
+    assert_eq!(readings["blue"][&Signal::LatencyP99].value, Some(42.0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_with_retry_after_is_waited_out_then_the_answer_is_used() {
+    let fake = Fake::start(|_, n| match n {
+        0 => (429, Some(3), "too many requests".into()),
+        _ => value("0.25"),
+    })
+    .await;
+    let provider = PrometheusProvider::new(config(&fake)).unwrap();
+    let mut req = request(&[Signal::ErrorRate]);
+    req.deployments = vec!["green".into()];
+    // Paused time: the wait is virtual; the assertion is on what the client chose.
+    let started = tokio::time::Instant::now();
+    let readings = provider.read(&req).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(readings["green"][&Signal::ErrorRate].value, Some(0.25));
+    assert_eq!(fake.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn bad_data_and_execution_errors_fail_at_once_naming_the_deployment_and_signal() {
+    for (status, body, error_type) in [(400, BAD_DATA, "bad_data"), (422, EXECUTION, "execution")] {
+        let fake = Fake::start(move |_, _| fixture(status, body)).await;
+        let provider = PrometheusProvider::new(config(&fake)).unwrap();
+        let err = provider
+            .read(&request(&[Signal::ErrorRate]))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "endpoint fraud: deployment green: error_rate: {error_type}: "
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("prometheus answered {status}")),
+            "{text}"
+        );
+        assert!(!err.is_transient(), "{text}");
+        assert_eq!(fake.seen().len(), 1, "{status} is not retried");
+    }
+}
+
+#[tokio::test]
+async fn a_503_timeout_is_retried_then_reported_as_transient() {
+    let fake = Fake::start(|_, _| fixture(503, TIMEOUT)).await;
+    let provider = PrometheusProvider::new(config(&fake)).unwrap();
+    let err = provider
+        .read(&request(&[Signal::Requests]))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("timeout: query timed out"),
+        "{err}"
+    );
+    assert_eq!(fake.seen().len(), 3, "max_attempts tries");
+}
+
+#[tokio::test]
+async fn a_query_returning_several_series_is_refused_with_a_hint() {
+    let fake = Fake::start(|_, _| fixture(200, TWO_SERIES)).await;
+    let provider = PrometheusProvider::new(config(&fake)).unwrap();
+    let err = provider
+        .read(&request(&[Signal::ErrorRate]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("returned 2 series"), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn the_bearer_token_is_sent_and_never_shown() {
+    let fake = Fake::start(|_, _| fixture(400, BAD_DATA)).await;
+    let token = "prom-token-s3cret";
+    let cfg = PrometheusConfig {
+        bearer_token: Some(Secret::new(token)),
+        ..config(&fake)
+    };
+    assert!(!format!("{cfg:?}").contains(token));
+    let provider = PrometheusProvider::new(cfg).unwrap();
+    let err = provider
+        .read(&request(&[Signal::Requests]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        fake.seen()[0].headers.get("authorization").unwrap(),
+        &format!("Bearer {token}")
+    );
+    assert!(!err.to_string().contains(token) && !format!("{err:?}").contains(token));
+}
+
+#[tokio::test]
+async fn a_bad_template_or_url_is_refused_before_anything_is_sent() {
+    let fake = Fake::start(|_, _| value("1")).await;
+    let templates = QueryTemplates {
+        latency_p99: r#"max(x{v="{deploymnet}"})"#.into(),
+        ..QueryTemplates::default()
+    };
+    let err = PrometheusProvider::new(PrometheusConfig {
+        templates,
+        ..config(&fake)
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("query template for p99: unknown placeholder {deploymnet}"),
+        "{err}"
+    );
+    let with_password = url::Url::parse("http://u:p@127.0.0.1:9/").unwrap();
+    assert!(PrometheusProvider::new(PrometheusConfig::new(with_password, "ml")).is_err());
+    assert!(fake.seen().is_empty());
+}
