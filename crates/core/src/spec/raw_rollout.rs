@@ -222,7 +222,10 @@ fn policy(
 ) -> Option<RolloutPolicy> {
     let before = sink.out.len();
     let fields = sink.mapping(&e.key, &e.value, what, &ROLLOUT_POLICY)?;
-    let mut stages: Vec<(Stage, Loc<Duration>)> = Vec::new();
+    let mut stages: Vec<Stage> = Vec::new();
+    // Every bake that parsed, by stage number, valid stage or not: the policy-wide checks
+    // (max_bake, deadline, increasing weights) still run when one stage has other problems.
+    let mut bakes: Vec<(usize, Duration)> = Vec::new();
     match field(fields, "steps") {
         None => sink.error(e.key_pos, format!("{what} has no `steps`")),
         Some(steps) => {
@@ -236,23 +239,25 @@ fn policy(
                 let mut previous: Option<(usize, u32)> = None;
                 for (i, item) in items.iter().enumerate() {
                     let label = format!("{what} stage {}", i + 1);
-                    if let Some((s, bake, weight)) = stage(sink, item, &label, gated) {
-                        if let (Some(w), Some((n, prev))) = (&weight, previous)
-                            && w.value <= prev
-                        {
-                            sink.error(
-                                w.pos,
-                                format!(
-                                    "{label}: weight {} must be above stage {n}'s {prev} (weights only increase)",
-                                    w.value
-                                ),
-                            );
-                        }
-                        if let Some(w) = weight {
-                            previous = Some((i + 1, w.value));
-                        }
-                        stages.push((s, bake));
+                    let read = stage(sink, item, &label, gated);
+                    if let (Some(w), Some((n, prev))) = (&read.weight, previous)
+                        && w.value <= prev
+                    {
+                        sink.error(
+                            w.pos,
+                            format!(
+                                "{label}: weight {} must be above stage {n}'s {prev} (weights only increase)",
+                                w.value
+                            ),
+                        );
                     }
+                    if let Some(w) = &read.weight {
+                        previous = Some((i + 1, w.value));
+                    }
+                    if let Some(b) = read.bake {
+                        bakes.push((i + 1, b));
+                    }
+                    stages.extend(read.stage);
                 }
             }
         }
@@ -276,24 +281,22 @@ fn policy(
         .and_then(|k| sink.bool(k))
         .unwrap_or(true);
     if let Some(max) = &max_bake
-        && let Some((n, (_, bake))) = stages
+        && let Some((n, bake)) = bakes
             .iter()
-            .enumerate()
-            .filter(|(_, (_, b))| b.value > max.value)
-            .max_by_key(|(_, (_, b))| b.value)
+            .filter(|(_, b)| *b > max.value)
+            .max_by_key(|(_, b)| *b)
     {
         sink.error(
             max.pos,
             format!(
-                "{what}: max_bake {} is shorter than stage {}'s bake {}",
+                "{what}: max_bake {} is shorter than stage {n}'s bake {}",
                 humantime::format_duration(max.value),
-                n + 1,
-                humantime::format_duration(bake.value)
+                humantime::format_duration(*bake)
             ),
         );
     }
     if let Some(deadline) = &deadline {
-        let total: Duration = stages.iter().map(|(_, b)| b.value).sum();
+        let total: Duration = bakes.iter().map(|(_, b)| *b).sum();
         if deadline.value < total {
             sink.error(
                 deadline.pos,
@@ -306,7 +309,7 @@ fn policy(
         }
     }
     (sink.out.len() == before).then(|| RolloutPolicy {
-        steps: stages.into_iter().map(|(s, _)| s).collect(),
+        steps: stages,
         min_requests,
         max_bake: max_bake.map(|d| d.value),
         on_no_data,
@@ -316,15 +319,20 @@ fn policy(
     })
 }
 
-/// One stage: the stage, its bake with where it was written, and its weight (a weight stage).
-fn stage(
-    sink: &mut Sink<'_>,
-    node: &Node,
-    what: &str,
-    gated: &mut Vec<Pos>,
-) -> Option<(Stage, Loc<Duration>, Option<Loc<u32>>)> {
+/// One stage as read: the stage when it has no problem, and its bake and weight whenever they
+/// are valid on their own.
+#[derive(Default)]
+struct StageRead {
+    stage: Option<Stage>,
+    bake: Option<Duration>,
+    weight: Option<Loc<u32>>,
+}
+
+fn stage(sink: &mut Sink<'_>, node: &Node, what: &str, gated: &mut Vec<Pos>) -> StageRead {
     let before = sink.out.len();
-    let fields = sink.mapping("steps", node, what, &ROLLOUT_STAGE)?;
+    let Some(fields) = sink.mapping("steps", node, what, &ROLLOUT_STAGE) else {
+        return StageRead::default();
+    };
     let weight_entry = field(fields, "weight");
     let traffic_entry = field(fields, "traffic");
     let mut weight = None;
@@ -359,11 +367,12 @@ fn stage(
             None
         }
     };
-    if let Some(b) = &bake
-        && b.value.is_zero()
-    {
-        sink.error(b.pos, format!("{what}: bake must be longer than 0s"));
-    }
+    let bake = bake.filter(|b| {
+        if b.value.is_zero() {
+            sink.error(b.pos, format!("{what}: bake must be longer than 0s"));
+        }
+        !b.value.is_zero()
+    });
     let pause = field(fields, "pause")
         .and_then(|p| sink.bool(p))
         .unwrap_or(false);
@@ -391,16 +400,21 @@ fn stage(
             }
         }
     }
-    let (target, bake) = (target?, bake?);
-    (sink.out.len() == before).then(|| {
-        let stage = Stage {
+    let bake = bake.map(|b| b.value);
+    let stage = match (target, bake) {
+        (Some(target), Some(bake)) if sink.out.len() == before => Some(Stage {
             target,
-            bake: bake.value,
+            bake,
             pause,
             gates,
-        };
-        (stage, bake, weight)
-    })
+        }),
+        _ => None,
+    };
+    StageRead {
+        stage,
+        bake,
+        weight,
+    }
 }
 
 /// A `traffic:` stage: deployment weights 0..=100 that sum to 100.
