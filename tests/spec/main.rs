@@ -4,4 +4,5 @@ mod golden_plans;
 mod plan_properties;
 mod spec_errors;
 mod spec_load;
+mod spec_rollout;
 mod spec_schemas;

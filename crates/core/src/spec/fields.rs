@@ -64,6 +64,10 @@ pub enum Ty {
     Quantities,
     /// A list of the setting names `drift.ignore` accepts: every compared field.
     DriftNames,
+    /// A duration as `humantime` reads it: `30s`, `5m`, `1h 30m`.
+    Duration,
+    /// Free keys, each value of this type (`rollout.endpoints`).
+    Map(&'static Ty),
 }
 
 /// One field of a mapping.
@@ -521,6 +525,8 @@ pub static ENVIRONMENT: Obj = file_obj(
         f("drift", Ty::Object(&DRIFT)),
         f("tests", Ty::MapOf(&TEST))
             .doc("Keyed by endpoint, endpoint/deployment (wins) or * (all)."),
+        f("rollout", Ty::Object(&ROLLOUT))
+            .doc("Progressive rollouts: staged weights, bakes, pauses and metric gates."),
     ],
     "environment.yaml: where an environment lives and its policies.",
 );
@@ -578,6 +584,76 @@ pub static TEST: Obj = obj(&[
         .req(),
     f("expect_status", Ty::Int(100, Some(599))).doc("Expected HTTP status; any 2xx when absent."),
     f("expect_body_contains", Ty::Str),
+]);
+
+// --- rollout: (environment.yaml). Per-endpoint policies live here, keyed by endpoint like
+// `tests`, not in the endpoint files: those are still fed to `az ml`, whose schemas refuse
+// unknown keys.
+
+/// `<signal> <op> <value>` (`spec::gate_expr` is the full grammar; the schema checks the shape).
+pub const GATE_PATTERN: &str = "^\\s*(error_rate|p95|p99|requests)\\s*(<=|<|>=)\\s*\\S.*$";
+
+pub static ROLLOUT: Obj = Obj {
+    fields: &[
+        f("metrics", Ty::Object(&ROLLOUT_METRICS))
+            .doc("Where gates read metrics; required when any stage has gates."),
+        f("default", Ty::Object(&ROLLOUT_POLICY))
+            .doc("The policy of every endpoint without an override."),
+        f(
+            "endpoints",
+            Ty::Map(&Ty::AnyOf(&[Ty::Object(&ROLLOUT_POLICY), Ty::Enum(&["none"])])),
+        )
+        .doc("Keyed by endpoint: a whole policy replacing the default, or `none` (no staged rollout)."),
+    ],
+    schema_key: false,
+    exactly_one: false,
+    doc: "",
+};
+
+pub static ROLLOUT_METRICS: Obj = obj(&[
+    f("provider", Ty::Enum(&["azure_monitor", "prometheus"])).req(),
+    f("ingestion_delay", Ty::Duration)
+        .doc("azure_monitor: metric buckets younger than this are not judged; default 3m."),
+    f("base_url", Ty::Pattern("^https?://"))
+        .doc("azure_monitor: the ARM base URL, when not the target's."),
+    f("url", Ty::Pattern("^https?://")).doc("prometheus (required): the server's base URL."),
+    f("queries", Ty::Object(&PROMETHEUS_QUERIES))
+        .doc("prometheus: PromQL templates by signal, replacing the Istio defaults."),
+    f("token_env", Ty::Pattern(ENV_NAME_PATTERN))
+        .doc("prometheus: the environment variable holding a bearer token."),
+]);
+
+const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+pub static PROMETHEUS_QUERIES: Obj = obj(&[
+    f("error_rate", Ty::Str),
+    f("p95", Ty::Str),
+    f("p99", Ty::Str),
+    f("requests", Ty::Str),
+]);
+
+const ON_FAILURE: &[&str] = &["rollback", "pause"];
+
+pub static ROLLOUT_POLICY: Obj = obj(&[
+    f("steps", Ty::List(&Ty::Object(&ROLLOUT_STAGE)))
+        .doc("The stages in order; the declared traffic is the last stage, after these.")
+        .req(),
+    f("min_requests", Ty::Int(0, None))
+        .doc("Below this many candidate requests in a window, gates do not judge and the bake is extended."),
+    f("max_bake", Ty::Duration).doc("The longest a stage bakes waiting for min_requests."),
+    f("on_no_data", Ty::Enum(ON_FAILURE)).doc("When max_bake passes with too little data; default rollback."),
+    f("on_failure", Ty::Enum(ON_FAILURE)).doc("When a gate fails or the deadline passes; default rollback."),
+    f("deadline", Ty::Duration).doc("The longest a whole rollout may take, from its first shift."),
+    f("keep_failed", Ty::Bool).doc("Keep a rolled-back candidate deployment (default true)."),
+]);
+
+pub static ROLLOUT_STAGE: Obj = obj(&[
+    f("weight", Ty::Int(1, Some(99))).doc("The candidate's weight in percent (or traffic)."),
+    f("traffic", Ty::Weights(100)).doc("A whole traffic map summing to 100 (or weight)."),
+    f("bake", Ty::Duration).doc("How long to hold the stage before judging its gates.").req(),
+    f("pause", Ty::Bool).doc("Wait for `flightdeck rollout resume` after the stage passed."),
+    f("gates", Ty::List(&Ty::Pattern(GATE_PATTERN)))
+        .doc("`<signal> <op> <value>`: error_rate < 2%, p99 < 250ms, requests >= 100, p99 < 1.2x baseline."),
 ]);
 
 #[cfg(test)]

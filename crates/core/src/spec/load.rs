@@ -10,7 +10,7 @@ use super::paths::inside_environment;
 use super::raw_deployment::RawDeployment;
 use super::raw_endpoint::{RawEndpoint, RawFile, endpoint_or_deployment};
 use super::raw_environment::{RawTest, environment as raw_environment};
-use super::validate::{self, test_key_problem};
+use super::validate::{self, rollout_key_problem, test_key_problem};
 use super::yaml::{self, Node, Pos};
 use crate::model::{DesiredState, Endpoint, Environment, TestSpec};
 use crate::plan::profile::{NEUTRAL, ProfileOf};
@@ -201,6 +201,13 @@ fn environment_into(
         &mut endpoints,
         out,
     );
+    if !incomplete {
+        for (key, pos) in &raw_env.rollout.overrides {
+            if let Some(problem) = rollout_key_problem(key, &endpoints) {
+                out.push(Diagnostic::new(&raw_env.path, *pos, problem));
+            }
+        }
+    }
     if let Some(crate::model::Target::AzureMl(azure)) = &target
         && profile.values.workspace_asset_ids
     {
@@ -211,7 +218,7 @@ fn environment_into(
             name: name?.value.clone(),
             target: target?,
             drift: raw_env.drift,
-            rollout: Default::default(),
+            rollout: raw_env.rollout.settings,
         },
         endpoints,
     })

@@ -1,4 +1,5 @@
-//! Stage one for `environment.yaml`: name, target, drift policy and pre-traffic tests.
+//! Stage one for `environment.yaml`: name, target, drift policy, pre-traffic tests and the
+//! rollout section (`raw_rollout`).
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use super::fields::{
     drift_names,
 };
 use super::located::{Loc, field, suggestion};
+use super::raw_rollout::{RawRollout, rollout};
 use super::yaml::{Entry, Node, Pos};
 use crate::model::{AzureMlTarget, DriftMode, DriftPolicy, KubernetesTarget, Router, Target};
 
@@ -28,6 +30,7 @@ pub(crate) struct RawEnvironment {
     pub target: Option<Target>,
     pub drift: DriftPolicy,
     pub tests: Vec<RawTest>,
+    pub rollout: RawRollout,
 }
 
 pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
@@ -37,6 +40,7 @@ pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
         target: None,
         drift: DriftPolicy::default(),
         tests: Vec::new(),
+        rollout: RawRollout::default(),
     };
     let Some(entries) = sink.mapping("environment", root, "environment", &ENVIRONMENT) else {
         return raw;
@@ -54,6 +58,9 @@ pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
     }
     if let Some(e) = field(entries, "tests") {
         raw.tests = tests(sink, e);
+    }
+    if let Some(e) = field(entries, "rollout") {
+        raw.rollout = rollout(sink, e);
     }
     raw
 }

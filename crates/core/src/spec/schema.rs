@@ -182,5 +182,11 @@ fn type_schema(ty: &Ty) -> Value {
             },
         }),
         Ty::DriftNames => json!({"type": "array", "items": {"enum": fields::drift_names()}}),
+        Ty::Duration => json!({
+            "type": "string",
+            "pattern": "^\\s*([0-9]+\\s*[a-zA-Z]+\\s*)+$",
+            "description": "A duration: 30s, 5m, 1h 30m.",
+        }),
+        Ty::Map(value) => json!({"type": "object", "additionalProperties": type_schema(value)}),
     }
 }

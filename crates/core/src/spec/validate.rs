@@ -339,3 +339,19 @@ pub(crate) fn test_key_problem(
         "tests: endpoint `{endpoint}` has no deployment `{deployment}`{hint}"
     ))
 }
+
+/// `rollout.endpoints` keys must name declared endpoints (an override is a whole endpoint's
+/// policy; there is no `endpoint/deployment` form).
+pub(crate) fn rollout_key_problem(
+    key: &str,
+    endpoints: &BTreeMap<String, Endpoint>,
+) -> Option<String> {
+    if endpoints.contains_key(key) {
+        return None;
+    }
+    let known: Vec<&str> = endpoints.keys().map(String::as_str).collect();
+    let hint = suggestion(key, &known);
+    Some(format!(
+        "rollout.endpoints: endpoint `{key}` is not declared{hint}"
+    ))
+}

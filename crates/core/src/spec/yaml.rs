@@ -68,6 +68,8 @@ pub enum Kind {
 pub struct Node {
     pub kind: Kind,
     pub pos: Pos,
+    /// A single- or double-quoted scalar: its text starts one column after `pos`.
+    pub quoted: bool,
 }
 
 impl Node {
@@ -211,12 +213,14 @@ impl<'a> Builder<'a> {
             Event::Scalar(value, style, anchor, tag) => {
                 self.no_anchor(anchor, pos);
                 let ty = self.scalar_type(&value, style, tag.as_deref(), pos);
+                let quoted = matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
                 Ok(Node {
                     kind: Kind::Scalar {
                         text: value.into_owned(),
                         ty,
                     },
                     pos,
+                    quoted,
                 })
             }
             Event::SequenceStart(anchor, tag) => {
@@ -234,6 +238,7 @@ impl<'a> Builder<'a> {
                 Ok(Node {
                     kind: Kind::Seq(items),
                     pos,
+                    quoted: false,
                 })
             }
             Event::MappingStart(anchor, tag) => {
@@ -289,6 +294,7 @@ impl<'a> Builder<'a> {
         Ok(Node {
             kind: Kind::Map(entries),
             pos,
+            quoted: false,
         })
     }
 
