@@ -10,6 +10,7 @@ mod azureml_monitor;
 mod azureml_sandbox_cli;
 mod azureml_sandbox_faults;
 mod azureml_sandbox_pending;
+mod azureml_sandbox_rollout_tags;
 mod azureml_sandbox_seed_flow;
 mod azureml_timeouts;
 mod azureml_token_refresh;

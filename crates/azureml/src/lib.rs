@@ -16,6 +16,7 @@ mod mapping;
 pub mod monitor;
 mod profile;
 mod retry;
+mod rollout_tags;
 mod shape;
 
 use std::sync::Arc;
@@ -39,10 +40,12 @@ pub use monitor::{AzureMonitorConfig, AzureMonitorProvider};
 use flightdeck_core::backend::{Backend, BackendError, StepDetail};
 use flightdeck_core::model::{AzureMlTarget, LiveState, Weights};
 use flightdeck_core::plan::{Action, Step};
+use flightdeck_core::rollout::RolloutRecord;
 
 use client::ArmClient;
 use mapping::Workspace;
 pub use profile::{CREATE_ONLY, PROFILE};
+pub use rollout_tags::{REASON_TAG, RECORD_TAG};
 use shape::Shape;
 
 /// The ARM api-version this client speaks [AML §0].
@@ -242,6 +245,14 @@ impl AzureMlBackend {
                         .all(|c| c.field == "tags" || c.field.starts_with("tags."));
                 match (&settings.tags, tags_only) {
                     (Some(tags), true) => {
+                        // Tags are replaced as a whole [AML §2.5]: send the live rollout tags
+                        // back with the declared ones.
+                        let live = self.client.get_resource(&url).await?;
+                        let declared = tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                        let tags = rollout_tags::with_rollout(
+                            declared,
+                            rollout_tags::rollout_tags_of(&live),
+                        )?;
                         self.client
                             .patch_and_wait(&url, &json!({ "tags": tags }))
                             .await?;
@@ -347,6 +358,28 @@ impl AzureMlBackend {
         }
     }
 
+    /// GET the endpoint, replace its rollout tags, PATCH the tags whole [AML §2.5, R15].
+    async fn write_rollout_inner(
+        &self,
+        endpoint: &str,
+        record: Option<&RolloutRecord>,
+    ) -> Result<(), AzureMlError> {
+        check_name("endpoint", endpoint)?;
+        let rollout = rollout_tags::tags_for(record)?;
+        let url = self.endpoint_url(endpoint);
+        let live = self.client.get_resource(&url).await?;
+        let tags = live
+            .get("tags")
+            .and_then(serde_json::Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let tags = rollout_tags::with_rollout(tags, rollout)?;
+        self.client
+            .patch_and_wait(&url, &json!({ "tags": tags }))
+            .await?;
+        Ok(())
+    }
+
     /// GET the endpoint, replace traffic and/or mirror traffic, PUT it whole. Both maps are
     /// always sent: PUT is a full replace and an omitted map is cleared (R8).
     async fn set_weights(
@@ -402,6 +435,17 @@ impl Backend for AzureMlBackend {
             Ok(detail) => Ok(StepDetail { detail }),
             Err(e) => Err(e.into_backend(&subject(step))),
         }
+    }
+
+    /// Endpoint tags `flightdeck.rollout` and `flightdeck.rollout.reason` (see `rollout_tags`).
+    async fn write_rollout(
+        &self,
+        endpoint: &str,
+        record: Option<&RolloutRecord>,
+    ) -> Result<(), BackendError> {
+        self.write_rollout_inner(endpoint, record)
+            .await
+            .map_err(|e| e.into_backend(&format!("endpoint {endpoint}")))
     }
 
     /// `step_timeout` (default 30 min) for every step; the executor enforces it.

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::AzureMlError;
 use super::iso;
+use super::rollout_tags;
 use flightdeck_core::model::{
     AssetRef, AuthMode, CodeConfiguration, DeploymentSettings, DeploymentState, EndpointSettings,
     LiveDeployment, LiveEndpoint, Probe, RequestSettings, Weights,
@@ -156,7 +157,10 @@ pub(crate) fn overlay_endpoint(
     settings: &EndpointSettings,
 ) -> Result<(), AzureMlError> {
     if let Some(tags) = &settings.tags {
-        body["tags"] = json!(tags);
+        // Tags are replaced as a whole [AML §2.5]: the live rollout tags go back with them.
+        let declared = tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let live = rollout_tags::rollout_tags_of(body);
+        body["tags"] = Value::Object(rollout_tags::with_rollout(declared, live)?);
     }
     let props = object(body, "properties");
     if let Some(mode) = settings.auth_mode {
@@ -467,12 +471,23 @@ pub(crate) fn endpoint_from_arm(body: &Value) -> Result<LiveEndpoint, AzureMlErr
         message: "no name".into(),
     })?;
     let p = res.properties.unwrap_or_default();
+    let mut tags = res.tags;
+    // Rollout tags are flightdeck's, not the user's: stripped, and read as the record. A
+    // malformed one loses the record, never the read.
+    let rollout = match tags.as_mut().map(rollout_tags::take) {
+        Some(Ok(record)) => record,
+        Some(Err(why)) => {
+            tracing::warn!(endpoint = %name, "{why}; ignoring the stored rollout progress");
+            None
+        }
+        None => None,
+    };
     Ok(LiveEndpoint {
         name,
         settings: EndpointSettings {
             auth_mode: p.auth_mode.as_deref().and_then(auth_mode_from_arm),
             description: p.description,
-            tags: res.tags,
+            tags,
             public_network_access: p.public_network_access.map(|a| a.to_ascii_lowercase()),
         },
         traffic: p.traffic.unwrap_or_default(),
@@ -484,7 +499,7 @@ pub(crate) fn endpoint_from_arm(body: &Value) -> Result<LiveEndpoint, AzureMlErr
             .provisioning_state
             .filter(|s| !deployment_state(Some(s)).is_terminal()),
         problems: Vec::new(),
-        rollout: None,
+        rollout,
     })
 }
 

@@ -17,6 +17,7 @@ use kube::{Api, Client};
 use flightdeck_core::backend::{Backend, BackendError, StepDetail};
 use flightdeck_core::model::{KubernetesTarget, LiveState, Router, Weights};
 use flightdeck_core::plan::Step;
+use flightdeck_core::rollout::RolloutRecord;
 
 pub use profile::PROFILE;
 
@@ -28,6 +29,7 @@ mod gate;
 mod live;
 pub mod objects;
 mod profile;
+pub mod progress;
 pub mod rollout;
 pub mod routing;
 mod ssa;
@@ -188,6 +190,26 @@ impl Backend for KubernetesBackend {
 
     async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         self.execute_step(step).await.map_err(|e| self.timed(e))
+    }
+
+    /// Annotations `flightdeck.io/rollout` and `flightdeck.io/rollout-reason` on the endpoint's
+    /// VirtualService or HTTPRoute, under their own field manager (see `progress`).
+    async fn write_rollout(
+        &self,
+        endpoint: &str,
+        record: Option<&RolloutRecord>,
+    ) -> Result<(), BackendError> {
+        let subject = format!("endpoint {endpoint}");
+        let annotations = progress::annotations_for(record);
+        let manager = progress::ROLLOUT_MANAGER;
+        let written = if self.is_istio() {
+            let api = self.virtual_services().await?;
+            ssa::apply_annotations(&api, &subject, endpoint, manager, &annotations).await
+        } else {
+            let api = self.http_routes();
+            ssa::apply_annotations(&api, &subject, endpoint, manager, &annotations).await
+        };
+        written.map_err(|e| self.timed(e))
     }
 
     /// A rollout wait gets its rollout budget plus room for the API calls around it.

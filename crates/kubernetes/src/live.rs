@@ -12,6 +12,7 @@ use super::objects::{
     DEPLOYMENT_LABEL, ENDPOINT_LABEL, MANAGED_SELECTOR, endpoint_settings_from_service,
     service_port, settings_from_deployment, version_name,
 };
+use super::progress;
 use super::rollout::{Rollout, rollout_status};
 use super::routing::{
     subsets_of, subsets_referenced, versions_referenced, weights_from_http_route,
@@ -21,6 +22,7 @@ use super::ssa::{get_owned, list_all, list_unmanaged_names};
 use super::{KubernetesBackend, RouterState};
 use flightdeck_core::backend::BackendError;
 use flightdeck_core::model::{DeploymentState, LiveDeployment, LiveEndpoint, LiveState, Weights};
+use flightdeck_core::rollout::RolloutRecord;
 
 fn label<'a>(labels: &'a Option<BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
     labels.as_ref()?.get(key).map(String::as_str)
@@ -38,6 +40,15 @@ pub fn deployment_state(d: &k8s_openapi::api::apps::v1::Deployment) -> Deploymen
             ),
         },
     }
+}
+
+/// The rollout record on a routing object; a malformed one is logged and read as none, never
+/// a failed read.
+fn stored_progress(endpoint: &str, meta: &ObjectMeta) -> Option<RolloutRecord> {
+    progress::record_of(meta).unwrap_or_else(|why| {
+        tracing::warn!(endpoint, "{why}; ignoring the stored rollout progress");
+        None
+    })
 }
 
 impl KubernetesBackend {
@@ -148,9 +159,11 @@ impl KubernetesBackend {
         for (e, ep) in &mut endpoints {
             if let Some(vs) = vss.get(e) {
                 (ep.traffic, ep.mirror_traffic) = weights_from_virtual_service(vs);
+                ep.rollout = stored_progress(e, &vs.metadata);
             }
             if let Some(route) = routes.get(e) {
                 (ep.traffic, ep.mirror_traffic) = weights_from_http_route(route, e);
+                ep.rollout = stored_progress(e, &route.metadata);
             }
             let found = Found {
                 services: &services,

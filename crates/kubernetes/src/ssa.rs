@@ -158,6 +158,49 @@ where
         .map_err(|e| kube_error(subject, &format!("apply {kind} {name}"), e))
 }
 
+/// Sets the annotations `manager` owns on an existing object of ours to exactly `annotations`
+/// (server-side apply of a body with only them [K8S §4]: fields other managers own stay, the
+/// ones `manager` applied before and leaves out are removed). Forced: `manager` is flightdeck's
+/// own and owns these annotations. An absent object is refused, never created half-empty.
+pub async fn apply_annotations<K>(
+    api: &Api<K>,
+    subject: &str,
+    name: &str,
+    manager: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<(), BackendError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    if get_owned(api, subject, name).await?.is_none() {
+        return Err(BackendError::Platform {
+            transient: false,
+            source: None,
+            subject: subject.to_string(),
+            code: "NotFound".to_string(),
+            message: format!(
+                "{kind} {name} does not exist (it is created with the endpoint's first traffic);                  rollout progress is stored on it"
+            ),
+        });
+    }
+    let body = serde_json::json!({
+        "apiVersion": api_version_of(api.resource_url()),
+        "kind": kind,
+        "metadata": { "name": name, "annotations": annotations },
+    });
+    tracing::debug!(kind = %kind, name = %name, manager, "server-side apply of annotations");
+    api.patch(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| kube_error(subject, &format!("annotate {kind} {name}"), e))?;
+    Ok(())
+}
+
 /// `G/V` from `/apis/G/V/...`, `V` from `/api/V/...`.
 fn api_version_of(url: &str) -> String {
     let segs: Vec<&str> = url.trim_start_matches('/').split('/').collect();

@@ -197,6 +197,34 @@ impl Env {
         Some(resp.json().await.unwrap())
     }
 
+    /// PATCH an ARM path below the workspace with `body`, as another client would; returns the
+    /// status.
+    pub async fn arm_patch(&self, below_workspace: &str, body: &Value) -> u16 {
+        let url = format!(
+            "{}{}{below_workspace}?{API}",
+            self.base,
+            self.workspace_path()
+        );
+        self.http
+            .patch(url)
+            .bearer_auth(self.arm_token().await)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// The tags of an endpoint, as the sandbox holds them.
+    pub async fn endpoint_tags(&self, endpoint: &str) -> BTreeMap<String, String> {
+        let body = self
+            .arm_get(&format!("/onlineEndpoints/{endpoint}"))
+            .await
+            .unwrap_or_else(|| panic!("endpoint {endpoint} exists"));
+        serde_json::from_value(body["tags"].clone()).unwrap_or_default()
+    }
+
     /// The live traffic map of an endpoint, as the sandbox holds it.
     pub async fn traffic(&self, endpoint: &str) -> BTreeMap<String, i64> {
         let body = self

@@ -12,6 +12,7 @@ use crate::model::{
     DeploymentState, LiveDeployment, LiveEndpoint, LiveState, Weights, effective, weight_sum,
 };
 use crate::plan::{Action, Step};
+use crate::rollout::RolloutRecord;
 
 /// Applies one step to a live state, or says which platform rule it breaks. Pure.
 pub fn apply_step(
@@ -170,6 +171,27 @@ pub fn apply_step(
     Ok(StepDetail::default())
 }
 
+/// Stores (or, with `None`, removes) the rollout record of `endpoint` in a live state. Pure; an
+/// endpoint that does not exist is refused and nothing changes.
+pub fn set_rollout(
+    state: &mut LiveState,
+    endpoint: &str,
+    record: Option<&RolloutRecord>,
+) -> Result<(), BackendError> {
+    let live = state
+        .endpoints
+        .get_mut(endpoint)
+        .ok_or_else(|| BackendError::Platform {
+            transient: false,
+            source: None,
+            subject: format!("endpoint {endpoint}"),
+            code: "ResourceNotFound".into(),
+            message: "cannot store rollout progress: the endpoint does not exist".into(),
+        })?;
+    live.rollout = record.cloned();
+    Ok(())
+}
+
 fn check_targets(endpoint: &LiveEndpoint, weights: &Weights) -> Result<(), String> {
     for (name, w) in weights {
         if *w > 100 {
@@ -275,5 +297,14 @@ impl Backend for MemoryBackend {
         let failing = self.failing_tests.lock().expect("tests lock").clone();
         let mut state = self.state.lock().expect("state lock");
         apply_step(&mut state, step, &failing)
+    }
+
+    async fn write_rollout(
+        &self,
+        endpoint: &str,
+        record: Option<&RolloutRecord>,
+    ) -> Result<(), BackendError> {
+        let mut state = self.state.lock().expect("state lock");
+        set_rollout(&mut state, endpoint, record)
     }
 }

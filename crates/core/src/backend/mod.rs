@@ -13,6 +13,8 @@ use crate::rollout::RolloutRecord;
 
 mod error;
 pub mod memory;
+#[cfg(test)]
+mod rollout_store_tests;
 pub mod state_file;
 pub mod state_lock;
 

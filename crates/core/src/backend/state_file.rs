@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::memory::apply_step;
+use super::memory::{apply_step, set_rollout};
 use super::{Backend, BackendError, StepDetail};
 use crate::model::LiveState;
 use crate::plan::Step;
+use crate::rollout::RolloutRecord;
 use crate::spec::paths::inside_environment;
 
 /// Why a state file path is refused at connect time.
@@ -184,5 +185,18 @@ impl Backend for StateFileBackend {
             self.save(&state)?;
         }
         Ok(outcome)
+    }
+
+    /// Under the same lock as a step: load, change the one record, save (nothing is written
+    /// when the endpoint does not exist).
+    async fn write_rollout(
+        &self,
+        endpoint: &str,
+        record: Option<&RolloutRecord>,
+    ) -> Result<(), BackendError> {
+        let _guard = self.lock.lock().await;
+        let mut state = self.load()?;
+        set_rollout(&mut state, endpoint, record)?;
+        self.save(&state)
     }
 }
