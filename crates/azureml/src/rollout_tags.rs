@@ -128,6 +128,7 @@ mod tests {
             started: "2026-12-01T10:00:00Z".parse().unwrap(),
             state: RolloutState::Progressing,
             baseline: [("blue".to_string(), 100)].into(),
+            shifting: false,
             approved: false,
             reason,
         }

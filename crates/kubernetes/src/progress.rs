@@ -67,6 +67,7 @@ mod tests {
             started: "2026-12-01T10:00:00Z".parse().unwrap(),
             state: RolloutState::Failed,
             baseline: [("blue".to_string(), 100)].into(),
+            shifting: false,
             approved: true,
             reason: Some("gate p99 failed".into()),
         }

@@ -19,6 +19,7 @@ fn record() -> RolloutRecord {
         started: "2026-12-01T09:50:00Z".parse().unwrap(),
         state: RolloutState::Paused,
         baseline: [("blue".to_string(), 100)].into(),
+        shifting: false,
         approved: false,
         reason: Some("gate error_rate failed at stage 2 (7.1% > 2%)".into()),
     }
