@@ -195,7 +195,7 @@ pub async fn write_after(
     decisions: &BTreeMap<String, Decision>,
     report: &ApplyReport,
 ) -> Vec<(String, BackendError)> {
-    let now = clock::now_utc();
+    let now = crate::rollout::record::ceil_second(clock::now_utc());
     let mut writes = Vec::new();
     for (name, decision) in decisions {
         let failure = report

@@ -326,11 +326,13 @@ pub fn pipeline_for(config: &AgentConfig) -> Pipeline {
         SourceKind::Local { root } => Some(root.clone()),
         SourceKind::Git { .. } => None,
     };
-    Pipeline::new(
-        pipeline::default_connector(connect),
+    let mut pipeline = Pipeline::new(
+        pipeline::default_connector(connect.clone()),
         root,
         config.concurrency,
-    )
+    );
+    pipeline.metrics = Some(pipeline::default_metrics(connect));
+    pipeline
 }
 
 /// `flightdeck agent`: resolves the configuration, starts the agent with the real reconciler and

@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use super::reconcile::{Job, Reconcile};
 use crate::apply::ApplyOptions;
 use crate::backend::{self, Backend, BackendConfig};
+use crate::metrics::MetricsProvider;
 use crate::model::Environment;
 use crate::reconcile::{self, Invalid, ReconcileOutcome};
 use crate::spec;
@@ -33,8 +34,23 @@ pub fn default_connector(options: BackendConfig) -> Connector {
     })
 }
 
+/// Opens an environment's rollout metrics source (`rollout.metrics`), if it declares one.
+pub type MetricsConnector =
+    Arc<dyn Fn(&Environment) -> anyhow::Result<Option<Arc<dyn MetricsProvider>>> + Send + Sync>;
+
+/// The real metrics connector: `backend::metrics_provider` with the agent's configuration.
+pub fn default_metrics(options: BackendConfig) -> MetricsConnector {
+    Arc::new(move |environment: &Environment| {
+        backend::metrics_provider(environment, &options, &|name| std::env::var(name).ok())
+    })
+}
+
 pub struct Pipeline {
     connector: Connector,
+    /// Opens the rollout metrics source; `None`: environments with gates cannot be judged.
+    pub metrics: Option<MetricsConnector>,
+    /// Metrics sources kept per environment (their grain caches) until its environment changes.
+    providers: std::sync::Mutex<HashMap<PathBuf, (Environment, Option<Arc<dyn MetricsProvider>>)>>,
     /// For a local directory source, environment paths are relative to this root.
     root: Option<PathBuf>,
     /// Endpoints applied at the same time within one environment.
@@ -55,6 +71,8 @@ impl Pipeline {
             root,
             concurrency,
             backends: tokio::sync::Mutex::new(HashMap::new()),
+            metrics: None,
+            providers: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -90,6 +108,31 @@ struct JobPlatform<'a> {
 impl reconcile::Platform for JobPlatform<'_> {
     async fn connect(&self, environment: &Environment) -> anyhow::Result<Arc<dyn Backend>> {
         self.pipeline.backend(self.path, environment).await
+    }
+
+    async fn metrics(
+        &self,
+        environment: &Environment,
+    ) -> anyhow::Result<Option<Arc<dyn MetricsProvider>>> {
+        let Some(open) = &self.pipeline.metrics else {
+            return Ok(None);
+        };
+        let mut providers = self
+            .pipeline
+            .providers
+            .lock()
+            .map_err(|_| anyhow::anyhow!("metrics cache poisoned"))?;
+        if let Some((known, provider)) = providers.get(self.path)
+            && known == environment
+        {
+            return Ok(provider.clone());
+        }
+        let provider = open(environment)?;
+        providers.insert(
+            self.path.to_path_buf(),
+            (environment.clone(), provider.clone()),
+        );
+        Ok(provider)
     }
 }
 

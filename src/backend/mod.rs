@@ -68,3 +68,80 @@ pub async fn connect(
         }
     }
 }
+
+/// The metrics source of an environment's rollout gates (`rollout.metrics`), built from the
+/// same configuration as its backend: Azure Monitor on the target's ARM endpoint with the
+/// target's credential, or a Prometheus query API. `None` when the environment declares none.
+/// `var` reads the variable `token_env` names (the process environment, at the edge).
+pub fn metrics_provider(
+    env: &Environment,
+    config: &BackendConfig,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<std::sync::Arc<dyn crate::metrics::MetricsProvider>>> {
+    use crate::rollout::policy::MetricsSource;
+    let Some(source) = &env.rollout.metrics else {
+        return Ok(None);
+    };
+    match source {
+        MetricsSource::AzureMonitor {
+            ingestion_delay,
+            base_url,
+        } => {
+            let Target::AzureMl(target) = &env.target else {
+                anyhow::bail!(
+                    "rollout.metrics: azure_monitor needs an azureml target (this one is {})",
+                    env.target.kind()
+                );
+            };
+            let mut monitor = azureml::AzureMonitorConfig {
+                arm_endpoint: config.azureml.arm_endpoint.clone(),
+                retry: config.azureml.retry.clone(),
+                ..azureml::AzureMonitorConfig::default()
+            };
+            if let Some(url) = base_url {
+                monitor.arm_endpoint = url::Url::parse(url)
+                    .map_err(|e| anyhow::anyhow!("rollout.metrics.base_url {url:?}: {e}"))?;
+            }
+            if let Some(delay) = ingestion_delay {
+                monitor.ingestion_delay = *delay;
+            }
+            let credential = azureml::credential_from_vars(&monitor.arm_endpoint, &|name| {
+                config.credentials.get(name)
+            })?;
+            let provider = azureml::AzureMonitorProvider::new(target, monitor, credential)?;
+            Ok(Some(std::sync::Arc::new(provider)))
+        }
+        MetricsSource::Prometheus {
+            url,
+            queries,
+            token_env,
+        } => {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| anyhow::anyhow!("rollout.metrics.url {url:?}: {e}"))?;
+            let namespace = match &env.target {
+                Target::Kubernetes(k) => k.namespace.clone(),
+                _ => env.name.clone(),
+            };
+            let mut prom = prometheus::PrometheusConfig::new(parsed, namespace);
+            for (signal, template) in queries {
+                let slot = match signal.as_str() {
+                    "requests" => &mut prom.templates.requests,
+                    "error_rate" => &mut prom.templates.error_rate,
+                    "p95" => &mut prom.templates.latency_p95,
+                    "p99" => &mut prom.templates.latency_p99,
+                    other => anyhow::bail!("rollout.metrics.queries: unknown signal {other:?}"),
+                };
+                *slot = template.clone();
+            }
+            if let Some(name) = token_env {
+                let token = var(name).filter(|t| !t.is_empty()).ok_or_else(|| {
+                    anyhow::anyhow!("rollout.metrics.token_env: {name} is not set")
+                })?;
+                prom.bearer_token = Some(flightdeck_core::secret::Secret::new(token));
+            }
+            Ok(Some(std::sync::Arc::new(
+                prometheus::PrometheusProvider::new(prom)?,
+            )))
+        }
+    }
+}

@@ -439,10 +439,25 @@ struct ApplyPlatform<'a> {
     cancel: CancellationToken,
     interrupts: std::sync::Mutex<Option<Interrupts>>,
     progress: std::sync::OnceLock<Progress>,
+    /// The rollout metrics source, opened once for all of this apply's rounds.
+    metrics: tokio::sync::OnceCell<Option<Arc<dyn crate::metrics::MetricsProvider>>>,
 }
 
 #[async_trait::async_trait]
 impl reconcile::Platform for ApplyPlatform<'_> {
+    async fn metrics(
+        &self,
+        environment: &Environment,
+    ) -> anyhow::Result<Option<Arc<dyn crate::metrics::MetricsProvider>>> {
+        self.metrics
+            .get_or_try_init(|| async {
+                let config = super::backend_config(&self.args.backend)?;
+                backend::metrics_provider(environment, &config, &|name| std::env::var(name).ok())
+            })
+            .await
+            .cloned()
+    }
+
     async fn connect(
         &self,
         environment: &Environment,
@@ -533,6 +548,7 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
         cancel: cancel.clone(),
         interrupts: std::sync::Mutex::new(None),
         progress: std::sync::OnceLock::new(),
+        metrics: tokio::sync::OnceCell::new(),
     };
     let request = reconcile::Request {
         prune: args.prune,

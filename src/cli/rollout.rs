@@ -228,7 +228,7 @@ async fn abort(
         let mut failed = record.clone();
         failed.state = RolloutState::Failed;
         failed.shifting = false;
-        failed.since = clock::now_utc();
+        failed.since = crate::rollout::record::ceil_second(clock::now_utc());
         failed.reason = Some(format!(
             "aborted at stage {} (flightdeck rollout abort)",
             record.stage + 1

@@ -46,9 +46,12 @@ pub struct RolloutRecord {
     pub candidate: String,
     /// Index of the current stage; the number of policy steps means the declared traffic.
     pub stage: usize,
-    /// When live traffic reached this stage (the bake counts from here).
+    /// When live traffic reached this stage (the bake counts from here). Stored as Unix
+    /// seconds (platform tags are short); writers round it up, so a bake is never shortened.
+    #[serde(with = "chrono::serde::ts_seconds")]
     pub since: DateTime<Utc>,
     /// When the rollout's first stage began (the deadline counts from here).
+    #[serde(with = "chrono::serde::ts_seconds")]
     pub started: DateTime<Utc>,
     pub state: RolloutState,
     /// The traffic before the rollout: where a rollback returns.
@@ -96,6 +99,17 @@ impl RolloutRecord {
             out.push_str(reason);
         }
         out
+    }
+}
+
+/// `at` rounded up to the whole second, as records store it.
+pub fn ceil_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{DurationRound, TimeDelta};
+    let floor = at.duration_trunc(TimeDelta::seconds(1)).unwrap_or(at);
+    if floor == at {
+        at
+    } else {
+        floor + TimeDelta::seconds(1)
     }
 }
 
