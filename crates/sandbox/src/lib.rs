@@ -6,7 +6,7 @@
 //! settlement), `rules` / `deployment_input` (validation), `shapes` (response bodies), `lro`
 //! (operations), `clock` (the one time source), `arm_endpoints` / `arm_deployments` / `paging`
 //! (control plane), `auth` (tokens),
-//! `data_plane` / `routing` (scoring), `workspace` (the workspace GET), `faults`, `journal`,
+//! `data_plane` / `routing` (scoring), `workspace` (the workspace GET), `faults`, `holds` (operations kept in progress), `journal`,
 //! `net` / `tls` (listeners).
 
 mod arm_deployments;
@@ -18,6 +18,7 @@ mod data_plane;
 mod deployment_input;
 mod error;
 mod faults;
+mod holds;
 mod journal;
 mod lro;
 mod net;
