@@ -126,6 +126,10 @@ async fn one_signal_finishes_the_step_in_flight_skips_the_rest_and_exits_130(sig
         None,
         "traffic never moved to blue: {show}"
     );
+    assert!(
+        env.deployments("my-endpoint").await.is_empty(),
+        "the signal came while the first step was in flight: blue was never created: {show}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
