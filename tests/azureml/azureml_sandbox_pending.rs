@@ -1,12 +1,15 @@
 //! `plan` after an interrupted apply: while the endpoint is still `Updating` on the platform,
 //! the plan reports it as pending and exits 1, never "no changes" (exit 0), even though the
-//! endpoint's fields already read as desired. The real binary against the sandbox.
+//! endpoint's fields already read as desired. The real binary against the sandbox, whose
+//! operations are held in progress (`/_sandbox/operations/hold`) for as long as a test needs
+//! them in flight, instead of relying on a provisioning delay being long enough.
 
 use std::path::Path;
-use std::process::Output;
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use flightdeck_testkit::azureml_sandbox::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn endpoint_yaml(description: &str) -> String {
     format!("name: my-endpoint\nauth_mode: key\ndescription: {description}\n")
@@ -28,23 +31,14 @@ fn show(out: &Output) -> String {
     )
 }
 
-/// Polls the sandbox log until a PUT of the endpoint shows up (generous failure timeout).
-async fn wait_for_endpoint_put(env: &Env) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let log = env.log().await;
-        if log.iter().any(|e| {
-            let (m, p) = method_path(e);
-            m == "PUT" && p.ends_with("/onlineEndpoints/my-endpoint")
-        }) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no endpoint PUT within 20s: {log:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Waits until the endpoint's provisioningState is terminal (generous failure timeout).
+async fn wait_terminal(env: &Env) {
+    flightdeck_testkit::eventually("my-endpoint is Succeeded", Duration::from_secs(30), || async {
+        env.arm_get("/onlineEndpoints/my-endpoint").await.unwrap()["properties"]
+            ["provisioningState"]
+            == "Succeeded"
+    })
+    .await;
 }
 
 fn write(dir: &Path, description: &str) {
@@ -53,7 +47,7 @@ fn write(dir: &Path, description: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_after_an_interrupted_apply_reports_the_updating_endpoint_as_pending_with_exit_1() {
-    let env = Env::start(Duration::from_secs(2)).await;
+    let env = Env::start(Duration::from_millis(20)).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("prod");
     env.write_environment(&dir, "");
@@ -62,12 +56,14 @@ async fn plan_after_an_interrupted_apply_reports_the_updating_endpoint_as_pendin
     let out = run(&env, &["apply", d]).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
-    // Change the description, and kill the apply as soon as its PUT has landed: the sandbox
-    // keeps the endpoint Updating for the provisioning delay.
+    // Change the description, and kill the apply once the sandbox holds its update: the
+    // endpoint stays Updating until the test releases it, however slow the machine is.
     write(&dir, "second");
-    env.clear_log().await;
+    env.hold(serde_json::json!({"endpoint": "my-endpoint"}))
+        .await;
     let mut apply = env.command(&["apply", d]).spawn().unwrap();
-    wait_for_endpoint_put(&env).await;
+    let held = env.wait_held(1).await;
+    assert_eq!(held[0]["kind"], "Update", "{held:?}");
     apply.kill().await.unwrap();
     let body = env.arm_get("/onlineEndpoints/my-endpoint").await.unwrap();
     assert_eq!(body["properties"]["provisioningState"], "Updating");
@@ -93,6 +89,12 @@ async fn plan_after_an_interrupted_apply_reports_the_updating_endpoint_as_pendin
 
     let out = run(&env, &["diff", d]).await;
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+
+    // Released, the update ends and the same plan finds nothing to do.
+    assert_eq!(env.release().await.len(), 1);
+    wait_terminal(&env).await;
+    let out = run(&env, &["plan", d]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
 fn endpoint_puts(log: &[serde_json::Value]) -> usize {
@@ -106,16 +108,18 @@ fn endpoint_puts(log: &[serde_json::Value]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_apply_sees_the_first_writer_in_the_endpoint_state_and_waits_or_refuses_clearly() {
-    let env = Env::start(Duration::from_secs(2)).await;
+    let env = Env::start(Duration::from_millis(20)).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("prod");
     env.write_environment(&dir, "");
     let d = dir.to_str().unwrap();
     write(&dir, "first");
 
-    let first = env.command(&["apply", d]).output();
-    let first = tokio::spawn(first);
-    wait_for_endpoint_put(&env).await;
+    // The first writer's create stays Creating until the test releases it.
+    env.hold(serde_json::json!({"endpoint": "my-endpoint"}))
+        .await;
+    let first = tokio::spawn(env.command(&["apply", d]).output());
+    env.wait_held(1).await;
 
     // With a short bound: refused, named, nothing written.
     let mut impatient = env.command(&["apply", d]);
@@ -136,19 +140,45 @@ async fn a_second_apply_sees_the_first_writer_in_the_endpoint_state_and_waits_or
     );
     assert_eq!(endpoint_puts(&env.log().await), 1);
 
-    // With the default bound: waits for the first writer, re-reads, finds nothing to do.
-    let out = run(&env, &["apply", d]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("waiting for another writer: endpoint my-endpoint is Creating (pending)"),
-        "{}",
-        show(&out)
-    );
+    // With the default bound: announces that it waits, and keeps waiting while the hold lasts;
+    // once released it re-reads and finds nothing to do.
+    let mut patient = env
+        .command(&["apply", d])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(patient.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    let announced = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line
+                .contains("waiting for another writer: endpoint my-endpoint is Creating (pending)")
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(announced, Ok(true), "{stderr}");
+    assert_eq!(env.release().await.len(), 1);
+    let out = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stderr.push_str(&line);
+            stderr.push('\n');
+        }
+        patient.wait_with_output().await.unwrap()
+    })
+    .await
+    .expect("flightdeck finished within 30s");
+    let show_patient = format!("{}{stderr}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{show_patient}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("e2e: no changes"),
-        "{}",
-        show(&out)
+        "{show_patient}"
     );
     let first = first.await.unwrap().unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", show(&first));

@@ -93,14 +93,18 @@ impl Apply {
 }
 
 async fn one_signal_finishes_the_step_in_flight_skips_the_rest_and_exits_130(signal: &str) {
-    // Each operation of the sandbox takes 2 s, so the first step is still in flight when the
-    // signal arrives.
-    let env = Env::start(Duration::from_secs(2)).await;
+    // The sandbox holds the first step's operation (the endpoint create) in progress until the
+    // test releases it, so that step is still in flight when the signal arrives.
+    let env = Env::start(Duration::from_millis(20)).await;
+    env.hold(serde_json::json!({"endpoint": "my-endpoint", "times": 1}))
+        .await;
     let tmp = tempfile::tempdir().unwrap();
     let mut apply = Apply::start(&env, &tmp.path().join("prod"));
     apply.wait_for("[1/").await;
+    env.wait_held(1).await;
     apply.signal(signal);
     apply.wait_for(&format!("interrupted (SIG{signal})")).await;
+    assert_eq!(env.release().await.len(), 1);
     let (status, stdout, stderr) = apply.finish().await;
     let show = format!("--- stdout\n{stdout}--- stderr\n{stderr}");
     assert_eq!(status.code(), Some(130), "{show}");
@@ -122,6 +126,10 @@ async fn one_signal_finishes_the_step_in_flight_skips_the_rest_and_exits_130(sig
         None,
         "traffic never moved to blue: {show}"
     );
+    assert!(
+        env.deployments("my-endpoint").await.is_empty(),
+        "the signal came while the first step was in flight: blue was never created: {show}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,16 +144,15 @@ async fn sigterm_interrupts_apply_as_the_first_ctrl_c_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_exits_at_once_with_130_while_the_step_is_still_in_flight() {
-    // The first step would take 600 s; the process must exit long before (PATIENCE is 30 s).
-    let env = Env::start(Duration::from_secs(600)).await;
+    // The sandbox holds the first step's operation and is never told to release it: the
+    // process must exit while it is still in flight.
+    let env = Env::start(Duration::from_millis(20)).await;
+    env.hold(serde_json::json!({"endpoint": "my-endpoint"}))
+        .await;
     let tmp = tempfile::tempdir().unwrap();
     let mut apply = Apply::start(&env, &tmp.path().join("prod"));
     apply.wait_for("[1/").await;
-    // The step is in flight once the sandbox holds the endpoint, still creating.
-    flightdeck_testkit::eventually("the endpoint PUT reaches the sandbox", PATIENCE, || async {
-        env.arm_get("/onlineEndpoints/my-endpoint").await.is_some()
-    })
-    .await;
+    env.wait_held(1).await;
     apply.signal("INT");
     apply.wait_for("interrupted (SIGINT)").await;
     apply.signal("INT");

@@ -4,6 +4,7 @@ mod sandbox_auth;
 mod sandbox_contract;
 mod sandbox_data_plane;
 mod sandbox_faults;
+mod sandbox_holds;
 mod sandbox_lifecycle;
 mod sandbox_metrics;
 mod sandbox_metrics_monitor;

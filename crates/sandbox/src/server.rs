@@ -24,7 +24,9 @@ use super::metrics::MetricsStore;
 use super::net::{ConnHandle, KillableListener};
 use super::shapes::{self, RenderCtx};
 use super::state::{Store, Target};
-use super::{arm_deployments, arm_endpoints, data_plane, monitor, prometheus, tls, workspace};
+use super::{
+    arm_deployments, arm_endpoints, data_plane, holds, monitor, prometheus, tls, workspace,
+};
 
 /// api-versions served ([AML §0]: 2025-12-01 and the older stable ones), plus the preview
 /// versions that Microsoft's azure-ai-ml SDK (1.x, `MLClient`) pins by default: online endpoints
@@ -298,6 +300,9 @@ fn router(state: AppState) -> Router {
                 .post(faults::post_faults)
                 .delete(faults::clear_faults),
         )
+        .route("/_sandbox/operations", get(holds::get_operations))
+        .route("/_sandbox/operations/hold", post(holds::post_hold))
+        .route("/_sandbox/operations/release", post(holds::post_release))
         .route("/_sandbox/tokens/revoke", post(auth::revoke_tokens))
         .route("/_sandbox/health", get(|| async { "ok" }));
 

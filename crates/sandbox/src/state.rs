@@ -14,6 +14,7 @@ use super::clock::Clock;
 
 use super::error::ArmError;
 use super::faults::DeploymentFault;
+use super::holds::Holds;
 use super::lro::{OpKind, OpStatus, Operation};
 use super::routing::RoutingState;
 
@@ -275,6 +276,8 @@ pub struct Store {
     pending: BTreeSet<(Instant, String)>,
     /// Injected data-plane and provisioning faults, by (endpoint, deployment).
     pub faults: HashMap<(String, String), DeploymentFault>,
+    /// Operations kept in progress until the test releases them (`/_sandbox/operations`).
+    pub holds: Holds,
     seq: u64,
 }
 
@@ -320,7 +323,7 @@ impl Store {
     /// Registers an operation and marks its endpoint busy. Finished operations beyond
     /// `MAX_FINISHED_OPS` are forgotten, oldest first, so a long-running sandbox stays bounded.
     pub fn start_op(&mut self, op: Operation) {
-        if self.ops.len() >= MAX_FINISHED_OPS + self.pending.len() {
+        if self.ops.len() >= MAX_FINISHED_OPS + self.pending.len() + self.holds.held().len() {
             let mut finished: Vec<(DateTime<Utc>, String)> = self
                 .ops
                 .values()
@@ -335,8 +338,24 @@ impl Store {
         if let Some(ep) = self.endpoint_mut(&op.target.ws, &op.target.endpoint) {
             ep.busy = Some(op.id.clone());
         }
-        self.pending.insert((op.due, op.id.clone()));
+        // A held operation is not scheduled: it stays in progress until `release_held`.
+        if !self.holds.catch(&op.target, &op.id) {
+            self.pending.insert((op.due, op.id.clone()));
+        }
         self.ops.insert(op.id.clone(), op);
+    }
+
+    /// Removes every hold and schedules the held operations: each ends when its provisioning
+    /// delay is over, or at `now` if that time has passed. Returns their ids, oldest first.
+    pub fn release_held(&mut self, now: Instant) -> Vec<String> {
+        let ids = self.holds.release();
+        for id in &ids {
+            if let Some(op) = self.ops.get_mut(id) {
+                op.due = op.due.max(now);
+                self.pending.insert((op.due, id.clone()));
+            }
+        }
+        ids
     }
 
     /// Finishes every operation due at or before `now`, in due order.

@@ -288,6 +288,31 @@ impl Env {
         assert!(resp.status().is_success());
     }
 
+    /// Holds matching operations in progress until [`Env::release`] (`/_sandbox/operations`).
+    pub async fn hold(&self, hold: Value) {
+        crate::sandbox::hold_operations(&self.http, &self.base, hold).await;
+    }
+
+    /// The operations held now.
+    pub async fn held(&self) -> Vec<Value> {
+        crate::sandbox::held_operations(&self.http, &self.base).await
+    }
+
+    /// Waits (generous 30 s failure timeout) until `n` operations are held.
+    pub async fn wait_held(&self, n: usize) -> Vec<Value> {
+        let what = format!("{n} operation(s) held by the sandbox");
+        crate::eventually(&what, Duration::from_secs(30), || async {
+            self.held().await.len() >= n
+        })
+        .await;
+        self.held().await
+    }
+
+    /// Releases every held operation; returns the ones released.
+    pub async fn release(&self) -> Vec<Value> {
+        crate::sandbox::release_operations(&self.http, &self.base).await
+    }
+
     /// `POST /_sandbox/faults`.
     pub async fn fault(&self, body: Value) {
         let resp = self

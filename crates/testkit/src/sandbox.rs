@@ -312,6 +312,21 @@ impl Env {
         r.text().await.unwrap()
     }
 
+    /// `POST /_sandbox/operations/hold` (see [`hold_operations`]).
+    pub async fn hold(&self, hold: Value) {
+        hold_operations(&self.http, &self.base, hold).await;
+    }
+
+    /// The operations held now (see [`held_operations`]).
+    pub async fn held(&self) -> Vec<Value> {
+        held_operations(&self.http, &self.base).await
+    }
+
+    /// `POST /_sandbox/operations/release` (see [`release_operations`]).
+    pub async fn release(&self) -> Vec<Value> {
+        release_operations(&self.http, &self.base).await
+    }
+
     pub async fn add_fault(&self, fault: Value) {
         let r = self
             .http
@@ -322,6 +337,45 @@ impl Env {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     }
+}
+
+/// `POST /_sandbox/operations/hold` on the sandbox at `base`: the matching operations started
+/// from now on stay in progress until [`release_operations`]. `hold` is e.g.
+/// `{"endpoint": "e1"}`, `{"endpoint": "e1", "deployment": "blue", "times": 1}` or `{}` (all).
+pub async fn hold_operations(http: &reqwest::Client, base: &str, hold: Value) {
+    let r = http
+        .post(format!("{base}/_sandbox/operations/hold"))
+        .json(&hold)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+}
+
+/// The operations a hold keeps in progress now (`GET /_sandbox/operations`, `held`): objects with
+/// `id`, `endpoint`, `deployment`, `kind`, `status`.
+pub async fn held_operations(http: &reqwest::Client, base: &str) -> Vec<Value> {
+    let r = http
+        .get(format!("{base}/_sandbox/operations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    body["held"].as_array().cloned().unwrap_or_default()
+}
+
+/// `POST /_sandbox/operations/release`: drops every hold and lets the held operations finish;
+/// returns the operations it released.
+pub async fn release_operations(http: &reqwest::Client, base: &str) -> Vec<Value> {
+    let r = http
+        .post(format!("{base}/_sandbox/operations/release"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    body["released"].as_array().cloned().unwrap_or_default()
 }
 
 pub fn endpoint_body(auth_mode: &str, traffic: Value) -> Value {
