@@ -287,8 +287,10 @@ impl fmt::Debug for TestSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     pub name: String,
+    /// Boxed, so a map of deployments stays small: a `BTreeMap` node holds room for 11 values
+    /// inline, and unboxed settings (~550 bytes) made each endpoint's one-deployment map ~7 KiB.
     #[serde(flatten)]
-    pub settings: DeploymentSettings,
+    pub settings: Box<DeploymentSettings>,
     /// The gate run before this deployment first takes traffic or mirror traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestSpec>,
@@ -430,8 +432,9 @@ impl DeploymentState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveDeployment {
     pub name: String,
+    /// Boxed for the same reason as [`Deployment::settings`].
     #[serde(flatten)]
-    pub settings: DeploymentSettings,
+    pub settings: Box<DeploymentSettings>,
     #[serde(flatten)]
     pub state: DeploymentState,
     /// The platform's own name for a non-terminal state (Azure ML `Creating`, `Updating`,
