@@ -567,4 +567,23 @@ mod tests {
         assert_eq!(effective(&a), effective(&b));
         assert_eq!(weights_display(&a), "blue 0 / green 100");
     }
+
+    /// The agent holds 1,000s of these at once (desired, live, plan, report): a map node holds
+    /// 11 values inline, so the values must stay small for a one-deployment endpoint to be small.
+    #[test]
+    fn deployments_and_plan_steps_stay_small_enough_to_hold_thousands() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<Deployment>() <= 128,
+            "{}",
+            size_of::<Deployment>()
+        );
+        assert!(
+            size_of::<LiveDeployment>() <= 128,
+            "{}",
+            size_of::<LiveDeployment>()
+        );
+        let step = size_of::<crate::plan::Step>();
+        assert!(step <= 192, "a plan step is {step} bytes");
+    }
 }
