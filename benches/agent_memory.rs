@@ -8,7 +8,8 @@
 //!
 //! Profiling: `AGENT_BENCH_WRAP="heaptrack -o /tmp/agent"` runs the agent under that command
 //! (split on whitespace, the agent's command line appended). The memory figures are then those
-//! of the wrapper's process, so read the profiler's output instead.
+//! of the wrapper's process, so read the profiler's output instead; the bench stops the wrapper
+//! on exit, not the agent under it (stop that by its pid).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
