@@ -5,6 +5,11 @@
 //! Run: `cargo bench --bench agent_memory` (release build). `AGENT_BENCH_ENDPOINTS=N` changes
 //! the endpoint count. The sandbox runs in this process; the agent is the real `flightdeck agent`
 //! binary in a child process, so its /proc/<pid>/status VmRSS / VmHWM are its own.
+//!
+//! Profiling: `AGENT_BENCH_WRAP="heaptrack -o /tmp/agent"` runs the agent under that command
+//! (split on whitespace, the agent's command line appended). The memory figures are then those
+//! of the wrapper's process, so read the profiler's output instead; the bench stops the wrapper
+//! on exit, not the agent under it (stop that by its pid).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -130,7 +135,16 @@ async fn main() {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flightdeck"));
+    let wrap = std::env::var("AGENT_BENCH_WRAP").unwrap_or_default();
+    let mut wrap = wrap.split_whitespace();
+    let mut command = match wrap.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(wrap).arg(env!("CARGO_BIN_EXE_flightdeck"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_flightdeck")),
+    };
     command
         .args(["agent", "--repo"])
         .arg(&repo_dir)

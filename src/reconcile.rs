@@ -270,21 +270,26 @@ pub async fn reconcile_once(
         Ok(p) => p,
         Err(refusals) => return ReconcileOutcome::Refused(refusals),
     };
-    if let Some(p) = &prepared {
-        plan.rollouts = p.views.clone();
-    }
+    let decisions = prepared.map(|p| {
+        plan.rollouts = p.views;
+        p.decisions
+    });
+    // The plan is all the rest needs: desired and live state (megabytes at 1,000 endpoints)
+    // are not held while the steps run.
+    let drift_mode = desired.environment.drift.mode;
+    drop((desired, live));
     if let Err(why) = platform.planned(&plan) {
         return ReconcileOutcome::Aborted(why);
     }
-    let records_due = prepared.as_ref().is_some_and(|p| {
-        p.decisions.values().any(|d| {
+    let records_due = decisions.as_ref().is_some_and(|decisions| {
+        decisions.values().any(|d| {
             d.record_before.is_some() || !matches!(d.record, crate::rollout::RecordWrite::Keep)
         })
     });
     if plan.is_empty() && plan.rollouts.is_empty() && !records_due {
         return ReconcileOutcome::InSync;
     }
-    if desired.environment.drift.mode == DriftMode::Report && !request.revision_changed {
+    if drift_mode == DriftMode::Report && !request.revision_changed {
         tracing::warn!(
             steps = plan.steps.len(),
             "drift detected, reporting only (drift.mode: report)"
@@ -299,9 +304,9 @@ pub async fn reconcile_once(
         drift = !request.revision_changed,
         "applying"
     );
-    let writes = prepared.as_ref().filter(|_| !request.apply.dry_run);
-    if let Some(p) = writes {
-        let failed = rollouts::write_before(backend.as_ref(), &p.decisions).await;
+    let writes = decisions.as_ref().filter(|_| !request.apply.dry_run);
+    if let Some(decisions) = writes {
+        let failed = rollouts::write_before(backend.as_ref(), decisions).await;
         if let Some((_, e)) = failed.into_iter().next() {
             return ReconcileOutcome::BackendFailed(BackendFailure::RecordRollout(e));
         }
@@ -309,8 +314,8 @@ pub async fn reconcile_once(
     let progress = |event: ApplyEvent<'_>| platform.progress(event);
     let report =
         apply::apply_observed(&plan, backend.as_ref(), &request.apply, cancel, &progress).await;
-    if let Some(p) = writes {
-        for (endpoint, e) in rollouts::write_after(backend.as_ref(), &p.decisions, &report).await {
+    if let Some(decisions) = writes {
+        for (endpoint, e) in rollouts::write_after(backend.as_ref(), decisions, &report).await {
             // Safe to lose: the next tick adopts the stage that live traffic shows, and its
             // bake starts again then.
             tracing::warn!(%endpoint, error = %e, "could not store rollout progress");

@@ -35,7 +35,9 @@ impl Reconciled<'_> {
             };
             metrics.step(env, r.step.action.kind(), ok);
         }
-        let plan = outcome.plan().map(|p| p.steps.clone()).unwrap_or_default();
+        // The plan's steps; cloned only where `/status` keeps them (an applied plan of 1,000
+        // endpoints is megabytes, and the outcome that owns it is dropped after this event).
+        let steps = outcome.plan().map_or(&[][..], |p| p.steps.as_slice());
         let retry_in = match self.action {
             Action::RetryAfter(delay) => Some(delay),
             Action::RequeueAfter(_) | Action::AwaitChange => None,
@@ -55,8 +57,8 @@ impl Reconciled<'_> {
             state.update_env(env, |s| {
                 s.commit = Some(revision.to_string());
                 s.last_result = Some(outcome.result().to_string());
-                if !plan.is_empty() {
-                    s.pending_plan = plan;
+                if !steps.is_empty() {
+                    s.pending_plan = steps.to_vec();
                 }
                 s.last_error = Some(error);
                 s.last_attempt_time = Some(crate::clock::now_utc());
@@ -67,7 +69,7 @@ impl Reconciled<'_> {
             });
             return;
         }
-        let drift = !plan.is_empty() && !self.revision_changed;
+        let drift = !steps.is_empty() && !self.revision_changed;
         let applied = matches!(
             outcome,
             ReconcileOutcome::InSync | ReconcileOutcome::Applied { .. }
@@ -91,7 +93,9 @@ impl Reconciled<'_> {
             "reconciled"
         );
         let pending = match outcome {
-            ReconcileOutcome::DriftReported { .. } | ReconcileOutcome::Planned { .. } => plan,
+            ReconcileOutcome::DriftReported { .. } | ReconcileOutcome::Planned { .. } => {
+                steps.to_vec()
+            }
             _ => Vec::new(),
         };
         state.update_env(env, |s| {

@@ -351,7 +351,7 @@ async fn creating_a_deployment_puts_a_managed_body_with_sku_capacity_and_waits_f
             "scoring",
             Action::CreateDeployment {
                 deployment: "green".into(),
-                settings: green_settings(),
+                settings: Box::new(green_settings()),
             },
         ))
         .await
@@ -406,7 +406,7 @@ async fn updating_a_deployment_keeps_create_only_fields_from_the_live_resource()
             "scoring",
             Action::UpdateDeployment {
                 deployment: "blue".into(),
-                settings,
+                settings: Box::new(settings),
                 changes: vec![],
             },
         ))

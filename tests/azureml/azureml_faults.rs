@@ -14,10 +14,10 @@ fn create_green() -> Step {
         "scoring".into(),
         Action::CreateDeployment {
             deployment: "green".into(),
-            settings: DeploymentSettings {
+            settings: Box::new(DeploymentSettings {
                 instance_count: Some(1),
                 ..Default::default()
-            },
+            }),
         },
         "test".into(),
     )

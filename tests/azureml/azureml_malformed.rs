@@ -44,10 +44,10 @@ async fn a_deployment_get_that_is_not_a_deployment_object_fails_the_update_namin
             "scoring",
             Action::UpdateDeployment {
                 deployment: "green".into(),
-                settings: DeploymentSettings {
+                settings: Box::new(DeploymentSettings {
                     instance_count: Some(1),
                     ..Default::default()
-                },
+                }),
                 changes: vec![],
             },
         );
@@ -113,7 +113,7 @@ async fn an_operation_status_that_is_not_a_status_object_fails_the_create_instea
             "scoring",
             Action::CreateDeployment {
                 deployment: "green".into(),
-                settings: DeploymentSettings::default(),
+                settings: Box::new(DeploymentSettings::default()),
             },
         );
         let err = backend(&fake).execute(&step).await.unwrap_err();

@@ -21,7 +21,7 @@ fn desired(router: Router, versions: &[(&str, &str, u32)], split: &[(&str, u32)]
         .map(|(name, image, count)| {
             let d = Deployment {
                 name: name.to_string(),
-                settings: settings(image, *count),
+                settings: Box::new(settings(image, *count)),
                 test: Some(TestSpec {
                     request_file: "sample.json".into(),
                     request_body: r#"{"data": [[1, 2]]}"#.into(),

@@ -270,7 +270,7 @@ async fn seed_flow(router: Router) {
         &backend,
         &[
             create_endpoint(),
-            flightdeck_update("green", green.settings.clone()),
+            flightdeck_update("green", (*green.settings).clone()),
             scale("green", 1, 1),
             traffic(&[("green", 100)]),
             mirror(&[]),
@@ -307,7 +307,7 @@ fn assert_declared(desired: &impl serde::Serialize, live: &impl serde::Serialize
 fn flightdeck_update(d: &str, settings: flightdeck::model::DeploymentSettings) -> Step {
     step(flightdeck::plan::Action::UpdateDeployment {
         deployment: d.into(),
-        settings,
+        settings: Box::new(settings),
         changes: vec![],
     })
 }

@@ -95,7 +95,7 @@ fn desired_endpoint(name: &'static str) -> impl Strategy<Value = Endpoint> {
                 .map(|(n, (s, tested))| {
                     let d = Deployment {
                         name: n.clone(),
-                        settings: s,
+                        settings: Box::new(s),
                         test: tested.then(test_spec),
                     };
                     (n.clone(), d)
@@ -149,7 +149,7 @@ fn live_endpoint(name: &'static str) -> impl Strategy<Value = LiveEndpoint> {
                 .map(|(n, (s, st))| {
                     let d = LiveDeployment {
                         name: n.clone(),
-                        settings: s,
+                        settings: Box::new(s),
                         state: st,
                         phase: None,
                     };

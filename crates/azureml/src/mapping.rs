@@ -457,7 +457,7 @@ pub(crate) fn deployment_from_arm(
     let state = deployment_state(p.provisioning_state.as_deref());
     Ok(LiveDeployment {
         name,
-        settings,
+        settings: Box::new(settings),
         phase: p.provisioning_state.filter(|_| !state.is_terminal()),
         state,
     })

@@ -358,7 +358,7 @@ mod tests {
             }),
             step(Action::CreateDeployment {
                 deployment: "green".into(),
-                settings: DeploymentSettings::default(),
+                settings: Box::new(DeploymentSettings::default()),
             }),
             step(Action::TestDeployment {
                 deployment: "green".into(),

@@ -287,8 +287,10 @@ impl fmt::Debug for TestSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     pub name: String,
+    /// Boxed, so a map of deployments stays small: a `BTreeMap` node holds room for 11 values
+    /// inline, and unboxed settings (~550 bytes) made each endpoint's one-deployment map ~7 KiB.
     #[serde(flatten)]
-    pub settings: DeploymentSettings,
+    pub settings: Box<DeploymentSettings>,
     /// The gate run before this deployment first takes traffic or mirror traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestSpec>,
@@ -436,8 +438,9 @@ impl DeploymentState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveDeployment {
     pub name: String,
+    /// Boxed for the same reason as [`Deployment::settings`].
     #[serde(flatten)]
-    pub settings: DeploymentSettings,
+    pub settings: Box<DeploymentSettings>,
     #[serde(flatten)]
     pub state: DeploymentState,
     /// The platform's own name for a non-terminal state (Azure ML `Creating`, `Updating`,
@@ -574,5 +577,24 @@ mod tests {
         let b: Weights = [("green".to_string(), 100)].into();
         assert_eq!(effective(&a), effective(&b));
         assert_eq!(weights_display(&a), "blue 0 / green 100");
+    }
+
+    /// The agent holds 1,000s of these at once (desired, live, plan, report): a map node holds
+    /// 11 values inline, so the values must stay small for a one-deployment endpoint to be small.
+    #[test]
+    fn deployments_and_plan_steps_stay_small_enough_to_hold_thousands() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<Deployment>() <= 128,
+            "{}",
+            size_of::<Deployment>()
+        );
+        assert!(
+            size_of::<LiveDeployment>() <= 128,
+            "{}",
+            size_of::<LiveDeployment>()
+        );
+        let step = size_of::<crate::plan::Step>();
+        assert!(step <= 192, "a plan step is {step} bytes");
     }
 }

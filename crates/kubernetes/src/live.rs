@@ -148,7 +148,7 @@ impl KubernetesBackend {
             let state = deployment_state(d);
             let live = LiveDeployment {
                 name: dep.to_string(),
-                settings: settings_from_deployment(d),
+                settings: Box::new(settings_from_deployment(d)),
                 // A Deployment whose rollout is not complete ([K8S §3]: kubectl rollout status).
                 phase: (!state.is_terminal()).then(|| "rolling out".to_string()),
                 state,

@@ -28,7 +28,7 @@ fn record() -> RolloutRecord {
 fn live() -> LiveState {
     let deployment = |name: &str| LiveDeployment {
         name: name.into(),
-        settings: DeploymentSettings::default(),
+        settings: Box::default(),
         state: DeploymentState::Ready,
         phase: None,
     };

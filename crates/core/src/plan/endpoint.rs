@@ -267,7 +267,7 @@ impl<'a> EndpointPlanner<'a> {
             self.push(
                 Action::CreateDeployment {
                     deployment: name.to_string(),
-                    settings: want.clone(),
+                    settings: Box::new(want.clone()),
                 },
                 format!("recreate {name} with {}", describe(&create_only)),
             );
@@ -297,7 +297,7 @@ impl<'a> EndpointPlanner<'a> {
             self.push(
                 Action::UpdateDeployment {
                     deployment: name.to_string(),
-                    settings,
+                    settings: Box::new(settings),
                     changes: rest,
                 },
                 reason,

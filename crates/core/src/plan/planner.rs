@@ -197,11 +197,11 @@ mod tests {
     fn endpoint(i: usize) -> Endpoint {
         let deployment = |name: &str, count: u32| Deployment {
             name: name.into(),
-            settings: DeploymentSettings {
+            settings: Box::new(DeploymentSettings {
                 model: Some(AssetRef::parse(&format!("azureml:m{i}:1"))),
                 instance_count: Some(count),
                 ..DeploymentSettings::default()
-            },
+            }),
             test: None,
         };
         Endpoint {

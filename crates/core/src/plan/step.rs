@@ -40,13 +40,13 @@ pub enum Action {
     /// Create a deployment. It takes no traffic until a later `set_traffic`.
     CreateDeployment {
         deployment: String,
-        settings: DeploymentSettings,
+        settings: Box<DeploymentSettings>,
     },
     /// Update a deployment in place (model, image, probes, ...). `settings` is the full desired
     /// settings, with `instance_count` kept at the live count (scaling is its own step).
     UpdateDeployment {
         deployment: String,
-        settings: DeploymentSettings,
+        settings: Box<DeploymentSettings>,
         changes: Vec<FieldChange>,
     },
     /// Change the instance count only.

@@ -21,13 +21,13 @@ use crate::plan::{PlanOptions, plan, profile::NEUTRAL};
 
 const EP: &str = "ep";
 
-fn settings(model: &str) -> DeploymentSettings {
-    DeploymentSettings {
+fn settings(model: &str) -> Box<DeploymentSettings> {
+    Box::new(DeploymentSettings {
         model: Some(AssetRef::parse(model)),
         instance_type: Some("Standard_DS3_v2".into()),
         instance_count: Some(1),
         ..DeploymentSettings::default()
-    }
+    })
 }
 
 fn live_with(traffic: &[(&str, u32)]) -> LiveState {

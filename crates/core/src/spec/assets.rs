@@ -270,13 +270,13 @@ mod canonical_tests {
         let ws = "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces";
         let deployment = |model: String| Deployment {
             name: "blue".into(),
-            settings: DeploymentSettings {
+            settings: Box::new(DeploymentSettings {
                 model: Some(AssetRef::parse(&model)),
                 environment: Some(AssetRef::parse(&format!(
                     "{ws}/ws/environments/env/versions/3"
                 ))),
                 ..DeploymentSettings::default()
-            },
+            }),
             test: None,
         };
         let mut endpoints = [

@@ -234,7 +234,7 @@ fn deployment(
     }
     let deployment = Deployment {
         name: name.value.clone(),
-        settings,
+        settings: Box::new(settings),
         test: None,
     };
     let origin = Origin {

@@ -70,7 +70,7 @@ pub fn create_endpoint() -> Step {
 pub fn create(d: &str, s: DeploymentSettings) -> Step {
     step(Action::CreateDeployment {
         deployment: d.into(),
-        settings: s,
+        settings: Box::new(s),
     })
 }
 
