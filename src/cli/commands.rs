@@ -423,6 +423,13 @@ impl backend::Backend for Locked {
     fn step_timeout(&self, step: &crate::plan::Step) -> std::time::Duration {
         self.backend.step_timeout(step)
     }
+    async fn write_rollout(
+        &self,
+        endpoint: &str,
+        record: Option<&crate::rollout::RolloutRecord>,
+    ) -> Result<(), backend::BackendError> {
+        self.backend.write_rollout(endpoint, record).await
+    }
 }
 
 /// Prints one progress line per step event.

@@ -6,6 +6,7 @@ mod agent_http_limits;
 mod agent_lease;
 mod agent_loop;
 mod agent_resume;
+mod agent_rollout_resume;
 mod agent_sandbox;
 mod agent_signed_commits;
 mod agent_source;
