@@ -8,7 +8,7 @@
 #
 #   scripts/demo.sh            (PROVISIONING_DELAY=1s by default; set it to 0s for a fast run)
 #
-# Needs: cargo (builds flightdeck) and python3 (to call the scoring URI). Changes nothing in
+# Needs: cargo (builds flightdeck) and python3 (scoring requests and sandbox faults). Changes nothing in
 # the repository: the environment is copied to a temp directory first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
