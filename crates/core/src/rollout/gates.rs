@@ -23,6 +23,7 @@ pub struct Verdict {
     /// The gate as written: `error_rate < 2%`.
     pub gate: String,
     pub signal: Signal,
+    pub comparison: super::policy::Comparison,
     /// The candidate's query as the provider sent it.
     pub query: String,
     pub window: Window,
@@ -35,27 +36,31 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// `error_rate 7.1% > 2%` (fail), `p99 120ms < 180ms` (pass), `p99 no data`.
+    /// `error_rate 7.1% >= 2%` (a failed `error_rate < 2%`), `p99 120ms < 180ms (1.5x
+    /// baseline)` (a pass), `p99 no data`.
     pub fn describe(&self) -> String {
         let Some(observed) = self.observed else {
             return format!("{} no data", self.signal);
         };
+        let shown = format_value(self.signal, observed);
         let Some(threshold) = self.threshold else {
-            return format!(
-                "{} {} (baseline: no data)",
-                self.signal,
-                format_value(self.signal, observed)
-            );
+            return format!("{} {shown} (baseline: no data)", self.signal);
         };
         let op = match self.result {
-            GateResult::Pass => "within",
-            _ => "outside",
+            GateResult::Pass => self.comparison.symbol(),
+            _ => self.comparison.negated_symbol(),
         };
+        let relative = self
+            .gate
+            .split_once(' ')
+            .and_then(|(_, rest)| rest.split_once(' '))
+            .map(|(_, t)| t)
+            .filter(|t| t.ends_with("baseline"))
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
         format!(
-            "{} {} {op} {} ({})",
+            "{} {shown} {op} {}{relative}",
             self.signal,
-            format_value(self.signal, observed),
-            self.gate,
             format_value(self.signal, threshold)
         )
     }
@@ -111,6 +116,7 @@ pub fn evaluate(
             Verdict {
                 gate: gate.to_string(),
                 signal: gate.signal,
+                comparison: gate.comparison,
                 query: reading.map(|r| r.query.clone()).unwrap_or_default(),
                 window: reading.map_or(window, |r| r.window),
                 observed,
@@ -171,10 +177,7 @@ mod tests {
         );
         assert_eq!(v[0].result, GateResult::Fail);
         assert_eq!(v[0].query, "error_rate of green");
-        assert_eq!(
-            v[0].describe(),
-            "error_rate 7.1% outside error_rate < 2% (2%)"
-        );
+        assert_eq!(v[0].describe(), "error_rate 7.1% >= 2%");
     }
 
     #[test]

@@ -103,6 +103,15 @@ impl Comparison {
         }
     }
 
+    /// The symbol that holds when the comparison does not (`>=` for `<`).
+    pub fn negated_symbol(self) -> &'static str {
+        match self {
+            Comparison::Below => ">=",
+            Comparison::AtMost => ">",
+            Comparison::AtLeast => "<",
+        }
+    }
+
     pub fn holds(self, observed: f64, threshold: f64) -> bool {
         match self {
             Comparison::Below => observed < threshold,
