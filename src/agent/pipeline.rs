@@ -50,7 +50,7 @@ pub struct Pipeline {
     /// Opens the rollout metrics source; `None`: environments with gates cannot be judged.
     pub metrics: Option<MetricsConnector>,
     /// Metrics sources kept per environment (their grain caches) until its environment changes.
-    providers: std::sync::Mutex<HashMap<PathBuf, (Environment, Option<Arc<dyn MetricsProvider>>)>>,
+    providers: std::sync::Mutex<HashMap<PathBuf, OpenedMetrics>>,
     /// For a local directory source, environment paths are relative to this root.
     root: Option<PathBuf>,
     /// Endpoints applied at the same time within one environment.
@@ -59,6 +59,9 @@ pub struct Pipeline {
     /// environment's target changes.
     backends: tokio::sync::Mutex<HashMap<PathBuf, Connected>>,
 }
+
+/// A metrics source and the environment it was opened for.
+type OpenedMetrics = (Environment, Option<Arc<dyn MetricsProvider>>);
 
 /// A backend and the environment (target) it was opened for.
 type Connected = (Environment, Arc<dyn Backend>);

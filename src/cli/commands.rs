@@ -423,6 +423,13 @@ impl backend::Backend for Locked {
     fn step_timeout(&self, step: &crate::plan::Step) -> std::time::Duration {
         self.backend.step_timeout(step)
     }
+    async fn write_rollout(
+        &self,
+        endpoint: &str,
+        record: Option<&crate::rollout::RolloutRecord>,
+    ) -> Result<(), backend::BackendError> {
+        self.backend.write_rollout(endpoint, record).await
+    }
 }
 
 /// Prints one progress line per step event.
@@ -438,7 +445,8 @@ struct ApplyPlatform<'a> {
     settle_azureml: AtomicBool,
     cancel: CancellationToken,
     interrupts: std::sync::Mutex<Option<Interrupts>>,
-    progress: std::sync::OnceLock<Progress>,
+    /// Progress lines of the current round's plan (each round of a rollout has its own).
+    progress: std::sync::Mutex<Option<Progress>>,
     /// The rollout metrics source, opened once for all of this apply's rounds.
     metrics: tokio::sync::OnceCell<Option<Arc<dyn crate::metrics::MetricsProvider>>>,
 }
@@ -513,13 +521,21 @@ impl reconcile::Platform for ApplyPlatform<'_> {
     }
 
     fn planned(&self, p: &Plan) -> Result<(), String> {
-        if self.args.output == Format::Text {
-            print!("{}", render::text(&self.name, p));
+        // A rollout's rounds without steps (baking, judging) show only their `rollout:` line.
+        let quiet = p.steps.is_empty() && !p.rollouts.is_empty();
+        if self.args.output == Format::Text && !quiet {
+            let steps = Plan {
+                rollouts: Vec::new(),
+                ..p.clone()
+            };
+            print!("{}", render::text(&self.name, &steps));
         }
         if p.is_empty() {
             return Ok(());
         }
-        let _ = self.progress.set(Box::new(progress(p.steps.len())));
+        if let Ok(mut slot) = self.progress.lock() {
+            *slot = Some(Box::new(progress(p.steps.len())));
+        }
         let interrupts = Interrupts::watch(self.cancel.clone())
             .map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
         if let Ok(mut slot) = self.interrupts.lock() {
@@ -529,7 +545,9 @@ impl reconcile::Platform for ApplyPlatform<'_> {
     }
 
     fn progress(&self, event: ApplyEvent<'_>) {
-        if let Some(progress) = self.progress.get() {
+        if let Ok(slot) = self.progress.lock()
+            && let Some(progress) = slot.as_ref()
+        {
             progress(event);
         }
     }
@@ -547,7 +565,7 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
         settle_azureml: AtomicBool::new(false),
         cancel: cancel.clone(),
         interrupts: std::sync::Mutex::new(None),
-        progress: std::sync::OnceLock::new(),
+        progress: std::sync::Mutex::new(None),
         metrics: tokio::sync::OnceCell::new(),
     };
     let request = reconcile::Request {

@@ -41,6 +41,14 @@ impl Backend for Interrupting {
         }
         outcome
     }
+
+    async fn write_rollout(
+        &self,
+        endpoint: &str,
+        record: Option<&flightdeck::rollout::RolloutRecord>,
+    ) -> Result<(), BackendError> {
+        self.live.write_rollout(endpoint, record).await
+    }
 }
 
 fn connector(live: Arc<MemoryBackend>, stop: Option<(usize, CancellationToken)>) -> Connector {

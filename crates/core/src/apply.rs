@@ -450,6 +450,13 @@ mod tests {
         async fn execute(&self, _: &Step) -> Result<crate::backend::StepDetail, BackendError> {
             std::future::pending().await
         }
+        async fn write_rollout(
+            &self,
+            _: &str,
+            _: Option<&crate::rollout::RolloutRecord>,
+        ) -> Result<(), BackendError> {
+            std::future::pending().await
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -49,22 +49,12 @@ pub trait Backend: Send + Sync {
 
     /// Stores the rollout progress of `endpoint` (`None` removes it), where `read_live` reads
     /// it back as `LiveEndpoint::rollout`: on the platform itself, so a restart, a standby agent
-    /// or another `apply` resumes from it. The default refuses: a backend without it cannot
-    /// run staged rollouts.
+    /// or another `apply` resumes from it. Required, so that a wrapper cannot silently drop it.
     async fn write_rollout(
         &self,
         endpoint: &str,
         record: Option<&RolloutRecord>,
-    ) -> Result<(), BackendError> {
-        let _ = record;
-        Err(BackendError::Platform {
-            subject: format!("endpoint {endpoint}"),
-            code: "RolloutsUnsupported".to_string(),
-            message: format!("the {} backend cannot store rollout progress", self.name()),
-            transient: false,
-            source: None,
-        })
-    }
+    ) -> Result<(), BackendError>;
 }
 
 /// Budgets when a backend has no better idea: 30 min for anything that provisions or deletes,

@@ -3,9 +3,7 @@
 use super::memory::MemoryBackend;
 use super::state_file::StateFileBackend;
 use super::{Backend, BackendError};
-use crate::model::{
-    DeploymentSettings, DeploymentState, LiveDeployment, LiveEndpoint, LiveState, Weights,
-};
+use crate::model::{DeploymentState, LiveDeployment, LiveEndpoint, LiveState, Weights};
 use crate::plan::{Action, Step};
 use crate::rollout::{RolloutRecord, RolloutState};
 
