@@ -249,20 +249,290 @@ async fn a_passing_three_stage_canary_moves_blue_to_green_in_order_and_deletes_b
     assert!(!deployments.contains_key("blue"), "{deployments:?}\n{out}");
     assert!(deployments.contains_key("green"), "{deployments:?}");
 
-    // Each stage in order, each gate judged before the next stage.
-    let s1 = line_of(&out, "stage 1/3: routing blue 90, green 10");
-    let g1 = line_of(&out, "gate error_rate < 2%");
-    let s2 = line_of(&out, "stage 2/3: routing blue 50, green 50");
+    // Each stage in order; the verdict that let a stage go on is shown under the next one.
+    let lines = progress(&out.stderr);
+    let s1 = line_of(&out, "stage 1/3: routing blue 90 / green 10");
+    let s2 = line_of(&out, "stage 2/3: routing blue 50 / green 50");
     let s3 = line_of(&out, "stage 3/3: routing the declared green 100");
-    assert!(s1 < g1 && g1 < s2 && s2 < s3, "{out}");
-    let passes = progress(&out.stderr)
-        .iter()
-        .filter(|l| l.starts_with("  gate error_rate < 2%") && l.ends_with("[pass]"))
-        .count();
+    assert!(s1 < s2 && s2 < s3, "{out}");
+    for stage in [s2, s3] {
+        let verdict = lines.get(stage + 1).copied().unwrap_or_default();
+        assert!(
+            verdict.starts_with("  gate error_rate < 2%: error_rate 0% within")
+                && verdict.ends_with("[pass]"),
+            "a passing verdict under {:?}:\n{out}",
+            lines[stage]
+        );
+    }
+    let passes = lines.iter().filter(|l| l.ends_with("[pass]")).count();
     assert_eq!(passes, 2, "one passing verdict per gated stage:\n{out}");
     assert!(!out.stderr.contains("FAIL"), "{out}");
     assert!(load.answered.load(Ordering::Relaxed) > 0);
 
     let out = run(&env, &["plan", d]).await;
     assert_eq!(out.code, 0, "plan after the rollout: {out}");
+}
+
+/// Stage 1 ungated, stage 2 gated on the error rate.
+const GATED_AT_TWO: &str = "    steps:
+      - weight: 10
+        bake: 1s
+      - weight: 50
+        bake: 2s
+        gates: [\"error_rate < 2%\"]
+    max_bake: 8s
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_failing_at_stage_two_rolls_back_to_blue_and_holds_until_git_changes() {
+    let env = start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    let d = dir.to_str().unwrap();
+    blue_live_then_declare_green(&env, &dir, GATED_AT_TWO).await;
+    // Every second answer of green is a 500 (the sandbox's error_rate is deterministic).
+    env.fault(json!({"endpoint": EP, "deployment": "green", "error_rate": 0.5}))
+        .await;
+    let _load = Load::start(&env, 50).await;
+
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 3, "held after the rollback: {out}");
+    let s1 = line_of(&out, "stage 1/3: routing blue 90 / green 10");
+    let s2 = line_of(&out, "stage 2/3: routing blue 50 / green 50");
+    let back = line_of(&out, "rolling back to blue 100");
+    assert!(s1 < s2 && s2 < back, "{out}");
+    let verdict = progress(&out.stderr)[back + 1];
+    assert!(
+        verdict.starts_with("  gate error_rate < 2%: error_rate 50% outside")
+            && verdict.ends_with("[FAIL]"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("gate failed at stage 2"), "{out}");
+    // Back to blue in one step; green is kept for inspection (keep_failed defaults to true).
+    assert_eq!(env.traffic(EP).await, traffic(&[("blue", 100)]));
+    assert!(env.deployments(EP).await.contains_key("green"));
+
+    let out = run(&env, &["plan", d]).await;
+    assert_eq!(out.code, 3, "{out}");
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("held at blue 100"),
+        "{out}"
+    );
+
+    // Held: a second apply writes nothing.
+    env.clear_log().await;
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 3, "{out}");
+    let (_, writes) = reads_writes(&env.log().await);
+    assert_eq!(
+        writes,
+        0,
+        "a held apply writes nothing: {:?}",
+        env.log().await
+    );
+
+    let out = run(&env, &["rollout", "status", d]).await;
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stdout.contains("gate failed at stage 2"), "{out}");
+    assert!(out.stdout.contains("error_rate"), "{out}");
+    let (code, doc) = rollout_status_json(&env, d).await;
+    assert_eq!(code, 3);
+    assert_eq!(doc[0]["record"]["state"], "failed", "{doc:#}");
+
+    // A Git change (green's model version) is a new desired state: a new rollout starts, and
+    // with green fixed it goes all the way.
+    let text = std::fs::read_to_string(dir.join("my-endpoint.yml")).unwrap();
+    let bumped = text.replacen(
+        "name: model-2\n      version: 1",
+        "name: model-2\n      version: 2",
+        1,
+    );
+    assert_ne!(text, bumped, "flow file 6 changed shape");
+    std::fs::write(dir.join("my-endpoint.yml"), bumped).unwrap();
+    let resp = reqwest::Client::new()
+        .delete(format!("{}/_sandbox/faults", env.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 0, "{out}");
+    line_of(&out, "stage 1/3: routing blue 90 / green 10");
+    assert_eq!(env.traffic(EP).await, traffic(&[("green", 100)]), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_latency_gate_catches_a_candidate_twice_as_slow_as_blue() {
+    let env = start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    let d = dir.to_str().unwrap();
+    let policy = "    steps:
+      - weight: 50
+        bake: 2s
+        gates: [\"p99 < 1.2x baseline\"]
+    max_bake: 8s
+";
+    blue_live_then_declare_green(&env, &dir, policy).await;
+    env.fault(json!({"endpoint": EP, "deployment": "blue", "latency_ms": 40}))
+        .await;
+    env.fault(json!({"endpoint": EP, "deployment": "green", "latency_ms": 80}))
+        .await;
+    let _load = Load::start(&env, 50).await;
+
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 3, "{out}");
+    let fail = line_of(&out, "gate p99 < 1.2x baseline");
+    assert!(progress(&out.stderr)[fail].ends_with("[FAIL]"), "{out}");
+    line_of(&out, "rolling back to blue 100");
+    assert_eq!(env.traffic(EP).await, traffic(&[("blue", 100)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_requests_extend_the_bake_until_traffic_arrives_then_it_passes() {
+    let env = start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    let d = dir.to_str().unwrap();
+    let policy = "    steps:
+      - weight: 50
+        bake: 1s
+        gates: [\"error_rate < 2%\"]
+    min_requests: 200
+    max_bake: 14s
+";
+    blue_live_then_declare_green(&env, &dir, policy).await;
+    let load = Load::start(&env, 4).await;
+
+    let apply = spawn(&env, &["apply", d]);
+    apply.wait_stderr("waiting for data").await;
+    // Traffic arrives: ~50 requests a second reach green.
+    load.set_rate(100);
+    let out = apply.finish().await;
+    assert_eq!(out.code, 0, "{out}");
+    let waiting = line_of(&out, "waiting for data");
+    assert!(
+        progress(&out.stderr)[waiting].contains("of 200 requests"),
+        "{out}"
+    );
+    let done = line_of(&out, "stage 2/2: routing the declared green 100");
+    assert!(waiting < done, "{out}");
+    assert_eq!(env.traffic(EP).await, traffic(&[("green", 100)]));
+}
+
+/// Stage 1 waits for a person after its bake.
+const PAUSED_AT_ONE: &str = "    steps:
+      - weight: 10
+        bake: 1s
+        pause: true
+      - weight: 50
+        bake: 2s
+        gates: [\"error_rate < 2%\"]
+    max_bake: 8s
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_stage_exits_4_and_a_resumed_rollout_finishes_on_the_next_apply() {
+    let env = start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    let d = dir.to_str().unwrap();
+    blue_live_then_declare_green(&env, &dir, PAUSED_AT_ONE).await;
+    let _load = Load::start(&env, 50).await;
+
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 4, "{out}");
+    line_of(&out, "stage 1/3 paused at blue 90 / green 10");
+    assert_eq!(
+        env.traffic(EP).await,
+        traffic(&[("blue", 90), ("green", 10)])
+    );
+
+    let out = run(&env, &["rollout", "status", d]).await;
+    assert_eq!(out.code, 4, "{out}");
+    assert!(out.stdout.contains("flightdeck rollout resume"), "{out}");
+    // Paused means paused: an apply now moves nothing.
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 4, "{out}");
+    assert_eq!(
+        env.traffic(EP).await,
+        traffic(&[("blue", 90), ("green", 10)])
+    );
+
+    let out = run(&env, &["rollout", "resume", d]).await;
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("resumed at stage 1"), "{out}");
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 0, "{out}");
+    line_of(&out, "stage 2/3: routing blue 50 / green 50");
+    assert_eq!(env.traffic(EP).await, traffic(&[("green", 100)]));
+    let out = run(&env, &["rollout", "status", d]).await;
+    assert_eq!(out.code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_abort_mid_pause_returns_traffic_to_blue_and_exits_3() {
+    let env = start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    let d = dir.to_str().unwrap();
+    blue_live_then_declare_green(&env, &dir, PAUSED_AT_ONE).await;
+    let _load = Load::start(&env, 50).await;
+
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 4, "{out}");
+    assert_eq!(
+        env.traffic(EP).await,
+        traffic(&[("blue", 90), ("green", 10)])
+    );
+
+    let out = run(&env, &["rollout", "abort", d]).await;
+    assert_eq!(out.code, 3, "{out}");
+    assert_eq!(env.traffic(EP).await, traffic(&[("blue", 100)]));
+    assert!(out.stdout.contains("aborted at stage 1"), "{out}");
+    let out = run(&env, &["rollout", "status", d]).await;
+    assert_eq!(out.code, 3, "{out}");
+    let out = run(&env, &["plan", d]).await;
+    assert_eq!(out.code, 3, "{out}");
+    // Nothing left to abort.
+    let out = run(&env, &["rollout", "abort", d]).await;
+    assert_eq!(out.code, 2, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_that_fails_provisioning_never_takes_traffic_and_is_then_held() {
+    let env = start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    let d = dir.to_str().unwrap();
+    blue_live_then_declare_green(&env, &dir, CANARY).await;
+    env.fault(json!({"endpoint": EP, "deployment": "green", "fail_provisioning": true}))
+        .await;
+    let _load = Load::start(&env, 50).await;
+
+    let out = run(&env, &["apply", d]).await;
+    assert_ne!(out.code, 0, "{out}");
+    assert_eq!(env.traffic(EP).await, traffic(&[("blue", 100)]), "{out}");
+    let (code, doc) = rollout_status_json(&env, d).await;
+    assert_eq!(code, 3, "{doc:#}");
+    let record = &doc[0]["record"];
+    assert_eq!(record["state"], "failed", "{doc:#}");
+    assert!(
+        record["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("failed before taking traffic")),
+        "{doc:#}"
+    );
+
+    // The fault fired once, so green would provision now: held, the next apply writes nothing.
+    env.clear_log().await;
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 3, "{out}");
+    let log = env.log().await;
+    let writes: Vec<_> = log.iter().filter(|e| e["method"] != "GET").collect();
+    assert!(
+        writes.is_empty(),
+        "a held apply writes nothing: {writes:?}\n{out}"
+    );
+    assert_eq!(env.traffic(EP).await, traffic(&[("blue", 100)]));
 }
