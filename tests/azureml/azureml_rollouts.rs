@@ -302,11 +302,14 @@ async fn a_gate_failing_at_stage_two_rolls_back_to_blue_and_holds_until_git_chan
     let back = line_of(&out, "rolling back to blue 100");
     assert!(s1 < s2 && s2 < back, "{out}");
     let verdict = progress(&out.stderr)[back + 1];
-    assert!(
-        verdict.starts_with("  gate error_rate < 2%: error_rate 50% outside")
-            && verdict.ends_with("[FAIL]"),
-        "{out}"
-    );
+    // About half of green's answers were 500s (the window's edges move it by a request or two).
+    let observed: f64 = verdict
+        .strip_prefix("  gate error_rate < 2%: error_rate ")
+        .and_then(|rest| rest.split_once("% outside"))
+        .and_then(|(pct, _)| pct.parse().ok())
+        .unwrap_or_else(|| panic!("a failed error_rate verdict: {verdict:?}\n{out}"));
+    assert!((40.0..=60.0).contains(&observed), "{verdict}");
+    assert!(verdict.ends_with("[FAIL]"), "{out}");
     assert!(out.stderr.contains("gate failed at stage 2"), "{out}");
     // Back to blue in one step; green is kept for inspection (keep_failed defaults to true).
     assert_eq!(env.traffic(EP).await, traffic(&[("blue", 100)]));
