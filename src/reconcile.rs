@@ -271,6 +271,7 @@ pub async fn reconcile_once(
         Err(refusals) => return ReconcileOutcome::Refused(refusals),
     };
     let decisions = prepared.map(|p| {
+        rollouts::keep_failed_candidates(&mut plan, &p.decisions, &live);
         plan.rollouts = p.views;
         p.decisions
     });

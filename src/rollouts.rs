@@ -14,8 +14,8 @@ use crate::apply::{ApplyReport, StepStatus};
 use crate::backend::{Backend, BackendError, ErrorKind};
 use crate::clock;
 use crate::metrics::MetricsProvider;
-use crate::model::{DesiredState, LiveState, effective};
-use crate::plan::Refusal;
+use crate::model::{DeploymentState, DesiredState, LiveState, effective};
+use crate::plan::{Action, Plan, Refusal};
 use crate::rollout::engine::{self, EXTEND_POLL};
 use crate::rollout::{Decision, Input, RecordWrite, RolloutView, Status};
 
@@ -167,6 +167,35 @@ pub async fn prepare(
         decisions,
         views,
     })
+}
+
+/// A held endpoint's failed candidate is left as it failed. The planner re-provisions every
+/// failed deployment it is given, and for a held endpoint that would try the failed desired
+/// state again on every apply and agent tick, before Git changes it (docs/environment-format.md
+/// "Rollout policy"). Drops those steps from `plan`.
+pub fn keep_failed_candidates(
+    plan: &mut Plan,
+    decisions: &BTreeMap<String, Decision>,
+    live: &LiveState,
+) {
+    let failed_candidate = |endpoint: &str| -> Option<&str> {
+        if !matches!(decisions.get(endpoint)?.status, Status::Held { .. }) {
+            return None;
+        }
+        let live_ep = live.endpoints.get(endpoint)?;
+        let candidate = live_ep.rollout.as_ref()?.candidate.as_str();
+        let failed = matches!(
+            live_ep.deployments.get(candidate)?.state,
+            DeploymentState::Failed { .. }
+        );
+        failed.then_some(candidate)
+    };
+    plan.steps.retain(|step| match &step.action {
+        Action::UpdateDeployment { deployment, .. } => {
+            failed_candidate(&step.endpoint) != Some(deployment.as_str())
+        }
+        _ => true,
+    });
 }
 
 /// Writes the records due before traffic moves. An endpoint whose record cannot be written is

@@ -97,6 +97,7 @@ async fn make_plan(
     let mut plan =
         plan::plan(to_plan, live, &plan_options(desired, prune), profile).map_err(refused)?;
     if let Some(p) = prepared {
+        crate::rollouts::keep_failed_candidates(&mut plan, &p.decisions, live);
         plan.rollouts = p.views;
     }
     Ok(plan)

@@ -255,10 +255,11 @@ async fn abort(
         ignore: desired.environment.drift.ignore.clone(),
     };
     let profile = backend::profile_of(&desired.environment.target);
-    let plan = match plan::plan(&prepared.desired, &live, &options, profile) {
+    let mut plan = match plan::plan(&prepared.desired, &live, &options, profile) {
         Ok(p) => p,
         Err(refusals) => return fail(format!("the rollback was refused: {refusals:?}")),
     };
+    rollouts::keep_failed_candidates(&mut plan, &prepared.decisions, &live);
     let report = apply::apply(
         &plan,
         backend,

@@ -216,6 +216,39 @@ impl Env {
             .as_u16()
     }
 
+    /// The endpoint's scoring URI and primary key (`listKeys`), for sending scoring requests.
+    pub async fn scoring(&self, endpoint: &str) -> (String, String) {
+        let body = self
+            .arm_get(&format!("/onlineEndpoints/{endpoint}"))
+            .await
+            .unwrap_or_else(|| panic!("endpoint {endpoint} exists"));
+        let url = format!(
+            "{}{}/onlineEndpoints/{endpoint}/listKeys?{API}",
+            self.base,
+            self.workspace_path()
+        );
+        let keys: Value = self
+            .http
+            .post(url)
+            .bearer_auth(self.arm_token().await)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            body["properties"]["scoringUri"]
+                .as_str()
+                .expect("a scoring URI")
+                .to_string(),
+            keys["primaryKey"]
+                .as_str()
+                .expect("a primary key")
+                .to_string(),
+        )
+    }
+
     /// The tags of an endpoint, as the sandbox holds them.
     pub async fn endpoint_tags(&self, endpoint: &str) -> BTreeMap<String, String> {
         let body = self
