@@ -258,7 +258,7 @@ async fn a_passing_three_stage_canary_moves_blue_to_green_in_order_and_deletes_b
     for stage in [s2, s3] {
         let verdict = lines.get(stage + 1).copied().unwrap_or_default();
         assert!(
-            verdict.starts_with("  gate error_rate < 2%: error_rate 0% within")
+            verdict.starts_with("  gate error_rate < 2%: error_rate 0% < 2%")
                 && verdict.ends_with("[pass]"),
             "a passing verdict under {:?}:\n{out}",
             lines[stage]
@@ -305,7 +305,7 @@ async fn a_gate_failing_at_stage_two_rolls_back_to_blue_and_holds_until_git_chan
     // About half of green's answers were 500s (the window's edges move it by a request or two).
     let observed: f64 = verdict
         .strip_prefix("  gate error_rate < 2%: error_rate ")
-        .and_then(|rest| rest.split_once("% outside"))
+        .and_then(|rest| rest.split_once("% >= 2%"))
         .and_then(|(pct, _)| pct.parse().ok())
         .unwrap_or_else(|| panic!("a failed error_rate verdict: {verdict:?}\n{out}"));
     assert!((40.0..=60.0).contains(&observed), "{verdict}");

@@ -120,7 +120,7 @@ impl RolloutView {
             declared: declared.clone(),
             traffic,
             message,
-            next_check_seconds: decision.wait.map(|w| w.as_secs().max(1)),
+            next_check_seconds: decision.wait.map(|w| round_secs(w).as_secs().max(1)),
             verdicts: decision.verdicts.clone(),
         })
     }
