@@ -30,8 +30,8 @@ pub struct QueryTemplates {
 }
 
 impl Default for QueryTemplates {
-    /// [PROM P10]: `increase` of `istio_requests_total` for requests, 5xx `rate` over all
-    /// `rate` for the error rate, `histogram_quantile` over
+    /// [PROM P10]: `increase` of `istio_requests_total` for requests, 5xx `rate` (0 without a 5xx
+    /// series) over all `rate` for the error rate, `histogram_quantile` over
     /// `istio_request_duration_milliseconds_bucket` for latency; all `[{window}]`, evaluated at
     /// the window's end.
     fn default() -> Self {
@@ -43,8 +43,12 @@ impl Default for QueryTemplates {
         };
         QueryTemplates {
             requests: format!("sum(increase(istio_requests_total{{{s}}}[{{window}}]))"),
+            // `or vector(0)`: a deployment that served requests but no 5xx has no 5xx series,
+            // and `empty / x` is empty, which would read as no data instead of 0 (found against
+            // a real Prometheus 2.42, benches/prometheus_check.rs). Without requests the
+            // denominator stays empty (or 0, giving NaN), so that is still no data [PROM P5].
             error_rate: format!(
-                "sum(rate(istio_requests_total{{{s},response_code=~\"5..\"}}[{{window}}])) / sum(rate(istio_requests_total{{{s}}}[{{window}}]))"
+                "(sum(rate(istio_requests_total{{{s},response_code=~\"5..\"}}[{{window}}])) or vector(0)) / sum(rate(istio_requests_total{{{s}}}[{{window}}]))"
             ),
             latency_p95: quantile("0.95"),
             latency_p99: quantile("0.99"),
@@ -173,7 +177,7 @@ mod tests {
         t.validate().unwrap();
         assert_eq!(
             t.render(Signal::ErrorRate, &vars("green")),
-            r#"sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green",response_code=~"5.."}[300s])) / sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green"}[300s]))"#
+            r#"(sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green",response_code=~"5.."}[300s])) or vector(0)) / sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green"}[300s]))"#
         );
         assert_eq!(
             t.render(Signal::LatencyP99, &vars("green")),

@@ -200,7 +200,7 @@ async fn a_canary_with_errors_reads_its_error_rate_through_the_default_istio_que
         "evaluated at the window's end"
     );
     let error_rate = &readings["green"][&Signal::ErrorRate];
-    let expected = r#"sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green",response_code=~"5.."}[300s])) / sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green"}[300s]))"#;
+    let expected = r#"(sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green",response_code=~"5.."}[300s])) or vector(0)) / sum(rate(istio_requests_total{reporter="destination",destination_service_name="fraud",destination_version="green"}[300s]))"#;
     assert_eq!(error_rate.query, expected);
     assert_eq!(error_rate.window, request(&[]).window);
     assert!(
