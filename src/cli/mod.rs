@@ -12,6 +12,7 @@ use crate::plan::render::Format;
 
 pub use backend_args::{BackendArgs, backend_config};
 
+mod apply;
 mod backend_args;
 mod commands;
 mod interrupt;
@@ -137,7 +138,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Validate { paths } => commands::validate(&paths),
         Command::Plan(args) => commands::plan(&args).await,
         Command::Diff(args) => commands::diff(&args).await,
-        Command::Apply(args) => commands::apply(&args).await,
+        Command::Apply(args) => apply::apply(&args).await,
         Command::Export(args) => commands::export(&args).await,
         Command::Rollout(args) => rollout::run(&args).await,
         Command::Schema { out } => commands::schema(&out),
