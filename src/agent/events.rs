@@ -35,6 +35,11 @@ impl Reconciled<'_> {
             };
             metrics.step(env, r.step.action.kind(), ok);
         }
+        let rollouts = outcome.plan().map_or(&[][..], |p| p.rollouts.as_slice());
+        for view in rollouts {
+            metrics.rollout(env, view);
+            tracing::info!(endpoint = %view.endpoint, state = %view.state, "rollout: {}", view.message);
+        }
         // The plan's steps; cloned only where `/status` keeps them (an applied plan of 1,000
         // endpoints is megabytes, and the outcome that owns it is dropped after this event).
         let steps = outcome.plan().map_or(&[][..], |p| p.steps.as_slice());
@@ -111,6 +116,14 @@ impl Reconciled<'_> {
             s.last_attempt_time = s.last_sync_time;
             s.consecutive_failures = 0;
             s.next_retry_time = None;
+            for ended in s
+                .rollouts
+                .iter()
+                .filter(|old| !rollouts.iter().any(|r| r.endpoint == old.endpoint))
+            {
+                metrics.rollout_ended(env, &ended.endpoint);
+            }
+            s.rollouts = rollouts.to_vec();
         });
     }
 }

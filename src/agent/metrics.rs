@@ -59,6 +59,10 @@ pub struct Metrics {
     worker_restarts: (Counters, Optional),
     webhooks: (Counters, Optional),
     leader: (Gauge, Optional),
+    /// Per endpoint in a staged rollout: its stage (1-based; 0 once it ended).
+    rollout_stage: Family<Labels, Gauge>,
+    rollout_verdicts: Counters,
+    rollbacks: Counters,
 }
 
 impl Default for Metrics {
@@ -78,6 +82,9 @@ impl Default for Metrics {
             worker_restarts: Default::default(),
             webhooks: Default::default(),
             leader: Default::default(),
+            rollout_stage: Family::default(),
+            rollout_verdicts: Counters::default(),
+            rollbacks: Counters::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -119,6 +126,21 @@ impl Default for Metrics {
             "flightdeck_source_errors",
             "Failed fetches by kind",
             m.fetch_errors.clone(),
+        );
+        r.register(
+            "flightdeck_rollout_stage",
+            "Stage of each staged rollout (1-based, the declared traffic last; 0 when none runs)",
+            m.rollout_stage.clone(),
+        );
+        r.register(
+            "flightdeck_rollout_verdicts",
+            "Rollout gate verdicts by endpoint, signal and result (pass, fail, no_data)",
+            m.rollout_verdicts.clone(),
+        );
+        r.register(
+            "flightdeck_rollout_rollbacks",
+            "Staged rollouts rolled back to their baseline (a failed gate, candidate or deadline)",
+            m.rollbacks.clone(),
         );
         let (family, o) = &mut m.webhook_forwards;
         o.registry.register(
@@ -192,6 +214,41 @@ impl Metrics {
         labels.push(("kind", kind.to_string()));
         labels.push(("outcome", outcome.to_string()));
         self.steps.get_or_create(&labels).inc();
+    }
+
+    /// One endpoint's rollout as of this tick: its stage, the verdicts judged, a rollback.
+    pub fn rollout(&self, env_name: &str, view: &crate::rollout::RolloutView) {
+        let mut labels = env(env_name);
+        labels.push(("endpoint", view.endpoint.clone()));
+        let stage = if view.is_failed() {
+            0
+        } else {
+            view.stage.unwrap_or(0)
+        };
+        self.rollout_stage
+            .get_or_create(&labels)
+            .set(i64::try_from(stage).unwrap_or(0));
+        if view.state == "rolling_back" {
+            self.rollbacks.get_or_create(&labels).inc();
+        }
+        for v in &view.verdicts {
+            let mut l = labels.clone();
+            l.push(("signal", v.signal.name().to_string()));
+            let result = match v.result {
+                crate::rollout::GateResult::Pass => "pass",
+                crate::rollout::GateResult::Fail => "fail",
+                crate::rollout::GateResult::NoData => "no_data",
+            };
+            l.push(("result", result.to_string()));
+            self.rollout_verdicts.get_or_create(&l).inc();
+        }
+    }
+
+    /// An endpoint's rollout ended (reached the declared traffic): its stage reads 0.
+    pub fn rollout_ended(&self, env_name: &str, endpoint: &str) {
+        let mut labels = env(env_name);
+        labels.push(("endpoint", endpoint.to_string()));
+        self.rollout_stage.get_or_create(&labels).set(0);
     }
 
     pub fn error(&self, env_name: &str, kind: &str) {
@@ -294,6 +351,64 @@ mod tests {
         assert!(!text.contains("flightdeck_leader"));
         assert!(text.contains("# TYPE flightdeck_reconcile counter\n"));
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn a_rollout_shows_its_stage_verdicts_and_rollbacks_and_its_stage_reads_0_once_ended() {
+        use crate::metrics::{Signal, Window};
+        use crate::rollout::{Comparison, GateResult, RolloutView, Verdict};
+        let window = Window {
+            start: chrono::DateTime::UNIX_EPOCH,
+            end: chrono::DateTime::UNIX_EPOCH,
+        };
+        let verdict = |result| Verdict {
+            gate: "error_rate < 2%".into(),
+            signal: Signal::ErrorRate,
+            comparison: Comparison::Below,
+            query: String::new(),
+            window,
+            observed: Some(0.5),
+            threshold: Some(0.02),
+            result,
+        };
+        let view = |state: &str, stage, result| RolloutView {
+            endpoint: "fraud".into(),
+            state: state.into(),
+            stage,
+            stages: 3,
+            candidate: Some("green".into()),
+            declared: Default::default(),
+            traffic: Default::default(),
+            message: String::new(),
+            next_check_seconds: None,
+            verdicts: vec![verdict(result)],
+        };
+        let m = Metrics::default();
+        m.rollout("prod", &view("shifting", Some(2), GateResult::Pass));
+        let text = m.render();
+        assert!(
+            text.contains("flightdeck_rollout_stage{env=\"prod\",endpoint=\"fraud\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("flightdeck_rollout_verdicts_total{env=\"prod\",endpoint=\"fraud\",signal=\"error_rate\",result=\"pass\"} 1\n"), "{text}");
+        m.rollout("prod", &view("rolling_back", None, GateResult::Fail));
+        let text = m.render();
+        assert!(
+            text.contains(
+                "flightdeck_rollout_rollbacks_total{env=\"prod\",endpoint=\"fraud\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("flightdeck_rollout_stage{env=\"prod\",endpoint=\"fraud\"} 0\n"),
+            "{text}"
+        );
+        m.rollout("prod", &view("shifting", Some(1), GateResult::Pass));
+        m.rollout_ended("prod", "fraud");
+        assert!(
+            m.render()
+                .contains("flightdeck_rollout_stage{env=\"prod\",endpoint=\"fraud\"} 0\n")
+        );
     }
 
     #[test]

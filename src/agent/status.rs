@@ -42,6 +42,10 @@ pub struct EnvStatus {
     pub worker_restarts: u32,
     /// Why the worker last crashed (kept after the restart).
     pub last_worker_error: Option<String>,
+    /// Endpoints in a staged rollout, or held after one failed, as of the last reconcile: stage,
+    /// traffic, the line people read, the last verdicts (docs/rollouts.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<crate::rollout::RolloutView>,
 }
 
 impl EnvStatus {

@@ -76,6 +76,20 @@ async fn a_new_agent_resumes_a_staged_rollout_at_the_recorded_stage_and_finishes
             .is_some_and(|r| r.stage == 0 && !r.shifting && r.state == RolloutState::Progressing)
     })
     .await;
+    // The agent reports the rollout it runs: in /status and as metrics.
+    eventually("/status shows stage 1 of 3", t, || async {
+        let status = status(&first.base).await;
+        let rollouts = &status["environments"]["environments/sandbox"]["rollouts"];
+        rollouts[0]["endpoint"] == "my-endpoint" && rollouts[0]["stage"] == 1
+    })
+    .await;
+    let text = metrics(&first.base).await;
+    assert!(
+        text.contains(
+            "flightdeck_rollout_stage{env=\"environments/sandbox\",endpoint=\"my-endpoint\"} 1\n"
+        ),
+        "{text}"
+    );
     first.stop().await;
 
     let stage1 = record(&arm).await.unwrap();

@@ -140,7 +140,11 @@ pub async fn start_agent(config: AgentConfig) -> RunningAgent {
         SourceKind::Git { .. } => None,
     };
     let connector = default_connector(config.backend.clone());
-    let reconciler = Arc::new(Pipeline::new(connector, root, config.concurrency));
+    let mut pipeline = Pipeline::new(connector, root, config.concurrency);
+    pipeline.metrics = Some(flightdeck::agent::pipeline::default_metrics(
+        config.backend.clone(),
+    ));
+    let reconciler = Arc::new(pipeline);
     let cancel = CancellationToken::new();
     let agent = Agent::start(config, reconciler, AgentOptions::default(), cancel.clone())
         .await
