@@ -268,6 +268,41 @@ async fn main() {
     })
     .await;
     println!("in_sync_tick_{count}_ms: {}", before.elapsed().as_millis());
+    println!("after_in_sync_tick_rss_kib: {}", memory(pid).0);
+
+    // Ten more in-sync ticks: does resident memory plateau (issue #13)?
+    for _ in 0..10 {
+        let done = metric(
+            &client,
+            &base,
+            "flightdeck_reconcile_total{env=\"environments/bench\",result=\"in_sync\"}",
+        )
+        .await;
+        client
+            .post(format!("{base}/webhook"))
+            .header("x-github-event", "push")
+            .header(
+                "x-hub-signature-256",
+                sign_github(b"bench-secret", br#"{"ref":"refs/heads/main"}"#),
+            )
+            .body(r#"{"ref":"refs/heads/main"}"#)
+            .send()
+            .await
+            .unwrap();
+        wait_for("an in-sync tick", Duration::from_secs(120), async || {
+            metric(
+                &client,
+                &base,
+                "flightdeck_reconcile_total{env=\"environments/bench\",result=\"in_sync\"}",
+            )
+            .await
+                > done
+        })
+        .await;
+    }
+    let (rss, hwm) = memory(pid);
+    println!("after_11_in_sync_ticks_rss_kib: {rss}");
+    println!("after_11_in_sync_ticks_hwm_kib: {hwm}");
     drop(child);
     sandbox.shutdown().await;
 }

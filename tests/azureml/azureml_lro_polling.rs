@@ -1,69 +1,86 @@
 //! The LRO follower polls fast when the platform sends no `Retry-After` and backs off from
-//! there: a 1 s sandbox operation is followed to its end in a handful of polls, about 1 s after
-//! it started, not after a flat 10 s wait (src/backend/azureml/lro.rs `poll_policy`).
+//! there: a 1 s operation is followed to its end in four polls, 1.4 s after it started, not
+//! after a flat 10 s wait (crates/azureml/src/lro.rs `poll_policy`). Paused tokio time against
+//! the scripted ARM fake: the operation is "done" one virtual second after its PUT, and the
+//! fake records when each poll arrived, so the schedule is checked exactly and without waiting.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flightdeck::backend::Backend;
-use flightdeck::backend::azureml::{AzureMlBackend, AzureMlConfig, credential_from_vars};
-use flightdeck::model::{AzureMlTarget, EndpointSettings};
-use flightdeck::plan::{Action, Step};
-use flightdeck::sandbox::SandboxConfig;
-use flightdeck_testkit::azureml_sandbox::*;
+use flightdeck::backend::azureml::{AzureMlBackend, AzureMlConfig};
+use flightdeck::model::EndpointSettings;
+use flightdeck::plan::Action;
+use flightdeck_testkit::arm_fake::*;
+use serde_json::json;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_one_second_operation_without_retry_after_is_seen_done_within_a_few_polls() {
-    let env = Env::start_with(SandboxConfig {
-        provisioning_delay: Duration::from_secs(1),
-        retry_after: None,
-        ..Default::default()
-    })
-    .await;
-    // The production poll cap (30 s), not the 20 ms the other sandbox tests use.
+    let fake = Fake::start().await;
+    let e = eps("/polled");
+    // The operation starts with the PUT (no Retry-After anywhere) and is done 1 s later.
+    let started: Arc<Mutex<Option<tokio::time::Instant>>> = Arc::default();
+    let at_put = started.clone();
+    fake.on_fn("PUT", &e, move |seen| {
+        *at_put.lock().unwrap() = Some(seen.at);
+        Canned::json(
+            201,
+            endpoint_body("polled", "Creating", json!({}), json!({})),
+        )
+        .header(
+            "Azure-AsyncOperation",
+            "{base}/ops/1?api-version=2025-12-01",
+        )
+    });
+    let at_poll = started.clone();
+    fake.on_fn("GET", "/ops/1", move |seen| {
+        let put = at_poll.lock().unwrap().expect("polled after the PUT");
+        let done = seen.at.duration_since(put) >= Duration::from_secs(1);
+        Canned::json(
+            200,
+            op_status(if done { "Succeeded" } else { "InProgress" }),
+        )
+    });
+    fake.on(
+        "GET",
+        &e,
+        vec![Canned::json(
+            200,
+            endpoint_body("polled", "Succeeded", json!({}), json!({})),
+        )],
+    );
+    // The production poll cap (30 s), not the 20 ms the other fake tests use.
     let config = AzureMlConfig {
         max_poll_interval: AzureMlConfig::default().max_poll_interval,
         step_timeout: Duration::from_secs(60),
-        ..env.config()
+        ..config(&fake)
     };
-    let target = AzureMlTarget {
-        subscription_id: env.subscription().to_string(),
-        resource_group: RG.into(),
-        workspace: WS.into(),
-        location: "westus2".into(),
-    };
-    let vars = env.vars.clone();
-    let credential =
-        credential_from_vars(&config.arm_endpoint, &move |k| vars.get(k).cloned()).unwrap();
-    let backend = AzureMlBackend::new(&target, config, credential).unwrap();
-    env.clear_log().await;
+    let backend = AzureMlBackend::new(&target(), config, Arc::new(StaticToken)).unwrap();
 
-    let step = Step::new(
-        "polled".into(),
+    let step = step(
+        "polled",
         Action::CreateEndpoint {
             settings: EndpointSettings::default(),
         },
-        "test".into(),
     );
-    // Generous: the old flat 10 s wait without Retry-After cannot meet it; the new schedule
-    // needs about 1.4 s.
-    tokio::time::timeout(Duration::from_secs(8), backend.execute(&step))
+    backend
+        .execute(&step)
         .await
-        .expect("the operation is followed to its end long before a 10 s poll would fire")
         .expect("the endpoint is created");
 
-    let log = env.log().await;
-    assert!(
-        log.iter().all(|e| e["status"].as_u64() != Some(429)),
-        "no throttling in this test"
-    );
-    let polls = log
+    let log = fake.log();
+    let put = started.lock().unwrap().unwrap();
+    let polls: Vec<Duration> = log
         .iter()
-        .filter(|e| e["method"] == "GET" && e["path"].as_str().unwrap().contains("/mfeOperations"))
-        .count();
-    // 0, 200, 600, 1400 ms: the fourth poll sees Succeeded. Allow for a slow machine, but not for
-    // a hot loop (a 1 s operation polled every few ms would log hundreds).
-    assert!(
-        (3..=8).contains(&polls),
-        "{polls} operation polls for a 1 s operation: {log:#?}"
-    );
+        .filter(|s| s.line() == "GET /ops/1")
+        .map(|s| s.at.duration_since(put))
+        .collect();
+    // 0, 200, 600, 1400 ms: the fourth poll is the first after the operation's end. The old flat
+    // 10 s wait would poll at 0 and 10 s; a hot loop would poll hundreds of times.
+    let ms = Duration::from_millis;
+    assert_eq!(polls, [ms(0), ms(200), ms(600), ms(1400)], "{log:#?}");
+    let read_back = log.last().unwrap();
+    assert_eq!(read_back.line(), format!("GET {e}"));
+    assert_eq!(read_back.at.duration_since(put), ms(1400));
+    fake.stop().await;
 }

@@ -192,12 +192,10 @@ async fn a_deployment_answers_503_until_its_startup_delay_passes() {
 
 #[tokio::test]
 async fn a_deployment_being_created_or_never_ready_answers_503() {
-    let env = Env::start_with(SandboxConfig {
-        provisioning_delay: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await;
+    let env = Env::start().await;
     env.create_endpoint("e1", "Key").await;
+    env.hold(json!({"endpoint": "e1", "deployment": "blue", "times": 1}))
+        .await;
     env.put(&env.dep_url("e1", "blue"), &deployment_body("m", 1))
         .await;
     let s = scoring(&env, "e1").await;
@@ -205,6 +203,7 @@ async fn a_deployment_being_created_or_never_ready_answers_503() {
         invoke(&env, &s, Some("blue")).await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
+    assert_eq!(env.release().await.len(), 1, "blue was still being created");
     env.wait_terminal(&env.dep_url("e1", "blue")).await;
     assert_eq!(
         invoke(&env, &s, Some("blue")).await.status(),

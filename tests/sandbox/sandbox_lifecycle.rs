@@ -126,12 +126,9 @@ async fn a_deployment_with_fail_provisioning_fails_once_then_recovers() {
 
 #[tokio::test]
 async fn patch_returns_202_and_location_answers_202_then_200() {
-    let env = Env::start_with(SandboxConfig {
-        provisioning_delay: std::time::Duration::from_millis(60),
-        ..Default::default()
-    })
-    .await;
+    let env = Env::start().await;
     env.create_endpoint("e1", "Key").await;
+    env.hold(json!({"endpoint": "e1", "times": 1})).await;
     let r = env
         .patch(&env.ep_url("e1"), &json!({"tags": {"owner": "me"}}))
         .await;
@@ -139,6 +136,7 @@ async fn patch_returns_202_and_location_answers_202_then_200() {
     assert_eq!(r.headers()["retry-after"], "1");
     let location = r.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(env.get(&location).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(env.release().await.len(), 1);
     let ep = env.wait_terminal(&env.ep_url("e1")).await;
     assert_eq!(ep["tags"], json!({"owner": "me"}));
     let done = env.get(&location).await;
@@ -147,19 +145,18 @@ async fn patch_returns_202_and_location_answers_202_then_200() {
 
 #[tokio::test]
 async fn a_sku_only_change_goes_through_scaling() {
-    let env = Env::start_with(SandboxConfig {
-        provisioning_delay: std::time::Duration::from_millis(60),
-        ..Default::default()
-    })
-    .await;
+    let env = Env::start().await;
     env.create_endpoint("e1", "Key").await;
     env.create_deployment("e1", "blue", "m1").await;
+    env.hold(json!({"endpoint": "e1", "deployment": "blue", "times": 1}))
+        .await;
     let r = env
         .patch(&env.dep_url("e1", "blue"), &json!({"sku": {"capacity": 3}}))
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let dep = env.get_json(&env.dep_url("e1", "blue")).await;
     assert_eq!(dep["properties"]["provisioningState"], "Scaling");
+    assert_eq!(env.release().await.len(), 1);
     let dep = env.wait_terminal(&env.dep_url("e1", "blue")).await;
     assert_eq!(dep["sku"]["capacity"], 3);
     assert_eq!(dep["sku"]["name"], "Default");
@@ -203,11 +200,9 @@ async fn delete_returns_202_then_the_resource_is_gone_and_a_second_delete_is_204
 
 #[tokio::test]
 async fn mutations_during_an_operation_get_409_conflict() {
-    let env = Env::start_with(SandboxConfig {
-        provisioning_delay: std::time::Duration::from_millis(300),
-        ..Default::default()
-    })
-    .await;
+    let env = Env::start().await;
+    // Held in progress: the mutations below land during the create, whatever the load.
+    env.hold(json!({"endpoint": "e1"})).await;
     let r = env
         .put(&env.ep_url("e1"), &endpoint_body("Key", json!({})))
         .await;
@@ -228,6 +223,18 @@ async fn mutations_during_an_operation_get_409_conflict() {
     assert_eq!(status, StatusCode::CONFLICT);
     // Reads are fine.
     assert_eq!(env.get(&env.ep_url("e1")).await.status(), StatusCode::OK);
+    assert_eq!(
+        env.held().await.len(),
+        1,
+        "the create was still in progress"
+    );
+    // Once it ends, the endpoint takes writes again.
+    assert_eq!(env.release().await.len(), 1);
+    env.wait_terminal(&env.ep_url("e1")).await;
+    let r = env
+        .put(&env.ep_url("e1"), &endpoint_body("Key", json!({})))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -1,23 +1,15 @@
 //! A deployment keeps serving its previous version while an update or scale is in progress,
 //! as a real rolling update does, and after an update fails; it switches once the new version
-//! is provisioned. Real HTTP against an in-process sandbox whose operations take 600 ms.
+//! is provisioned. Real HTTP against an in-process sandbox; the operation under test is held
+//! in progress (`/_sandbox/operations/hold`) while the requests are sent, so they land during it
+//! whatever the machine's load, and released to let it end.
 
-use std::time::Duration;
-
-use flightdeck::sandbox::SandboxConfig;
 use flightdeck_testkit::sandbox::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// Long enough that the requests sent right after a PUT land while it is in progress.
-const OPERATION: Duration = Duration::from_millis(600);
-
 async fn start() -> Env {
-    let env = Env::start_with(SandboxConfig {
-        provisioning_delay: OPERATION,
-        ..Default::default()
-    })
-    .await;
+    let env = Env::start().await;
     env.create_endpoint("e1", "Key").await;
     env.create_deployment("e1", "blue", "model-v1").await;
     let (status, _) = env.set_traffic("e1", json!({"blue": 100}), None).await;
@@ -65,18 +57,25 @@ async fn state_of_blue(env: &Env) -> String {
         .to_string()
 }
 
-/// The requests above must have been sent while the operation ran, or they prove nothing.
+/// Holds the next operation of blue in progress, until [`Env::release`].
+async fn hold_blue(env: &Env) {
+    env.hold(json!({"endpoint": "e1", "deployment": "blue", "times": 1}))
+        .await;
+}
+
+/// The requests above must have been sent while the operation ran, or they prove nothing: it
+/// is still in `state`, held.
 async fn assert_still(env: &Env, state: &str) {
-    assert_eq!(
-        state_of_blue(env).await,
-        state,
-        "the {OPERATION:?} operation ended before the requests were sent"
-    );
+    assert_eq!(state_of_blue(env).await, state);
+    let held = env.held().await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["deployment"], "blue");
 }
 
 #[tokio::test]
 async fn an_updating_deployment_serves_its_previous_model_until_the_update_succeeds() {
     let env = start().await;
+    hold_blue(&env).await;
     let r = env
         .put(&env.dep_url("e1", "blue"), &deployment_body("model-v2", 1))
         .await;
@@ -84,6 +83,7 @@ async fn an_updating_deployment_serves_its_previous_model_until_the_update_succe
     assert_eq!(served_model(&env).await, "model-v1");
     assert_still(&env, "Updating").await;
 
+    assert_eq!(env.release().await.len(), 1);
     let done = env.wait_terminal(&env.dep_url("e1", "blue")).await;
     assert_eq!(done["properties"]["provisioningState"], "Succeeded");
     assert_eq!(served_model(&env).await, "model-v2");
@@ -103,10 +103,12 @@ async fn a_failed_update_keeps_the_previous_model_serving_and_the_next_update_re
     assert_eq!(failed["properties"]["provisioningState"], "Failed");
     assert_eq!(served_model(&env).await, "model-v1");
 
+    hold_blue(&env).await;
     env.put(&env.dep_url("e1", "blue"), &deployment_body("model-v3", 1))
         .await;
     assert_eq!(served_model(&env).await, "model-v1");
     assert_still(&env, "Updating").await;
+    assert_eq!(env.release().await.len(), 1);
     env.wait_terminal(&env.dep_url("e1", "blue")).await;
     assert_eq!(served_model(&env).await, "model-v3");
 }
@@ -114,10 +116,16 @@ async fn a_failed_update_keeps_the_previous_model_serving_and_the_next_update_re
 #[tokio::test]
 async fn a_scaling_deployment_keeps_serving() {
     let env = start().await;
+    hold_blue(&env).await;
     let r = env
         .patch(&env.dep_url("e1", "blue"), &json!({"sku": {"capacity": 3}}))
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(served_model(&env).await, "model-v1");
     assert_still(&env, "Scaling").await;
+
+    assert_eq!(env.release().await.len(), 1);
+    let done = env.wait_terminal(&env.dep_url("e1", "blue")).await;
+    assert_eq!(done["sku"]["capacity"], 3);
+    assert_eq!(served_model(&env).await, "model-v1");
 }

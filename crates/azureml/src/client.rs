@@ -9,9 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
+use super::arm_read::list_page;
 use super::auth::{Secret, TokenSource};
 use super::error::{AzureMlError, parse_arm_error};
 use super::retry::retry_after;
@@ -274,8 +276,15 @@ impl ArmClient {
         }
     }
 
-    /// Lists a collection, following `nextLink` verbatim until it is absent [AML §1].
-    pub async fn list(&self, url: &Url, what: &str) -> Result<Vec<Value>, AzureMlError> {
+    /// Lists a collection of `item`s, following `nextLink` verbatim until it is absent
+    /// [AML §1]. Each page is parsed straight into typed items and its body dropped before the
+    /// next one is fetched (see `arm_read`).
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        what: &str,
+        item: Shape,
+    ) -> Result<Vec<T>, AzureMlError> {
         let mut items = Vec::new();
         let mut next = Some(url.clone());
         let mut pages = 0u32;
@@ -288,14 +297,11 @@ impl ArmClient {
                 });
             }
             let resp = self.call(Method::GET, &page_url, None).await?;
-            let mut page = checked(&resp, Shape::Page)?;
-            if let Some(Value::Array(values)) = page.get_mut("value").map(Value::take) {
-                items.extend(values);
-            }
-            if let Some(link) = page.get("nextLink").and_then(Value::as_str)
-                && !link.is_empty()
-            {
-                next = Some(self.resolve(link)?);
+            let page = list_page::<T>(&resp, item)?;
+            drop(resp);
+            items.extend(page.items);
+            if let Some(link) = page.next_link {
+                next = Some(self.resolve(&link)?);
             }
         }
         Ok(items)

@@ -5,6 +5,7 @@
 //! retries, `lro` follows long-running operations, `gate` runs the pre-traffic test, `auth` and
 //! `loopback` get tokens. This file holds the configuration and the `Backend` implementation.
 
+mod arm_read;
 mod auth;
 mod client;
 mod error;
@@ -186,28 +187,24 @@ impl AzureMlBackend {
     /// workspace for the endpoint list, `endpoint E` for one endpoint's deployments.
     async fn read_live_inner(&self) -> Result<LiveState, (String, AzureMlError)> {
         let workspace = format!("workspace {}", self.target.workspace);
-        let bodies = self
+        let listed: Vec<arm_read::ArmEndpoint> = self
             .client
-            .list(&self.endpoints_url(&[]), "endpoint list")
+            .list(&self.endpoints_url(&[]), "endpoint list", Shape::Endpoint)
             .await
             .map_err(|e| (workspace.clone(), e))?;
-        let endpoints = futures::stream::iter(bodies.into_iter().map(|body| async move {
-            let listed = |e| (format!("workspace {}", self.target.workspace), e);
-            let mut endpoint = live_resource(&body, Shape::Endpoint)
-                .and_then(|_| mapping::endpoint_from_arm(&body))
-                .map_err(listed)?;
-            check_name("endpoint", &endpoint.name).map_err(listed)?;
+        let endpoints = futures::stream::iter(listed.into_iter().map(|body| async move {
+            let mut endpoint = mapping::endpoint_from_arm(body);
+            check_name("endpoint", &endpoint.name)
+                .map_err(|e| (format!("workspace {}", self.target.workspace), e))?;
             let subject = format!("endpoint {}", endpoint.name);
             let url = self.endpoints_url(&[&endpoint.name, "deployments"]);
-            let deployments = self
+            let deployments: Vec<arm_read::ArmDeployment> = self
                 .client
-                .list(&url, "deployment list")
+                .list(&url, "deployment list", Shape::Deployment)
                 .await
                 .map_err(|e| (subject.clone(), e))?;
             for d in deployments {
-                let d = live_resource(&d, Shape::Deployment)
-                    .and_then(|_| mapping::deployment_from_arm(&self.workspace, &d))
-                    .map_err(|e| (subject.clone(), e))?;
+                let d = mapping::deployment_from_arm(&self.workspace, d);
                 endpoint.deployments.insert(d.name.clone(), d);
             }
             Ok::<_, (String, AzureMlError)>((endpoint.name.clone(), endpoint))
@@ -390,7 +387,7 @@ impl AzureMlBackend {
     ) -> Result<(), AzureMlError> {
         let url = self.endpoint_url(endpoint);
         let mut body = self.client.get_resource(&url).await?;
-        let live = mapping::endpoint_from_arm(&body)?;
+        let live = mapping::endpoint_from_value(&body)?;
         mapping::strip_read_only(&mut body);
         mapping::set_weights(
             &mut body,
@@ -400,15 +397,6 @@ impl AzureMlBackend {
         self.client.put_and_wait(&url, &body, false).await?;
         Ok(())
     }
-}
-
-/// A listed item checked against its shape; the status is that of the list page (200).
-fn live_resource(body: &serde_json::Value, shape: Shape) -> Result<(), AzureMlError> {
-    shape::check(body, shape).map_err(|detail| AzureMlError::Malformed {
-        status: 200,
-        what: format!("{} in the list", shape.noun()),
-        detail,
-    })
 }
 
 fn subject(step: &Step) -> String {

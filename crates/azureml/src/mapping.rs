@@ -7,12 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::arm_read::{ArmDeployment, ArmEndpoint, ArmProbe, Object, decode};
 use super::error::AzureMlError;
 use super::iso;
 use super::rollout_tags;
+use super::shape::Shape;
 use flightdeck_core::model::{
     AssetRef, AuthMode, CodeConfiguration, DeploymentSettings, DeploymentState, EndpointSettings,
     LiveDeployment, LiveEndpoint, Probe, RequestSettings, Weights,
@@ -298,81 +299,6 @@ fn overlay_probe(target: &mut Value, probe: &Probe) {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct ArmResource<P: Default> {
-    name: Option<String>,
-    tags: Option<BTreeMap<String, String>>,
-    sku: Option<ArmSku>,
-    properties: Option<P>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct ArmSku {
-    capacity: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct EndpointProps {
-    auth_mode: Option<String>,
-    description: Option<String>,
-    traffic: Option<Weights>,
-    mirror_traffic: Option<Weights>,
-    public_network_access: Option<String>,
-    scoring_uri: Option<String>,
-    provisioning_state: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct DeploymentProps {
-    description: Option<String>,
-    model: Option<String>,
-    model_mount_path: Option<String>,
-    environment_id: Option<String>,
-    environment_variables: Option<BTreeMap<String, String>>,
-    code_configuration: Option<ArmCode>,
-    instance_type: Option<String>,
-    request_settings: Option<ArmRequestSettings>,
-    liveness_probe: Option<ArmProbe>,
-    readiness_probe: Option<ArmProbe>,
-    provisioning_state: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct ArmCode {
-    code_id: Option<String>,
-    scoring_script: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct ArmRequestSettings {
-    request_timeout: Option<String>,
-    max_concurrent_requests_per_instance: Option<u32>,
-    max_queue_wait: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct ArmProbe {
-    initial_delay: Option<String>,
-    period: Option<String>,
-    timeout: Option<String>,
-    failure_threshold: Option<u32>,
-    success_threshold: Option<u32>,
-}
-
-fn decode<T: serde::de::DeserializeOwned>(what: &str, body: &Value) -> Result<T, AzureMlError> {
-    serde_json::from_value(body.clone()).map_err(|e| AzureMlError::Unexpected {
-        what: what.to_string(),
-        message: e.to_string(),
-    })
-}
-
 fn secs(text: &Option<String>) -> Option<u32> {
     text.as_deref()
         .and_then(iso::to_secs)
@@ -415,17 +341,20 @@ pub(crate) fn provisioning_state(body: &Value) -> Option<&str> {
     body.get("properties")?.get("provisioningState")?.as_str()
 }
 
-/// A deployment from its ARM body. `image` stays `None`: it belongs to the environment asset.
-pub(crate) fn deployment_from_arm(
+/// A deployment from its ARM body (already checked to be one, see `shape`).
+#[cfg(test)]
+pub(crate) fn deployment_from_value(
     ws: &Workspace,
     body: &Value,
 ) -> Result<LiveDeployment, AzureMlError> {
-    let res: ArmResource<DeploymentProps> = decode("deployment", body)?;
-    let name = res.name.ok_or_else(|| AzureMlError::Unexpected {
-        what: "deployment".into(),
-        message: "no name".into(),
-    })?;
-    let p = res.properties.unwrap_or_default();
+    decode(Shape::Deployment, body).map(|res| deployment_from_arm(ws, res))
+}
+
+/// A deployment from its typed ARM body. `image` stays `None`: it belongs to the environment
+/// asset.
+pub(crate) fn deployment_from_arm(ws: &Workspace, res: ArmDeployment) -> LiveDeployment {
+    let name = res.name;
+    let Object(p) = res.properties;
     let settings = DeploymentSettings {
         description: p.description,
         tags: res.tags,
@@ -455,22 +384,24 @@ pub(crate) fn deployment_from_arm(
         resources: None,
     };
     let state = deployment_state(p.provisioning_state.as_deref());
-    Ok(LiveDeployment {
+    LiveDeployment {
         name,
         settings: Box::new(settings),
         phase: p.provisioning_state.filter(|_| !state.is_terminal()),
         state,
-    })
+    }
 }
 
-/// An endpoint from its ARM body, without its deployments.
-pub(crate) fn endpoint_from_arm(body: &Value) -> Result<LiveEndpoint, AzureMlError> {
-    let res: ArmResource<EndpointProps> = decode("endpoint", body)?;
-    let name = res.name.ok_or_else(|| AzureMlError::Unexpected {
-        what: "endpoint".into(),
-        message: "no name".into(),
-    })?;
-    let p = res.properties.unwrap_or_default();
+/// An endpoint from its ARM body (already checked to be one, see `shape`), without its
+/// deployments.
+pub(crate) fn endpoint_from_value(body: &Value) -> Result<LiveEndpoint, AzureMlError> {
+    decode(Shape::Endpoint, body).map(endpoint_from_arm)
+}
+
+/// An endpoint from its typed ARM body, without its deployments.
+pub(crate) fn endpoint_from_arm(res: ArmEndpoint) -> LiveEndpoint {
+    let name = res.name;
+    let Object(p) = res.properties;
     let mut tags = res.tags;
     // Rollout tags are flightdeck's, not the user's: stripped, and read as the record. A
     // malformed one loses the record, never the read.
@@ -482,7 +413,7 @@ pub(crate) fn endpoint_from_arm(body: &Value) -> Result<LiveEndpoint, AzureMlErr
         }
         None => None,
     };
-    Ok(LiveEndpoint {
+    LiveEndpoint {
         name,
         settings: EndpointSettings {
             auth_mode: p.auth_mode.as_deref().and_then(auth_mode_from_arm),
@@ -500,7 +431,7 @@ pub(crate) fn endpoint_from_arm(body: &Value) -> Result<LiveEndpoint, AzureMlErr
             .filter(|s| !deployment_state(Some(s)).is_terminal()),
         problems: Vec::new(),
         rollout,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ proptest! {
         let mut body = deployment_body(&ws(), "westus2", None, &s);
         body["name"] = json!("blue");
         body["properties"]["provisioningState"] = json!("Succeeded");
-        let live = deployment_from_arm(&ws(), &body).unwrap();
+        let live = deployment_from_value(&ws(), &body).unwrap();
         assert_declared_round_trip(&s, &live.settings);
         prop_assert_eq!(live.state, DeploymentState::Ready);
         prop_assert_eq!(live.settings.image, None);
@@ -226,7 +226,7 @@ fn endpoints_map_auth_mode_access_traffic_and_scoring_uri() {
             "keys": null
         }
     });
-    let e = endpoint_from_arm(&body).unwrap();
+    let e = endpoint_from_value(&body).unwrap();
     assert_eq!(e.settings.auth_mode, Some(AuthMode::AmlToken));
     assert_eq!(
         e.settings.public_network_access.as_deref(),

@@ -88,6 +88,9 @@ pub struct Seen {
     pub query: String,
     pub headers: HeaderMap,
     pub body: String,
+    /// When the request arrived, on the tokio clock (virtual under paused time), to check a
+    /// schedule of requests without real waits.
+    pub at: tokio::time::Instant,
 }
 
 impl Seen {
@@ -299,6 +302,7 @@ async fn handle(
         query: parts.uri.query().unwrap_or("").to_string(),
         headers: parts.headers.clone(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        at: tokio::time::Instant::now(),
     };
     let canned = {
         let mut script = script.lock().unwrap();
