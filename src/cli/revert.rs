@@ -165,6 +165,7 @@ pub async fn revert(args: &RevertArgs) -> u8 {
         }
     }
     println!();
+    println!("plan of {} against live:", Esc(&branch));
     print!(
         "{}",
         render::render(Format::Text, &desired.environment.name, &plan)

@@ -220,7 +220,7 @@ impl Doc<'_> {
         // From the end, so earlier offsets stay valid; an insertion at the end of a removed
         // range comes after (it touches it, never overlaps it).
         self.changes
-            .sort_by(|a, b| (b.0.start, b.0.end).cmp(&(a.0.start, a.0.end)));
+            .sort_by_key(|c| std::cmp::Reverse((c.0.start, c.0.end)));
         let mut out = self.text.to_string();
         for (span, with) in &self.changes {
             out.replace_range(span.start..span.end, with);
