@@ -58,7 +58,7 @@ fn plan_options(desired: &DesiredState, prune: bool) -> PlanOptions {
 /// the exit code: a refused plan applies nothing.
 /// Plans `desired` against `live`, each endpoint in a staged rollout at its stage (without
 /// reading metrics: a stage whose bake is over shows as "judging the gates").
-async fn make_plan(
+pub(super) async fn make_plan(
     desired: &DesiredState,
     live: &crate::model::LiveState,
     prune: bool,

@@ -17,6 +17,8 @@ mod backend_args;
 mod commands;
 mod interrupt;
 mod live;
+mod revert;
+mod revert_git;
 mod rollout;
 
 /// GitOps reconciler for ML model endpoints.
@@ -71,6 +73,12 @@ pub enum Command {
     Agent(Box<crate::agent::AgentArgs>),
     /// Staged rollouts by hand: `status`, `resume` a paused one, `abort` one in progress.
     Rollout(rollout::RolloutArgs),
+    /// After a failed rollout (the endpoint is held), write a commit on a new branch that makes
+    /// the YAML match what is live (`traffic`, `mirror_traffic`, a deleted candidate's file),
+    /// ready for a pull request. The checked-out branch, index and work tree are not touched.
+    /// Exit 0 written; 2 refused (nothing held, not a Git repository, dirty directory, branch
+    /// exists, result invalid or not in sync), nothing written.
+    Revert(revert::RevertArgs),
 }
 
 /// Where live state comes from.
@@ -141,6 +149,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Apply(args) => apply::apply(&args).await,
         Command::Export(args) => commands::export(&args).await,
         Command::Rollout(args) => rollout::run(&args).await,
+        Command::Revert(args) => revert::revert(&args).await,
         Command::Schema { out } => commands::schema(&out),
         Command::Sandbox(args) => report(crate::sandbox::run(args).await),
         Command::Agent(args) => report(crate::agent::run(*args).await),

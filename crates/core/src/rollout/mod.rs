@@ -9,6 +9,7 @@ mod engine_tests;
 pub mod gates;
 pub mod policy;
 pub mod record;
+pub mod revert;
 pub mod view;
 
 pub use engine::{Decision, Input, RecordWrite, Status, decide};

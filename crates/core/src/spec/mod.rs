@@ -8,6 +8,7 @@
 
 mod assets;
 mod diagnostics;
+pub mod edit;
 pub mod fields;
 mod files;
 pub mod gate_expr;

@@ -4,7 +4,7 @@
 //! value came from): each node and each mapping key keeps its 1-based line and column. Duplicate keys,
 //! anchors, aliases, tags and nesting deeper than [`MAX_DEPTH`] are reported here.
 
-use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span, Tag};
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
 
 /// Deepest nesting of mappings and sequences accepted in one file.
 pub const MAX_DEPTH: usize = 32;
@@ -50,10 +50,19 @@ impl ScalarType {
     }
 }
 
+/// A byte range of the file's text (`start..end`), for in-place edits (`spec::edit`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub key: String,
     pub key_pos: Pos,
+    /// Where the key is written, quotes included.
+    pub key_span: Span,
     pub value: Node,
 }
 
@@ -70,6 +79,12 @@ pub struct Node {
     pub pos: Pos,
     /// A single- or double-quoted scalar: its text starts one column after `pos`.
     pub quoted: bool,
+    /// Where the node is written: a scalar's token (quotes included), a flow collection from
+    /// its bracket to its closing bracket, a block collection from its first item to the end of
+    /// its last one (comments and line breaks after it left out).
+    pub span: Span,
+    /// A flow collection (`{a: 1}`, `[1, 2]`), as opposed to a block one.
+    pub flow: bool,
 }
 
 impl Node {
@@ -113,7 +128,13 @@ pub struct YamlError {
 pub fn parse(text: &str) -> (Option<Node>, Vec<YamlError>) {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),
+        text,
         errors: Vec::new(),
+        offsets: (!text.is_ascii()).then(|| {
+            let mut v: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+            v.push(text.len());
+            v
+        }),
     };
     let root = builder.document();
     let mut errors = builder.errors;
@@ -147,10 +168,28 @@ struct Fatal;
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    text: &'a str,
     errors: Vec<YamlError>,
+    /// The byte offset of each character, when the text is not all ASCII (the parser counts
+    /// characters).
+    offsets: Option<Vec<usize>>,
 }
 
 impl<'a> Builder<'a> {
+    fn byte(&self, marker: &Marker) -> usize {
+        match &self.offsets {
+            None => marker.index(),
+            Some(v) => v.get(marker.index()).copied().unwrap_or(usize::MAX),
+        }
+    }
+
+    fn span(&self, span: &saphyr_parser::Span) -> Span {
+        Span {
+            start: self.byte(&span.start),
+            end: self.byte(&span.end),
+        }
+    }
+
     fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.errors.push(YamlError {
             pos,
@@ -158,7 +197,7 @@ impl<'a> Builder<'a> {
         });
     }
 
-    fn next(&mut self) -> Result<(Event<'a>, Span), Fatal> {
+    fn next(&mut self) -> Result<(Event<'a>, saphyr_parser::Span), Fatal> {
         match self.parser.next_event() {
             Some(Ok(ev)) => Ok(ev),
             Some(Err(e)) => {
@@ -203,8 +242,14 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn node(&mut self, event: Event<'a>, span: Span, depth: usize) -> Result<Node, Fatal> {
+    fn node(
+        &mut self,
+        event: Event<'a>,
+        span: saphyr_parser::Span,
+        depth: usize,
+    ) -> Result<Node, Fatal> {
         let pos = Pos::of(&span.start);
+        let bytes = self.span(&span);
         match event {
             Event::Alias(_) => {
                 self.error(pos, "YAML aliases (*name) are not supported");
@@ -214,6 +259,16 @@ impl<'a> Builder<'a> {
                 self.no_anchor(anchor, pos);
                 let ty = self.scalar_type(&value, style, tag.as_deref(), pos);
                 let quoted = matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
+                // The parser's end of a quoted scalar may run past the closing quote (over
+                // trailing spaces and a comment): find the closing quote itself.
+                let bytes = if quoted {
+                    Span {
+                        start: bytes.start,
+                        end: quoted_end(self.text, bytes.start).unwrap_or(bytes.end),
+                    }
+                } else {
+                    bytes
+                };
                 Ok(Node {
                     kind: Kind::Scalar {
                         text: value.into_owned(),
@@ -221,31 +276,41 @@ impl<'a> Builder<'a> {
                     },
                     pos,
                     quoted,
+                    span: bytes,
+                    flow: false,
                 })
             }
             Event::SequenceStart(anchor, tag) => {
                 self.no_anchor(anchor, pos);
                 self.no_tag(tag.as_deref(), pos);
                 self.check_depth(depth, pos)?;
-                let mut items = Vec::new();
-                loop {
+                let flow = self.is_flow(bytes.start, b'[');
+                let mut items: Vec<Node> = Vec::new();
+                let end = loop {
                     let (event, span) = self.next()?;
                     if event == Event::SequenceEnd {
-                        break;
+                        break self.closing(self.span(&span), b']');
                     }
                     items.push(self.node(event, span, depth + 1)?);
-                }
+                };
+                let last = items.last().map_or(bytes.start, |n| n.span.end);
                 Ok(Node {
                     kind: Kind::Seq(items),
                     pos,
                     quoted: false,
+                    span: Span {
+                        start: bytes.start,
+                        end: if flow { end } else { last },
+                    },
+                    flow,
                 })
             }
             Event::MappingStart(anchor, tag) => {
                 self.no_anchor(anchor, pos);
                 self.no_tag(tag.as_deref(), pos);
                 self.check_depth(depth, pos)?;
-                self.mapping(pos, depth)
+                let flow = self.is_flow(bytes.start, b'{');
+                self.mapping(pos, bytes.start, flow, depth)
             }
             other => {
                 self.error(pos, format!("invalid YAML: unexpected {other:?}"));
@@ -254,15 +319,30 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn mapping(&mut self, pos: Pos, depth: usize) -> Result<Node, Fatal> {
+    /// Just after the closing bracket of a flow collection whose end event is at `span` (the
+    /// parser's end may run past the bracket).
+    fn closing(&self, span: Span, bracket: u8) -> usize {
+        let bytes = self.text.as_bytes();
+        (span.start..bytes.len().min(span.end.max(span.start + 1)))
+            .find(|&i| bytes[i] == bracket)
+            .map_or(span.end, |i| i + 1)
+    }
+
+    /// Whether the collection starting at byte `at` is a flow one (`{` or `[` there).
+    fn is_flow(&self, at: usize, bracket: u8) -> bool {
+        self.text.as_bytes().get(at) == Some(&bracket)
+    }
+
+    fn mapping(&mut self, pos: Pos, start: usize, flow: bool, depth: usize) -> Result<Node, Fatal> {
         let mut entries: Vec<Entry> = Vec::new();
-        loop {
+        let end = loop {
             let (event, span) = self.next()?;
             if event == Event::MappingEnd {
-                break;
+                break self.closing(self.span(&span), b'}');
             }
             let key_pos = Pos::of(&span.start);
             let key_node = self.node(event, span, depth + 1)?;
+            let key_span = key_node.span;
             let (value_event, value_span) = self.next()?;
             let mut value = self.node(value_event, value_span, depth + 1)?;
             let key = match key_node.kind {
@@ -288,13 +368,22 @@ impl<'a> Builder<'a> {
             entries.push(Entry {
                 key,
                 key_pos,
+                key_span,
                 value,
             });
-        }
+        };
+        let last = entries
+            .last()
+            .map_or(start, |e| e.value.span.end.max(e.key_span.end));
         Ok(Node {
             kind: Kind::Map(entries),
             pos,
             quoted: false,
+            span: Span {
+                start,
+                end: if flow { end } else { last },
+            },
+            flow,
         })
     }
 
@@ -339,6 +428,23 @@ impl<'a> Builder<'a> {
         }
         resolve_plain(value)
     }
+}
+
+/// The byte just after the closing quote of the quoted scalar opening at `start` (`''` is an
+/// escaped quote in single quotes, `\"` in double quotes).
+fn quoted_end(text: &str, start: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let quote = *bytes.get(start)?;
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote == b'"' => i += 2,
+            b'\'' if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b if b == quote => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// YAML 1.2 core schema resolution of a plain scalar.

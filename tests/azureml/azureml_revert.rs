@@ -1,0 +1,255 @@
+//! `flightdeck revert` end to end: the real binary, the sandbox, a real Git repository. A gate
+//! fails, the endpoint is held at blue 100 while Git declares green 100; `revert` writes a
+//! commit on a new branch that changes only the traffic lines, leaves the checked-out branch,
+//! index and work tree alone, and with that branch checked out `plan` is in sync. Each refusal
+//! writes nothing.
+
+use std::path::{Path, PathBuf};
+
+use flightdeck_testkit::azureml_sandbox::*;
+use flightdeck_testkit::git::GitRepo;
+use serde_json::json;
+
+use super::azureml_rollouts::{GATED_AT_TWO, Load, Ran, rollout_yaml, run, start, traffic};
+
+const EP: &str = "my-endpoint";
+
+/// Every ref and where it points, plus HEAD: what "nothing was written" compares.
+fn refs(repo: &git2::Repository) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = repo
+        .references()
+        .unwrap()
+        .flatten()
+        .map(|r| {
+            (
+                r.name().unwrap_or_default().to_string(),
+                r.target().map(|t| t.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let head = repo.head().unwrap();
+    out.push(("HEAD".into(), head.name().unwrap_or_default().to_string()));
+    out.sort();
+    out
+}
+
+/// The work tree's files below `dir`, with their contents.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The `-`/`+` lines of the commit's diff against its parent, and the files it touches.
+fn commit_diff(repo: &git2::Repository, id: &str) -> (Vec<String>, Vec<String>) {
+    let commit = repo.find_commit(git2::Oid::from_str(id).unwrap()).unwrap();
+    let parent = commit.parent(0).unwrap();
+    let diff = repo
+        .diff_tree_to_tree(
+            Some(&parent.tree().unwrap()),
+            Some(&commit.tree().unwrap()),
+            None,
+        )
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut paths = Vec::new();
+    diff.print(git2::DiffFormat::Patch, |delta, _, line| {
+        let path = delta.new_file().path().unwrap().display().to_string();
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+        if matches!(line.origin(), '+' | '-') {
+            let text = String::from_utf8_lossy(line.content())
+                .trim_end()
+                .to_string();
+            lines.push(format!("{}{text}", line.origin()));
+        }
+        true
+    })
+    .unwrap();
+    (lines, paths)
+}
+
+fn value_after<'a>(out: &'a Ran, prefix: &str) -> &'a str {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?}:\n{out}"))
+}
+
+/// A repository whose `environments/prod` is at blue 100 live and declares flow file 5
+/// (blue 0, green 100, both declared), committed on `main`, after a rollout whose stage-2 gate
+/// failed: held at blue 100, green kept at 0%.
+async fn held_repo(env: &Env) -> (GitRepo, PathBuf, Load) {
+    let git = GitRepo::new();
+    git.repo().set_head("refs/heads/main").unwrap();
+    let dir = git.dir.path().join("environments/prod");
+    env.write_environment(&dir, &rollout_yaml(GATED_AT_TWO));
+    std::fs::copy(flow_file(0), dir.join("my-endpoint.yml")).unwrap();
+    git.commit("prod: blue");
+    let d = dir.to_str().unwrap().to_string();
+    let out = run(env, &["apply", &d]).await;
+    assert_eq!(out.code, 0, "blue lands: {out}");
+    std::fs::copy(flow_file(4), dir.join("my-endpoint.yml")).unwrap();
+    git.commit("prod: green 100");
+    env.fault(json!({"endpoint": EP, "deployment": "green", "error_rate": 0.5}))
+        .await;
+    let load = Load::start(env, 50).await;
+    let out = run(env, &["apply", &d]).await;
+    assert_eq!(out.code, 3, "held after the rollback: {out}");
+    assert_eq!(env.traffic(EP).await, traffic(&[("blue", 100)]));
+    (git, dir, load)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_writes_a_branch_whose_commit_changes_only_the_traffic_lines_and_plans_in_sync() {
+    let env = start().await;
+    let (git, dir, _load) = held_repo(&env).await;
+    let d = dir.to_str().unwrap();
+    let before_refs = refs(git.repo());
+    let before_files = files(&dir);
+
+    let out = run(&env, &["revert", d]).await;
+    assert_eq!(out.code, 0, "{out}");
+    let branch = value_after(&out, "branch ").to_string();
+    let id = value_after(&out, "commit ").to_string();
+    let head = git
+        .repo()
+        .refname_to_id("refs/heads/main")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        branch,
+        format!("flightdeck/revert-e2e-{}", &head[..7]),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("-  blue: 0"),
+        "the diff is shown: {out}"
+    );
+
+    // The checked-out branch, the index and the work tree are untouched.
+    let mut after_refs = refs(git.repo());
+    after_refs.retain(|(name, _)| name != &format!("refs/heads/{branch}"));
+    assert_eq!(after_refs, before_refs);
+    assert_eq!(files(&dir), before_files);
+    let statuses = git.repo().statuses(None).unwrap();
+    assert!(statuses.is_empty(), "the work tree stays clean");
+    assert_eq!(
+        git.repo()
+            .refname_to_id(&format!("refs/heads/{branch}"))
+            .unwrap()
+            .to_string(),
+        id
+    );
+
+    // The commit: the endpoint file's traffic lines, and nothing else.
+    let (lines, paths) = commit_diff(git.repo(), &id);
+    assert_eq!(paths, ["environments/prod/my-endpoint.yml"]);
+    assert_eq!(
+        lines,
+        ["-  blue: 0", "-  green: 100", "+  blue: 100", "+  green: 0"],
+        "{out}"
+    );
+    let commit = git
+        .repo()
+        .find_commit(git2::Oid::from_str(&id).unwrap())
+        .unwrap();
+    let message = commit.message().unwrap();
+    assert!(message.starts_with("revert e2e: my-endpoint back to what is live"));
+    assert!(
+        message.contains("live serves blue 100 / green 0"),
+        "{message}"
+    );
+    assert!(message.contains("gate failed at stage 2"), "{message}");
+    assert!(
+        message.contains("Git declared blue 0 / green 100"),
+        "{message}"
+    );
+    assert_eq!(commit.author().name().ok(), Some("flightdeck"));
+
+    // With the branch checked out, Git agrees with the platform: in sync, the hold is gone.
+    git.repo()
+        .set_head(&format!("refs/heads/{branch}"))
+        .unwrap();
+    git.repo()
+        .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+        .unwrap();
+    let out = run(&env, &["plan", d]).await;
+    assert_eq!(out.code, 0, "in sync after the revert: {out}");
+    assert!(!out.stdout.contains("held"), "{out}");
+
+    // Nothing is held any more: a second revert refuses and writes nothing.
+    let before = refs(git.repo());
+    let out = run(&env, &["revert", d]).await;
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("nothing to revert"), "{out}");
+    assert_eq!(refs(git.repo()), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_refuses_an_existing_branch_a_dirty_directory_and_a_directory_outside_git() {
+    let env = start().await;
+    let (git, dir, _load) = held_repo(&env).await;
+    let d = dir.to_str().unwrap();
+    let before_refs = refs(git.repo());
+    let before_files = files(&dir);
+
+    // The branch exists.
+    git.repo()
+        .branch(
+            "taken",
+            &git.repo().head().unwrap().peel_to_commit().unwrap(),
+            false,
+        )
+        .unwrap();
+    let with_taken = refs(git.repo());
+    let out = run(&env, &["revert", d, "--branch", "taken"]).await;
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("branch taken already exists"), "{out}");
+    assert!(out.stderr.contains("nothing was written"), "{out}");
+    assert_eq!(refs(git.repo()), with_taken);
+
+    // The environment's directory has an uncommitted change.
+    let extra = dir.join("notes.yml");
+    std::fs::write(&extra, "# scratch\n").unwrap();
+    let out = run(&env, &["revert", d]).await;
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("uncommitted changes"), "{out}");
+    assert!(out.stderr.contains("notes.yml"), "{out}");
+    assert_eq!(refs(git.repo()), with_taken);
+    std::fs::remove_file(&extra).unwrap();
+
+    // The same environment outside any Git repository.
+    let plain = tempfile::tempdir().unwrap();
+    let copy = plain.path().join("prod");
+    std::fs::create_dir_all(&copy).unwrap();
+    for (path, bytes) in &before_files {
+        std::fs::write(copy.join(path.file_name().unwrap()), bytes).unwrap();
+    }
+    let out = run(&env, &["revert", copy.to_str().unwrap()]).await;
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("is not inside a Git repository"),
+        "{out}"
+    );
+    assert_eq!(files(&copy).len(), before_files.len());
+
+    // An endpoint that is not declared.
+    let out = run(&env, &["revert", d, "no-such-endpoint"]).await;
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("not declared"), "{out}");
+
+    git.repo()
+        .find_branch("taken", git2::BranchType::Local)
+        .unwrap()
+        .delete()
+        .unwrap();
+    assert_eq!(refs(git.repo()), before_refs);
+    assert_eq!(files(&dir), before_files);
+}
