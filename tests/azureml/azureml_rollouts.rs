@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 const EP: &str = "my-endpoint";
 
-async fn start() -> Env {
+pub(super) async fn start() -> Env {
     Env::start_with(SandboxConfig {
         provisioning_delay: Duration::from_millis(20),
         metrics: MetricsConfig {
@@ -33,7 +33,7 @@ async fn start() -> Env {
 }
 
 /// `environment.yaml` with Azure Monitor metrics read at once and `policy` as the default.
-fn rollout_yaml(policy: &str) -> String {
+pub(super) fn rollout_yaml(policy: &str) -> String {
     format!(
         "rollout:\n  metrics:\n    provider: azure_monitor\n    ingestion_delay: 0s\n  default:\n{policy}"
     )
@@ -51,14 +51,14 @@ async fn blue_live_then_declare_green(env: &Env, dir: &std::path::Path, policy: 
 
 /// Scoring requests sent to the endpoint's scoring URI at a settable rate, each on its own task
 /// (so a slow deployment does not lower the rate), until dropped.
-struct Load {
+pub(super) struct Load {
     rate: watch::Sender<u32>,
-    answered: Arc<AtomicU64>,
+    pub(super) answered: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Load {
-    async fn start(env: &Env, per_second: u32) -> Load {
+    pub(super) async fn start(env: &Env, per_second: u32) -> Load {
         let (url, key) = env.scoring(EP).await;
         let (rate, mut rx) = watch::channel(per_second);
         let answered = Arc::new(AtomicU64::new(0));
@@ -110,10 +110,10 @@ impl Drop for Load {
 }
 
 /// A finished run of the binary.
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(super) struct Ran {
+    pub(super) code: i32,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 impl std::fmt::Display for Ran {
@@ -192,12 +192,12 @@ impl Running {
     }
 }
 
-async fn run(env: &Env, args: &[&str]) -> Ran {
+pub(super) async fn run(env: &Env, args: &[&str]) -> Ran {
     spawn(env, args).finish().await
 }
 
 /// The `rollout:` lines and gate lines of an apply's stderr, in order.
-fn progress(stderr: &str) -> Vec<&str> {
+pub(super) fn progress(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| l.starts_with("rollout: ") || l.starts_with("  gate "))
@@ -205,7 +205,7 @@ fn progress(stderr: &str) -> Vec<&str> {
 }
 
 /// Index of the first progress line containing `needle`, panicking with the whole run.
-fn line_of(out: &Ran, needle: &str) -> usize {
+pub(super) fn line_of(out: &Ran, needle: &str) -> usize {
     progress(&out.stderr)
         .iter()
         .position(|l| l.contains(needle))
@@ -219,11 +219,11 @@ async fn rollout_status_json(env: &Env, d: &str) -> (i32, Value) {
     (out.code, doc)
 }
 
-fn traffic(pairs: &[(&str, i64)]) -> std::collections::BTreeMap<String, i64> {
+pub(super) fn traffic(pairs: &[(&str, i64)]) -> std::collections::BTreeMap<String, i64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
-const CANARY: &str = "    steps:
+pub(super) const CANARY: &str = "    steps:
       - weight: 10
         bake: 2s
         gates: [\"error_rate < 2%\"]
@@ -274,7 +274,7 @@ async fn a_passing_three_stage_canary_moves_blue_to_green_in_order_and_deletes_b
 }
 
 /// Stage 1 ungated, stage 2 gated on the error rate.
-const GATED_AT_TWO: &str = "    steps:
+pub(super) const GATED_AT_TWO: &str = "    steps:
       - weight: 10
         bake: 1s
       - weight: 50

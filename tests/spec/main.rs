@@ -2,6 +2,7 @@
 
 mod golden_plans;
 mod plan_properties;
+mod slot_properties;
 mod spec_errors;
 mod spec_load;
 mod spec_rollout;

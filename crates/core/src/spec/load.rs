@@ -174,15 +174,47 @@ fn environment_into(
         let root = parse_file(files, p, out)?;
         Some(raw_environment(&mut Sink { path: p, out }, &root))
     });
-    let parsed = parse_endpoint_files(files, &others, out);
+    let mut parsed = parse_endpoint_files(files, &others, out);
     let incomplete = parsed.incomplete;
     let target = raw_env.as_ref().and_then(|e| e.target.clone());
     let profile = target.as_ref().map_or(&NEUTRAL, profile_of);
+    let env_path = raw_env
+        .as_ref()
+        .map_or_else(|| dir.join(ENVIRONMENT_FILES[0]), |e| e.path.clone());
+    let raw_slots = raw_env
+        .as_ref()
+        .map(|e| e.slots.clone())
+        .unwrap_or_default();
+    let templates = super::raw_slots::take_templates(
+        dir,
+        &env_path,
+        &raw_slots,
+        &mut parsed.endpoints,
+        &mut parsed.deployments,
+        out,
+    );
     let mut endpoints = validate::endpoints(
         profile,
         parsed.endpoints,
         parsed.deployments,
         incomplete,
+        out,
+    );
+    let mut template_of = |raw: &RawDeployment, out: &mut Vec<Diagnostic>| {
+        let mut sink = Sink {
+            path: &raw.path.clone(),
+            out,
+        };
+        validate::deployment(&mut sink, profile, raw).map(|(d, _)| d)
+    };
+    let mut slots = super::raw_slots::check(
+        &env_path,
+        raw_slots,
+        templates,
+        &endpoints,
+        profile,
+        incomplete,
+        &mut template_of,
         out,
     );
     let raw_env = raw_env?;
@@ -199,6 +231,7 @@ fn environment_into(
         &raw_env.path,
         &raw_env.tests,
         &mut endpoints,
+        &mut slots,
         out,
     );
     if !incomplete {
@@ -212,6 +245,20 @@ fn environment_into(
         && profile.values.workspace_asset_ids
     {
         super::assets::canonical_workspace_assets(azure, endpoints.values_mut());
+        for (name, s) in slots.iter_mut() {
+            // The template as one deployment of a scratch endpoint: the same canonical form.
+            let mut scratch = Endpoint {
+                name: name.clone(),
+                settings: Default::default(),
+                traffic: None,
+                mirror_traffic: None,
+                deployments: BTreeMap::from([(s.template.name.clone(), s.template.clone())]),
+            };
+            super::assets::canonical_workspace_assets(azure, std::iter::once(&mut scratch));
+            if let Some(d) = scratch.deployments.into_values().next() {
+                s.template = d;
+            }
+        }
     }
     Some(DesiredState {
         environment: Environment {
@@ -219,6 +266,7 @@ fn environment_into(
             target: target?,
             drift: raw_env.drift,
             rollout: raw_env.rollout.settings,
+            slots,
         },
         endpoints,
     })
@@ -233,6 +281,7 @@ fn attach_tests(
     env_path: &Path,
     tests: &[RawTest],
     endpoints: &mut BTreeMap<String, Endpoint>,
+    slots: &mut BTreeMap<String, crate::slots::Slots>,
     out: &mut Vec<Diagnostic>,
 ) {
     let mut specs: BTreeMap<&str, TestSpec> = BTreeMap::new();
@@ -281,6 +330,13 @@ fn attach_tests(
                 .or_else(|| specs.get("*"))
                 .cloned();
         }
+    }
+    // A slot's deployment is the template: the endpoint's test (or `*`) is its test.
+    for (endpoint_name, s) in slots.iter_mut() {
+        s.template.test = specs
+            .get(endpoint_name.as_str())
+            .or_else(|| specs.get("*"))
+            .cloned();
     }
 }
 
