@@ -7,3 +7,4 @@ mod spec_errors;
 mod spec_load;
 mod spec_rollout;
 mod spec_schemas;
+mod spec_slots;

@@ -82,7 +82,8 @@ pub(crate) fn take_templates(
     endpoints: &mut [RawEndpoint],
     deployments: &mut Vec<RawDeployment>,
     out: &mut Vec<Diagnostic>,
-) -> BTreeMap<String, RawDeployment> {
+) -> BTreeMap<String, Option<RawDeployment>> {
+    // `None`: the template's problem is already reported.
     let mut templates = BTreeMap::new();
     for s in raw {
         let Some(template) = &s.template else {
@@ -93,18 +94,20 @@ pub(crate) fn take_templates(
             Err(why) => {
                 let message = format!("slots.{}: template `{}`: {why}", s.endpoint, template.value);
                 out.push(Diagnostic::new(env_path, template.pos, message));
+                templates.insert(s.endpoint.clone(), None);
                 continue;
             }
         };
         let path: PathBuf = normalize(&dir.join(rel));
         if let Some(i) = deployments.iter().position(|d| normalize(&d.path) == path) {
-            templates.insert(s.endpoint.clone(), deployments.remove(i));
+            templates.insert(s.endpoint.clone(), Some(deployments.remove(i)));
         } else if endpoints.iter().any(|e| normalize(&e.path) == path) {
             let message = format!(
                 "slots.{}: template `{}` is an endpoint file, expected a deployment file (one with `endpoint_name`)",
                 s.endpoint, template.value
             );
             out.push(Diagnostic::new(env_path, template.pos, message));
+            templates.insert(s.endpoint.clone(), None);
         }
     }
     for e in endpoints.iter_mut() {
@@ -157,7 +160,7 @@ pub(crate) fn take_templates(
 pub(crate) fn check(
     env_path: &Path,
     raw: Vec<RawSlots>,
-    mut templates: BTreeMap<String, RawDeployment>,
+    mut templates: BTreeMap<String, Option<RawDeployment>>,
     endpoints: &BTreeMap<String, Endpoint>,
     profile: &PlatformProfile,
     incomplete: bool,
@@ -230,8 +233,11 @@ pub(crate) fn check(
         let Some(template_loc) = &s.template else {
             continue;
         };
-        let Some(raw_template) = templates.remove(&s.endpoint) else {
-            if !incomplete {
+        let raw_template = match templates.remove(&s.endpoint) {
+            Some(Some(t)) => t,
+            Some(None) => continue,
+            None if incomplete => continue,
+            None => {
                 error(
                     template_loc.pos,
                     format!(
@@ -239,8 +245,8 @@ pub(crate) fn check(
                         template_loc.value
                     ),
                 );
+                continue;
             }
-            continue;
         };
         if let Some(en) = &raw_template.endpoint_name
             && en.value != s.endpoint
