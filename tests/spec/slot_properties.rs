@@ -32,7 +32,7 @@ enum LiveSlot {
     Absent,
     Present {
         template: bool,
-        other: DeploymentSettings,
+        other: Box<DeploymentSettings>,
         ready: bool,
     },
 }
@@ -41,7 +41,7 @@ fn live_slot() -> impl Strategy<Value = LiveSlot> {
     prop_oneof![
         1 => Just(LiveSlot::Absent),
         4 => (any::<bool>(), settings(), prop::bool::weighted(0.85)).prop_map(
-            |(template, other, ready)| LiveSlot::Present { template, other, ready }
+            |(template, other, ready)| LiveSlot::Present { template, other: Box::new(other), ready }
         ),
     ]
 }
@@ -104,7 +104,11 @@ fn live(
             ready,
         } = slot
         {
-            let settings = if *t { template.clone() } else { other.clone() };
+            let settings = if *t {
+                template.clone()
+            } else {
+                (**other).clone()
+            };
             let state = if *ready {
                 DeploymentState::Ready
             } else {

@@ -224,16 +224,22 @@ fn environment_into(
     {
         out.push(Diagnostic::new(&raw_env.path, n.pos, problem));
     }
-    attach_tests(
+    let tests = attach_tests(
         incomplete,
         tree,
         dir,
         &raw_env.path,
         &raw_env.tests,
         &mut endpoints,
-        &mut slots,
         out,
     );
+    // A slot's deployment is the template: the endpoint's test (or `*`) is its test.
+    for (endpoint_name, s) in slots.iter_mut() {
+        s.template.test = tests
+            .get(endpoint_name.as_str())
+            .or_else(|| tests.get("*"))
+            .cloned();
+    }
     if !incomplete {
         for (key, pos) in &raw_env.rollout.overrides {
             if let Some(problem) = rollout_key_problem(key, &endpoints) {
@@ -281,10 +287,9 @@ fn attach_tests(
     env_path: &Path,
     tests: &[RawTest],
     endpoints: &mut BTreeMap<String, Endpoint>,
-    slots: &mut BTreeMap<String, crate::slots::Slots>,
     out: &mut Vec<Diagnostic>,
-) {
-    let mut specs: BTreeMap<&str, TestSpec> = BTreeMap::new();
+) -> BTreeMap<String, TestSpec> {
+    let mut specs: BTreeMap<String, TestSpec> = BTreeMap::new();
     for test in tests {
         if let Some(problem) = test_key_problem(&test.key, endpoints) {
             // A key may name an endpoint of a file that does not parse: that file's own errors
@@ -309,7 +314,7 @@ fn attach_tests(
         match read_text(tree, &dir.join(rel)) {
             Ok(body) => {
                 specs.insert(
-                    &test.key,
+                    test.key.clone(),
                     TestSpec {
                         request_file: file.value.clone(),
                         request_body: body,
@@ -331,13 +336,7 @@ fn attach_tests(
                 .cloned();
         }
     }
-    // A slot's deployment is the template: the endpoint's test (or `*`) is its test.
-    for (endpoint_name, s) in slots.iter_mut() {
-        s.template.test = specs
-            .get(endpoint_name.as_str())
-            .or_else(|| specs.get("*"))
-            .cloned();
-    }
+    specs
 }
 
 pub(crate) fn endpoint_files(
