@@ -8,7 +8,9 @@
 //! load → read live → plan → apply → report that `flightdeck apply` and the agent's tick share.
 //! The core's modules are re-exported under their usual names.
 
-pub use flightdeck_core::{apply, clock, escape, metrics, model, plan, retry, rollout, spec};
+pub use flightdeck_core::{
+    apply, clock, escape, metrics, model, plan, retry, rollout, slots, spec,
+};
 pub use flightdeck_sandbox as sandbox;
 
 pub mod agent;

@@ -224,7 +224,7 @@ pub async fn reconcile_once(
     request: &Request,
     cancel: &CancellationToken,
 ) -> ReconcileOutcome {
-    let desired = match desired {
+    let mut desired = match desired {
         Ok(d) => d,
         Err(invalid) => return ReconcileOutcome::Invalid(invalid),
     };
@@ -239,6 +239,13 @@ pub async fn reconcile_once(
     let live = match platform.settle(backend.as_ref(), live).await {
         Ok(l) => l,
         Err(e) => return ReconcileOutcome::BackendFailed(BackendFailure::Settle(e)),
+    };
+    // Slot endpoints become ordinary ones here, from live state, before the rollout engine
+    // and the planner see them (docs/rollouts.md "Blue/green slots").
+    let profile = crate::backend::profile_of(&desired.environment.target);
+    let slot_notes = match crate::slots::resolve(&mut desired, &live, profile) {
+        Ok(notes) => notes,
+        Err(refusals) => return ReconcileOutcome::Refused(refusals),
     };
     let rolling = !desired.environment.rollout.is_empty();
     let prepared = if rolling {
@@ -264,12 +271,12 @@ pub async fn reconcile_once(
         prune: request.prune,
         ignore: desired.environment.drift.ignore.clone(),
     };
-    let profile = crate::backend::profile_of(&desired.environment.target);
     let to_plan = prepared.as_ref().map_or(&desired, |p| &p.desired);
     let mut plan = match plan::plan(to_plan, &live, &options, profile) {
         Ok(p) => p,
         Err(refusals) => return ReconcileOutcome::Refused(refusals),
     };
+    plan.notes.splice(0..0, slot_notes);
     let decisions = prepared.map(|p| {
         rollouts::keep_failed_candidates(&mut plan, &p.decisions, &live);
         plan.rollouts = p.views;

@@ -61,6 +61,7 @@ fn plan_options(desired: &DesiredState, prune: bool) -> PlanOptions {
 pub(super) async fn make_plan(
     desired: &DesiredState,
     live: &crate::model::LiveState,
+    slot_notes: &[plan::Note],
     prune: bool,
     output: Format,
 ) -> Result<Plan, u8> {
@@ -88,6 +89,7 @@ pub(super) async fn make_plan(
     let to_plan = prepared.as_ref().map_or(desired, |p| &p.desired);
     let mut plan =
         plan::plan(to_plan, live, &plan_options(desired, prune), profile).map_err(refused)?;
+    plan.notes.splice(0..0, slot_notes.to_vec());
     if let Some(p) = prepared {
         crate::rollouts::keep_failed_candidates(&mut plan, &p.decisions, live);
         plan.rollouts = p.views;
@@ -142,23 +144,49 @@ pub fn schema(out: &Path) -> u8 {
     OK
 }
 
+/// The desired state with its slot endpoints resolved against live (`slots::resolve`), live,
+/// and the notes that say which slot gets the template and why.
 async fn desired_and_live(
     env_dir: &Path,
     live_args: &LiveArgs,
-) -> Result<(DesiredState, crate::model::LiveState), u8> {
-    let desired = load(env_dir)?;
+    output: Format,
+) -> Result<(DesiredState, crate::model::LiveState, Vec<plan::Note>), u8> {
+    let mut desired = load(env_dir)?;
     let live = live::live_state(live_args, &desired, env_dir)
         .await
         .map_err(fail_live)?;
-    Ok((desired, live))
+    let notes = resolve_slots(&mut desired, &live, output)?;
+    Ok((desired, live, notes))
+}
+
+/// Resolves the slot endpoints of `desired` against `live`, or reports the refusal (as a plan
+/// would be refused) and returns the exit code.
+pub(super) fn resolve_slots(
+    desired: &mut DesiredState,
+    live: &crate::model::LiveState,
+    output: Format,
+) -> Result<Vec<plan::Note>, u8> {
+    let profile = backend::profile_of(&desired.environment.target);
+    crate::slots::resolve(desired, live, profile).map_err(|refusals| {
+        if output == Format::Json {
+            let name = desired.environment.name.as_str();
+            print!("{}", render::json(name, &Plan::default(), &refusals));
+        }
+        for r in &refusals {
+            eprintln!("refused: {r}");
+        }
+        eprintln!("error: the plan was refused; nothing was applied");
+        ERROR
+    })
 }
 
 pub async fn plan(args: &PlanArgs) -> u8 {
-    let (desired, live) = match desired_and_live(&args.env_dir, &args.live).await {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    match make_plan(&desired, &live, args.prune, args.output).await {
+    let (desired, live, notes) =
+        match desired_and_live(&args.env_dir, &args.live, args.output).await {
+            Ok(v) => v,
+            Err(code) => return code,
+        };
+    match make_plan(&desired, &live, &notes, args.prune, args.output).await {
         Ok(p) => {
             print!(
                 "{}",
@@ -177,18 +205,25 @@ pub async fn plan(args: &PlanArgs) -> u8 {
 }
 
 pub async fn diff(args: &PlanArgs) -> u8 {
-    let (desired, live) = match desired_and_live(&args.env_dir, &args.live).await {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
+    let (desired, live, notes) =
+        match desired_and_live(&args.env_dir, &args.live, args.output).await {
+            Ok(v) => v,
+            Err(code) => return code,
+        };
     let name = desired.environment.name.as_str();
     let profile = backend::profile_of(&desired.environment.target);
-    let diffs = diff::diff(
+    let mut diffs = diff::diff(
         &desired,
         &live,
         &plan_options(&desired, args.prune),
         profile,
     );
+    // Which slot gets the template and why, beside that endpoint's other notes.
+    for note in notes {
+        if let Some(d) = diffs.iter_mut().find(|d| d.endpoint == note.endpoint) {
+            d.notes.insert(0, note);
+        }
+    }
     let out = match args.output {
         Format::Text => diff::text(&diffs),
         Format::Markdown => diff::markdown(name, &diffs),

@@ -102,8 +102,15 @@ pub async fn live_state(
         return read_snapshot(path);
     }
     if let Some(rev) = &args.against_rev {
+        // The old revision as it would be live once applied from nothing: its slot
+        // endpoints resolved against an empty platform (the first slot holds the template).
         return Ok(desired_at_rev(env_dir, rev)?
-            .map(|old| LiveState::from_desired(&old))
+            .map(|mut old| {
+                let profile = backend::profile_of(&old.environment.target);
+                // Resolving against nothing refuses nothing: every slot is idle.
+                let _ = crate::slots::resolve(&mut old, &LiveState::default(), profile);
+                LiveState::from_desired(&old)
+            })
             .unwrap_or_default());
     }
     let config = super::backend_config(&args.backend)?;

@@ -58,7 +58,7 @@ pub async fn run(args: &RolloutArgs) -> u8 {
     let target = match &args.action {
         RolloutAction::Status(t) | RolloutAction::Resume(t) | RolloutAction::Abort(t) => t,
     };
-    let Ok(desired) =
+    let Ok(mut desired) =
         spec::load_environment(&target.env_dir, backend::profile_of).map_err(|d| eprintln!("{d}"))
     else {
         return ERROR;
@@ -78,6 +78,14 @@ pub async fn run(args: &RolloutArgs) -> u8 {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
+    // A slot endpoint's digest is over its resolved form, as the engine saw it.
+    let profile = backend::profile_of(&desired.environment.target);
+    if let Err(refusals) = crate::slots::resolve(&mut desired, &live, profile) {
+        for r in &refusals {
+            eprintln!("refused: {r}");
+        }
+        return ERROR;
+    }
     match &args.action {
         RolloutAction::Status(t) => status(&desired, &live, t).await,
         RolloutAction::Resume(t) => resume(&desired, &live, backend.as_ref(), t).await,

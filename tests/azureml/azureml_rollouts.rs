@@ -53,7 +53,7 @@ async fn blue_live_then_declare_green(env: &Env, dir: &std::path::Path, policy: 
 /// (so a slow deployment does not lower the rate), until dropped.
 pub(crate) struct Load {
     rate: watch::Sender<u32>,
-    answered: Arc<AtomicU64>,
+    pub(crate) answered: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -197,7 +197,7 @@ pub(crate) async fn run(env: &Env, args: &[&str]) -> Ran {
 }
 
 /// The `rollout:` lines and gate lines of an apply's stderr, in order.
-fn progress(stderr: &str) -> Vec<&str> {
+pub(super) fn progress(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| l.starts_with("rollout: ") || l.starts_with("  gate "))
@@ -205,7 +205,7 @@ fn progress(stderr: &str) -> Vec<&str> {
 }
 
 /// Index of the first progress line containing `needle`, panicking with the whole run.
-fn line_of(out: &Ran, needle: &str) -> usize {
+pub(super) fn line_of(out: &Ran, needle: &str) -> usize {
     progress(&out.stderr)
         .iter()
         .position(|l| l.contains(needle))
@@ -223,7 +223,7 @@ pub(crate) fn traffic(pairs: &[(&str, i64)]) -> std::collections::BTreeMap<Strin
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
-const CANARY: &str = "    steps:
+pub(super) const CANARY: &str = "    steps:
       - weight: 10
         bake: 2s
         gates: [\"error_rate < 2%\"]

@@ -48,6 +48,7 @@ fn desired(router: Router, versions: &[(&str, &str, u32)], split: &[(&str, u32)]
             target: Target::Kubernetes(target(router)),
             drift: DriftPolicy::default(),
             rollout: Default::default(),
+            slots: Default::default(),
         },
         endpoints: BTreeMap::from([(EP.to_string(), endpoint)]),
     }

@@ -7,4 +7,5 @@ mod k8s_fidelity;
 mod k8s_planned_flow;
 mod k8s_rollout_annotations;
 mod k8s_seed_flow;
+mod k8s_slots;
 mod k8s_timeouts;

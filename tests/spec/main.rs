@@ -2,7 +2,9 @@
 
 mod golden_plans;
 mod plan_properties;
+mod slot_properties;
 mod spec_errors;
 mod spec_load;
 mod spec_rollout;
 mod spec_schemas;
+mod spec_slots;

@@ -24,7 +24,7 @@ const IGNORABLE: &[&str] = &[
     "auth_mode",
 ];
 
-fn settings() -> impl Strategy<Value = DeploymentSettings> {
+pub(crate) fn settings() -> impl Strategy<Value = DeploymentSettings> {
     (
         prop::sample::select(vec!["azureml:m:1", "azureml:m:2"]),
         // Mostly the same instance type: a change of it on a busy deployment is refused.
@@ -196,7 +196,7 @@ fn live_endpoint(name: &'static str) -> impl Strategy<Value = LiveEndpoint> {
         )
 }
 
-fn environment() -> Environment {
+pub(crate) fn environment() -> Environment {
     Environment {
         name: "prop".into(),
         target: Target::StateFile {
@@ -204,6 +204,7 @@ fn environment() -> Environment {
         },
         drift: DriftPolicy::default(),
         rollout: Default::default(),
+        slots: Default::default(),
     }
 }
 
@@ -240,7 +241,7 @@ fn live_state() -> impl Strategy<Value = LiveState> {
 }
 
 /// The traffic-safety invariants, checked after every step.
-fn check_invariants(live: &LiveState) -> Result<(), String> {
+pub(crate) fn check_invariants(live: &LiveState) -> Result<(), String> {
     for e in live.endpoints.values() {
         let sum = weight_sum(&e.traffic);
         if sum != 0 && sum != 100 {

@@ -403,6 +403,10 @@ pub struct Environment {
         skip_serializing_if = "crate::rollout::RolloutSettings::is_empty"
     )]
     pub rollout: crate::rollout::RolloutSettings,
+    /// Blue/green slots by endpoint (`slots:`): resolved against live state before planning
+    /// (`crate::slots::resolve`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slots: BTreeMap<String, crate::slots::Slots>,
 }
 
 /// Everything an environment directory declares.

@@ -229,6 +229,7 @@ mod tests {
                 },
                 drift: DriftPolicy::default(),
                 rollout: Default::default(),
+                slots: Default::default(),
             },
             endpoints: (0..3 * PARALLEL_CHUNK)
                 .map(endpoint)

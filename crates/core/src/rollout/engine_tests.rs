@@ -85,6 +85,7 @@ fn desired_state(endpoint: Endpoint) -> DesiredState {
             },
             drift: DriftPolicy::default(),
             rollout: Default::default(),
+            slots: Default::default(),
         },
         endpoints: [(EP.to_string(), endpoint)].into(),
     }

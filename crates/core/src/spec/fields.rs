@@ -527,6 +527,8 @@ pub static ENVIRONMENT: Obj = file_obj(
             .doc("Keyed by endpoint, endpoint/deployment (wins) or * (all)."),
         f("rollout", Ty::Object(&ROLLOUT))
             .doc("Progressive rollouts: staged weights, bakes, pauses and metric gates."),
+        f("slots", Ty::MapOf(&SLOTS))
+            .doc("Keyed by endpoint: blue/green slots, two deployment names and one deployment template."),
     ],
     "environment.yaml: where an environment lives and its policies.",
 );
@@ -584,6 +586,20 @@ pub static TEST: Obj = obj(&[
         .req(),
     f("expect_status", Ty::Int(100, Some(599))).doc("Expected HTTP status; any 2xx when absent."),
     f("expect_body_contains", Ty::Str),
+]);
+
+// --- slots: (environment.yaml), keyed by endpoint like `tests`, for the same reason as
+// `rollout.endpoints` below.
+
+pub static SLOTS: Obj = obj(&[
+    f("names", Ty::List(&Ty::Str))
+        .doc("Exactly two distinct deployment names; the one at 0% (or absent) gets the template.")
+        .req(),
+    f("template", Ty::Str)
+        .doc("An az ml deployment file of this endpoint, relative to the environment directory; its `name` is replaced by the slot.")
+        .req(),
+    f("after_swap", Ty::Enum(&["keep", "scale_down", "delete"]))
+        .doc("The old slot once the other holds all traffic: keep (default, at 0%), scale_down (1 instance) or delete."),
 ]);
 
 // --- rollout: (environment.yaml). Per-endpoint policies live here, keyed by endpoint like

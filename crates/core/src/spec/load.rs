@@ -174,15 +174,47 @@ fn environment_into(
         let root = parse_file(files, p, out)?;
         Some(raw_environment(&mut Sink { path: p, out }, &root))
     });
-    let parsed = parse_endpoint_files(files, &others, out);
+    let mut parsed = parse_endpoint_files(files, &others, out);
     let incomplete = parsed.incomplete;
     let target = raw_env.as_ref().and_then(|e| e.target.clone());
     let profile = target.as_ref().map_or(&NEUTRAL, profile_of);
+    let env_path = raw_env
+        .as_ref()
+        .map_or_else(|| dir.join(ENVIRONMENT_FILES[0]), |e| e.path.clone());
+    let raw_slots = raw_env
+        .as_ref()
+        .map(|e| e.slots.clone())
+        .unwrap_or_default();
+    let templates = super::raw_slots::take_templates(
+        dir,
+        &env_path,
+        &raw_slots,
+        &mut parsed.endpoints,
+        &mut parsed.deployments,
+        out,
+    );
     let mut endpoints = validate::endpoints(
         profile,
         parsed.endpoints,
         parsed.deployments,
         incomplete,
+        out,
+    );
+    let mut template_of = |raw: &RawDeployment, out: &mut Vec<Diagnostic>| {
+        let mut sink = Sink {
+            path: &raw.path.clone(),
+            out,
+        };
+        validate::deployment(&mut sink, profile, raw).map(|(d, _)| d)
+    };
+    let mut slots = super::raw_slots::check(
+        &env_path,
+        raw_slots,
+        templates,
+        &endpoints,
+        profile,
+        incomplete,
+        &mut template_of,
         out,
     );
     let raw_env = raw_env?;
@@ -192,7 +224,7 @@ fn environment_into(
     {
         out.push(Diagnostic::new(&raw_env.path, n.pos, problem));
     }
-    attach_tests(
+    let tests = attach_tests(
         incomplete,
         tree,
         dir,
@@ -201,6 +233,13 @@ fn environment_into(
         &mut endpoints,
         out,
     );
+    // A slot's deployment is the template: the endpoint's test (or `*`) is its test.
+    for (endpoint_name, s) in slots.iter_mut() {
+        s.template.test = tests
+            .get(endpoint_name.as_str())
+            .or_else(|| tests.get("*"))
+            .cloned();
+    }
     if !incomplete {
         for (key, pos) in &raw_env.rollout.overrides {
             if let Some(problem) = rollout_key_problem(key, &endpoints) {
@@ -212,6 +251,20 @@ fn environment_into(
         && profile.values.workspace_asset_ids
     {
         super::assets::canonical_workspace_assets(azure, endpoints.values_mut());
+        for (name, s) in slots.iter_mut() {
+            // The template as one deployment of a scratch endpoint: the same canonical form.
+            let mut scratch = Endpoint {
+                name: name.clone(),
+                settings: Default::default(),
+                traffic: None,
+                mirror_traffic: None,
+                deployments: BTreeMap::from([(s.template.name.clone(), s.template.clone())]),
+            };
+            super::assets::canonical_workspace_assets(azure, std::iter::once(&mut scratch));
+            if let Some(d) = scratch.deployments.into_values().next() {
+                s.template = d;
+            }
+        }
     }
     Some(DesiredState {
         environment: Environment {
@@ -219,6 +272,7 @@ fn environment_into(
             target: target?,
             drift: raw_env.drift,
             rollout: raw_env.rollout.settings,
+            slots,
         },
         endpoints,
     })
@@ -234,8 +288,8 @@ fn attach_tests(
     tests: &[RawTest],
     endpoints: &mut BTreeMap<String, Endpoint>,
     out: &mut Vec<Diagnostic>,
-) {
-    let mut specs: BTreeMap<&str, TestSpec> = BTreeMap::new();
+) -> BTreeMap<String, TestSpec> {
+    let mut specs: BTreeMap<String, TestSpec> = BTreeMap::new();
     for test in tests {
         if let Some(problem) = test_key_problem(&test.key, endpoints) {
             // A key may name an endpoint of a file that does not parse: that file's own errors
@@ -260,7 +314,7 @@ fn attach_tests(
         match read_text(tree, &dir.join(rel)) {
             Ok(body) => {
                 specs.insert(
-                    &test.key,
+                    test.key.clone(),
                     TestSpec {
                         request_file: file.value.clone(),
                         request_body: body,
@@ -282,6 +336,7 @@ fn attach_tests(
                 .cloned();
         }
     }
+    specs
 }
 
 pub(crate) fn endpoint_files(

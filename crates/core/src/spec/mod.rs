@@ -19,6 +19,7 @@ mod raw_deployment;
 mod raw_endpoint;
 mod raw_environment;
 mod raw_rollout;
+mod raw_slots;
 pub mod schema;
 mod validate;
 pub mod yaml;

@@ -10,6 +10,7 @@ use super::fields::{
 };
 use super::located::{Loc, field, suggestion};
 use super::raw_rollout::{RawRollout, rollout};
+use super::raw_slots::{RawSlots, slots};
 use super::yaml::{Entry, Node, Pos};
 use crate::model::{AzureMlTarget, DriftMode, DriftPolicy, KubernetesTarget, Router, Target};
 
@@ -31,6 +32,7 @@ pub(crate) struct RawEnvironment {
     pub drift: DriftPolicy,
     pub tests: Vec<RawTest>,
     pub rollout: RawRollout,
+    pub slots: Vec<RawSlots>,
 }
 
 pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
@@ -41,6 +43,7 @@ pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
         drift: DriftPolicy::default(),
         tests: Vec::new(),
         rollout: RawRollout::default(),
+        slots: Vec::new(),
     };
     let Some(entries) = sink.mapping("environment", root, "environment", &ENVIRONMENT) else {
         return raw;
@@ -61,6 +64,9 @@ pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
     }
     if let Some(e) = field(entries, "rollout") {
         raw.rollout = rollout(sink, e);
+    }
+    if let Some(e) = field(entries, "slots") {
+        raw.slots = slots(sink, e);
     }
     raw
 }

@@ -16,7 +16,7 @@ use crate::plan::profile::PlatformProfile;
 
 /// Where something was declared, for "already declared at ..." messages.
 #[derive(Clone, Debug)]
-struct Origin {
+pub(crate) struct Origin {
     path: PathBuf,
     pos: Pos,
 }
@@ -190,7 +190,7 @@ fn add_deployment(
 }
 
 /// Checks one deployment on its own; returns it with where its name was written.
-fn deployment(
+pub(crate) fn deployment(
     sink: &mut Sink<'_>,
     profile: &PlatformProfile,
     raw: &RawDeployment,
