@@ -115,10 +115,13 @@ pub async fn revert(args: &RevertArgs) -> u8 {
     let Ok(new_tree) = repo.repo.find_tree(tree) else {
         return refuse("the new tree cannot be read back");
     };
-    let Some((_, reverted)) = load_at(&repo, &new_tree, env_dir, "the revert") else {
+    let Some((_, mut reverted)) = load_at(&repo, &new_tree, env_dir, "the revert") else {
         return refuse("the reverted environment does not load");
     };
-    let plan = match make_plan(&reverted, &live, false, Format::Text).await {
+    let Ok(slot_notes) = super::commands::resolve_slots(&mut reverted, &live, Format::Text) else {
+        return refuse("the plan of the reverted environment was refused");
+    };
+    let plan = match make_plan(&reverted, &live, &slot_notes, false, Format::Text).await {
         Ok(p) => p,
         Err(_) => return refuse("the plan of the reverted environment was refused"),
     };
@@ -235,6 +238,16 @@ fn reverts<'l>(
     for (name, endpoint) in &desired.endpoints {
         let named = args.endpoints.contains(name);
         if !args.endpoints.is_empty() && !named {
+            continue;
+        }
+        if desired.environment.slots.contains_key(name) {
+            // A slot endpoint's traffic is not in Git: reverting it means rewriting its
+            // template to the settings the serving slot runs, which this command does not do.
+            if named {
+                anyhow::bail!(
+                    "endpoint {name} uses blue/green slots: its traffic is not written in Git; revert its template file by hand (git revert of the release commit)"
+                );
+            }
             continue;
         }
         let record = held(desired, live, name);
