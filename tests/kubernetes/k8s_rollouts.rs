@@ -568,3 +568,31 @@ async fn on_istio_replicas_follow_each_stage_up_before_the_shift_and_down_after_
 async fn on_gateway_api_replicas_follow_each_stage_up_before_the_shift_and_down_after_it() {
     replicas_follow_the_stage(Router::Gateway).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_istio_a_candidate_without_metrics_extends_its_bake_then_rolls_back_as_too_little_data()
+{
+    let policy = "    steps:
+      - weight: 10
+        bake: 1s
+        gates: [\"error_rate < 2%\"]
+    max_bake: 2s
+";
+    let s = Setup::new(Router::Istio, policy).await;
+    s.prom.set("green", Scenario::NoData);
+    let out = s.run("apply").await;
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("waiting for data: a gate has no value yet"),
+        "{all}"
+    );
+    assert!(all.contains("too little data at stage 1 after 2s"), "{all}");
+    assert_eq!(
+        routes(&timeline(&s.fake, Router::Istio)),
+        [
+            weights(&[("blue", 90), ("green", 10)]),
+            weights(&[("blue", 100)])
+        ]
+    );
+}
