@@ -315,6 +315,15 @@ async fn a_passing_three_stage_canary(router: Router) {
     // Pinning to the candidate kept working at every stage.
     let writes = router_writes(&s.fake, router);
     assert!(!writes.is_empty());
+    // The router's own applies never carry the record: it survives them because it belongs
+    // to the `flightdeck-rollout` manager.
+    for w in &writes {
+        let annotations = w.pointer("/metadata/annotations");
+        assert!(
+            annotations.and_then(|a| a.get(RECORD_ANNOTATION)).is_none(),
+            "{w:#}"
+        );
+    }
     for w in &writes {
         assert!(pins(router, w, "green"), "no pin rule for green in {w:#}");
     }
