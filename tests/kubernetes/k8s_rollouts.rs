@@ -18,12 +18,12 @@ use flightdeck_testkit::fake_prometheus::{FakePrometheus, Scenario};
 use flightdeck_testkit::k8s_cli::{code, copy_env, edit, flightdeck, kubeconfig, text};
 use serde_json::Value;
 
-const NS: &str = "models";
+pub(super) const NS: &str = "models";
 const EP: &str = "scoring";
 const PIN: &str = "x-model-deployment";
 
 #[derive(Clone, Copy, Debug)]
-enum Router {
+pub(super) enum Router {
     Istio,
     Gateway,
 }
@@ -44,9 +44,9 @@ impl Router {
     }
 }
 
-type Weights = BTreeMap<String, u32>;
+pub(super) type Weights = BTreeMap<String, u32>;
 
-fn weights(pairs: &[(&str, u32)]) -> Weights {
+pub(super) fn weights(pairs: &[(&str, u32)]) -> Weights {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
@@ -109,7 +109,7 @@ fn pins(router: Router, obj: &Value, deployment: &str) -> bool {
 
 /// One thing flightdeck changed, in request order.
 #[derive(Clone, Debug, PartialEq)]
-enum Event {
+pub(super) enum Event {
     /// The router's split (an apply of the router's spec under the `flightdeck` manager).
     Route(Weights),
     /// A Deployment's replicas.
@@ -119,7 +119,7 @@ enum Event {
 }
 
 /// What flightdeck wrote since the log was cleared, router splits deduplicated.
-fn timeline(fake: &FakeKube, router: Router) -> Vec<Event> {
+pub(super) fn timeline(fake: &FakeKube, router: Router) -> Vec<Event> {
     let mut out = Vec::new();
     for w in fake.write_requests() {
         if w.method == "DELETE" {
@@ -185,8 +185,8 @@ fn stored_record(fake: &FakeKube, router: Router) -> RolloutRecord {
 
 /// A copy of the shipped environment with a Prometheus-gated `policy`, applied at blue 100 /
 /// green 0 (green exists), then declaring green 100 with blue removed from Git.
-struct Setup {
-    fake: FakeKube,
+pub(super) struct Setup {
+    pub(super) fake: FakeKube,
     prom: FakePrometheus,
     _tmp: tempfile::TempDir,
     dir: PathBuf,
@@ -196,7 +196,7 @@ struct Setup {
 }
 
 impl Setup {
-    async fn new(router: Router, policy: &str) -> Setup {
+    pub(super) async fn new(router: Router, policy: &str) -> Setup {
         let fake = FakeKube::start().await;
         for d in ["blue", "green"] {
             fake.respond(&format!("scoring-{d}"), 200, r#"{"score": [1.0]}"#);
@@ -244,7 +244,7 @@ impl Setup {
         self.dir.join(self.env)
     }
 
-    async fn run(&self, cmd: &str) -> std::process::Output {
+    pub(super) async fn run(&self, cmd: &str) -> std::process::Output {
         flightdeck(&[cmd, self.env], &self.dir, &self.kube).await
     }
 
@@ -485,97 +485,6 @@ async fn on_istio_a_relative_latency_gate_catches_a_candidate_twice_as_slow_as_b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_gateway_api_a_relative_latency_gate_catches_a_candidate_twice_as_slow_as_blue() {
     a_relative_latency_gate(Router::Gateway).await;
-}
-
-/// `scale_with_traffic`: blue and green both declare 2 replicas; at 10 % green runs 1 and blue
-/// 2, at 60 % green 2 and blue 1 (ceil(2 × w / 100), at least 1), and at the end green 2.
-const SCALED: &str = "    steps:
-      - weight: 10
-        bake: 1s
-        gates: [\"error_rate < 2%\"]
-      - weight: 60
-        bake: 1s
-        gates: [\"error_rate < 2%\"]
-    max_bake: 8s
-    scale_with_traffic: true
-";
-
-/// ceil(full × w / 100), at least 1 while `w > 0`.
-fn need(full: u32, w: u32) -> u32 {
-    if w == 0 {
-        0
-    } else {
-        (full * w).div_ceil(100).max(1)
-    }
-}
-
-async fn replicas_follow_the_stage(router: Router) {
-    let s = Setup::new(router, SCALED).await;
-    let out = s.run("apply").await;
-    assert_eq!(code(&out), 0, "{}", text(&out));
-    let events = timeline(&s.fake, router);
-
-    // Replay the writes: whenever traffic moves, every deployment already has what its new
-    // weight needs (scale up before), and a scale down comes only after traffic left.
-    let mut replicas: BTreeMap<String, u32> = [("blue".into(), 2), ("green".into(), 2)].into();
-    let mut traffic = weights(&[("blue", 100)]);
-    for e in &events {
-        match e {
-            Event::Route(w) => {
-                for (d, pct) in w {
-                    assert!(
-                        replicas[d] >= need(2, *pct),
-                        "{d} takes {pct}% with {} replicas: {events:#?}",
-                        replicas[d]
-                    );
-                }
-                traffic = w.clone();
-            }
-            Event::Replicas(d, n) => {
-                let pct = traffic.get(d).copied().unwrap_or(0);
-                assert!(
-                    *n >= need(2, pct),
-                    "{d} scaled to {n} while taking {pct}%: {events:#?}"
-                );
-                replicas.insert(d.clone(), *n);
-            }
-            Event::Record => {}
-        }
-    }
-    let moves: Vec<Event> = events
-        .iter()
-        .filter(|e| !matches!(e, Event::Record))
-        .cloned()
-        .collect();
-    let route = |p: &[(&str, u32)]| Event::Route(weights(p));
-    let rep = |d: &str, n| Event::Replicas(d.to_string(), n);
-    assert_eq!(
-        moves,
-        [
-            route(&[("blue", 90), ("green", 10)]),
-            rep("green", 1), // down after green's share is set to 10
-            rep("green", 2), // up before 60
-            route(&[("blue", 40), ("green", 60)]),
-            rep("blue", 1), // down after blue's share fell to 40
-            route(&[("green", 100)]),
-        ],
-        "{events:#?}"
-    );
-    let green = s.fake.object("deployments", NS, "scoring-green").unwrap();
-    assert_eq!(green.pointer("/spec/replicas"), Some(&Value::from(2)));
-    assert!(s.fake.object("deployments", NS, "scoring-blue").is_none());
-    let plan = s.run("plan").await;
-    assert_eq!(code(&plan), 0, "{}", text(&plan));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_istio_replicas_follow_each_stage_up_before_the_shift_and_down_after_it() {
-    replicas_follow_the_stage(Router::Istio).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_gateway_api_replicas_follow_each_stage_up_before_the_shift_and_down_after_it() {
-    replicas_follow_the_stage(Router::Gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
