@@ -27,6 +27,7 @@ fn record() -> RolloutRecord {
         shifting: false,
         approved: false,
         reason: Some("gate error_rate failed at stage 2 (7.1% > 2%)".into()),
+        scale: Default::default(),
     }
 }
 

@@ -339,3 +339,29 @@ fn the_shipped_environment_schema_accepts_the_full_policy_and_refuses_a_broken_o
         assert!(!validator.is_valid(&instance), "accepted:\n{broken}");
     }
 }
+
+#[test]
+fn scale_with_traffic_loads_as_a_bool_and_anything_else_is_a_located_error() {
+    let rollout =
+        "rollout:\n  default:\n    steps: [{weight: 10, bake: 1m}]\n    scale_with_traffic: true\n";
+    let tmp = env_with(rollout);
+    let state = load_environment(&tmp.path().join("env"), flightdeck::backend::profile_of)
+        .unwrap_or_else(|d| panic!("{d}"));
+    let loaded = serde_json::to_value(&state.environment.rollout).unwrap();
+    assert_eq!(loaded["default"]["scale_with_traffic"], true, "{loaded:#}");
+    // Off by default, and then not written out at all.
+    let tmp = env_with("rollout:\n  default:\n    steps: [{weight: 10, bake: 1m}]\n");
+    let state = load_environment(&tmp.path().join("env"), flightdeck::backend::profile_of)
+        .unwrap_or_else(|d| panic!("{d}"));
+    let loaded = serde_json::to_value(&state.environment.rollout).unwrap();
+    assert!(
+        loaded["default"].get("scale_with_traffic").is_none(),
+        "{loaded:#}"
+    );
+
+    let bad = "rollout:\n  default:\n    steps: [{weight: 10, bake: 1m}]\n    scale_with_traffic: sometimes\n";
+    assert_eq!(
+        problems(bad),
+        ["env/environment.yaml:8:25: scale_with_traffic: expected a boolean, found a string"]
+    );
+}

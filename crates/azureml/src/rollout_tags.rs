@@ -131,6 +131,7 @@ mod tests {
             shifting: false,
             approved: false,
             reason,
+            scale: Default::default(),
         }
     }
 

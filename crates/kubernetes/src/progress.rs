@@ -70,6 +70,7 @@ mod tests {
             shifting: false,
             approved: true,
             reason: Some("gate p99 failed".into()),
+            scale: Default::default(),
         }
     }
 

@@ -2,17 +2,15 @@
 //! contract-shaped envelopes (`tests/fixtures/`, [PROM P3], [PROM P4]): the queries it sends,
 //! no data (empty result, NaN), error envelopes (400, 422, 503), throttling, the bearer token.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use flightdeck_core::metrics::{MetricsProvider, MetricsRequest, Signal, Window};
 use flightdeck_prometheus::{
     PrometheusConfig, PrometheusProvider, QueryTemplates, RetryPolicy, Secret,
 };
+// The one fake Prometheus (the test kit's), driven here by a script per request.
+use flightdeck_testkit::fake_prometheus::{Answer, FakePrometheus as Fake, Seen};
 
 const ONE: &str = include_str!("fixtures/vector_one.json");
 const EMPTY: &str = include_str!("fixtures/vector_empty.json");
@@ -21,102 +19,6 @@ const BAD_DATA: &str = include_str!("fixtures/error_bad_data.json");
 const EXECUTION: &str = include_str!("fixtures/error_execution.json");
 const TIMEOUT: &str = include_str!("fixtures/error_unavailable.json");
 const WARNINGS: &str = include_str!("fixtures/vector_with_warnings.json");
-
-/// One request the fake saw: the raw query string, its decoded `query` and `time`, headers.
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    raw_query: String,
-    promql: String,
-    time: String,
-    headers: HeaderMap,
-}
-
-/// What the fake answers: status, `Retry-After`, body.
-type Answer = (u16, Option<u64>, String);
-type Script = Arc<dyn Fn(&Seen, usize) -> Answer + Send + Sync>;
-
-struct Fake {
-    url: url::Url,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Fake {
-    /// `script(request, n)` answers the n-th request (0-based).
-    async fn start(script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static) -> Fake {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let state: (Arc<Mutex<Vec<Seen>>>, Script) = (seen.clone(), Arc::new(script));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url =
-            url::Url::parse(&format!("http://{}/prom/", listener.local_addr().unwrap())).unwrap();
-        let app = axum::Router::new().fallback(handle).with_state(state);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        Fake {
-            url,
-            seen,
-            stop: Some(stop),
-        }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn handle(
-    State((seen, script)): State<(Arc<Mutex<Vec<Seen>>>, Script)>,
-    req: Request,
-) -> Response {
-    let raw_query = req.uri().query().unwrap_or("").to_string();
-    let param = |name: &str| {
-        url::form_urlencoded::parse(raw_query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    let request = Seen {
-        path: req.uri().path().to_string(),
-        promql: param("query"),
-        time: param("time"),
-        raw_query: raw_query.clone(),
-        headers: req.headers().clone(),
-    };
-    let n = {
-        let mut seen = seen.lock().unwrap();
-        seen.push(request.clone());
-        seen.len() - 1
-    };
-    let (status, retry_after, body) = script(&request, n);
-    let mut response = (
-        StatusCode::from_u16(status).unwrap(),
-        [("content-type", "application/json")],
-        body,
-    )
-        .into_response();
-    if let Some(secs) = retry_after {
-        response
-            .headers_mut()
-            .insert("retry-after", secs.to_string().parse().unwrap());
-    }
-    response
-}
 
 fn value(v: &str) -> Answer {
     (200, None, ONE.replace("{value}", v))

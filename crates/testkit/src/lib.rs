@@ -2,7 +2,8 @@
 //!
 //! - [`sandbox`]: the sandbox client (token, ARM, data plane, `/_sandbox`; in-process start/stop),
 //!   [`azureml_sandbox`] a real Azure ML backend over it, [`mfe_schema`] the contract's schemas.
-//! - [`fake_kube`]: the fake Kubernetes API server; [`k8s_cli`] drives the CLI against it.
+//! - [`fake_kube`]: the fake Kubernetes API server; [`k8s_cli`] drives the CLI against it;
+//!   [`fake_prometheus`] the fake Prometheus query API (scripted, or per-deployment scenarios).
 //! - [`arm_fake`]: the scripted ARM fake, which fails when an expected call did not come.
 //! - [`git::GitRepo`], [`eventually()`], and the agent helpers in [`agent`] (re-exported here).
 //! - [`recorder`], [`hung`], [`hostile`], [`git_http`], [`openpgp`].
@@ -15,6 +16,7 @@ pub mod arm_fake;
 pub mod azureml_sandbox;
 pub mod eventually;
 pub mod fake_kube;
+pub mod fake_prometheus;
 pub mod git;
 pub mod git_http;
 pub mod hostile;

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::gates::{self, GateResult, Verdict};
 use super::policy::{OnFailure, RolloutPolicy, StageTarget};
 use super::record::{RolloutRecord, RolloutState};
+use super::scale;
 use crate::metrics::{MetricsRequest, Readings, Window};
 use crate::model::{Deployment, Endpoint, LiveEndpoint, Weights, effective, weights_display};
 
@@ -141,6 +142,9 @@ pub fn decide(input: &Input<'_>) -> Decision {
 /// pass its pre-traffic test: back to the baseline in one step, and held there.
 pub fn abandon(input: &Input<'_>, record: &RolloutRecord, reason: String) -> Decision {
     let mut endpoint = staged(input.desired, input.live, &record.baseline);
+    if input.policy.scale_with_traffic {
+        scale::set_rollback(&mut endpoint, record, input.live);
+    }
     if !input.policy.keep_failed
         && record.baseline.get(&record.candidate).copied().unwrap_or(0) == 0
     {
@@ -229,6 +233,11 @@ fn start(
     if let Err(problem) = check_traffic_stages(input, declared) {
         return Decision::new(Status::Refused(problem));
     }
+    let scale = if input.policy.scale_with_traffic {
+        scale::baseline_counts(&baseline, input.live)
+    } else {
+        Default::default()
+    };
     let record = RolloutRecord {
         digest,
         revision: input.revision.map(str::to_string),
@@ -241,6 +250,7 @@ fn start(
         shifting: true,
         approved: false,
         reason: None,
+        scale,
     };
     let first = next_stage(input.policy, &record, declared, None);
     let mut decision = shift_to(input, record, declared, first);
@@ -269,7 +279,7 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
         RolloutState::Paused => {
             let traffic = traffic_at(input.policy, record, declared, record.stage);
             return Decision {
-                endpoint: Some(staged(input.desired, input.live, &traffic)),
+                endpoint: Some(at_stage_endpoint(input, record, &traffic)),
                 ..Decision::new(Status::Paused {
                     stage: record.stage,
                     reason: record.reason.clone().unwrap_or_default(),
@@ -328,7 +338,7 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
     }
     let spec = &input.policy.steps[stage];
     let baked = elapsed(record.since, input.now);
-    let endpoint = staged(input.desired, input.live, &at_stage);
+    let endpoint = at_stage_endpoint(input, record, &at_stage);
     if baked < spec.bake {
         let remaining = spec.bake - baked;
         return Decision {
@@ -462,7 +472,7 @@ fn on_failure(
                 .unwrap_or_default();
             let traffic = traffic_at(input.policy, record, &declared, record.stage);
             Decision {
-                endpoint: Some(staged(input.desired, input.live, &traffic)),
+                endpoint: Some(at_stage_endpoint(input, record, &traffic)),
                 record: RecordWrite::Write {
                     record: paused,
                     stamp: false,
@@ -513,7 +523,7 @@ fn shift_to(
     }
     let traffic = traffic_at(input.policy, &record, declared, stage);
     Decision {
-        endpoint: Some(staged(input.desired, input.live, &traffic)),
+        endpoint: Some(at_stage_endpoint(input, &record, &traffic)),
         record: RecordWrite::Write {
             record,
             stamp: true,
@@ -635,6 +645,16 @@ fn primary_baseline(record: &RolloutRecord) -> Option<String> {
         .filter(|(d, w)| d.as_str() != record.candidate && **w > 0)
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
         .map(|(d, _)| d.clone())
+}
+
+/// The endpoint of a stage: `staged`, with the instance counts following the weights under
+/// `scale_with_traffic` (`rollout::scale`).
+fn at_stage_endpoint(input: &Input<'_>, record: &RolloutRecord, traffic: &Weights) -> Endpoint {
+    let mut endpoint = staged(input.desired, input.live, traffic);
+    if input.policy.scale_with_traffic {
+        scale::set_stage(&mut endpoint, record, input.desired, traffic);
+    }
+    endpoint
 }
 
 /// The declared endpoint routed as `traffic`: deployments that take traffic but are no longer

@@ -114,6 +114,7 @@ fn policy(weights: &[u32], bakes: &[u64], pauses: &[bool], on_failure: OnFailure
         on_failure,
         deadline: None,
         keep_failed: true,
+        scale_with_traffic: false,
     }
 }
 
@@ -154,11 +155,24 @@ struct Trace {
     statuses: Vec<Status>,
     evaluations: usize,
     last: Option<Status>,
+    /// Every deployment's instance count after every step (with `traffic`).
+    counts: Vec<BTreeMap<String, u32>>,
+}
+
+fn counts(ep: &LiveEndpoint) -> BTreeMap<String, u32> {
+    ep.deployments
+        .iter()
+        .map(|(d, l)| (d.clone(), l.settings.instance_count.unwrap_or(0)))
+        .collect()
 }
 
 struct World {
     live: LiveState,
     now: DateTime<Utc>,
+    /// Under `scale_with_traffic`: each deployment's full count (at weight 100). After every
+    /// step, a deployment that takes `w` has at least `scale::count_at(full, w, 100)`
+    /// instances: capacity goes up before traffic, and down only after it left.
+    full: BTreeMap<String, u32>,
 }
 
 impl World {
@@ -188,7 +202,18 @@ impl World {
                     "routes to {d}, missing or not ready"
                 );
             }
+            for (d, w) in effective(&ep.traffic) {
+                if let Some(full) = self.full.get(&d) {
+                    let need = super::scale::count_at(*full, w, 100);
+                    let has = ep.deployments[&d].settings.instance_count.unwrap_or(0);
+                    prop_assert!(
+                        has >= need,
+                        "{d} takes {w}% with {has} instances < {need} after {step:?}"
+                    );
+                }
+            }
             trace.traffic.push((self.now, effective(&ep.traffic)));
+            trace.counts.push(counts(ep));
         }
         let again = plan(&desired, &self.live, &PlanOptions::default(), &NEUTRAL)
             .map_err(|r| TestCaseError::fail(format!("re-plan refused: {r:?}")))?;
@@ -226,9 +251,19 @@ fn simulate(
     crashes: &[bool],
     resume_after: Duration,
 ) -> Result<(World, Trace), TestCaseError> {
+    let mut full = BTreeMap::new();
+    if policy.scale_with_traffic {
+        for (d, l) in &start.endpoints[EP].deployments {
+            full.insert(d.clone(), l.settings.instance_count.unwrap_or(0));
+        }
+        for (d, dep) in &desired.deployments {
+            full.insert(d.clone(), dep.settings.instance_count.unwrap_or(0));
+        }
+    }
     let mut world = World {
         live: start,
         now: "2026-12-01T10:00:00Z".parse().unwrap(),
+        full,
     };
     let mut trace = Trace::default();
     let mut writes = 0usize;
@@ -411,6 +446,57 @@ proptest! {
         prop_assert!(shifting, "{:?}", fresh.status);
     }
 
+    /// `scale_with_traffic`: at every stage each deployment runs `ceil(full × weight / 100)`
+    /// instances (at least 1); the ordering rule (up before the shift, down after it) is checked
+    /// after every step inside `apply`. A rollback gives blue back its count, the failed green
+    /// keeps its own; a passing rollout ends at the declared count.
+    #[test]
+    fn with_scale_with_traffic_the_counts_follow_each_stage_scaling_up_before_and_down_after_the_shift(
+        (weights, bakes, pauses) in stages(),
+        blue_count in 1u32..9,
+        green_count in 1u32..9,
+        fails in prop::bool::weighted(0.3),
+        crashes in prop::collection::vec(prop::bool::weighted(0.3), 0..20),
+    ) {
+        let mut policy = policy(&weights, &bakes, &pauses, OnFailure::Rollback);
+        policy.scale_with_traffic = true;
+        let mut desired = desired_green();
+        desired.deployments.get_mut("green").unwrap().settings.instance_count = Some(green_count);
+        let mut start = live_with(&[("blue", 100)]);
+        start.endpoints.get_mut(EP).unwrap().deployments.get_mut("blue").unwrap().settings.instance_count = Some(blue_count);
+        let gate_fails = if fails { vec![true] } else { vec![] };
+        let (world, trace) = simulate(&policy, &desired, start, &gate_fails, &crashes, Duration::from_secs(60))?;
+        // Each stage's traffic is held, at some step, with exactly the stage's counts.
+        let full: BTreeMap<&str, u32> = [("blue", blue_count), ("green", green_count)].into();
+        let mut i = 0;
+        while i < trace.traffic.len() {
+            let t = trace.traffic[i].1.clone();
+            let mut j = i;
+            while j < trace.traffic.len() && trace.traffic[j].1 == t {
+                j += 1;
+            }
+            if weights.iter().any(|w| t.get("green") == Some(w)) {
+                let want: BTreeMap<String, u32> = t
+                    .iter()
+                    .map(|(d, w)| (d.clone(), super::scale::count_at(full[d.as_str()], *w, 100)))
+                    .collect();
+                let exact = trace.counts[i..j].iter().any(|c| want.iter().all(|(d, n)| c.get(d) == Some(n)));
+                prop_assert!(exact, "at {:?} never exactly {:?}: {:?}", t, want, &trace.counts[i..j]);
+            }
+            i = j;
+        }
+        let ep = world.endpoint();
+        if fails {
+            prop_assert!(matches!(trace.last, Some(Status::Held { .. })), "{:?}", trace.statuses);
+            prop_assert_eq!(ep.deployments["blue"].settings.instance_count, Some(blue_count));
+            let first = super::scale::count_at(green_count, weights[0], 100);
+            prop_assert_eq!(ep.deployments["green"].settings.instance_count, Some(first));
+        } else {
+            prop_assert_eq!(trace.last.clone(), Some(Status::Done), "{:?}", trace.statuses);
+            prop_assert_eq!(ep.deployments["green"].settings.instance_count, Some(green_count));
+        }
+    }
+
     /// Stage weights always split 100 between the candidate and the baseline deployments.
     #[test]
     fn weighted_stages_always_sum_to_100(
@@ -469,6 +555,7 @@ fn too_little_data_extends_the_bake_up_to_max_bake_then_applies_on_no_data() {
         shifting: false,
         approved: false,
         reason: None,
+        scale: Default::default(),
     };
     let mut ep = live.endpoints[EP].clone();
     ep.traffic = [("blue".to_string(), 90), ("green".to_string(), 10)].into();

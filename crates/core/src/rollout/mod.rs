@@ -1,5 +1,5 @@
 //! Progressive rollouts: a policy of staged weights, bakes, pauses and metric gates (`policy`),
-//! the progress the platform stores (`record`), the gates' verdicts (`gates`) and the pure
+//! the progress the platform stores (`record`), the gates' verdicts (`gates`), the instance counts that follow a stage (`scale`) and the pure
 //! engine that decides each tick (`engine`). The driver that reads metrics, plans, applies and
 //! writes the record lives at the edge, in the binary's `reconcile`.
 
@@ -10,6 +10,7 @@ pub mod gates;
 pub mod policy;
 pub mod record;
 pub mod revert;
+pub mod scale;
 pub mod view;
 
 pub use engine::{Decision, Input, RecordWrite, Status, decide};

@@ -45,6 +45,11 @@ pub struct RolloutPolicy {
     /// delete it.
     #[serde(default = "yes")]
     pub keep_failed: bool,
+    /// Each stage also sets the instance counts of the candidate and the baseline from their
+    /// weights (like Argo Rollouts' dynamicStableScale): `ceil(full × weight / 100)`, at least 1
+    /// while a deployment takes traffic (`rollout::scale`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scale_with_traffic: bool,
 }
 
 fn yes() -> bool {

@@ -66,6 +66,10 @@ pub struct RolloutRecord {
     /// Why it paused or failed: "gate error_rate failed at stage 2 (7.1% > 2%)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Under `scale_with_traffic`: the instance count each baseline deployment had when the
+    /// rollout began (its count at its baseline weight; a rollback restores it).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scale: std::collections::BTreeMap<String, u32>,
 }
 
 impl RolloutRecord {
@@ -142,6 +146,7 @@ mod tests {
             shifting: false,
             approved: false,
             reason: Some("gate p99 failed".into()),
+            scale: Default::default(),
         }
     }
 

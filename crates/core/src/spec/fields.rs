@@ -661,6 +661,8 @@ pub static ROLLOUT_POLICY: Obj = obj(&[
     f("on_failure", Ty::Enum(ON_FAILURE)).doc("When a gate fails or the deadline passes; default rollback."),
     f("deadline", Ty::Duration).doc("The longest a whole rollout may take, from its first shift."),
     f("keep_failed", Ty::Bool).doc("Keep a rolled-back candidate deployment (default true)."),
+    f("scale_with_traffic", Ty::Bool)
+        .doc("Each stage sets the candidate's and the baseline's instance_count from their weights (default false)."),
 ]);
 
 pub static ROLLOUT_STAGE: Obj = obj(&[

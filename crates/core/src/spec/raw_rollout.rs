@@ -280,6 +280,9 @@ fn policy(
     let keep_failed = field(fields, "keep_failed")
         .and_then(|k| sink.bool(k))
         .unwrap_or(true);
+    let scale_with_traffic = field(fields, "scale_with_traffic")
+        .and_then(|k| sink.bool(k))
+        .unwrap_or(false);
     if let Some(max) = &max_bake
         && let Some((n, bake)) = bakes
             .iter()
@@ -316,6 +319,7 @@ fn policy(
         on_failure,
         deadline: deadline.map(|d| d.value),
         keep_failed,
+        scale_with_traffic,
     })
 }
 
