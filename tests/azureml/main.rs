@@ -13,5 +13,6 @@ mod azureml_sandbox_faults;
 mod azureml_sandbox_pending;
 mod azureml_sandbox_rollout_tags;
 mod azureml_sandbox_seed_flow;
+mod azureml_smoke;
 mod azureml_timeouts;
 mod azureml_token_refresh;

@@ -339,3 +339,27 @@ fn the_shipped_environment_schema_accepts_the_full_policy_and_refuses_a_broken_o
         assert!(!validator.is_valid(&instance), "accepted:\n{broken}");
     }
 }
+
+#[test]
+fn a_mirror_stage_loads_as_the_first_stage_and_a_percent_above_the_platform_limit_is_refused() {
+    let tmp = env_with(
+        "rollout:\n  default:\n    mirror: {percent: 10, bake: 1m}\n    steps: [{weight: 20, bake: 1m}]\n",
+    );
+    let state = load_environment(&tmp.path().join("env"), flightdeck::backend::profile_of)
+        .unwrap_or_else(|d| panic!("{d}"));
+    let policy = state.environment.rollout.default.expect("a default policy");
+    assert_eq!(
+        serde_json::to_value(&policy.steps).unwrap()[0]["target"],
+        json!({"mirror": 10})
+    );
+    assert_eq!(policy.steps.len(), 2);
+    assert_eq!(
+        problems(
+            "rollout:\n  default:\n    mirror: {percent: 60, bake: 0s}\n    steps: [{weight: 20, bake: 1m}]\n"
+        ),
+        [
+            "env/environment.yaml:7:23: rollout.default mirror: bake must be longer than 0s",
+            "env/environment.yaml:7:14: rollout.default: mirror percent 60 is above the any limit of 50%",
+        ]
+    );
+}

@@ -17,5 +17,6 @@ pub mod plan;
 pub mod retry;
 pub mod rollout;
 pub mod secret;
+pub mod smoke;
 pub mod spec;
 pub mod tree;

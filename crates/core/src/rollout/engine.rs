@@ -141,6 +141,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
 /// pass its pre-traffic test: back to the baseline in one step, and held there.
 pub fn abandon(input: &Input<'_>, record: &RolloutRecord, reason: String) -> Decision {
     let mut endpoint = staged(input.desired, input.live, &record.baseline);
+    endpoint.mirror_traffic = Some(without(&input.live.mirror_traffic, &record.candidate));
     if !input.policy.keep_failed
         && record.baseline.get(&record.candidate).copied().unwrap_or(0) == 0
     {
@@ -267,9 +268,8 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
             };
         }
         RolloutState::Paused => {
-            let traffic = traffic_at(input.policy, record, declared, record.stage);
             return Decision {
-                endpoint: Some(staged(input.desired, input.live, &traffic)),
+                endpoint: Some(at_stage_endpoint(input, record, declared, record.stage)),
                 ..Decision::new(Status::Paused {
                     stage: record.stage,
                     reason: record.reason.clone().unwrap_or_default(),
@@ -316,7 +316,9 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
         // its bake starts once traffic is there.
         return shift_to(input, record.clone(), declared, stage);
     }
-    if live != effective(&at_stage) {
+    let mirror_moved = mirror_at(input.policy, record, stage)
+        .is_some_and(|m| m != effective(&input.live.mirror_traffic));
+    if live != effective(&at_stage) || mirror_moved {
         // Traffic moved after the last record: the next stage was reached but not recorded
         // (adopt it; its bake starts now), or someone changed it (go back; the bake restarts).
         let next = next_stage(input.policy, record, declared, Some(stage));
@@ -328,7 +330,7 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
     }
     let spec = &input.policy.steps[stage];
     let baked = elapsed(record.since, input.now);
-    let endpoint = staged(input.desired, input.live, &at_stage);
+    let endpoint = at_stage_endpoint(input, record, declared, stage);
     if baked < spec.bake {
         let remaining = spec.bake - baked;
         return Decision {
@@ -460,9 +462,8 @@ fn on_failure(
                 .as_ref()
                 .map(effective)
                 .unwrap_or_default();
-            let traffic = traffic_at(input.policy, record, &declared, record.stage);
             Decision {
-                endpoint: Some(staged(input.desired, input.live, &traffic)),
+                endpoint: Some(at_stage_endpoint(input, record, &declared, record.stage)),
                 record: RecordWrite::Write {
                     record: paused,
                     stamp: false,
@@ -511,9 +512,8 @@ fn shift_to(
             ..Decision::new(Status::Completing)
         };
     }
-    let traffic = traffic_at(input.policy, &record, declared, stage);
     Decision {
-        endpoint: Some(staged(input.desired, input.live, &traffic)),
+        endpoint: Some(at_stage_endpoint(input, &record, declared, stage)),
         record: RecordWrite::Write {
             record,
             stamp: true,
@@ -539,6 +539,10 @@ fn next_stage(
                 *w > base && *w < goal
             }
             StageTarget::Traffic(_) => true,
+            // Only first, and never for a candidate that already takes live traffic [AML R5].
+            StageTarget::Mirror(_) => {
+                after.is_none() && record.baseline.get(&record.candidate).copied().unwrap_or(0) == 0
+            }
         })
         .unwrap_or(policy.steps.len())
 }
@@ -554,7 +558,33 @@ pub fn traffic_at(
         None => declared.clone(),
         Some(StageTarget::Traffic(map)) => effective(map),
         Some(StageTarget::Weight(w)) => weighted(&record.baseline, &record.candidate, *w),
+        Some(StageTarget::Mirror(_)) => effective(&record.baseline),
     }
+}
+
+/// The mirror traffic of `stage`: the candidate at the mirror stage's percent; `None` at other
+/// stages (the declared mirror, from which the planner drops a deployment that takes live
+/// traffic before it routes to it, [AML R5]).
+pub fn mirror_at(policy: &RolloutPolicy, record: &RolloutRecord, stage: usize) -> Option<Weights> {
+    match policy.steps.get(stage).map(|s| &s.target) {
+        Some(StageTarget::Mirror(p)) => Some([(record.candidate.clone(), *p)].into()),
+        _ => None,
+    }
+}
+
+/// The declared endpoint at `stage`: its traffic and, at the mirror stage, its mirror.
+fn at_stage_endpoint(
+    input: &Input<'_>,
+    record: &RolloutRecord,
+    declared: &Weights,
+    stage: usize,
+) -> Endpoint {
+    let traffic = traffic_at(input.policy, record, declared, stage);
+    let mut endpoint = staged(input.desired, input.live, &traffic);
+    if let Some(mirror) = mirror_at(input.policy, record, stage) {
+        endpoint.mirror_traffic = Some(mirror);
+    }
+    endpoint
 }
 
 /// The candidate at `weight`, the other baseline deployments sharing the rest in proportion to
@@ -680,8 +710,16 @@ fn held(
             kept.settings = d.settings.clone();
         }
     }
-    endpoint.mirror_traffic = Some(effective(&live.mirror_traffic));
+    // A rollback interrupted before its apply may have left the mirror to the candidate.
+    endpoint.mirror_traffic = Some(without(&live.mirror_traffic, &record.candidate));
     endpoint
+}
+
+/// `mirror` without `candidate` (and without zero entries).
+fn without(mirror: &Weights, candidate: &str) -> Weights {
+    let mut out = effective(mirror);
+    out.remove(candidate);
+    out
 }
 
 fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {

@@ -579,11 +579,22 @@ pub static DRIFT: Obj = obj(&[
 ]);
 
 pub static TEST: Obj = obj(&[
-    f("request_file", Ty::Str)
-        .doc("Relative to the environment directory; at most 1 MiB.")
-        .req(),
-    f("expect_status", Ty::Int(100, Some(599))).doc("Expected HTTP status; any 2xx when absent."),
-    f("expect_body_contains", Ty::Str),
+        f("request_file", Ty::Str)
+            .doc("One request body, relative to the environment directory; at most 1 MiB."),
+        f("request_files", Ty::List(&Ty::Str))
+            .doc("Several request bodies, sent in order (at most 64 files, 4 MiB together)."),
+        f("request_dir", Ty::Str).doc(
+            "A directory: every `*.json` directly in it, sorted by name (at most 64 files, 4 MiB together).",
+        ),
+        f("expect_status", Ty::Int(100, Some(599)))
+            .doc("Expected HTTP status; any 2xx when absent."),
+        f("expect_body_contains", Ty::Str),
+        f("expect_json", Ty::AnyObject).doc(
+            "RFC 9535 JSON paths of the answer and the value each must find, e.g. {\"$.predictions[0]\": 1}.",
+        ),
+        f("latency_budget", Ty::Duration).doc("The longest one answer may take, e.g. 500ms."),
+        f("retries", Ty::Int(0, Some(10)))
+            .doc("Extra tries of a request whose answer is wrong (status, body, JSON or over budget); default 0."),
 ]);
 
 // --- rollout: (environment.yaml). Per-endpoint policies live here, keyed by endpoint like
@@ -635,6 +646,9 @@ pub static PROMETHEUS_QUERIES: Obj = obj(&[
 const ON_FAILURE: &[&str] = &["rollback", "pause"];
 
 pub static ROLLOUT_POLICY: Obj = obj(&[
+    f("mirror", Ty::Object(&ROLLOUT_MIRROR)).doc(
+        "A first stage that mirrors `percent` of live traffic to the candidate (live traffic stays at the baseline) and gates on the candidate's own metrics.",
+    ),
     f("steps", Ty::List(&Ty::Object(&ROLLOUT_STAGE)))
         .doc("The stages in order; the declared traffic is the last stage, after these.")
         .req(),
@@ -645,6 +659,16 @@ pub static ROLLOUT_POLICY: Obj = obj(&[
     f("on_failure", Ty::Enum(ON_FAILURE)).doc("When a gate fails or the deadline passes; default rollback."),
     f("deadline", Ty::Duration).doc("The longest a whole rollout may take, from its first shift."),
     f("keep_failed", Ty::Bool).doc("Keep a rolled-back candidate deployment (default true)."),
+]);
+
+pub static ROLLOUT_MIRROR: Obj = obj(&[
+    f("percent", Ty::Int(1, Some(100)))
+        .doc("The share of live requests mirrored to the candidate; at most the platform's limit (Azure ML: 50).")
+        .req(),
+    f("bake", Ty::Duration).doc("How long to mirror before judging the gates.").req(),
+    f("pause", Ty::Bool).doc("Wait for `flightdeck rollout resume` after the mirror stage passed."),
+    f("gates", Ty::List(&Ty::Pattern(GATE_PATTERN)))
+        .doc("Judged on the candidate's own metrics, from the mirrored requests."),
 ]);
 
 pub static ROLLOUT_STAGE: Obj = obj(&[
