@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-const EP: &str = "my-endpoint";
+pub(super) const EP: &str = "my-endpoint";
 
-async fn start() -> Env {
+pub(super) async fn start() -> Env {
     Env::start_with(SandboxConfig {
         provisioning_delay: Duration::from_millis(20),
         metrics: MetricsConfig {
@@ -33,14 +33,14 @@ async fn start() -> Env {
 }
 
 /// `environment.yaml` with Azure Monitor metrics read at once and `policy` as the default.
-fn rollout_yaml(policy: &str) -> String {
+pub(super) fn rollout_yaml(policy: &str) -> String {
     format!(
         "rollout:\n  metrics:\n    provider: azure_monitor\n    ingestion_delay: 0s\n  default:\n{policy}"
     )
 }
 
 /// An environment at blue 100 (flow file 1, applied), then declaring green 100 without blue.
-async fn blue_live_then_declare_green(env: &Env, dir: &std::path::Path, policy: &str) {
+pub(super) async fn blue_live_then_declare_green(env: &Env, dir: &std::path::Path, policy: &str) {
     env.write_environment(dir, &rollout_yaml(policy));
     std::fs::copy(flow_file(0), dir.join("my-endpoint.yml")).unwrap();
     let out = run(env, &["apply", dir.to_str().unwrap()]).await;
@@ -51,14 +51,14 @@ async fn blue_live_then_declare_green(env: &Env, dir: &std::path::Path, policy: 
 
 /// Scoring requests sent to the endpoint's scoring URI at a settable rate, each on its own task
 /// (so a slow deployment does not lower the rate), until dropped.
-struct Load {
+pub(super) struct Load {
     rate: watch::Sender<u32>,
     answered: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Load {
-    async fn start(env: &Env, per_second: u32) -> Load {
+    pub(super) async fn start(env: &Env, per_second: u32) -> Load {
         let (url, key) = env.scoring(EP).await;
         let (rate, mut rx) = watch::channel(per_second);
         let answered = Arc::new(AtomicU64::new(0));
@@ -110,10 +110,10 @@ impl Drop for Load {
 }
 
 /// A finished run of the binary.
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(super) struct Ran {
+    pub(super) code: i32,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 impl std::fmt::Display for Ran {
@@ -192,12 +192,12 @@ impl Running {
     }
 }
 
-async fn run(env: &Env, args: &[&str]) -> Ran {
+pub(super) async fn run(env: &Env, args: &[&str]) -> Ran {
     spawn(env, args).finish().await
 }
 
 /// The `rollout:` lines and gate lines of an apply's stderr, in order.
-fn progress(stderr: &str) -> Vec<&str> {
+pub(super) fn progress(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| l.starts_with("rollout: ") || l.starts_with("  gate "))
@@ -212,14 +212,14 @@ fn line_of(out: &Ran, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("no progress line contains {needle:?}:\n{out}"))
 }
 
-async fn rollout_status_json(env: &Env, d: &str) -> (i32, Value) {
+pub(super) async fn rollout_status_json(env: &Env, d: &str) -> (i32, Value) {
     let out = run(env, &["rollout", "status", d, "--output", "json"]).await;
     let doc: Value =
         serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("status JSON ({e}):\n{out}"));
     (out.code, doc)
 }
 
-fn traffic(pairs: &[(&str, i64)]) -> std::collections::BTreeMap<String, i64> {
+pub(super) fn traffic(pairs: &[(&str, i64)]) -> std::collections::BTreeMap<String, i64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 

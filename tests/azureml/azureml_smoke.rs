@@ -72,13 +72,15 @@ async fn a_flaky_candidate_passes_within_its_retry_budget_and_the_tries_are_repo
         .find(|r| r["step"]["action"] == "test_deployment" && r["step"]["deployment"] == "green")
         .unwrap_or_else(|| panic!("a test of green: {report:#}"));
     assert_eq!(
-        test["outcome"]["detail"],
-        "2 requests, 200 from green; smoke/a.json after 3 tries",
+        test["outcome"]["detail"], "2 requests, 200 from green; smoke/a.json after 3 tries",
         "{test:#}"
     );
     // The plan names both files (size and digest), never a body.
     let requests = test["step"]["test"]["requests"].as_array().unwrap();
-    let files: Vec<&str> = requests.iter().map(|r| r["file"].as_str().unwrap()).collect();
+    let files: Vec<&str> = requests
+        .iter()
+        .map(|r| r["file"].as_str().unwrap())
+        .collect();
     assert_eq!(files, ["smoke/a.json", "smoke/b.json"], "{test:#}");
     assert!(!stdout(&out).contains("[[1, 2, 3]]"), "{}", show(&out));
     assert_eq!(env.traffic(EP).await["green"], 10);
@@ -99,9 +101,9 @@ async fn a_candidate_that_exhausts_its_retry_budget_takes_no_traffic_and_is_held
     let out = flightdeck(&env, &["apply", d]).await;
     assert_ne!(out.status.code(), Some(0), "{}", show(&out));
     assert!(
-        stdout(&out).contains(
-            "deployment green: smoke/b.json: got status 500, expected a 2xx status: "
-        ) && stdout(&out).contains("(tried 3 times)"),
+        stdout(&out)
+            .contains("deployment green: smoke/b.json: got status 500, expected a 2xx status: ")
+            && stdout(&out).contains("(tried 3 times)"),
         "{}",
         show(&out)
     );

@@ -6,6 +6,7 @@ mod azureml_faults;
 mod azureml_gate;
 mod azureml_lro_polling;
 mod azureml_malformed;
+mod azureml_mirror;
 mod azureml_monitor;
 mod azureml_rollouts;
 mod azureml_sandbox_cli;

@@ -23,7 +23,10 @@ fn desired(router: Router, versions: &[(&str, &str, u32)], split: &[(&str, u32)]
                 name: name.to_string(),
                 settings: Box::new(settings(image, *count)),
                 test: Some(TestSpec {
-                    requests: vec![flightdeck::model::TestRequest::new("sample.json", r#"{"data": [[1, 2]]}"#)],
+                    requests: vec![flightdeck::model::TestRequest::new(
+                        "sample.json",
+                        r#"{"data": [[1, 2]]}"#,
+                    )],
                     expect_status: Some(200),
                     expect_body_contains: Some("score".into()),
                     ..Default::default()

@@ -69,7 +69,10 @@ fn names_subset(min: usize) -> impl Strategy<Value = Vec<String>> {
 
 fn test_spec() -> TestSpec {
     TestSpec {
-        requests: vec![flightdeck::model::TestRequest::new("sample-request.json", "{}")],
+        requests: vec![flightdeck::model::TestRequest::new(
+            "sample-request.json",
+            "{}",
+        )],
         expect_status: None,
         expect_body_contains: None,
         ..Default::default()

@@ -15,8 +15,8 @@ use super::error::AzureMlError;
 use super::loopback::is_loopback_http;
 use super::mapping::auth_mode_from_arm;
 use flightdeck_core::model::{AuthMode, TestRequest, TestSpec};
-use flightdeck_core::smoke::{self, Answer, SmokeError};
 use flightdeck_core::retry::{Verdict, retry};
+use flightdeck_core::smoke::{self, Answer, SmokeError};
 
 /// Data-plane statuses worth another try: the deployment may still be warming up.
 fn transient(status: u16) -> bool {
@@ -194,8 +194,7 @@ async fn invoke(
         Ok(detail) => Ok(detail),
         Err(SmokeError::Send(e)) => Err(e),
         Err(SmokeError::Failed(failure)) => Err(AzureMlError::TestFailed(
-            format!("deployment {deployment}: {failure}")
-                .replace(credential.expose(), "***"),
+            format!("deployment {deployment}: {failure}").replace(credential.expose(), "***"),
         )),
     }
 }

@@ -92,7 +92,12 @@ impl JsonCheck {
         };
         let found = path.query(answer).all();
         let observed = match found.as_slice() {
-            [] => return Some(format!("JSON path {} matches nothing in the answer", self.path)),
+            [] => {
+                return Some(format!(
+                    "JSON path {} matches nothing in the answer",
+                    self.path
+                ));
+            }
             [one] => (*one).clone(),
             many => Value::Array(many.iter().map(|v| (*v).clone()).collect()),
         };
@@ -211,7 +216,10 @@ impl TestSpec {
         }
         if !self.expect_json.is_empty() {
             let parsed: Value = serde_json::from_str(body).map_err(|e| {
-                format!("the answer is not JSON ({e}), so the JSON paths cannot be checked: {}", excerpt(body))
+                format!(
+                    "the answer is not JSON ({e}), so the JSON paths cannot be checked: {}",
+                    excerpt(body)
+                )
             })?;
             for check in &self.expect_json {
                 if let Some(why) = check.miss(&parsed) {
@@ -473,14 +481,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_flaky_answer_is_tried_again_within_the_retry_budget_and_the_tries_are_reported() {
         let t = TestSpec {
-            requests: vec![TestRequest::new("a.json", "{}"), TestRequest::new("b.json", "{}")],
+            requests: vec![
+                TestRequest::new("a.json", "{}"),
+                TestRequest::new("b.json", "{}"),
+            ],
             retries: 2,
             ..TestSpec::default()
         };
         let sent = Cell::new(0);
         let detail = run::<(), _, _>(&t, "green", |r| {
             sent.set(sent.get() + 1);
-            let status = if r.file == "b.json" && sent.get() < 4 { 500 } else { 200 };
+            let status = if r.file == "b.json" && sent.get() < 4 {
+                500
+            } else {
+                200
+            };
             async move { Ok(answer(status, "{}", 1)) }
         })
         .await
@@ -492,7 +507,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_that_exhausts_its_retries_fails_naming_its_file_and_tries() {
         let t = TestSpec {
-            requests: vec![TestRequest::new("a.json", "{}"), TestRequest::new("b.json", "{}")],
+            requests: vec![
+                TestRequest::new("a.json", "{}"),
+                TestRequest::new("b.json", "{}"),
+            ],
             retries: 1,
             ..TestSpec::default()
         };

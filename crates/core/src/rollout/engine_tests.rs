@@ -133,13 +133,15 @@ fn with_mirror(mut policy: RolloutPolicy, percent: u32, bake: u64) -> RolloutPol
 
 /// When the mirror to green started and stopped (the end of the run if it never stopped).
 fn mirror_span(trace: &Trace, end: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let start = trace.mirror.iter().find(|(_, m)| m.contains_key("green"))?.0;
-    let stop = trace
+    let first = trace
         .mirror
         .iter()
-        .find(|(at, m)| *at >= start && !m.contains_key("green"))
+        .position(|(_, m)| m.contains_key("green"))?;
+    let stop = trace.mirror[first..]
+        .iter()
+        .find(|(_, m)| !m.contains_key("green"))
         .map_or(end, |(at, _)| *at);
-    Some((start, stop))
+    Some((trace.mirror[first].0, stop))
 }
 
 fn readings(error_rate: f64, deployments: &[String]) -> Readings {
@@ -460,7 +462,7 @@ proptest! {
         let (world, trace) = simulate(&policy, &desired, live_with(&[("blue", 100)]), &[], &crashes, Duration::from_secs(60))?;
         prop_assert_eq!(trace.last.clone(), Some(Status::Done), "{:?}", trace.statuses);
         let (start, stop) = mirror_span(&trace, world.now).expect("green was mirrored");
-        prop_assert!((stop - start).to_std().unwrap() >= Duration::from_secs(mirror_bake));
+        prop_assert!((stop - start).to_std().unwrap() >= Duration::from_secs(mirror_bake), "{:?}\n{:?}\n{:?}", trace.mirror, trace.traffic, trace.statuses);
         let mirrored: Vec<&Weights> = trace.mirror.iter().filter(|(_, m)| m.contains_key("green")).map(|(_, m)| m).collect();
         prop_assert!(mirrored.iter().all(|m| m["green"] == percent), "{:?}", mirrored);
         let first_live = trace.traffic.iter().find(|(_, t)| t.contains_key("green")).map(|(at, _)| *at).expect("green got traffic");
@@ -640,4 +642,60 @@ fn a_relative_latency_gate_catches_a_twice_slower_candidate() {
         },
     );
     assert_eq!(r[0].result, GateResult::Fail);
+}
+
+#[test]
+fn a_candidate_that_already_takes_live_traffic_skips_the_mirror_stage() {
+    let policy = with_mirror(policy(&[50], &[60], &[false], OnFailure::Rollback), 10, 60);
+    let live = live_with(&[("blue", 90), ("green", 10)]);
+    let live_ep = live.endpoints[EP].clone();
+    let mut desired = desired_green();
+    desired.deployments.get_mut("green").unwrap().settings =
+        live_ep.deployments["green"].settings.clone();
+    let decision = engine::decide(&Input {
+        policy: &policy,
+        desired: &desired,
+        live: &live_ep,
+        record: None,
+        revision: None,
+        now: "2026-12-01T10:00:00Z".parse().unwrap(),
+        readings: None,
+    });
+    assert_eq!(decision.status, Status::Shifting { stage: 1 });
+    let endpoint = decision.endpoint.expect("a staged endpoint");
+    assert_eq!(
+        endpoint.mirror_traffic, None,
+        "no mirror to a live deployment"
+    );
+    assert_eq!(
+        endpoint.traffic,
+        Some([("blue".to_string(), 50), ("green".to_string(), 50)].into())
+    );
+}
+
+#[test]
+fn the_mirror_stage_keeps_live_traffic_at_the_baseline_and_mirrors_the_candidate() {
+    let policy = with_mirror(policy(&[50], &[60], &[false], OnFailure::Rollback), 10, 60);
+    let live = live_with(&[("blue", 100)]);
+    let live_ep = live.endpoints[EP].clone();
+    let decision = engine::decide(&Input {
+        policy: &policy,
+        desired: &desired_green(),
+        live: &live_ep,
+        record: None,
+        revision: None,
+        now: "2026-12-01T10:00:00Z".parse().unwrap(),
+        readings: None,
+    });
+    assert_eq!(decision.status, Status::Shifting { stage: 0 });
+    let before = decision
+        .record_before
+        .expect("recorded before the first shift");
+    assert!(before.shifting);
+    let endpoint = decision.endpoint.expect("a staged endpoint");
+    assert_eq!(endpoint.traffic, Some([("blue".to_string(), 100)].into()));
+    assert_eq!(
+        endpoint.mirror_traffic,
+        Some([("green".to_string(), 10)].into())
+    );
 }

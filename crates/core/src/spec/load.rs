@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 
 use super::diagnostics::{Diagnostic, Diagnostics, Sink};
 use super::files::{DiskFiles, Files, normalize};
+use super::located::Loc;
 use super::paths::inside_environment;
 use super::raw_deployment::RawDeployment;
 use super::raw_endpoint::{RawEndpoint, RawFile, endpoint_or_deployment};
-use super::located::Loc;
 use super::raw_environment::{RawTest, RequestSource, environment as raw_environment};
 use super::validate::{self, rollout_key_problem, test_key_problem};
 use super::yaml::{self, Node, Pos};
 use crate::model::{DesiredState, Endpoint, Environment, TestRequest, TestSpec};
-use crate::smoke::{MAX_REQUEST_BYTES, MAX_REQUEST_FILES};
 use crate::plan::profile::{NEUTRAL, ProfileOf};
+use crate::smoke::{MAX_REQUEST_BYTES, MAX_REQUEST_FILES};
 use crate::tree::{self, EnvTree, MAX_FILE_BYTES};
 
 const ENVIRONMENT_FILES: &[&str] = &["environment.yaml", "environment.yml"];
@@ -304,15 +304,16 @@ fn read_requests(
         Diagnostic::new(env_path, file.pos, message)
     };
     let mut files: Vec<(Pos, String, String)> = Vec::new();
-    let mut read_one = |key: &str, file: &Loc<String>, out: &mut Vec<Diagnostic>| {
-        match inside_environment(&file.value) {
+    let mut read_one =
+        |key: &str, file: &Loc<String>, out: &mut Vec<Diagnostic>| match inside_environment(
+            &file.value,
+        ) {
             Ok(rel) => match read_text(tree, &dir.join(rel)) {
                 Ok(body) => files.push((file.pos, file.value.clone(), body)),
                 Err(why) => out.push(refused(key, file, &why)),
             },
             Err(why) => out.push(refused(key, file, why)),
-        }
-    };
+        };
     let (key, pos) = match source {
         RequestSource::File(file) => {
             read_one("request_file", file, out);
@@ -344,7 +345,10 @@ fn read_requests(
                 return None;
             }
             for path in found {
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
                 let shown = format!("{}/{name}", d.value.trim_end_matches('/'));
                 match read_text(tree, path) {
                     Ok(body) => files.push((d.pos, shown, body)),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::diagnostics::Sink;
 use super::fields::{
-    Obj, PROMETHEUS_QUERIES, ROLLOUT, ROLLOUT_METRICS, ROLLOUT_MIRROR, ROLLOUT_POLICY, ROLLOUT_STAGE,
+    Obj, PROMETHEUS_QUERIES, ROLLOUT, ROLLOUT_METRICS, ROLLOUT_MIRROR, ROLLOUT_POLICY,
+    ROLLOUT_STAGE,
 };
 use super::gate_expr::parse_gate;
 use super::located::{Loc, field};
@@ -357,7 +358,11 @@ fn stage(
     obj: &'static Obj,
 ) -> StageRead {
     let before = sink.out.len();
-    let key = if std::ptr::eq(obj, &ROLLOUT_MIRROR) { "mirror" } else { "steps" };
+    let key = if std::ptr::eq(obj, &ROLLOUT_MIRROR) {
+        "mirror"
+    } else {
+        "steps"
+    };
     let Some(fields) = sink.mapping(key, node, what, obj) else {
         return StageRead::default();
     };

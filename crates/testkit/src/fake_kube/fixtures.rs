@@ -78,7 +78,10 @@ pub fn test_gate(d: &str) -> Step {
     step(Action::TestDeployment {
         deployment: d.into(),
         test: TestSpec {
-            requests: vec![flightdeck::model::TestRequest::new("sample.json", r#"{"data": [[1, 2]]}"#)],
+            requests: vec![flightdeck::model::TestRequest::new(
+                "sample.json",
+                r#"{"data": [[1, 2]]}"#,
+            )],
             expect_status: None,
             expect_body_contains: None,
             ..Default::default()
