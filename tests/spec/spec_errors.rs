@@ -452,8 +452,8 @@ fn every_smoke_test_mistake_is_reported_at_once_with_its_location() {
         [
             "environment.yaml:8:5: tests.*: `request_file` and `request_dir` both name requests, keep exactly one",
             "environment.yaml:10:18: request_dir `empty`: holds no `*.json` file",
-            "environment.yaml:11:19: expect_json: `$.[` is not a JSON path (RFC 9535): ",
-            "environment.yaml:12:21: latency_budget: ",
+            "environment.yaml:11:19: expect_json: `$.[` is not a JSON path (RFC 9535): at position 2, in dot member name, must start with lowercase alpha or '_'",
+            "environment.yaml:12:21: latency_budget: `soon` is not a duration (`30s`, `5m`, `1h 30m`)",
             "environment.yaml:13:14: retries must be between 0 and 10, found 11",
             "environment.yaml:15:31: request_files `../out.json`: leaves the environment directory",
         ]

@@ -358,8 +358,8 @@ fn a_mirror_stage_loads_as_the_first_stage_and_a_percent_above_the_platform_limi
             "rollout:\n  default:\n    mirror: {percent: 60, bake: 0s}\n    steps: [{weight: 20, bake: 1m}]\n"
         ),
         [
-            "env/environment.yaml:7:23: rollout.default mirror: bake must be longer than 0s",
-            "env/environment.yaml:7:14: rollout.default: mirror percent 60 is above the any limit of 50%",
+            "env/environment.yaml:7:23: rollout.default: mirror percent 60 is above the state_file limit of 50%",
+            "env/environment.yaml:7:33: rollout.default mirror: bake must be longer than 0s",
         ]
     );
 }
