@@ -85,6 +85,9 @@ pub struct Field {
     /// Another spelling of this setting the loader accepts (`allow_public_access` is the 2021
     /// preview spelling of `public_network_access`).
     pub alias_of: Option<&'static str>,
+    /// One of a group of alternatives of which exactly one must be present (a test's
+    /// `request_file`, `request_files`, `request_dir`).
+    pub alternative: bool,
 }
 
 const fn f(name: &'static str, ty: Ty) -> Field {
@@ -96,12 +99,19 @@ const fn f(name: &'static str, ty: Ty) -> Field {
         forms: ALL,
         required: 0,
         alias_of: None,
+        alternative: false,
     }
 }
 
 impl Field {
     const fn doc(self, doc: &'static str) -> Self {
         Field { doc, ..self }
+    }
+    const fn alternative(self) -> Self {
+        Field {
+            alternative: true,
+            ..self
+        }
     }
     const fn whole(self) -> Self {
         Field {
@@ -580,12 +590,15 @@ pub static DRIFT: Obj = obj(&[
 
 pub static TEST: Obj = obj(&[
         f("request_file", Ty::Str)
-            .doc("One request body, relative to the environment directory; at most 1 MiB."),
+            .doc("One request body, relative to the environment directory; at most 1 MiB.")
+            .alternative(),
         f("request_files", Ty::List(&Ty::Str))
-            .doc("Several request bodies, sent in order (at most 64 files, 4 MiB together)."),
+            .doc("Several request bodies, sent in order (at most 64 files, 4 MiB together).")
+            .alternative(),
         f("request_dir", Ty::Str).doc(
             "A directory: every `*.json` directly in it, sorted by name (at most 64 files, 4 MiB together).",
-        ),
+        )
+        .alternative(),
         f("expect_status", Ty::Int(100, Some(599)))
             .doc("Expected HTTP status; any 2xx when absent."),
         f("expect_body_contains", Ty::Str),
