@@ -113,10 +113,10 @@ mod tests {
         step(StepAction::TestDeployment {
             deployment: "green".into(),
             test: TestSpec {
-                request_file: "sample-request.json".into(),
-                request_body: "{}".into(),
+                requests: vec![crate::model::TestRequest::new("sample-request.json", "{}")],
                 expect_status: None,
                 expect_body_contains: None,
+                ..Default::default()
             },
         })
     }

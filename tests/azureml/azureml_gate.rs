@@ -9,10 +9,13 @@ use serde_json::json;
 
 fn test_spec(expect_body_contains: Option<&str>) -> TestSpec {
     TestSpec {
-        request_file: "sample-request.json".into(),
-        request_body: r#"{"data": [[1,2,3]]}"#.into(),
+        requests: vec![flightdeck::model::TestRequest::new(
+            "sample-request.json",
+            r#"{"data": [[1,2,3]]}"#,
+        )],
         expect_status: None,
         expect_body_contains: expect_body_contains.map(str::to_string),
+        ..Default::default()
     }
 }
 

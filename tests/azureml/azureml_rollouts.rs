@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-const EP: &str = "my-endpoint";
+pub(super) const EP: &str = "my-endpoint";
 
 pub(crate) async fn start() -> Env {
     Env::start_with(SandboxConfig {
@@ -40,7 +40,7 @@ pub(crate) fn rollout_yaml(policy: &str) -> String {
 }
 
 /// An environment at blue 100 (flow file 1, applied), then declaring green 100 without blue.
-async fn blue_live_then_declare_green(env: &Env, dir: &std::path::Path, policy: &str) {
+pub(super) async fn blue_live_then_declare_green(env: &Env, dir: &std::path::Path, policy: &str) {
     env.write_environment(dir, &rollout_yaml(policy));
     std::fs::copy(flow_file(0), dir.join("my-endpoint.yml")).unwrap();
     let out = run(env, &["apply", dir.to_str().unwrap()]).await;
@@ -212,7 +212,7 @@ pub(super) fn line_of(out: &Ran, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("no progress line contains {needle:?}:\n{out}"))
 }
 
-async fn rollout_status_json(env: &Env, d: &str) -> (i32, Value) {
+pub(super) async fn rollout_status_json(env: &Env, d: &str) -> (i32, Value) {
     let out = run(env, &["rollout", "status", d, "--output", "json"]).await;
     let doc: Value =
         serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("status JSON ({e}):\n{out}"));

@@ -40,10 +40,10 @@ async fn a_hung_scoring_endpoint_fails_the_test_naming_the_request_that_timed_ou
         Action::TestDeployment {
             deployment: "green".into(),
             test: TestSpec {
-                request_file: "sample.json".into(),
-                request_body: "{}".into(),
+                requests: vec![flightdeck::model::TestRequest::new("sample.json", "{}")],
                 expect_status: None,
                 expect_body_contains: None,
+                ..Default::default()
             },
         },
     );

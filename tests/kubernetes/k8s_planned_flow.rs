@@ -23,10 +23,13 @@ fn desired(router: Router, versions: &[(&str, &str, u32)], split: &[(&str, u32)]
                 name: name.to_string(),
                 settings: Box::new(settings(image, *count)),
                 test: Some(TestSpec {
-                    request_file: "sample.json".into(),
-                    request_body: r#"{"data": [[1, 2]]}"#.into(),
+                    requests: vec![flightdeck::model::TestRequest::new(
+                        "sample.json",
+                        r#"{"data": [[1, 2]]}"#,
+                    )],
                     expect_status: Some(200),
                     expect_body_contains: Some("score".into()),
+                    ..Default::default()
                 }),
             };
             (name.to_string(), d)

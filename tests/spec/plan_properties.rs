@@ -69,10 +69,13 @@ fn names_subset(min: usize) -> impl Strategy<Value = Vec<String>> {
 
 fn test_spec() -> TestSpec {
     TestSpec {
-        request_file: "sample-request.json".into(),
-        request_body: "{}".into(),
+        requests: vec![flightdeck::model::TestRequest::new(
+            "sample-request.json",
+            "{}",
+        )],
         expect_status: None,
         expect_body_contains: None,
+        ..Default::default()
     }
 }
 

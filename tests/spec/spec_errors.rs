@@ -436,6 +436,31 @@ fn tests_naming_unknown_endpoints_or_deployments_and_missing_files_are_reported(
 }
 
 #[test]
+fn every_smoke_test_mistake_is_reported_at_once_with_its_location() {
+    let env = format!(
+        "{STATE_FILE_ENV}tests:\n  \"*\":\n    request_file: req.json\n    request_dir: smoke\n  my-endpoint:\n    request_dir: empty\n    expect_json: {{\"$.[\": 1}}\n    latency_budget: soon\n    retries: 11\n  my-endpoint/blue:\n    request_files: [req.json, ../out.json]\n"
+    );
+    assert_eq!(
+        problems(&[
+            ("environment.yaml", &env),
+            ("req.json", "{}"),
+            ("smoke/a.json", "{}"),
+            ("empty/notes.txt", "-"),
+            ("endpoint.yml", ENDPOINT),
+            ("blue.yml", BLUE),
+        ]),
+        [
+            "environment.yaml:8:5: tests.*: `request_file` and `request_dir` both name requests, keep exactly one",
+            "environment.yaml:10:18: request_dir `empty`: holds no `*.json` file",
+            "environment.yaml:11:19: expect_json: `$.[` is not a JSON path (RFC 9535): at position 2, in dot member name, must start with lowercase alpha or '_'",
+            "environment.yaml:12:21: latency_budget: `soon` is not a duration (`30s`, `5m`, `1h 30m`)",
+            "environment.yaml:13:14: retries must be between 0 and 10, found 11",
+            "environment.yaml:15:31: request_files `../out.json`: leaves the environment directory",
+        ]
+    );
+}
+
+#[test]
 fn environment_file_problems_are_located() {
     let env = "name: test-env\ntarget:\n  azureml:\n    subscription_id: not-a-guid\n    resource_group: rg\n    workspace: ws\n  kubernetes: {}\ndrift:\n  mode: corect\n  ignore: [instance_cout]\n";
     assert_eq!(

@@ -172,8 +172,8 @@ fn the_sandbox_environment_starts_with_blue_at_100_and_a_test() {
     );
     assert_eq!(blue.settings.instance_count, Some(1));
     let test = blue.test.as_ref().expect("blue has the endpoint's test");
-    assert_eq!(test.request_file, "sample-request.json");
-    assert!(test.request_body.contains("\"data\""));
+    assert_eq!(test.requests[0].file, "sample-request.json");
+    assert!(test.requests[0].body.contains("\"data\""));
     assert_eq!(test.expect_status, Some(200));
 }
 
@@ -295,7 +295,7 @@ fn the_most_specific_test_key_wins() {
         state.endpoints[ep].deployments[d]
             .test
             .as_ref()
-            .map(|t| t.request_file.clone())
+            .map(|t| t.files())
     };
     assert_eq!(file("my-endpoint", "green").as_deref(), Some("green.json"));
     assert_eq!(
@@ -308,7 +308,7 @@ fn the_most_specific_test_key_wins() {
         .as_ref()
         .unwrap();
     assert_eq!(
-        (green.expect_status, green.request_body.as_str()),
+        (green.expect_status, green.requests[0].body.as_str()),
         (Some(201), "{\"green\": 1}")
     );
 }

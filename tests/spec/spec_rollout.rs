@@ -365,3 +365,27 @@ fn scale_with_traffic_loads_as_a_bool_and_anything_else_is_a_located_error() {
         ["env/environment.yaml:8:25: scale_with_traffic: expected a boolean, found a string"]
     );
 }
+
+#[test]
+fn a_mirror_stage_loads_as_the_first_stage_and_a_percent_above_the_platform_limit_is_refused() {
+    let tmp = env_with(
+        "rollout:\n  default:\n    mirror: {percent: 10, bake: 1m}\n    steps: [{weight: 20, bake: 1m}]\n",
+    );
+    let state = load_environment(&tmp.path().join("env"), flightdeck::backend::profile_of)
+        .unwrap_or_else(|d| panic!("{d}"));
+    let policy = state.environment.rollout.default.expect("a default policy");
+    assert_eq!(
+        serde_json::to_value(&policy.steps).unwrap()[0]["target"],
+        json!({"mirror": 10})
+    );
+    assert_eq!(policy.steps.len(), 2);
+    assert_eq!(
+        problems(
+            "rollout:\n  default:\n    mirror: {percent: 60, bake: 0s}\n    steps: [{weight: 20, bake: 1m}]\n"
+        ),
+        [
+            "env/environment.yaml:7:23: rollout.default: mirror percent 60 is above the state_file limit of 50%",
+            "env/environment.yaml:7:33: rollout.default mirror: bake must be longer than 0s",
+        ]
+    );
+}

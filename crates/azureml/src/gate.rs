@@ -11,11 +11,12 @@ use url::Url;
 
 use super::auth::{ML_SCOPE, Secret};
 use super::client::ArmClient;
-use super::error::{AzureMlError, excerpt};
+use super::error::AzureMlError;
 use super::loopback::is_loopback_http;
 use super::mapping::auth_mode_from_arm;
-use flightdeck_core::model::{AuthMode, TestSpec};
+use flightdeck_core::model::{AuthMode, TestRequest, TestSpec};
 use flightdeck_core::retry::{Verdict, retry};
+use flightdeck_core::smoke::{self, Answer, SmokeError};
 
 /// Data-plane statuses worth another try: the deployment may still be warming up.
 fn transient(status: u16) -> bool {
@@ -24,8 +25,9 @@ fn transient(status: u16) -> bool {
 
 /// One test request that did not give an answer to judge.
 enum Try {
-    /// A warming-up status (with the answer's body and `Retry-After`): tried again.
-    Busy(u16, String, Option<Duration>),
+    /// A warming-up status (with the answer's body, `Retry-After` and how long it took):
+    /// tried again.
+    Busy(u16, String, Option<Duration>, Duration),
     /// No answer within the request timeout: not tried again.
     Hung,
     /// Connect or read failed: tried again.
@@ -35,7 +37,7 @@ enum Try {
 impl Try {
     fn verdict(&self) -> Verdict {
         match self {
-            Try::Busy(_, _, Some(after)) => Verdict::RetryAfter(*after),
+            Try::Busy(_, _, Some(after), _) => Verdict::RetryAfter(*after),
             Try::Busy(..) | Try::Unreachable(_) => Verdict::Retry,
             Try::Hung => Verdict::GiveUp,
         }
@@ -120,85 +122,79 @@ async fn invoke(
             AzureMlError::TestFailed("the endpoint credential is not a valid header".into())
         })?;
     auth.set_sensitive(true);
-    let started = Instant::now();
     let timed_out = || {
         AzureMlError::RequestTimedOut(format!(
             "test of deployment {deployment} timed out after {} (pre-traffic request to {scoring})",
             humantime::format_duration(limit)
         ))
     };
-    let sent = retry(&client.retry, Try::verdict, |attempt| {
-        let request = client
-            .http()
-            .post(scoring.clone())
-            .header(AUTHORIZATION, auth.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header("azureml-model-deployment", deployment)
-            .body(test.request_body.clone())
-            .timeout(limit);
+    let send = |request: &TestRequest| {
+        let body = request.body.clone();
+        let auth = auth.clone();
         async move {
-            let answer = match request.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let after = super::retry::retry_after(resp.headers());
-                    resp.text().await.map(|text| (status, text, after))
+            let sent = retry(&client.retry, Try::verdict, |attempt| {
+                let request = client
+                    .http()
+                    .post(scoring.clone())
+                    .header(AUTHORIZATION, auth.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .header("azureml-model-deployment", deployment)
+                    .body(body.clone())
+                    .timeout(limit);
+                async move {
+                    let started = Instant::now();
+                    let answer = match request.send().await {
+                        Ok(resp) => {
+                            let status = resp.status().as_u16();
+                            let after = super::retry::retry_after(resp.headers());
+                            resp.text().await.map(|text| (status, text, after))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let elapsed = started.elapsed();
+                    tracing::debug!(
+                        deployment,
+                        status = answer.as_ref().map(|(s, _, _)| *s).unwrap_or(0),
+                        attempt,
+                        "test request"
+                    );
+                    match answer {
+                        Ok((status, text, after)) if transient(status) => {
+                            Err(Try::Busy(status, text, after, elapsed))
+                        }
+                        Ok((status, body, _)) => Ok(Answer {
+                            status,
+                            body,
+                            elapsed,
+                        }),
+                        // A hung model server is not retried: it fails the test at once, naming the wait.
+                        Err(e) if e.is_timeout() => Err(Try::Hung),
+                        Err(e) => Err(Try::Unreachable(e.without_url().to_string())),
+                    }
                 }
-                Err(e) => Err(e),
-            };
-            tracing::debug!(
-                deployment,
-                status = answer.as_ref().map(|(s, _, _)| *s).unwrap_or(0),
-                attempt,
-                "test request"
-            );
-            match answer {
-                Ok((status, text, after)) if transient(status) => {
-                    Err(Try::Busy(status, text, after))
-                }
-                Ok((status, text, _)) => Ok((status, text)),
-                // A hung model server is not retried: it fails the test at once, naming the wait.
-                Err(e) if e.is_timeout() => Err(Try::Hung),
-                Err(e) => Err(Try::Unreachable(e.without_url().to_string())),
+            })
+            .await;
+            match sent {
+                Ok(answer) => Ok(answer),
+                // Still warming up after every try: judge the last answer.
+                Err(Try::Busy(status, body, _, elapsed)) => Ok(Answer {
+                    status,
+                    body,
+                    elapsed,
+                }),
+                Err(Try::Hung) => Err(timed_out()),
+                Err(Try::Unreachable(message)) => Err(AzureMlError::TestFailed(format!(
+                    "request to {} failed: {message}",
+                    scoring.path()
+                ))),
             }
         }
-    })
-    .await;
-    let (status, body) = match sent {
-        Ok(answer) => answer,
-        // Still warming up after every try: judge the last answer.
-        Err(Try::Busy(status, text, _)) => (status, text),
-        Err(Try::Hung) => return Err(timed_out()),
-        Err(Try::Unreachable(message)) => {
-            return Err(AzureMlError::TestFailed(format!(
-                "request to {} failed: {message}",
-                scoring.path()
-            )));
-        }
     };
-    let scrub = |text: &str| excerpt(&text.replace(credential.expose(), "***"), 200);
-    let status_ok = match test.expect_status {
-        Some(expected) => status == expected,
-        None => (200..300).contains(&status),
-    };
-    if !status_ok {
-        let expected = test
-            .expect_status
-            .map_or("2xx".to_string(), |s| s.to_string());
-        return Err(AzureMlError::TestFailed(format!(
-            "deployment {deployment} answered {status} (expected {expected}): {}",
-            scrub(&body)
-        )));
+    match smoke::run(test, deployment, send).await {
+        Ok(detail) => Ok(detail),
+        Err(SmokeError::Send(e)) => Err(e),
+        Err(SmokeError::Failed(failure)) => Err(AzureMlError::TestFailed(
+            format!("deployment {deployment}: {failure}").replace(credential.expose(), "***"),
+        )),
     }
-    if let Some(needle) = &test.expect_body_contains
-        && !body.contains(needle.as_str())
-    {
-        return Err(AzureMlError::TestFailed(format!(
-            "deployment {deployment} answered {status} but the body does not contain {needle:?}: {}",
-            scrub(&body)
-        )));
-    }
-    Ok(format!(
-        "{status} from {deployment} in {}ms",
-        started.elapsed().as_millis()
-    ))
 }

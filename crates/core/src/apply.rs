@@ -363,10 +363,10 @@ mod tests {
             step(Action::TestDeployment {
                 deployment: "green".into(),
                 test: TestSpec {
-                    request_file: "sample-request.json".into(),
-                    request_body: "{}".into(),
+                    requests: vec![crate::model::TestRequest::new("sample-request.json", "{}")],
                     expect_status: None,
                     expect_body_contains: None,
+                    ..Default::default()
                 },
             }),
             step(Action::SetTraffic {

@@ -18,5 +18,6 @@ pub mod retry;
 pub mod rollout;
 pub mod secret;
 pub mod slots;
+pub mod smoke;
 pub mod spec;
 pub mod tree;

@@ -23,6 +23,10 @@ pub struct DeploymentFault {
     /// 0..1; deterministic: every round(1/error_rate)-th scoring request answers 500.
     #[serde(default)]
     pub error_rate: f64,
+    /// The first N scoring requests after the fault is set answer 500 (a deterministic flaky
+    /// start: counted with `error_rate`'s counter, so `error_rate` applies after them).
+    #[serde(default)]
+    pub fail_first: u64,
     /// Added before each scoring answer.
     #[serde(default)]
     pub latency_ms: u64,
@@ -40,6 +44,9 @@ impl DeploymentFault {
     /// Counts one scoring request; true when this one must fail.
     pub fn next_fails(&mut self) -> bool {
         self.scored += 1;
+        if self.scored <= self.fail_first {
+            return true;
+        }
         if self.error_rate <= 0.0 {
             return false;
         }
@@ -332,6 +339,16 @@ mod tests {
         );
         let mut never = DeploymentFault::default();
         assert!(!(0..100).any(|_| never.next_fails()));
+    }
+
+    #[test]
+    fn fail_first_fails_exactly_the_first_requests_then_follows_error_rate() {
+        let mut f = DeploymentFault {
+            fail_first: 2,
+            ..Default::default()
+        };
+        let fails: Vec<bool> = (0..5).map(|_| f.next_fails()).collect();
+        assert_eq!(fails, [true, true, false, false, false]);
     }
 
     #[test]

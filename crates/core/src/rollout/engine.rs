@@ -145,6 +145,7 @@ pub fn abandon(input: &Input<'_>, record: &RolloutRecord, reason: String) -> Dec
     if input.policy.scale_with_traffic {
         scale::set_rollback(&mut endpoint, record, input.live);
     }
+    endpoint.mirror_traffic = Some(without(&input.live.mirror_traffic, &record.candidate));
     if !input.policy.keep_failed
         && record.baseline.get(&record.candidate).copied().unwrap_or(0) == 0
     {
@@ -277,9 +278,8 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
             };
         }
         RolloutState::Paused => {
-            let traffic = traffic_at(input.policy, record, declared, record.stage);
             return Decision {
-                endpoint: Some(at_stage_endpoint(input, record, &traffic)),
+                endpoint: Some(at_stage_endpoint(input, record, declared, record.stage)),
                 ..Decision::new(Status::Paused {
                     stage: record.stage,
                     reason: record.reason.clone().unwrap_or_default(),
@@ -326,7 +326,9 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
         // its bake starts once traffic is there.
         return shift_to(input, record.clone(), declared, stage);
     }
-    if live != effective(&at_stage) {
+    let mirror_moved = mirror_at(input.policy, record, stage)
+        .is_some_and(|m| m != effective(&input.live.mirror_traffic));
+    if live != effective(&at_stage) || mirror_moved {
         // Traffic moved after the last record: the next stage was reached but not recorded
         // (adopt it; its bake starts now), or someone changed it (go back; the bake restarts).
         let next = next_stage(input.policy, record, declared, Some(stage));
@@ -338,7 +340,7 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
     }
     let spec = &input.policy.steps[stage];
     let baked = elapsed(record.since, input.now);
-    let endpoint = at_stage_endpoint(input, record, &at_stage);
+    let endpoint = at_stage_endpoint(input, record, declared, stage);
     if baked < spec.bake {
         let remaining = spec.bake - baked;
         return Decision {
@@ -470,9 +472,8 @@ fn on_failure(
                 .as_ref()
                 .map(effective)
                 .unwrap_or_default();
-            let traffic = traffic_at(input.policy, record, &declared, record.stage);
             Decision {
-                endpoint: Some(at_stage_endpoint(input, record, &traffic)),
+                endpoint: Some(at_stage_endpoint(input, record, &declared, record.stage)),
                 record: RecordWrite::Write {
                     record: paused,
                     stamp: false,
@@ -521,9 +522,8 @@ fn shift_to(
             ..Decision::new(Status::Completing)
         };
     }
-    let traffic = traffic_at(input.policy, &record, declared, stage);
     Decision {
-        endpoint: Some(at_stage_endpoint(input, &record, &traffic)),
+        endpoint: Some(at_stage_endpoint(input, &record, declared, stage)),
         record: RecordWrite::Write {
             record,
             stamp: true,
@@ -549,6 +549,10 @@ fn next_stage(
                 *w > base && *w < goal
             }
             StageTarget::Traffic(_) => true,
+            // Only first, and never for a candidate that already takes live traffic [AML R5].
+            StageTarget::Mirror(_) => {
+                after.is_none() && record.baseline.get(&record.candidate).copied().unwrap_or(0) == 0
+            }
         })
         .unwrap_or(policy.steps.len())
 }
@@ -564,7 +568,36 @@ pub fn traffic_at(
         None => declared.clone(),
         Some(StageTarget::Traffic(map)) => effective(map),
         Some(StageTarget::Weight(w)) => weighted(&record.baseline, &record.candidate, *w),
+        Some(StageTarget::Mirror(_)) => effective(&record.baseline),
     }
+}
+
+/// The mirror traffic of `stage`: the candidate at the mirror stage's percent; `None` at other
+/// stages (the declared mirror, from which the planner drops a deployment that takes live
+/// traffic before it routes to it, [AML R5]).
+pub fn mirror_at(policy: &RolloutPolicy, record: &RolloutRecord, stage: usize) -> Option<Weights> {
+    match policy.steps.get(stage).map(|s| &s.target) {
+        Some(StageTarget::Mirror(p)) => Some([(record.candidate.clone(), *p)].into()),
+        _ => None,
+    }
+}
+
+/// The declared endpoint at `stage`: its traffic and, at the mirror stage, its mirror.
+fn at_stage_endpoint(
+    input: &Input<'_>,
+    record: &RolloutRecord,
+    declared: &Weights,
+    stage: usize,
+) -> Endpoint {
+    let traffic = traffic_at(input.policy, record, declared, stage);
+    let mut endpoint = staged(input.desired, input.live, &traffic);
+    if let Some(mirror) = mirror_at(input.policy, record, stage) {
+        endpoint.mirror_traffic = Some(mirror);
+    }
+    if input.policy.scale_with_traffic {
+        scale::set_stage(&mut endpoint, record, input.desired, &traffic);
+    }
+    endpoint
 }
 
 /// The candidate at `weight`, the other baseline deployments sharing the rest in proportion to
@@ -649,14 +682,6 @@ fn primary_baseline(record: &RolloutRecord) -> Option<String> {
 
 /// The endpoint of a stage: `staged`, with the instance counts following the weights under
 /// `scale_with_traffic` (`rollout::scale`).
-fn at_stage_endpoint(input: &Input<'_>, record: &RolloutRecord, traffic: &Weights) -> Endpoint {
-    let mut endpoint = staged(input.desired, input.live, traffic);
-    if input.policy.scale_with_traffic {
-        scale::set_stage(&mut endpoint, record, input.desired, traffic);
-    }
-    endpoint
-}
-
 /// The declared endpoint routed as `traffic`: deployments that take traffic but are no longer
 /// declared (the baseline, until the last stage) are kept exactly as they are live.
 pub fn staged(desired: &Endpoint, live: &LiveEndpoint, traffic: &Weights) -> Endpoint {
@@ -700,8 +725,16 @@ fn held(
             kept.settings = d.settings.clone();
         }
     }
-    endpoint.mirror_traffic = Some(effective(&live.mirror_traffic));
+    // A rollback interrupted before its apply may have left the mirror to the candidate.
+    endpoint.mirror_traffic = Some(without(&live.mirror_traffic, &record.candidate));
     endpoint
+}
+
+/// `mirror` without `candidate` (and without zero entries).
+fn without(mirror: &Weights, candidate: &str) -> Weights {
+    let mut out = effective(mirror);
+    out.remove(candidate);
+    out
 }
 
 fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {

@@ -118,6 +118,34 @@ fn policy(weights: &[u32], bakes: &[u64], pauses: &[bool], on_failure: OnFailure
     }
 }
 
+/// `policy` with a mirror stage of `percent` and `bake` seconds first, gated like the others.
+fn with_mirror(mut policy: RolloutPolicy, percent: u32, bake: u64) -> RolloutPolicy {
+    let gates = policy.steps[0].gates.clone();
+    policy.steps.insert(
+        0,
+        Stage {
+            target: StageTarget::Mirror(percent),
+            bake: Duration::from_secs(bake),
+            pause: false,
+            gates,
+        },
+    );
+    policy
+}
+
+/// When the mirror to green started and stopped (the end of the run if it never stopped).
+fn mirror_span(trace: &Trace, end: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let first = trace
+        .mirror
+        .iter()
+        .position(|(_, m)| m.contains_key("green"))?;
+    let stop = trace.mirror[first..]
+        .iter()
+        .find(|(_, m)| !m.contains_key("green"))
+        .map_or(end, |(at, _)| *at);
+    Some((trace.mirror[first].0, stop))
+}
+
 fn readings(error_rate: f64, deployments: &[String]) -> Readings {
     let window = super::super::metrics::Window {
         start: DateTime::<Utc>::MIN_UTC,
@@ -152,6 +180,8 @@ fn readings(error_rate: f64, deployments: &[String]) -> Readings {
 struct Trace {
     /// Every live traffic map after every step, with the time.
     traffic: Vec<(DateTime<Utc>, Weights)>,
+    /// Every live mirror map after every step, with the time.
+    mirror: Vec<(DateTime<Utc>, Weights)>,
     statuses: Vec<Status>,
     evaluations: usize,
     last: Option<Status>,
@@ -212,7 +242,14 @@ impl World {
                     );
                 }
             }
+            for d in effective(&ep.mirror_traffic).keys() {
+                prop_assert!(
+                    !effective(&ep.traffic).contains_key(d),
+                    "{d} gets live and mirror traffic at once"
+                );
+            }
             trace.traffic.push((self.now, effective(&ep.traffic)));
+            trace.mirror.push((self.now, effective(&ep.mirror_traffic)));
             trace.counts.push(counts(ep));
         }
         let again = plan(&desired, &self.live, &PlanOptions::default(), &NEUTRAL)
@@ -497,6 +534,50 @@ proptest! {
         }
     }
 
+    /// A mirror stage first: green is mirrored (never with live traffic: checked after every
+    /// step) for at least its bake while blue keeps 100, then the mirror is dropped in the plan
+    /// that gives green its first live weight, and the rollout goes on to the declared traffic.
+    #[test]
+    fn a_mirror_stage_mirrors_first_then_drops_the_mirror_as_live_weight_begins(
+        (weights, bakes, pauses) in stages(),
+        percent in 1u32..=50,
+        mirror_bake in 1u64..900,
+        crashes in prop::collection::vec(prop::bool::weighted(0.3), 0..20),
+    ) {
+        let policy = with_mirror(policy(&weights, &bakes, &pauses, OnFailure::Rollback), percent, mirror_bake);
+        let desired = desired_green();
+        let (world, trace) = simulate(&policy, &desired, live_with(&[("blue", 100)]), &[], &crashes, Duration::from_secs(60))?;
+        prop_assert_eq!(trace.last.clone(), Some(Status::Done), "{:?}", trace.statuses);
+        let (start, stop) = mirror_span(&trace, world.now).expect("green was mirrored");
+        prop_assert!((stop - start).to_std().unwrap() >= Duration::from_secs(mirror_bake), "{:?}\n{:?}\n{:?}", trace.mirror, trace.traffic, trace.statuses);
+        let mirrored: Vec<&Weights> = trace.mirror.iter().filter(|(_, m)| m.contains_key("green")).map(|(_, m)| m).collect();
+        prop_assert!(mirrored.iter().all(|m| m["green"] == percent), "{:?}", mirrored);
+        let first_live = trace.traffic.iter().find(|(_, t)| t.contains_key("green")).map(|(at, _)| *at).expect("green got traffic");
+        prop_assert!(first_live >= stop, "green took live traffic before the mirror was dropped");
+        prop_assert!(effective(&world.endpoint().mirror_traffic).is_empty());
+        prop_assert_eq!(effective(&world.endpoint().traffic), effective(desired.traffic.as_ref().unwrap()));
+    }
+
+    /// A candidate that fails at the mirror stage is rolled back having never taken live
+    /// traffic: the mirror is dropped and the rollout is held.
+    #[test]
+    fn a_candidate_failing_at_the_mirror_stage_never_takes_live_traffic(
+        (weights, bakes, pauses) in stages(),
+        percent in 1u32..=50,
+        crashes in prop::collection::vec(prop::bool::weighted(0.3), 0..20),
+    ) {
+        let policy = with_mirror(policy(&weights, &bakes, &pauses, OnFailure::Rollback), percent, 60);
+        let desired = desired_green();
+        let (world, trace) = simulate(&policy, &desired, live_with(&[("blue", 100)]), &[true], &crashes, Duration::from_secs(60))?;
+        let held = matches!(trace.last, Some(Status::Held { .. }));
+        prop_assert!(held, "{:?}", trace.statuses);
+        prop_assert!(trace.traffic.iter().all(|(_, t)| !t.contains_key("green")), "green took live traffic");
+        prop_assert!(mirror_span(&trace, world.now).is_some(), "green was mirrored");
+        prop_assert!(effective(&world.endpoint().mirror_traffic).is_empty(), "the mirror is dropped");
+        let record = world.endpoint().rollout.clone().expect("record");
+        prop_assert!(record.reason.as_deref().unwrap_or("").starts_with("gate failed at stage 1"), "{:?}", record.reason);
+    }
+
     /// Stage weights always split 100 between the candidate and the baseline deployments.
     #[test]
     fn weighted_stages_always_sum_to_100(
@@ -649,4 +730,60 @@ fn a_relative_latency_gate_catches_a_twice_slower_candidate() {
         },
     );
     assert_eq!(r[0].result, GateResult::Fail);
+}
+
+#[test]
+fn a_candidate_that_already_takes_live_traffic_skips_the_mirror_stage() {
+    let policy = with_mirror(policy(&[50], &[60], &[false], OnFailure::Rollback), 10, 60);
+    let live = live_with(&[("blue", 90), ("green", 10)]);
+    let live_ep = live.endpoints[EP].clone();
+    let mut desired = desired_green();
+    desired.deployments.get_mut("green").unwrap().settings =
+        live_ep.deployments["green"].settings.clone();
+    let decision = engine::decide(&Input {
+        policy: &policy,
+        desired: &desired,
+        live: &live_ep,
+        record: None,
+        revision: None,
+        now: "2026-12-01T10:00:00Z".parse().unwrap(),
+        readings: None,
+    });
+    assert_eq!(decision.status, Status::Shifting { stage: 1 });
+    let endpoint = decision.endpoint.expect("a staged endpoint");
+    assert_eq!(
+        endpoint.mirror_traffic, None,
+        "no mirror to a live deployment"
+    );
+    assert_eq!(
+        endpoint.traffic,
+        Some([("blue".to_string(), 50), ("green".to_string(), 50)].into())
+    );
+}
+
+#[test]
+fn the_mirror_stage_keeps_live_traffic_at_the_baseline_and_mirrors_the_candidate() {
+    let policy = with_mirror(policy(&[50], &[60], &[false], OnFailure::Rollback), 10, 60);
+    let live = live_with(&[("blue", 100)]);
+    let live_ep = live.endpoints[EP].clone();
+    let decision = engine::decide(&Input {
+        policy: &policy,
+        desired: &desired_green(),
+        live: &live_ep,
+        record: None,
+        revision: None,
+        now: "2026-12-01T10:00:00Z".parse().unwrap(),
+        readings: None,
+    });
+    assert_eq!(decision.status, Status::Shifting { stage: 0 });
+    let before = decision
+        .record_before
+        .expect("recorded before the first shift");
+    assert!(before.shifting);
+    let endpoint = decision.endpoint.expect("a staged endpoint");
+    assert_eq!(endpoint.traffic, Some([("blue".to_string(), 100)].into()));
+    assert_eq!(
+        endpoint.mirror_traffic,
+        Some([("green".to_string(), 10)].into())
+    );
 }

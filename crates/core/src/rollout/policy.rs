@@ -56,6 +56,16 @@ fn yes() -> bool {
     true
 }
 
+impl RolloutPolicy {
+    /// The mirror stage's percent, when the policy has one.
+    pub fn mirror_percent(&self) -> Option<u32> {
+        self.steps.iter().find_map(|s| match s.target {
+            StageTarget::Mirror(p) => Some(p),
+            _ => None,
+        })
+    }
+}
+
 /// One stage: move to this traffic, wait `bake`, then judge the gates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
@@ -78,6 +88,11 @@ pub enum StageTarget {
     Weight(u32),
     /// A whole traffic map (N-way splits). Sums to 100.
     Traffic(Weights),
+    /// The mirror stage (`mirror:` in the policy, always the first stage): live traffic stays
+    /// at the baseline and this percent of it is mirrored to the candidate, whose own metrics
+    /// the gates judge. Only for a candidate without live traffic [AML R5]; the next stage
+    /// drops the mirror in the same plan that gives the candidate live weight.
+    Mirror(u32),
 }
 
 /// `error_rate < 2%`, `p99 < 1.2x baseline`, `requests >= 100`.

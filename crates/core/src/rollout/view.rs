@@ -53,7 +53,21 @@ impl RolloutView {
             .map(|t| effective(&t))
             .unwrap_or_else(|| declared.clone());
         let at = |stage: usize| format!("stage {}/{stages}", stage + 1);
-        let shown = weights_display(&traffic);
+        let mirror = decision
+            .endpoint
+            .as_ref()
+            .and_then(|e| e.mirror_traffic.as_ref())
+            .map(effective)
+            .filter(|m| !m.is_empty());
+        let shown = match mirror {
+            // The mirror stage: `blue 100, mirroring green 10`.
+            Some(m) => format!(
+                "{}, mirroring {}",
+                weights_display(&traffic),
+                weights_display(&m)
+            ),
+            None => weights_display(&traffic),
+        };
         let desired = weights_display(declared);
         let (state, stage, message) = match &decision.status {
             Status::NotRolling | Status::Done | Status::Refused(_) => return None,

@@ -85,6 +85,9 @@ pub struct Field {
     /// Another spelling of this setting the loader accepts (`allow_public_access` is the 2021
     /// preview spelling of `public_network_access`).
     pub alias_of: Option<&'static str>,
+    /// One of a group of alternatives of which exactly one must be present (a test's
+    /// `request_file`, `request_files`, `request_dir`).
+    pub alternative: bool,
 }
 
 const fn f(name: &'static str, ty: Ty) -> Field {
@@ -96,12 +99,19 @@ const fn f(name: &'static str, ty: Ty) -> Field {
         forms: ALL,
         required: 0,
         alias_of: None,
+        alternative: false,
     }
 }
 
 impl Field {
     const fn doc(self, doc: &'static str) -> Self {
         Field { doc, ..self }
+    }
+    const fn alternative(self) -> Self {
+        Field {
+            alternative: true,
+            ..self
+        }
     }
     const fn whole(self) -> Self {
         Field {
@@ -581,11 +591,25 @@ pub static DRIFT: Obj = obj(&[
 ]);
 
 pub static TEST: Obj = obj(&[
-    f("request_file", Ty::Str)
-        .doc("Relative to the environment directory; at most 1 MiB.")
-        .req(),
-    f("expect_status", Ty::Int(100, Some(599))).doc("Expected HTTP status; any 2xx when absent."),
-    f("expect_body_contains", Ty::Str),
+        f("request_file", Ty::Str)
+            .doc("One request body, relative to the environment directory; at most 1 MiB.")
+            .alternative(),
+        f("request_files", Ty::List(&Ty::Str))
+            .doc("Several request bodies, sent in order (at most 64 files, 4 MiB together).")
+            .alternative(),
+        f("request_dir", Ty::Str).doc(
+            "A directory: every `*.json` directly in it, sorted by name (at most 64 files, 4 MiB together).",
+        )
+        .alternative(),
+        f("expect_status", Ty::Int(100, Some(599)))
+            .doc("Expected HTTP status; any 2xx when absent."),
+        f("expect_body_contains", Ty::Str),
+        f("expect_json", Ty::AnyObject).doc(
+            "RFC 9535 JSON paths of the answer and the value each must find, e.g. {\"$.predictions[0]\": 1}.",
+        ),
+        f("latency_budget", Ty::Duration).doc("The longest one answer may take, e.g. 500ms."),
+        f("retries", Ty::Int(0, Some(10)))
+            .doc("Extra tries of a request whose answer is wrong (status, body, JSON or over budget); default 0."),
 ]);
 
 // --- slots: (environment.yaml), keyed by endpoint like `tests`, for the same reason as
@@ -651,6 +675,9 @@ pub static PROMETHEUS_QUERIES: Obj = obj(&[
 const ON_FAILURE: &[&str] = &["rollback", "pause"];
 
 pub static ROLLOUT_POLICY: Obj = obj(&[
+    f("mirror", Ty::Object(&ROLLOUT_MIRROR)).doc(
+        "A first stage that mirrors `percent` of live traffic to the candidate (live traffic stays at the baseline) and gates on the candidate's own metrics.",
+    ),
     f("steps", Ty::List(&Ty::Object(&ROLLOUT_STAGE)))
         .doc("The stages in order; the declared traffic is the last stage, after these.")
         .req(),
@@ -663,6 +690,16 @@ pub static ROLLOUT_POLICY: Obj = obj(&[
     f("keep_failed", Ty::Bool).doc("Keep a rolled-back candidate deployment (default true)."),
     f("scale_with_traffic", Ty::Bool)
         .doc("Each stage sets the candidate's and the baseline's instance_count from their weights (default false)."),
+]);
+
+pub static ROLLOUT_MIRROR: Obj = obj(&[
+    f("percent", Ty::Int(1, Some(100)))
+        .doc("The share of live requests mirrored to the candidate; at most the platform's limit (Azure ML: 50).")
+        .req(),
+    f("bake", Ty::Duration).doc("How long to mirror before judging the gates.").req(),
+    f("pause", Ty::Bool).doc("Wait for `flightdeck rollout resume` after the mirror stage passed."),
+    f("gates", Ty::List(&Ty::Pattern(GATE_PATTERN)))
+        .doc("Judged on the candidate's own metrics, from the mirrored requests."),
 ]);
 
 pub static ROLLOUT_STAGE: Obj = obj(&[

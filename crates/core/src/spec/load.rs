@@ -6,14 +6,16 @@ use std::path::{Path, PathBuf};
 
 use super::diagnostics::{Diagnostic, Diagnostics, Sink};
 use super::files::{DiskFiles, Files, normalize};
+use super::located::Loc;
 use super::paths::inside_environment;
 use super::raw_deployment::RawDeployment;
 use super::raw_endpoint::{RawEndpoint, RawFile, endpoint_or_deployment};
-use super::raw_environment::{RawTest, environment as raw_environment};
+use super::raw_environment::{RawTest, RequestSource, environment as raw_environment};
 use super::validate::{self, rollout_key_problem, test_key_problem};
 use super::yaml::{self, Node, Pos};
-use crate::model::{DesiredState, Endpoint, Environment, TestSpec};
+use crate::model::{DesiredState, Endpoint, Environment, TestRequest, TestSpec};
 use crate::plan::profile::{NEUTRAL, ProfileOf};
+use crate::smoke::{MAX_REQUEST_BYTES, MAX_REQUEST_FILES};
 use crate::tree::{self, EnvTree, MAX_FILE_BYTES};
 
 const ENVIRONMENT_FILES: &[&str] = &["environment.yaml", "environment.yml"];
@@ -247,6 +249,20 @@ fn environment_into(
             }
         }
     }
+    // The platform's mirror limit [AML R3: at most 50%] applies to a policy's mirror stage.
+    for (what, percent) in &raw_env.rollout.mirrors {
+        let most = profile.mirror.max_percent;
+        if percent.value > most {
+            out.push(Diagnostic::new(
+                &raw_env.path,
+                percent.pos,
+                format!(
+                    "{what}: mirror percent {} is above the {} limit of {most}%",
+                    percent.value, profile.name
+                ),
+            ));
+        }
+    }
     if let Some(crate::model::Target::AzureMl(azure)) = &target
         && profile.values.workspace_asset_ids
     {
@@ -299,32 +315,20 @@ fn attach_tests(
             }
             continue;
         }
-        let file = &test.request_file;
-        let refused = |why: &str| {
-            let message = format!("request_file `{}`: {why}", file.value);
-            Diagnostic::new(env_path, file.pos, message)
+        let Some(requests) = read_requests(tree, dir, env_path, &test.source, out) else {
+            continue;
         };
-        let rel = match inside_environment(&file.value) {
-            Ok(rel) => rel,
-            Err(why) => {
-                out.push(refused(why));
-                continue;
-            }
-        };
-        match read_text(tree, &dir.join(rel)) {
-            Ok(body) => {
-                specs.insert(
-                    test.key.clone(),
-                    TestSpec {
-                        request_file: file.value.clone(),
-                        request_body: body,
-                        expect_status: test.expect_status,
-                        expect_body_contains: test.expect_body_contains.clone(),
-                    },
-                );
-            }
-            Err(why) => out.push(refused(&why)),
-        }
+        specs.insert(
+            test.key.clone(),
+            TestSpec {
+                requests,
+                expect_status: test.expect_status,
+                expect_body_contains: test.expect_body_contains.clone(),
+                expect_json: test.expect_json.clone(),
+                latency_budget: test.latency_budget,
+                retries: test.retries,
+            },
+        );
     }
     for (endpoint_name, endpoint) in endpoints.iter_mut() {
         for (name, deployment) in endpoint.deployments.iter_mut() {
@@ -337,6 +341,106 @@ fn attach_tests(
         }
     }
     specs
+}
+
+/// Reads a test's request bodies from the tree (never from disk): one file, a list, or every
+/// `*.json` directly in a directory (sorted), each inside the environment directory, at most
+/// `MAX_REQUEST_FILES` files and `MAX_REQUEST_BYTES` together. Every problem goes to `out`.
+fn read_requests(
+    tree: &EnvTree,
+    dir: &Path,
+    env_path: &Path,
+    source: &RequestSource,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Vec<TestRequest>> {
+    let before = out.len();
+    let refused = |key: &str, file: &Loc<String>, why: &str| {
+        let message = format!("{key} `{}`: {why}", file.value);
+        Diagnostic::new(env_path, file.pos, message)
+    };
+    let mut files: Vec<(Pos, String, String)> = Vec::new();
+    let mut read_one =
+        |key: &str, file: &Loc<String>, out: &mut Vec<Diagnostic>| match inside_environment(
+            &file.value,
+        ) {
+            Ok(rel) => match read_text(tree, &dir.join(rel)) {
+                Ok(body) => files.push((file.pos, file.value.clone(), body)),
+                Err(why) => out.push(refused(key, file, &why)),
+            },
+            Err(why) => out.push(refused(key, file, why)),
+        };
+    let (key, pos) = match source {
+        RequestSource::File(file) => {
+            read_one("request_file", file, out);
+            ("request_file", file.pos)
+        }
+        RequestSource::Files(list) => {
+            for file in list {
+                read_one("request_files", file, out);
+            }
+            ("request_files", list[0].pos)
+        }
+        RequestSource::Dir(d) => {
+            let rel = match inside_environment(&d.value) {
+                Ok(rel) => rel,
+                Err(why) => {
+                    out.push(refused("request_dir", d, why));
+                    return None;
+                }
+            };
+            let root = dir.join(rel);
+            let mut found: Vec<&PathBuf> = tree
+                .keys()
+                .filter(|p| p.parent() == Some(root.as_path()))
+                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                out.push(refused("request_dir", d, "holds no `*.json` file"));
+                return None;
+            }
+            for path in found {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let shown = format!("{}/{name}", d.value.trim_end_matches('/'));
+                match read_text(tree, path) {
+                    Ok(body) => files.push((d.pos, shown, body)),
+                    Err(why) => out.push(refused("request_dir", d, &format!("{shown}: {why}"))),
+                }
+            }
+            ("request_dir", d.pos)
+        }
+    };
+    if files.len() > MAX_REQUEST_FILES {
+        out.push(Diagnostic::new(
+            env_path,
+            pos,
+            format!(
+                "{key}: {} request files, at most {MAX_REQUEST_FILES}",
+                files.len()
+            ),
+        ));
+    }
+    let total: usize = files.iter().map(|(_, _, b)| b.len()).sum();
+    if total > MAX_REQUEST_BYTES {
+        out.push(Diagnostic::new(
+            env_path,
+            pos,
+            format!(
+                "{key}: the request files hold {} together, at most {}",
+                tree::bytes(total as u64),
+                tree::bytes(MAX_REQUEST_BYTES as u64)
+            ),
+        ));
+    }
+    (out.len() == before).then(|| {
+        files
+            .into_iter()
+            .map(|(_, file, body)| TestRequest::new(file, body))
+            .collect()
+    })
 }
 
 pub(crate) fn endpoint_files(

@@ -2,6 +2,7 @@
 //! rollout section (`raw_rollout`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::diagnostics::Sink;
 use super::fields::{
@@ -9,20 +10,38 @@ use super::fields::{
     drift_names,
 };
 use super::located::{Loc, field, suggestion};
-use super::raw_rollout::{RawRollout, rollout};
+use super::raw_rollout::{RawRollout, duration, rollout};
 use super::raw_slots::{RawSlots, slots};
-use super::yaml::{Entry, Node, Pos};
-use crate::model::{AzureMlTarget, DriftMode, DriftPolicy, KubernetesTarget, Router, Target};
+use super::yaml::{Entry, Node, Pos, to_json};
+use crate::model::{
+    AzureMlTarget, DriftMode, DriftPolicy, JsonCheck, KubernetesTarget, Router, Target,
+};
+use crate::smoke::MAX_RETRIES;
 
 #[derive(Clone, Debug)]
 pub(crate) struct RawTest {
     /// `endpoint`, `endpoint/deployment` or `*`.
     pub key: String,
     pub key_pos: Pos,
-    pub request_file: Loc<String>,
+    pub source: RequestSource,
     pub expect_status: Option<u16>,
     pub expect_body_contains: Option<String>,
+    pub expect_json: Vec<JsonCheck>,
+    pub latency_budget: Option<Duration>,
+    pub retries: u32,
 }
+
+/// Where a test's request bodies come from: exactly one of the three keys.
+#[derive(Clone, Debug)]
+pub(crate) enum RequestSource {
+    File(Loc<String>),
+    Files(Vec<Loc<String>>),
+    /// Every `*.json` directly in the directory, sorted by name.
+    Dir(Loc<String>),
+}
+
+/// The keys that name request bodies; a test has exactly one.
+const SOURCES: [&str; 3] = ["request_file", "request_files", "request_dir"];
 
 #[derive(Clone, Debug)]
 pub(crate) struct RawEnvironment {
@@ -245,21 +264,100 @@ fn tests(sink: &mut Sink<'_>, e: &Entry) -> Vec<RawTest> {
         let Some(fields) = sink.mapping(&key.key, &key.value, &what, &TEST) else {
             continue;
         };
-        let request_file = required_string(sink, fields, "request_file", key, &what);
+        let source = request_source(sink, fields, key, &what);
         let expect_status = field(fields, "expect_status")
             .and_then(|s| sink.int_in(s, 100, 599))
             .and_then(|s| u16::try_from(s.value).ok());
         let expect_body_contains = field(fields, "expect_body_contains")
             .and_then(|s| sink.string(s))
             .map(|s| s.value);
-        if let Some(request_file) = request_file {
+        let expect_json = field(fields, "expect_json")
+            .map(|e| json_checks(sink, e))
+            .unwrap_or_default();
+        let latency_budget = field(fields, "latency_budget")
+            .and_then(|e| duration(sink, e))
+            .map(|d| d.value);
+        let retries = field(fields, "retries")
+            .and_then(|e| sink.int_in(e, 0, i64::from(MAX_RETRIES)))
+            .and_then(|r| u32::try_from(r.value).ok())
+            .unwrap_or(0);
+        if let Some(source) = source {
             out.push(RawTest {
                 key: key.key.clone(),
                 key_pos: key.key_pos,
-                request_file,
+                source,
                 expect_status,
                 expect_body_contains,
+                expect_json,
+                latency_budget,
+                retries,
             });
+        }
+    }
+    out
+}
+
+/// Exactly one of `request_file`, `request_files` (a non-empty list) or `request_dir`.
+fn request_source(
+    sink: &mut Sink<'_>,
+    fields: &[Entry],
+    key: &Entry,
+    what: &str,
+) -> Option<RequestSource> {
+    let given: Vec<&Entry> = SOURCES.iter().filter_map(|n| field(fields, n)).collect();
+    let one = match given.as_slice() {
+        [] => {
+            sink.error(
+                key.key_pos,
+                format!("{what} has no `request_file`, `request_files` or `request_dir`"),
+            );
+            return None;
+        }
+        [one] => *one,
+        [first, second, ..] => {
+            sink.error(
+                second.key_pos,
+                format!(
+                    "{what}: `{}` and `{}` both name requests, keep exactly one",
+                    first.key, second.key
+                ),
+            );
+            return None;
+        }
+    };
+    match one.key.as_str() {
+        "request_file" => sink.string(one).map(RequestSource::File),
+        "request_dir" => sink.string(one).map(RequestSource::Dir),
+        _ => {
+            let list = sink.string_list(one)?;
+            if list.is_empty() {
+                sink.error(one.value.pos, format!("{what}: `request_files` is empty"));
+                return None;
+            }
+            Some(RequestSource::Files(list))
+        }
+    }
+}
+
+/// `expect_json: {"$.predictions[0]": 1}`: each key an RFC 9535 JSONPath, checked here.
+fn json_checks(sink: &mut Sink<'_>, e: &Entry) -> Vec<JsonCheck> {
+    let Some(entries) = sink.any_mapping("expect_json", &e.value) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for check in entries {
+        match serde_json_path::JsonPath::parse(&check.key) {
+            Ok(_) => out.push(JsonCheck {
+                path: check.key.clone(),
+                expect: to_json(&check.value),
+            }),
+            Err(err) => sink.error(
+                check.key_pos,
+                format!(
+                    "expect_json: `{}` is not a JSON path (RFC 9535): {err}",
+                    check.key
+                ),
+            ),
         }
     }
     out

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use super::diagnostics::Sink;
-use super::fields::{PROMETHEUS_QUERIES, ROLLOUT, ROLLOUT_METRICS, ROLLOUT_POLICY, ROLLOUT_STAGE};
+use super::fields::{
+    Obj, PROMETHEUS_QUERIES, ROLLOUT, ROLLOUT_METRICS, ROLLOUT_MIRROR, ROLLOUT_POLICY,
+    ROLLOUT_STAGE,
+};
 use super::gate_expr::parse_gate;
 use super::located::{Loc, field};
 use super::yaml::{Entry, Kind, Node, Pos, ScalarType};
@@ -18,6 +21,9 @@ use crate::rollout::{OnFailure, RolloutPolicy, RolloutSettings, Stage, StageTarg
 pub(crate) struct RawRollout {
     pub settings: RolloutSettings,
     pub overrides: Vec<(String, Pos)>,
+    /// Each policy's mirror percent (`rollout.default`, ...) and where it was written: checked
+    /// against the platform's mirror limits in `load`, where the target is known.
+    pub mirrors: Vec<(String, Loc<u32>)>,
 }
 
 const DURATION_HINT: &str = "`30s`, `5m`, `1h 30m`";
@@ -32,7 +38,7 @@ pub(crate) fn rollout(sink: &mut Sink<'_>, e: &Entry) -> RawRollout {
     let metrics_entry = field(fields, "metrics");
     raw.settings.metrics = metrics_entry.and_then(|m| metrics(sink, m));
     if let Some(d) = field(fields, "default") {
-        raw.settings.default = policy(sink, d, "rollout.default", &mut gated);
+        raw.settings.default = policy(sink, d, "rollout.default", &mut gated, &mut raw.mirrors);
     }
     if let Some(list) = field(fields, "endpoints")
         && let Some(entries) = sink.any_mapping("endpoints", &list.value)
@@ -48,7 +54,7 @@ pub(crate) fn rollout(sink: &mut Sink<'_>, e: &Entry) -> RawRollout {
                     raw.settings.endpoints.insert(over.key.clone(), None);
                 }
                 Kind::Map(_) => {
-                    if let Some(p) = policy(sink, over, &what, &mut gated) {
+                    if let Some(p) = policy(sink, over, &what, &mut gated, &mut raw.mirrors) {
                         raw.settings.endpoints.insert(over.key.clone(), Some(p));
                     }
                 }
@@ -182,7 +188,7 @@ fn is_env_name(s: &str) -> bool {
 }
 
 /// A humantime duration written as a string: `30s`, `5m`, `1h 30m`.
-fn duration(sink: &mut Sink<'_>, e: &Entry) -> Option<Loc<Duration>> {
+pub(crate) fn duration(sink: &mut Sink<'_>, e: &Entry) -> Option<Loc<Duration>> {
     let text = match &e.value.kind {
         Kind::Scalar {
             text,
@@ -219,13 +225,26 @@ fn policy(
     e: &Entry,
     what: &str,
     gated: &mut Vec<Pos>,
+    mirrors: &mut Vec<(String, Loc<u32>)>,
 ) -> Option<RolloutPolicy> {
     let before = sink.out.len();
     let fields = sink.mapping(&e.key, &e.value, what, &ROLLOUT_POLICY)?;
     let mut stages: Vec<Stage> = Vec::new();
+    // The mirror stage, when declared, is the first stage (numbered 1).
+    let mut bakes_mirror: Option<Duration> = None;
+    if let Some(m) = field(fields, "mirror") {
+        let label = format!("{what} mirror");
+        let read = stage(sink, &m.value, &label, gated, &ROLLOUT_MIRROR);
+        if let Some(percent) = read.weight {
+            mirrors.push((what.to_string(), percent));
+        }
+        bakes_mirror = read.bake;
+        stages.extend(read.stage);
+    }
+    let offset = usize::from(field(fields, "mirror").is_some());
     // Every bake that parsed, by stage number, valid stage or not: the policy-wide checks
     // (max_bake, deadline, increasing weights) still run when one stage has other problems.
-    let mut bakes: Vec<(usize, Duration)> = Vec::new();
+    let mut bakes: Vec<(usize, Duration)> = bakes_mirror.map(|b| (1, b)).into_iter().collect();
     match field(fields, "steps") {
         None => sink.error(e.key_pos, format!("{what} has no `steps`")),
         Some(steps) => {
@@ -238,8 +257,9 @@ fn policy(
                 }
                 let mut previous: Option<(usize, u32)> = None;
                 for (i, item) in items.iter().enumerate() {
+                    let i = i + offset;
                     let label = format!("{what} stage {}", i + 1);
-                    let read = stage(sink, item, &label, gated);
+                    let read = stage(sink, item, &label, gated, &ROLLOUT_STAGE);
                     if let (Some(w), Some((n, prev))) = (&read.weight, previous)
                         && w.value <= prev
                     {
@@ -332,15 +352,42 @@ struct StageRead {
     weight: Option<Loc<u32>>,
 }
 
-fn stage(sink: &mut Sink<'_>, node: &Node, what: &str, gated: &mut Vec<Pos>) -> StageRead {
+/// A stage of `steps` (`obj` is `ROLLOUT_STAGE`) or the `mirror` stage (`ROLLOUT_MIRROR`:
+/// `percent` instead of `weight` or `traffic`; its percent is returned as `weight`).
+fn stage(
+    sink: &mut Sink<'_>,
+    node: &Node,
+    what: &str,
+    gated: &mut Vec<Pos>,
+    obj: &'static Obj,
+) -> StageRead {
     let before = sink.out.len();
-    let Some(fields) = sink.mapping("steps", node, what, &ROLLOUT_STAGE) else {
+    let key = if std::ptr::eq(obj, &ROLLOUT_MIRROR) {
+        "mirror"
+    } else {
+        "steps"
+    };
+    let Some(fields) = sink.mapping(key, node, what, obj) else {
         return StageRead::default();
     };
-    let weight_entry = field(fields, "weight");
+    let weight_entry = field(fields, "weight").or_else(|| field(fields, "percent"));
     let traffic_entry = field(fields, "traffic");
     let mut weight = None;
     let target = match (weight_entry, traffic_entry) {
+        // The platform's own limit (50% on Azure ML) is checked in `load`.
+        (Some(w), None) if key == "mirror" => sink.int_in(w, 1, 100).map(|w| {
+            let v = w.value as u32;
+            weight = Some(Loc {
+                value: v,
+                pos: w.pos,
+                key_pos: w.key_pos,
+            });
+            StageTarget::Mirror(v)
+        }),
+        (None, None) if key == "mirror" => {
+            sink.error(node.pos, format!("{what} has no `percent`"));
+            None
+        }
         (Some(w), None) => sink.int_in(w, 1, 99).map(|w| {
             let v = w.value as u32;
             weight = Some(Loc {

@@ -129,6 +129,16 @@ fn object(obj: &Obj, form: Forms, with_doc: bool) -> Value {
     if !required.is_empty() {
         out.insert("required".into(), Value::Array(required));
     }
+    let alternatives: Vec<Value> = obj
+        .fields
+        .iter()
+        .filter(|f| f.alternative && f.forms & form != 0)
+        .map(|f| json!({"required": [f.name]}))
+        .collect();
+    if !alternatives.is_empty() {
+        // Exactly one of them: two present match two branches, none matches none.
+        out.insert("oneOf".into(), Value::Array(alternatives));
+    }
     if with_doc && !obj.doc.is_empty() {
         out.insert("description".into(), json!(obj.doc));
     }

@@ -78,10 +78,13 @@ pub fn test_gate(d: &str) -> Step {
     step(Action::TestDeployment {
         deployment: d.into(),
         test: TestSpec {
-            request_file: "sample.json".into(),
-            request_body: r#"{"data": [[1, 2]]}"#.into(),
+            requests: vec![flightdeck::model::TestRequest::new(
+                "sample.json",
+                r#"{"data": [[1, 2]]}"#,
+            )],
             expect_status: None,
             expect_body_contains: None,
+            ..Default::default()
         },
     })
 }
