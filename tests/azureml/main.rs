@@ -8,6 +8,7 @@ mod azureml_lro_polling;
 mod azureml_malformed;
 mod azureml_monitor;
 mod azureml_revert;
+mod azureml_rollout_crash;
 mod azureml_rollouts;
 mod azureml_sandbox_cli;
 mod azureml_sandbox_faults;
