@@ -230,3 +230,54 @@ async fn apply_killed_at_thirty_random_points_of_staged_rollouts_always_converge
         "a bad-candidate run was killed: {outcomes:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_killed_after_the_first_record_but_before_the_candidate_exists_resumes_the_rollout() {
+    let env = Env::start_with(SandboxConfig {
+        provisioning_delay: Duration::ZERO,
+        ..Default::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("prod");
+    let d = dir.to_str().unwrap();
+    // Ungated stages: no metrics needed.
+    let policy = "    steps:
+      - weight: 10
+        bake: 1s
+      - weight: 50
+        bake: 1s
+";
+    blue_live_then_declare_green(&env, &dir, policy).await;
+    env.clear_history().await;
+    // The first write of the rollout is its record (a tag PATCH of the endpoint, written before
+    // the plan creates green): hold it, and kill apply while it waits for it.
+    env.hold(json!({"endpoint": EP, "times": 1})).await;
+    let mut child = env
+        .command(&["apply", d])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = env.wait_held(1).await;
+    assert_eq!(held[0]["deployment"], serde_json::Value::Null, "{held:?}");
+    child.start_kill().unwrap();
+    assert_eq!(child.wait().await.unwrap().code(), None, "killed");
+    env.release().await;
+    assert!(!env.deployments(EP).await.contains_key("green"));
+
+    let out = run(&env, &["apply", d]).await;
+    assert_eq!(out.code, 0, "the rollout goes on from its record: {out}");
+    let live: std::collections::BTreeMap<String, i64> = env
+        .traffic(EP)
+        .await
+        .into_iter()
+        .filter(|(_, w)| *w > 0)
+        .collect();
+    assert_eq!(live, traffic(&[("green", 100)]), "{out}");
+    let history = env.history().await;
+    check_routing(&history).unwrap();
+    let stages = canary_stages("blue", "green", &[(10, BAKE), (50, BAKE)]);
+    let walk = check_stages(&history, EP, &traffic_of(&[("blue", 100)]), &stages).unwrap();
+    assert_eq!(walk.reached, 3, "{out}");
+}
