@@ -99,11 +99,8 @@ async fn attempt(env: &Env, dir: &str, point: KillPoint, logs: &std::path::Path)
         _ = trigger => {
             // SIGKILL: no destructor, no signal handler runs.
             child.start_kill().unwrap();
-            match child.wait().await.unwrap().code() {
-                // It finished between the trigger and the signal.
-                Some(code) => Some(code),
-                None => None,
-            }
+            // Some(code): it finished between the trigger and the signal.
+            child.wait().await.unwrap().code()
         }
     }
 }
@@ -143,7 +140,7 @@ async fn crash_run(seed: u64, bad: bool) -> Outcome {
         // Up to three kills a run, then one attempt left to finish.
         let point = if kills.len() >= 3 {
             KillPoint::After(Duration::from_secs(60))
-        } else if rng.next() % 2 == 0 {
+        } else if rng.next().is_multiple_of(2) {
             KillPoint::Requests(rng.between(1, 30) as usize)
         } else {
             KillPoint::After(Duration::from_millis(rng.between(50, 2500)))
