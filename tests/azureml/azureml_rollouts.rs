@@ -40,7 +40,7 @@ pub(crate) fn rollout_yaml(policy: &str) -> String {
 }
 
 /// An environment at blue 100 (flow file 1, applied), then declaring green 100 without blue.
-pub(super) async fn blue_live_then_declare_green(env: &Env, dir: &std::path::Path, policy: &str) {
+pub(crate) async fn blue_live_then_declare_green(env: &Env, dir: &std::path::Path, policy: &str) {
     env.write_environment(dir, &rollout_yaml(policy));
     std::fs::copy(flow_file(0), dir.join("my-endpoint.yml")).unwrap();
     let out = run(env, &["apply", dir.to_str().unwrap()]).await;

@@ -8,7 +8,7 @@
 //! (control plane), `auth` (tokens),
 //! `data_plane` / `routing` (scoring), `metrics` (the data plane's request metrics) with its
 //! views `prometheus` (`/metrics`) and `monitor` / `monitor_query` / `monitor_series` (the Azure
-//! Monitor metrics API), `workspace` (the workspace GET), `faults`, `holds` (operations kept in progress), `journal`,
+//! Monitor metrics API), `workspace` (the workspace GET), `faults`, `holds` (operations kept in progress), `journal`, `history` (routing changes),
 //! `net` / `tls` (listeners).
 
 mod arm_deployments;
@@ -20,6 +20,7 @@ mod data_plane;
 mod deployment_input;
 mod error;
 mod faults;
+mod history;
 mod holds;
 mod journal;
 mod lro;

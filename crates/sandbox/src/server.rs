@@ -18,6 +18,7 @@ use super::clock::Clock;
 use super::config::{Resolved, SandboxConfig, SandboxCredentials};
 use super::error::{ArmError, SandboxError};
 use super::faults::{self, ControlRule};
+use super::history;
 use super::journal::{self, Journal};
 use super::lro::{self, Operation};
 use super::metrics::MetricsStore;
@@ -57,16 +58,46 @@ pub(crate) struct Shared {
 
 pub(crate) type AppState = Arc<Shared>;
 
+/// The locked store; on unlock, the changes made under it go into the history.
+pub(crate) struct StoreGuard<'a> {
+    store: MutexGuard<'a, Store>,
+    clock: &'a Clock,
+}
+
+impl std::ops::Deref for StoreGuard<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl std::ops::DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
+impl Drop for StoreGuard<'_> {
+    fn drop(&mut self) {
+        let now = self.clock.now_utc();
+        self.store.observe(now);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
-    /// The store, with every due operation finished first.
-    pub fn store(&self) -> MutexGuard<'_, Store> {
+    /// The store, with every due operation finished first. Unlocking it records what the
+    /// holder changed in the history (`history`).
+    pub fn store(&self) -> StoreGuard<'_> {
         let mut store = lock(&self.store);
         store.settle(&self.clock, self.config.startup_delay);
-        store
+        StoreGuard {
+            store,
+            clock: &self.clock,
+        }
     }
 
     pub fn rules(&self) -> MutexGuard<'_, Vec<ControlRule>> {
@@ -293,6 +324,10 @@ fn router(state: AppState) -> Router {
             get(journal::get_log).delete(journal::clear_log),
         )
         .route("/_sandbox/stats", get(journal::get_stats))
+        .route(
+            "/_sandbox/history",
+            get(history::get_history).delete(history::clear_history),
+        )
         .route("/_sandbox/metrics", get(monitor::sandbox_metrics_info))
         .route(
             "/_sandbox/faults",

@@ -14,6 +14,7 @@ use super::clock::Clock;
 
 use super::error::ArmError;
 use super::faults::DeploymentFault;
+use super::history::{self, History};
 use super::holds::Holds;
 use super::lro::{OpKind, OpStatus, Operation};
 use super::routing::RoutingState;
@@ -278,6 +279,8 @@ pub struct Store {
     pub faults: HashMap<(String, String), DeploymentFault>,
     /// Operations kept in progress until the test releases them (`/_sandbox/operations`).
     pub holds: Holds,
+    /// Every change of routing and deployment states (`/_sandbox/history`).
+    pub history: History,
     seq: u64,
 }
 
@@ -367,7 +370,16 @@ impl Store {
             }
             self.pending.pop_first();
             self.finish(&id, due, clock, startup_delay);
+            // Stamped when the operation ended, whenever a request observes it.
+            self.observe(clock.utc(due));
         }
+    }
+
+    /// Records in the history what changed since the last observation.
+    pub fn observe(&mut self, now: DateTime<Utc>) {
+        let mut h = std::mem::take(&mut self.history);
+        history::observe(&mut h, self, now);
+        self.history = h;
     }
 
     /// Applies the terminal effect of one operation ([AML §3] lifecycle).

@@ -321,6 +321,29 @@ impl Env {
         assert!(resp.status().is_success());
     }
 
+    /// The routing change history (`/_sandbox/history`), for [`crate::rollout_history`].
+    pub async fn history(&self) -> Value {
+        self.http
+            .get(format!("{}/_sandbox/history", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Clears the history; it restarts with every endpoint's current state.
+    pub async fn clear_history(&self) {
+        let resp = self
+            .http
+            .delete(format!("{}/_sandbox/history", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+
     /// Holds matching operations in progress until [`Env::release`] (`/_sandbox/operations`).
     pub async fn hold(&self, hold: Value) {
         crate::sandbox::hold_operations(&self.http, &self.base, hold).await;

@@ -6,6 +6,7 @@
 //!   [`fake_prometheus`] the fake Prometheus query API (scripted, or per-deployment scenarios).
 //! - [`arm_fake`]: the scripted ARM fake, which fails when an expected call did not come.
 //! - [`git::GitRepo`], [`eventually()`], and the agent helpers in [`agent`] (re-exported here).
+//! - [`rollout_history`]: the checker over the sandbox's routing history.
 //! - [`recorder`], [`hung`], [`hostile`], [`git_http`], [`openpgp`].
 //!
 //! Used only by flightdeck's own test targets (`publish = false`).
@@ -25,6 +26,7 @@ pub mod k8s_cli;
 pub mod mfe_schema;
 pub mod openpgp;
 pub mod recorder;
+pub mod rollout_history;
 pub mod sandbox;
 
 pub use agent::*;

@@ -313,6 +313,12 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
             return fail(input, record, reason, Vec::new());
         }
         Some(_) => {} // provisioning: the planner waits for it before any shift
+        None if record.shifting && record.stage == 0 => {
+            // The first record is written before the plan creates the candidate, so a crash in
+            // between leaves a record whose candidate was never created, and traffic that never
+            // moved: create it now (the planner waits for it before the shift).
+            return shift_to(input, record.clone(), declared, 0);
+        }
         None => {
             let reason = format!("candidate {} disappeared", record.candidate);
             return fail(input, record, reason, Vec::new());
