@@ -84,6 +84,24 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// What the resident set is made of: anonymous memory (heap, stacks), file-backed pages (the
+/// binary's code and data as far as it was touched) and the thread count.
+fn breakdown(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    ["RssAnon:", "RssFile:", "Threads:"]
+        .iter()
+        .map(|name| {
+            let v = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("?");
+            format!("{} {v}", name.trim_end_matches(':'))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn status(client: &reqwest::Client, base: &str) -> Value {
     match client.get(format!("{base}/status")).send().await {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
@@ -179,6 +197,7 @@ async fn main() {
     let (idle_rss, idle_hwm) = memory(pid);
     println!("endpoints: {count}");
     println!("idle_rss_kib: {idle_rss}");
+    println!("idle_breakdown: {}", breakdown(pid));
     println!("idle_hwm_kib: {idle_hwm}");
 
     write_endpoints(&repo_dir, count);
@@ -269,6 +288,7 @@ async fn main() {
     .await;
     println!("in_sync_tick_{count}_ms: {}", before.elapsed().as_millis());
     println!("after_in_sync_tick_rss_kib: {}", memory(pid).0);
+    println!("after_in_sync_tick_breakdown: {}", breakdown(pid));
 
     // Ten more in-sync ticks: does resident memory plateau (issue #13)?
     for _ in 0..10 {

@@ -14,6 +14,7 @@ pub use flightdeck_core::{
 pub use flightdeck_sandbox as sandbox;
 
 pub mod agent;
+pub mod allocator;
 pub mod backend;
 pub mod cli;
 pub mod logging;

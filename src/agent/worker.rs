@@ -133,6 +133,8 @@ impl EnvWorker {
                 continue; // backing off, or waiting for a new revision: do not hot-loop
             }
             self.tick(&snapshot, &mut memory, &cancel).await;
+            // The tick's live state and plan are dropped: give their pages back.
+            crate::allocator::release_free_memory();
             if cancel.is_cancelled() {
                 return;
             }
