@@ -83,11 +83,16 @@ impl Verdict {
     }
 
     /// `error_rate 7.1% >= 2%` (a failed `error_rate < 2%`), `p99 120ms < 180ms (1.5x
-    /// baseline)` (a pass), `p99 no data`, `smoke: b.json: got status 500, expected a 2xx
-    /// status: boom (tried 2 times)`.
+    /// baseline)` (a pass), `p99 no data`, `smoke failed: b.json: got status 500, expected a
+    /// 2xx status: boom (tried 2 times)`, `smoke passed: 200 from green`.
     pub fn describe(&self) -> String {
         let (Some(signal), Some(comparison)) = (self.signal, self.comparison) else {
-            return format!("{SMOKE}: {}", self.detail.as_deref().unwrap_or("no result"));
+            let outcome = match self.result {
+                GateResult::Pass => "passed",
+                _ => "failed",
+            };
+            let detail = self.detail.as_deref().unwrap_or("no result");
+            return format!("{SMOKE} {outcome}: {detail}");
         };
         let Some(observed) = self.observed else {
             return format!("{signal} no data");

@@ -179,7 +179,7 @@ fn a_failing_smoke_run_at_stage_2_rolls_back_and_the_reason_names_the_file() {
     };
     assert_eq!(
         reason,
-        "gate failed at stage 2: smoke: deployment green: tests/b.json: got status 500, \
+        "gate failed at stage 2: smoke failed: deployment green: tests/b.json: got status 500, \
          expected a 2xx status: boom (tried 2 times)"
     );
     let before = decision.record_before.expect("failed is recorded first");
@@ -207,7 +207,7 @@ fn a_failing_smoke_run_under_on_failure_pause_holds_the_stage_for_a_person() {
         panic!("expected a pause, got {:?}", decision.status)
     };
     assert!(
-        reason.contains("smoke: tests/a.json: JSON path $.label"),
+        reason.contains("smoke failed: tests/a.json: JSON path $.label"),
         "{reason}"
     );
     assert_eq!(
@@ -234,7 +234,7 @@ fn a_passing_smoke_run_goes_on_and_is_listed_with_the_metric_verdicts() {
         shown,
         [
             (
-                "smoke: 2 requests, 200 from green".to_string(),
+                "smoke passed: 2 requests, 200 from green".to_string(),
                 GateResult::Pass
             ),
             ("error_rate 0% < 2%".to_string(), GateResult::Pass),
