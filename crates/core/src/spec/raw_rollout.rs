@@ -444,6 +444,8 @@ fn stage(
     let mut gates = Vec::new();
     let mut smoke = false;
     let mut smoked = None;
+    // Whether any entry is a metric gate (parsed or not): those need `rollout.metrics`.
+    let mut metric_listed = false;
     if let Some(g) = field(fields, "gates") {
         for item in sink.sequence("gates", &g.value).unwrap_or_default() {
             let Some(text) = sink.string_node("gates", item) else {
@@ -457,6 +459,7 @@ fn stage(
                 smoke = true;
                 continue;
             }
+            metric_listed = true;
             match parse_gate(&text) {
                 Ok(gate) => gates.push(gate),
                 Err(e) => {
@@ -474,7 +477,7 @@ fn stage(
             }
         }
         // Metric gates need `rollout.metrics`; the `smoke` gate does not.
-        if !gates.is_empty() {
+        if metric_listed {
             gated.push(g.key_pos);
         }
         if smoke {
