@@ -256,7 +256,10 @@ pub async fn reconcile_once(
         match rollouts::prepare(
             &desired,
             &live,
-            rollouts::Metrics::Read(metrics),
+            rollouts::Metrics::Read {
+                provider: metrics,
+                backend: backend.as_ref(),
+            },
             request.revision.as_deref(),
         )
         .await

@@ -15,7 +15,7 @@ use crate::backend::{Backend, BackendError, ErrorKind};
 use crate::clock;
 use crate::metrics::MetricsProvider;
 use crate::model::{DeploymentState, DesiredState, LiveState, effective};
-use crate::plan::{Action, Plan, Refusal};
+use crate::plan::{Action, Plan, Refusal, Step};
 use crate::rollout::engine::{self, EXTEND_POLL};
 use crate::rollout::{Decision, Input, RecordWrite, RolloutView, Status};
 
@@ -26,20 +26,25 @@ pub struct Prepared {
     pub views: Vec<RolloutView>,
 }
 
-/// Whether gates may read metrics this time.
+/// Whether gates may read metrics (and run the `smoke` gate's requests) this time.
 #[derive(Clone)]
-pub enum Metrics {
+pub enum Metrics<'a> {
     /// `plan` and `diff`: never read; a stage whose bake is over shows as "judging the gates".
     Skip,
-    /// `apply` and the agent: read from this source (`None`: the environment declares none).
-    Read(Option<Arc<dyn MetricsProvider>>),
+    /// `apply` and the agent: read from `provider` (`None`: the environment declares none);
+    /// the `smoke` gate runs the candidate's test through `backend`, as the planner's
+    /// pre-traffic `test_deployment` step does.
+    Read {
+        provider: Option<Arc<dyn MetricsProvider>>,
+        backend: &'a dyn Backend,
+    },
 }
 
 /// Asks the engine about every endpoint that has a policy and exists live.
 pub async fn prepare(
     desired: &DesiredState,
     live: &LiveState,
-    metrics: Metrics,
+    metrics: Metrics<'_>,
     revision: Option<&str>,
 ) -> Result<Prepared, Vec<Refusal>> {
     let settings = &desired.environment.rollout;
@@ -59,23 +64,34 @@ pub async fn prepare(
             revision,
             now,
             readings: None,
+            smoke: None,
         };
         let decision = engine::decide(&input);
-        match (&metrics, decision.read.clone()) {
-            (Metrics::Read(_), Some(request)) => reads.push((name.clone(), request)),
+        let asks = decision.read.is_some() || decision.smoke.is_some();
+        match &metrics {
+            Metrics::Read { .. } if asks => {
+                reads.push((name.clone(), decision.read.clone(), decision.smoke.clone()))
+            }
             _ => {
                 decisions.insert(name.clone(), decision);
             }
         }
     }
-    // One metrics read per gated endpoint, all at once.
-    let provider = match metrics {
-        Metrics::Read(p) => p,
-        Metrics::Skip => None,
+    // One metrics read (and smoke run) per gated endpoint, all endpoints at once.
+    let (provider, backend) = match metrics {
+        Metrics::Read { provider, backend } => (provider, Some(backend)),
+        Metrics::Skip => (None, None),
     };
-    let results = join_all(reads.into_iter().map(|(name, request)| {
+    let results = join_all(reads.into_iter().map(|(name, request, smoke)| {
         let provider = provider.clone();
         async move {
+            let smoke = match (smoke, backend) {
+                (Some(ask), Some(backend)) => Some(run_smoke(backend, desired, &ask).await),
+                _ => None,
+            };
+            let Some(request) = request else {
+                return (name, Ok(Default::default()), smoke);
+            };
             let result = match provider {
                 Some(p) => p.read(&request).await,
                 None => Err(BackendError::Platform {
@@ -87,11 +103,11 @@ pub async fn prepare(
                     source: None,
                 }),
             };
-            (name, result)
+            (name, result, smoke)
         }
     }))
     .await;
-    for (name, result) in results {
+    for (name, result, smoke) in results {
         let policy = settings.policy_for(&name).expect("read only for a policy");
         let endpoint = &desired.endpoints[&name];
         let live_ep = &live.endpoints[&name];
@@ -103,6 +119,7 @@ pub async fn prepare(
             revision,
             now,
             readings: None,
+            smoke: smoke.as_ref(),
         };
         let decision = match result {
             Ok(readings) => engine::decide(&Input {
@@ -118,6 +135,7 @@ pub async fn prepare(
                     _ => 0,
                 };
                 waiting.read = None;
+                waiting.smoke = None;
                 waiting.wait = Some(EXTEND_POLL);
                 waiting.status = Status::Baking {
                     stage,
@@ -290,5 +308,39 @@ fn candidate_failed(kind: ErrorKind, transient: bool) -> bool {
         ErrorKind::TestFailed | ErrorKind::Timeout => true,
         ErrorKind::Platform => !transient,
         _ => false,
+    }
+}
+
+/// The `smoke` gate's run: the candidate's declared test, sent by the backend exactly as the
+/// pre-traffic `test_deployment` step sends it (header-pinned to the candidate). A candidate
+/// without a test, or a test that could not be sent, fails the gate with the reason.
+async fn run_smoke(
+    backend: &dyn Backend,
+    desired: &DesiredState,
+    ask: &crate::rollout::gates::SmokeRequest,
+) -> crate::rollout::gates::SmokeRun {
+    let test = desired
+        .endpoints
+        .get(&ask.endpoint)
+        .and_then(|e| e.deployments.get(&ask.deployment))
+        .and_then(|d| d.test.clone())
+        .ok_or_else(|| format!("candidate {} declares no test", ask.deployment))?;
+    let step = Step::new(
+        ask.endpoint.clone(),
+        Action::TestDeployment {
+            deployment: ask.deployment.clone(),
+            test,
+        },
+        format!("smoke gate: test {}", ask.deployment),
+    );
+    match backend.execute(&step).await {
+        Ok(detail) => Ok(detail.detail),
+        Err(e) => {
+            tracing::info!(endpoint = %ask.endpoint, deployment = %ask.deployment, error = %e, "smoke gate failed");
+            Err(match e {
+                BackendError::TestFailed { message, .. } => message,
+                other => other.to_string(),
+            })
+        }
     }
 }

@@ -233,7 +233,7 @@ impl Metrics {
         }
         for v in &view.verdicts {
             let mut l = labels.clone();
-            l.push(("signal", v.signal.name().to_string()));
+            l.push(("signal", v.signal_name().to_string()));
             let result = match v.result {
                 crate::rollout::GateResult::Pass => "pass",
                 crate::rollout::GateResult::Fail => "fail",
@@ -363,13 +363,14 @@ mod tests {
         };
         let verdict = |result| Verdict {
             gate: "error_rate < 2%".into(),
-            signal: Signal::ErrorRate,
-            comparison: Comparison::Below,
+            signal: Some(Signal::ErrorRate),
+            comparison: Some(Comparison::Below),
             query: String::new(),
             window,
             observed: Some(0.5),
             threshold: Some(0.02),
             result,
+            detail: None,
         };
         let view = |state: &str, stage, result| RolloutView {
             endpoint: "fraud".into(),

@@ -19,5 +19,6 @@ mod azureml_sandbox_rollout_tags;
 mod azureml_sandbox_seed_flow;
 mod azureml_slots;
 mod azureml_smoke;
+mod azureml_smoke_gate;
 mod azureml_timeouts;
 mod azureml_token_refresh;

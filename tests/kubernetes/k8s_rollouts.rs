@@ -29,14 +29,14 @@ pub(super) enum Router {
 }
 
 impl Router {
-    fn env(self) -> &'static str {
+    pub(super) fn env(self) -> &'static str {
         match self {
             Router::Istio => "aks-istio",
             Router::Gateway => "aks-gateway",
         }
     }
 
-    fn plural(self) -> &'static str {
+    pub(super) fn plural(self) -> &'static str {
         match self {
             Router::Istio => "virtualservices",
             Router::Gateway => "httproutes",
@@ -51,7 +51,7 @@ pub(super) fn weights(pairs: &[(&str, u32)]) -> Weights {
 }
 
 /// The rules (Istio `http`, Gateway API `rules`) of a router object.
-fn rules(router: Router, obj: &Value) -> Vec<Value> {
+pub(super) fn rules(router: Router, obj: &Value) -> Vec<Value> {
     let key = match router {
         Router::Istio => "/spec/http",
         Router::Gateway => "/spec/rules",
@@ -63,7 +63,7 @@ fn rules(router: Router, obj: &Value) -> Vec<Value> {
 }
 
 /// The non-zero weights of the catch-all `split` rule of a router object.
-fn split(router: Router, obj: &Value) -> Weights {
+pub(super) fn split(router: Router, obj: &Value) -> Weights {
     let mut out = Weights::new();
     for rule in rules(router, obj).iter().filter(|r| r["name"] == "split") {
         let dests = match router {
@@ -156,7 +156,7 @@ fn routes(events: &[Event]) -> Vec<Weights> {
 }
 
 /// Router writes (spec applies) since the log was cleared: the stored bodies, in order.
-fn router_writes(fake: &FakeKube, router: Router) -> Vec<Value> {
+pub(super) fn router_writes(fake: &FakeKube, router: Router) -> Vec<Value> {
     fake.write_requests()
         .into_iter()
         .filter(|w| w.kind == router.plural() && w.body.pointer("/spec").is_some())
@@ -164,7 +164,7 @@ fn router_writes(fake: &FakeKube, router: Router) -> Vec<Value> {
         .collect()
 }
 
-fn router_object(fake: &FakeKube, router: Router) -> Value {
+pub(super) fn router_object(fake: &FakeKube, router: Router) -> Value {
     fake.object(router.plural(), NS, EP)
         .expect("the router exists")
 }

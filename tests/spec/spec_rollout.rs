@@ -389,3 +389,54 @@ fn a_mirror_stage_loads_as_the_first_stage_and_a_percent_above_the_platform_limi
         ]
     );
 }
+
+/// A policy whose second stage has the `smoke` gate (and no metric gate: no `rollout.metrics`).
+const SMOKE_POLICY: &str = r#"rollout:
+  default:
+    steps:
+      - {weight: 10, bake: 1m}
+      - weight: 50
+        bake: 1m
+        gates: [smoke]
+  endpoints:
+    other-endpoint: none
+"#;
+
+#[test]
+fn a_smoke_gate_on_an_endpoint_without_a_test_is_a_located_error() {
+    assert_eq!(
+        problems(SMOKE_POLICY),
+        [
+            "env/environment.yaml:11:9: rollout.default: the `smoke` gate re-runs the candidate's test, but no deployment of endpoint my-endpoint has one (add a `tests:` entry for it)",
+        ]
+    );
+    let twice = SMOKE_POLICY.replace("[smoke]", "[smoke, \" smoke\"]");
+    assert_eq!(
+        problems(&twice),
+        ["env/environment.yaml:11:24: rollout.default stage 2: gate `smoke` is listed twice"]
+    );
+}
+
+#[test]
+fn a_smoke_gate_with_a_test_loads_without_metrics_and_sits_on_its_stage() {
+    let tests = "tests:\n  my-endpoint:\n    request_file: smoke.json\n";
+    let tmp = env_with(&format!("{tests}{SMOKE_POLICY}"));
+    let env = tmp.path().join("env");
+    fs::write(env.join("smoke.json"), "{}").unwrap();
+    let out = flightdeck(&["validate", "env"], tmp.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let desired = load_environment(&env, flightdeck::backend::profile_of).expect("loads");
+    let policy = desired
+        .environment
+        .rollout
+        .policy_for("my-endpoint")
+        .unwrap();
+    let smoked: Vec<bool> = policy.steps.iter().map(|s| s.smoke).collect();
+    assert_eq!(smoked, [false, true]);
+    assert!(policy.steps[1].gates.is_empty(), "smoke is no metric gate");
+}

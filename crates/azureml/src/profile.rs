@@ -53,6 +53,7 @@ pub const PROFILE: PlatformProfile = PlatformProfile {
         max_deployments: 1,
         max_percent: 50,
         exclusive_citation: "[AML R5]: live or mirror traffic, not both",
+        shift_drops_mirror: false,
     },
     values: Normalisation {
         // The image belongs to the environment asset and cannot be read back separately

@@ -109,7 +109,16 @@ impl KubernetesBackend {
                 if first {
                     self.point_umbrella(&subject, e, next).await?;
                 }
-                self.write_router(&subject, e, &state.versions, traffic, &state.mirror)
+                // A version that takes live weight is no longer mirrored, in this same write
+                // (the profile's `shift_drops_mirror`: the mirror is a field of the split rule,
+                // [K8S §1] `mirror`, [K8S §2] `RequestMirror`).
+                let mirror: Weights = state
+                    .mirror
+                    .iter()
+                    .filter(|(d, _)| traffic.get(*d).is_none_or(|w| *w == 0))
+                    .map(|(d, p)| (d.clone(), *p))
+                    .collect();
+                self.write_router(&subject, e, &state.versions, traffic, &mirror)
                     .await?;
                 if !first {
                     self.point_umbrella(&subject, e, next).await?;

@@ -53,6 +53,9 @@ pub const PROFILE: PlatformProfile = PlatformProfile {
         max_deployments: 1,
         max_percent: 50,
         exclusive_citation: "live or mirror traffic, not both",
+        // The mirror is a field of the split rule ([K8S §1] `mirror`/`mirrorPercentage`,
+        // [K8S §2] the `RequestMirror` filter), written with the weights in one apply.
+        shift_drops_mirror: true,
     },
     values: Normalisation {
         image_in_environment: false,

@@ -381,27 +381,42 @@ impl<'a> EndpointPlanner<'a> {
             return;
         }
         let mut mirror = live_mirror.clone();
+        let mut unmirrored_by_shift = None;
         if live_mirror.keys().any(|n| !keep(n)) {
             let interim: Weights = live_mirror
                 .iter()
                 .filter(|(n, _)| keep(n))
                 .map(|(n, w)| (n.clone(), *w))
                 .collect();
-            self.push_in(
-                Phase::Unmirror,
-                Action::SetMirrorTraffic {
-                    mirror_traffic: interim.clone(),
-                },
-                mirror_reason(&live_mirror, &interim),
-            );
+            // Where the shift's own write drops the mirror of every deployment it gives live
+            // weight (`shift_drops_mirror`), and those are the only mirrors to stop, the
+            // shift is the one write; otherwise the mirror is stopped first, in its own step.
+            let by_shift = self.profile.mirror.shift_drops_mirror
+                && target != &live_traffic
+                && live_mirror
+                    .keys()
+                    .filter(|n| !keep(n))
+                    .all(|n| target.get(n).is_some_and(|w| *w > 0));
+            if by_shift {
+                unmirrored_by_shift = Some(mirror_reason(&live_mirror, &interim));
+            } else {
+                self.push_in(
+                    Phase::Unmirror,
+                    Action::SetMirrorTraffic {
+                        mirror_traffic: interim.clone(),
+                    },
+                    mirror_reason(&live_mirror, &interim),
+                );
+            }
             mirror = interim;
         }
         if target != &live_traffic {
             let traffic = self.want.traffic.clone().unwrap_or_default();
-            self.push(
-                Action::SetTraffic { traffic },
-                traffic_reason(&live_traffic, target),
-            );
+            let mut reason = traffic_reason(&live_traffic, target);
+            if let Some(unmirror) = unmirrored_by_shift {
+                reason = format!("{reason}; in the same write: {unmirror}");
+            }
+            self.push(Action::SetTraffic { traffic }, reason);
         }
         if mirror != wanted_mirror {
             self.push(

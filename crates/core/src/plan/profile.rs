@@ -83,6 +83,12 @@ pub struct MirrorLimits {
     pub max_percent: u32,
     /// The rule that a deployment gets live or mirror traffic, never both, as cited in refusals.
     pub exclusive_citation: &'static str,
+    /// Live weights and mirrors are fields of one object written whole (a router's split rule
+    /// on Kubernetes), so the shift that gives a mirrored deployment live weight drops its
+    /// mirror in the same write, and no separate "stop mirroring" step comes before it. Where
+    /// they are separate writes (Azure ML's endpoint traffic and mirror, [AML R5]) the mirror
+    /// is removed first, in its own step.
+    pub shift_drops_mirror: bool,
 }
 
 /// How the platform stores values, so that a declared value and its read-back form compare
@@ -120,6 +126,7 @@ pub const NEUTRAL: PlatformProfile = PlatformProfile {
         max_deployments: 1,
         max_percent: 50,
         exclusive_citation: "live or mirror traffic, not both",
+        shift_drops_mirror: false,
     },
     values: Normalisation {
         image_in_environment: false,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::gates::{self, GateResult, Verdict};
+use super::gates::{self, GateResult, SmokeRequest, SmokeRun, Verdict};
 use super::policy::{OnFailure, RolloutPolicy, StageTarget};
 use super::record::{RolloutRecord, RolloutState};
 use super::scale;
@@ -40,6 +40,8 @@ pub struct Input<'a> {
     pub now: DateTime<Utc>,
     /// The metrics read for this tick, when the engine asked for them.
     pub readings: Option<&'a Readings>,
+    /// The candidate's smoke run for this tick, when the engine asked for one (`smoke` gate).
+    pub smoke: Option<&'a SmokeRun>,
 }
 
 /// Where this endpoint's rollout stands after the decision.
@@ -57,7 +59,7 @@ pub enum Status {
         remaining: Duration,
         why: String,
     },
-    /// The bake is over: the gates need a metrics read.
+    /// The bake is over: the gates need a metrics read (and the `smoke` gate a smoke run).
     Evaluating { stage: usize },
     /// Waiting for `flightdeck rollout resume` or `abort`.
     Paused { stage: usize, reason: String },
@@ -96,6 +98,9 @@ pub struct Decision {
     pub record: RecordWrite,
     /// Metrics to read, then decide again with `readings`.
     pub read: Option<MetricsRequest>,
+    /// The candidate's smoke requests to run (the `smoke` gate), then decide again with
+    /// `smoke`; asked together with `read` when the stage has both.
+    pub smoke: Option<SmokeRequest>,
     /// Look again after this long; `None`: nothing is timed.
     pub wait: Option<Duration>,
     pub verdicts: Vec<Verdict>,
@@ -109,6 +114,7 @@ impl Decision {
             record_before: None,
             record: RecordWrite::Keep,
             read: None,
+            smoke: None,
             wait: None,
             verdicts: Vec::new(),
         }
@@ -360,29 +366,62 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
         };
     }
     let signals = gates::signals_for(input.policy, &spec.gates);
+    let window = Window {
+        start: record.since,
+        end: input.now,
+    };
     // A person's `rollout resume` approved this stage: its pause, or its failed gate.
-    let verdicts = if signals.is_empty() || record.approved {
-        Vec::new()
+    let judged = !record.approved;
+    let baseline = primary_baseline(record);
+    let read = (judged && !signals.is_empty() && input.readings.is_none()).then(|| {
+        let mut deployments = vec![record.candidate.clone()];
+        deployments.extend(baseline.clone());
+        MetricsRequest {
+            endpoint: input.desired.name.clone(),
+            deployments,
+            signals: signals.clone(),
+            window,
+        }
+    });
+    let smoke = (judged && spec.smoke && input.smoke.is_none()).then(|| SmokeRequest {
+        endpoint: input.desired.name.clone(),
+        deployment: record.candidate.clone(),
+    });
+    if read.is_some() || smoke.is_some() {
+        return Decision {
+            endpoint: Some(endpoint),
+            read,
+            smoke,
+            ..Decision::new(Status::Evaluating { stage })
+        };
+    }
+    // The smoke gate judges first: a wrong answer fails the stage whatever the metrics say.
+    let smoke_verdict = input.smoke.filter(|_| judged && spec.smoke).map(|run| {
+        let files = input
+            .desired
+            .deployments
+            .get(&record.candidate)
+            .and_then(|d| d.test.as_ref())
+            .map(|t| t.files())
+            .unwrap_or_default();
+        Verdict::smoke(run, files, window)
+    });
+    if let Some(v) = &smoke_verdict
+        && v.result == GateResult::Fail
+    {
+        let reason = format!("gate failed at stage {}: {}", stage + 1, v.describe());
+        return on_failure(
+            input,
+            record,
+            reason,
+            vec![v.clone()],
+            input.policy.on_failure,
+        );
+    }
+    let verdicts = if signals.is_empty() || !judged {
+        smoke_verdict.into_iter().collect()
     } else {
-        let window = Window {
-            start: record.since,
-            end: input.now,
-        };
-        let baseline = primary_baseline(record);
-        let Some(readings) = input.readings else {
-            let mut deployments = vec![record.candidate.clone()];
-            deployments.extend(baseline.clone());
-            return Decision {
-                endpoint: Some(endpoint),
-                read: Some(MetricsRequest {
-                    endpoint: input.desired.name.clone(),
-                    deployments,
-                    signals,
-                    window,
-                }),
-                ..Decision::new(Status::Evaluating { stage })
-            };
-        };
+        let readings = input.readings.expect("asked for above");
         let verdicts = gates::evaluate(
             &spec.gates,
             readings,
@@ -390,6 +429,7 @@ fn continue_rollout(input: &Input<'_>, record: &RolloutRecord, declared: &Weight
             baseline.as_deref(),
             window,
         );
+        let verdicts: Vec<Verdict> = smoke_verdict.into_iter().chain(verdicts).collect();
         let requests = gates::candidate_requests(readings, &record.candidate).unwrap_or(0.0);
         let short = input.policy.min_requests > 0 && requests < input.policy.min_requests as f64;
         let no_data = verdicts.iter().any(|v| v.result == GateResult::NoData);

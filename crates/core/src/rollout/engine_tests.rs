@@ -106,6 +106,7 @@ fn policy(weights: &[u32], bakes: &[u64], pauses: &[bool], on_failure: OnFailure
                     comparison: Comparison::Below,
                     threshold: Threshold::Absolute(0.02),
                 }],
+                smoke: false,
             })
             .collect(),
         min_requests: 0,
@@ -128,6 +129,7 @@ fn with_mirror(mut policy: RolloutPolicy, percent: u32, bake: u64) -> RolloutPol
             bake: Duration::from_secs(bake),
             pause: false,
             gates,
+            smoke: false,
         },
     );
     policy
@@ -314,6 +316,7 @@ fn simulate(
             revision: Some("abc1234"),
             now: world.now,
             readings: None,
+            smoke: None,
         };
         let mut decision: Decision = engine::decide(&input);
         if let Some(read) = &decision.read {
@@ -327,6 +330,7 @@ fn simulate(
             let r = readings(if fails { 0.5 } else { 0.0 }, &read.deployments);
             decision = engine::decide(&Input {
                 readings: Some(&r),
+                smoke: None,
                 ..input
             });
             prop_assert!(decision.read.is_none(), "asked twice for metrics");
@@ -470,7 +474,7 @@ proptest! {
         prop_assert!(record.reason.as_deref().unwrap_or("").starts_with("gate failed at stage "), "{:?}", record.reason);
         // Not retried: the same desired state stays held with an empty plan.
         let live_ep = world.endpoint().clone();
-        let again = engine::decide(&Input { policy: &policy, desired: &desired, live: &live_ep, record: live_ep.rollout.as_ref(), revision: None, now: world.now + chrono::Duration::hours(1), readings: None });
+        let again = engine::decide(&Input { policy: &policy, desired: &desired, live: &live_ep, record: live_ep.rollout.as_ref(), revision: None, now: world.now + chrono::Duration::hours(1), readings: None, smoke: None });
         let held_again = matches!(again.status, Status::Held { .. });
         prop_assert!(held_again, "{:?}", again.status);
         let p = plan(&desired_state(again.endpoint.unwrap()), &world.live, &PlanOptions::default(), &NEUTRAL).unwrap();
@@ -478,7 +482,7 @@ proptest! {
         // Git changes (a new model): a new rollout starts from the live traffic.
         let mut changed = desired.clone();
         changed.deployments.get_mut("green").unwrap().settings.model = Some(AssetRef::parse("azureml:m:3"));
-        let fresh = engine::decide(&Input { policy: &policy, desired: &changed, live: &live_ep, record: live_ep.rollout.as_ref(), revision: None, now: world.now, readings: None });
+        let fresh = engine::decide(&Input { policy: &policy, desired: &changed, live: &live_ep, record: live_ep.rollout.as_ref(), revision: None, now: world.now, readings: None, smoke: None });
         let shifting = matches!(fresh.status, Status::Shifting { .. });
         prop_assert!(shifting, "{:?}", fresh.status);
     }
@@ -665,6 +669,7 @@ fn too_little_data_extends_the_bake_up_to_max_bake_then_applies_on_no_data() {
             revision: None,
             now,
             readings: Some(r),
+            smoke: None,
         })
     };
     let extended = decide(&record, at(90), &few);
@@ -748,6 +753,7 @@ fn a_candidate_that_already_takes_live_traffic_skips_the_mirror_stage() {
         revision: None,
         now: "2026-12-01T10:00:00Z".parse().unwrap(),
         readings: None,
+        smoke: None,
     });
     assert_eq!(decision.status, Status::Shifting { stage: 1 });
     let endpoint = decision.endpoint.expect("a staged endpoint");
@@ -774,6 +780,7 @@ fn the_mirror_stage_keeps_live_traffic_at_the_baseline_and_mirrors_the_candidate
         revision: None,
         now: "2026-12-01T10:00:00Z".parse().unwrap(),
         readings: None,
+        smoke: None,
     });
     assert_eq!(decision.status, Status::Shifting { stage: 0 });
     let before = decision

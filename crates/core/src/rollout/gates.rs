@@ -20,11 +20,15 @@ pub enum GateResult {
 /// A gate's verdict, with everything needed to check it by hand.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    /// The gate as written: `error_rate < 2%`.
+    /// The gate as written: `error_rate < 2%`, `smoke`.
     pub gate: String,
-    pub signal: Signal,
-    pub comparison: super::policy::Comparison,
-    /// The candidate's query as the provider sent it.
+    /// The metric judged; `None` for the `smoke` gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<Signal>,
+    /// `None` for the `smoke` gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<super::policy::Comparison>,
+    /// The candidate's query as the provider sent it; for the `smoke` gate, the request files.
     pub query: String,
     pub window: Window,
     /// The candidate's value; `None`: no data.
@@ -33,22 +37,73 @@ pub struct Verdict {
     /// `None` when the baseline had no data.
     pub threshold: Option<f64>,
     pub result: GateResult,
+    /// The `smoke` gate's outcome: `200 from green` on a pass, what failed otherwise (the
+    /// file, the status or JSON path, observed vs expected, the tries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
+/// The candidate's smoke requests as the driver ran them at a stage (the backend's
+/// pre-traffic test path): `Ok("200 from green")`, or `Err` with what failed.
+pub type SmokeRun = Result<String, String>;
+
+/// The `smoke` gate asks the driver to run `deployment`'s test of `endpoint` again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmokeRequest {
+    pub endpoint: String,
+    pub deployment: String,
+}
+
+/// The name the `smoke` gate is written with, in verdicts and metrics labels.
+pub const SMOKE: &str = "smoke";
+
 impl Verdict {
-    /// `error_rate 7.1% >= 2%` (a failed `error_rate < 2%`), `p99 120ms < 180ms (1.5x
-    /// baseline)` (a pass), `p99 no data`.
-    pub fn describe(&self) -> String {
-        let Some(observed) = self.observed else {
-            return format!("{} no data", self.signal);
+    /// The `smoke` gate's verdict from one run.
+    pub fn smoke(run: &SmokeRun, files: String, window: Window) -> Verdict {
+        let (result, detail) = match run {
+            Ok(detail) => (GateResult::Pass, detail.clone()),
+            Err(failure) => (GateResult::Fail, failure.clone()),
         };
-        let shown = format_value(self.signal, observed);
+        Verdict {
+            gate: SMOKE.to_string(),
+            signal: None,
+            comparison: None,
+            query: files,
+            window,
+            observed: None,
+            threshold: None,
+            result,
+            detail: Some(detail),
+        }
+    }
+
+    /// `error_rate`, `p99`, or `smoke`.
+    pub fn signal_name(&self) -> &'static str {
+        self.signal.map_or(SMOKE, Signal::name)
+    }
+
+    /// `error_rate 7.1% >= 2%` (a failed `error_rate < 2%`), `p99 120ms < 180ms (1.5x
+    /// baseline)` (a pass), `p99 no data`, `smoke failed: b.json: got status 500, expected a
+    /// 2xx status: boom (tried 2 times)`, `smoke passed: 200 from green`.
+    pub fn describe(&self) -> String {
+        let (Some(signal), Some(comparison)) = (self.signal, self.comparison) else {
+            let outcome = match self.result {
+                GateResult::Pass => "passed",
+                _ => "failed",
+            };
+            let detail = self.detail.as_deref().unwrap_or("no result");
+            return format!("{SMOKE} {outcome}: {detail}");
+        };
+        let Some(observed) = self.observed else {
+            return format!("{signal} no data");
+        };
+        let shown = format_value(signal, observed);
         let Some(threshold) = self.threshold else {
-            return format!("{} {shown} (baseline: no data)", self.signal);
+            return format!("{signal} {shown} (baseline: no data)");
         };
         let op = match self.result {
-            GateResult::Pass => self.comparison.symbol(),
-            _ => self.comparison.negated_symbol(),
+            GateResult::Pass => comparison.symbol(),
+            _ => comparison.negated_symbol(),
         };
         let relative = self
             .gate
@@ -59,9 +114,8 @@ impl Verdict {
             .map(|t| format!(" ({t})"))
             .unwrap_or_default();
         format!(
-            "{} {shown} {op} {}{relative}",
-            self.signal,
-            format_value(self.signal, threshold)
+            "{signal} {shown} {op} {}{relative}",
+            format_value(signal, threshold)
         )
     }
 }
@@ -115,13 +169,14 @@ pub fn evaluate(
             };
             Verdict {
                 gate: gate.to_string(),
-                signal: gate.signal,
-                comparison: gate.comparison,
+                signal: Some(gate.signal),
+                comparison: Some(gate.comparison),
                 query: reading.map(|r| r.query.clone()).unwrap_or_default(),
                 window: reading.map_or(window, |r| r.window),
                 observed,
                 threshold,
                 result,
+                detail: None,
             }
         })
         .collect()

@@ -11,6 +11,8 @@ pub mod policy;
 pub mod record;
 pub mod revert;
 pub mod scale;
+#[cfg(test)]
+mod smoke_gate_tests;
 pub mod view;
 
 pub use engine::{Decision, Input, RecordWrite, Status, decide};

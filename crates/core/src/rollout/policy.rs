@@ -77,6 +77,10 @@ pub struct Stage {
     pub pause: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<Gate>,
+    /// The `smoke` gate: after the bake the candidate's smoke requests (its `tests:` entry,
+    /// header-pinned to it) run again, and must pass like a metric gate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smoke: bool,
 }
 
 /// What a stage routes.

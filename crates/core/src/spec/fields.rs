@@ -631,7 +631,9 @@ pub static SLOTS: Obj = obj(&[
 // unknown keys.
 
 /// `<signal> <op> <value>` (`spec::gate_expr` is the full grammar; the schema checks the shape).
-pub const GATE_PATTERN: &str = "^\\s*(error_rate|p95|p99|requests)\\s*(<=|<|>=)\\s*\\S.*$";
+/// A metric gate (`<signal> <op> <value>`) or the `smoke` gate.
+pub const GATE_PATTERN: &str =
+    "^\\s*(smoke\\s*|(error_rate|p95|p99|requests)\\s*(<=|<|>=)\\s*\\S.*)$";
 
 pub static ROLLOUT: Obj = Obj {
     fields: &[
@@ -699,7 +701,7 @@ pub static ROLLOUT_MIRROR: Obj = obj(&[
     f("bake", Ty::Duration).doc("How long to mirror before judging the gates.").req(),
     f("pause", Ty::Bool).doc("Wait for `flightdeck rollout resume` after the mirror stage passed."),
     f("gates", Ty::List(&Ty::Pattern(GATE_PATTERN)))
-        .doc("Judged on the candidate's own metrics, from the mirrored requests."),
+        .doc("Judged on the candidate's own metrics, from the mirrored requests; `smoke` re-runs the candidate's smoke requests (its `tests:` entry) after the bake."),
 ]);
 
 pub static ROLLOUT_STAGE: Obj = obj(&[
@@ -708,7 +710,7 @@ pub static ROLLOUT_STAGE: Obj = obj(&[
     f("bake", Ty::Duration).doc("How long to hold the stage before judging its gates.").req(),
     f("pause", Ty::Bool).doc("Wait for `flightdeck rollout resume` after the stage passed."),
     f("gates", Ty::List(&Ty::Pattern(GATE_PATTERN)))
-        .doc("`<signal> <op> <value>`: error_rate < 2%, p99 < 250ms, requests >= 100, p99 < 1.2x baseline."),
+        .doc("`<signal> <op> <value>`: error_rate < 2%, p99 < 250ms, requests >= 100, p99 < 1.2x baseline; or `smoke`: the candidate's smoke requests (its `tests:` entry) run again after the bake and must pass."),
 ]);
 
 #[cfg(test)]

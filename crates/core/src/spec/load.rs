@@ -263,6 +263,31 @@ fn environment_into(
             ));
         }
     }
+    // A `smoke` gate re-runs the candidate's test: an endpoint it applies to needs one.
+    if !incomplete {
+        for (name, endpoint) in &endpoints {
+            let what = if raw_env.rollout.settings.endpoints.contains_key(name) {
+                format!("rollout.endpoints.{name}")
+            } else {
+                "rollout.default".to_string()
+            };
+            let Some((_, pos)) = raw_env.rollout.smokes.iter().find(|(w, _)| *w == what) else {
+                continue;
+            };
+            let tested = endpoint.deployments.values().any(|d| d.test.is_some())
+                || slots.get(name).is_some_and(|s| s.template.test.is_some());
+            if !tested {
+                out.push(Diagnostic::new(
+                    &raw_env.path,
+                    *pos,
+                    format!(
+                        "{what}: the `smoke` gate re-runs the candidate's test, but no deployment \
+                         of endpoint {name} has one (add a `tests:` entry for it)"
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(crate::model::Target::AzureMl(azure)) = &target
         && profile.values.workspace_asset_ids
     {

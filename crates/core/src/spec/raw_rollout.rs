@@ -13,6 +13,7 @@ use super::gate_expr::parse_gate;
 use super::located::{Loc, field};
 use super::yaml::{Entry, Kind, Node, Pos, ScalarType};
 use crate::model::Weights;
+use crate::rollout::gates::SMOKE;
 use crate::rollout::policy::MetricsSource;
 use crate::rollout::{OnFailure, RolloutPolicy, RolloutSettings, Stage, StageTarget};
 
@@ -24,6 +25,9 @@ pub(crate) struct RawRollout {
     /// Each policy's mirror percent (`rollout.default`, ...) and where it was written: checked
     /// against the platform's mirror limits in `load`, where the target is known.
     pub mirrors: Vec<(String, Loc<u32>)>,
+    /// Each policy (`rollout.default`, ...) with a `smoke` gate, and where the first is
+    /// written: checked in `load` against the endpoints' tests.
+    pub smokes: Vec<(String, Pos)>,
 }
 
 const DURATION_HINT: &str = "`30s`, `5m`, `1h 30m`";
@@ -38,7 +42,8 @@ pub(crate) fn rollout(sink: &mut Sink<'_>, e: &Entry) -> RawRollout {
     let metrics_entry = field(fields, "metrics");
     raw.settings.metrics = metrics_entry.and_then(|m| metrics(sink, m));
     if let Some(d) = field(fields, "default") {
-        raw.settings.default = policy(sink, d, "rollout.default", &mut gated, &mut raw.mirrors);
+        let default = policy(sink, d, "rollout.default", &mut gated, &mut raw);
+        raw.settings.default = default;
     }
     if let Some(list) = field(fields, "endpoints")
         && let Some(entries) = sink.any_mapping("endpoints", &list.value)
@@ -54,7 +59,7 @@ pub(crate) fn rollout(sink: &mut Sink<'_>, e: &Entry) -> RawRollout {
                     raw.settings.endpoints.insert(over.key.clone(), None);
                 }
                 Kind::Map(_) => {
-                    if let Some(p) = policy(sink, over, &what, &mut gated, &mut raw.mirrors) {
+                    if let Some(p) = policy(sink, over, &what, &mut gated, &mut raw) {
                         raw.settings.endpoints.insert(over.key.clone(), Some(p));
                     }
                 }
@@ -225,8 +230,9 @@ fn policy(
     e: &Entry,
     what: &str,
     gated: &mut Vec<Pos>,
-    mirrors: &mut Vec<(String, Loc<u32>)>,
+    raw: &mut RawRollout,
 ) -> Option<RolloutPolicy> {
+    let mut smoked: Option<Pos> = None;
     let before = sink.out.len();
     let fields = sink.mapping(&e.key, &e.value, what, &ROLLOUT_POLICY)?;
     let mut stages: Vec<Stage> = Vec::new();
@@ -236,8 +242,9 @@ fn policy(
         let label = format!("{what} mirror");
         let read = stage(sink, &m.value, &label, gated, &ROLLOUT_MIRROR);
         if let Some(percent) = read.weight {
-            mirrors.push((what.to_string(), percent));
+            raw.mirrors.push((what.to_string(), percent));
         }
+        smoked = smoked.or(read.smoke);
         bakes_mirror = read.bake;
         stages.extend(read.stage);
     }
@@ -277,6 +284,7 @@ fn policy(
                     if let Some(b) = read.bake {
                         bakes.push((i + 1, b));
                     }
+                    smoked = smoked.or(read.smoke);
                     stages.extend(read.stage);
                 }
             }
@@ -331,6 +339,10 @@ fn policy(
             );
         }
     }
+    // Checked against the endpoints' tests only when the policy is otherwise valid.
+    if let Some(pos) = smoked.filter(|_| sink.out.len() == before) {
+        raw.smokes.push((what.to_string(), pos));
+    }
     (sink.out.len() == before).then(|| RolloutPolicy {
         steps: stages,
         min_requests,
@@ -350,6 +362,8 @@ struct StageRead {
     stage: Option<Stage>,
     bake: Option<Duration>,
     weight: Option<Loc<u32>>,
+    /// Where its `gates` list a `smoke` gate.
+    smoke: Option<Pos>,
 }
 
 /// A stage of `steps` (`obj` is `ROLLOUT_STAGE`) or the `mirror` stage (`ROLLOUT_MIRROR`:
@@ -428,12 +442,24 @@ fn stage(
         .and_then(|p| sink.bool(p))
         .unwrap_or(false);
     let mut gates = Vec::new();
+    let mut smoke = false;
+    let mut smoked = None;
+    // Whether any entry is a metric gate (parsed or not): those need `rollout.metrics`.
+    let mut metric_listed = false;
     if let Some(g) = field(fields, "gates") {
-        gated.push(g.key_pos);
         for item in sink.sequence("gates", &g.value).unwrap_or_default() {
             let Some(text) = sink.string_node("gates", item) else {
                 continue;
             };
+            // `smoke`: the candidate's smoke requests again, after the bake (no metrics).
+            if text.trim() == SMOKE {
+                if smoke {
+                    sink.error(item.pos, format!("{what}: gate `smoke` is listed twice"));
+                }
+                smoke = true;
+                continue;
+            }
+            metric_listed = true;
             match parse_gate(&text) {
                 Ok(gate) => gates.push(gate),
                 Err(e) => {
@@ -450,6 +476,13 @@ fn stage(
                 }
             }
         }
+        // Metric gates need `rollout.metrics`; the `smoke` gate does not.
+        if metric_listed {
+            gated.push(g.key_pos);
+        }
+        if smoke {
+            smoked = Some(g.key_pos);
+        }
     }
     let bake = bake.map(|b| b.value);
     let stage = match (target, bake) {
@@ -458,6 +491,7 @@ fn stage(
             bake,
             pause,
             gates,
+            smoke,
         }),
         _ => None,
     };
@@ -465,6 +499,7 @@ fn stage(
         stage,
         bake,
         weight,
+        smoke: smoked,
     }
 }
 
