@@ -102,6 +102,28 @@ fn breakdown(pid: u32) -> String {
         .join(", ")
 }
 
+/// Sends a signed push of an unchanged branch and waits for the in-sync tick it triggers.
+async fn in_sync_tick(client: &reqwest::Client, base: &str) {
+    const IN_SYNC: &str =
+        "flightdeck_reconcile_total{env=\"environments/bench\",result=\"in_sync\"}";
+    let ticks_before = metric(client, base, IN_SYNC).await;
+    client
+        .post(format!("{base}/webhook"))
+        .header("x-github-event", "push")
+        .header(
+            "x-hub-signature-256",
+            sign_github(b"bench-secret", br#"{"ref":"refs/heads/main"}"#),
+        )
+        .body(r#"{"ref":"refs/heads/main"}"#)
+        .send()
+        .await
+        .unwrap();
+    wait_for("an in-sync tick", Duration::from_secs(120), async || {
+        metric(client, base, IN_SYNC).await > ticks_before
+    })
+    .await;
+}
+
 async fn status(client: &reqwest::Client, base: &str) -> Value {
     match client.get(format!("{base}/status")).send().await {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
@@ -259,66 +281,14 @@ async fn main() {
 
     // One in-sync tick over all endpoints (read live, plan, nothing to apply).
     let before = Instant::now();
-    let ticks_before = metric(
-        &client,
-        &base,
-        "flightdeck_reconcile_total{env=\"environments/bench\",result=\"in_sync\"}",
-    )
-    .await;
-    client
-        .post(format!("{base}/webhook"))
-        .header("x-github-event", "push")
-        .header(
-            "x-hub-signature-256",
-            sign_github(b"bench-secret", br#"{"ref":"refs/heads/main"}"#),
-        )
-        .body(r#"{"ref":"refs/heads/main"}"#)
-        .send()
-        .await
-        .unwrap();
-    wait_for("an in-sync tick", Duration::from_secs(120), async || {
-        metric(
-            &client,
-            &base,
-            "flightdeck_reconcile_total{env=\"environments/bench\",result=\"in_sync\"}",
-        )
-        .await
-            > ticks_before
-    })
-    .await;
+    in_sync_tick(&client, &base).await;
     println!("in_sync_tick_{count}_ms: {}", before.elapsed().as_millis());
     println!("after_in_sync_tick_rss_kib: {}", memory(pid).0);
     println!("after_in_sync_tick_breakdown: {}", breakdown(pid));
 
     // Ten more in-sync ticks: does resident memory plateau (issue #13)?
     for _ in 0..10 {
-        let done = metric(
-            &client,
-            &base,
-            "flightdeck_reconcile_total{env=\"environments/bench\",result=\"in_sync\"}",
-        )
-        .await;
-        client
-            .post(format!("{base}/webhook"))
-            .header("x-github-event", "push")
-            .header(
-                "x-hub-signature-256",
-                sign_github(b"bench-secret", br#"{"ref":"refs/heads/main"}"#),
-            )
-            .body(r#"{"ref":"refs/heads/main"}"#)
-            .send()
-            .await
-            .unwrap();
-        wait_for("an in-sync tick", Duration::from_secs(120), async || {
-            metric(
-                &client,
-                &base,
-                "flightdeck_reconcile_total{env=\"environments/bench\",result=\"in_sync\"}",
-            )
-            .await
-                > done
-        })
-        .await;
+        in_sync_tick(&client, &base).await;
     }
     let (rss, hwm) = memory(pid);
     println!("after_11_in_sync_ticks_rss_kib: {rss}");

@@ -66,17 +66,7 @@ pub(super) async fn make_plan(
     output: Format,
 ) -> Result<Plan, u8> {
     let profile = backend::profile_of(&desired.environment.target);
-    let refused = |refusals: Vec<plan::Refusal>| {
-        if output == Format::Json {
-            let name = desired.environment.name.as_str();
-            print!("{}", render::json(name, &Plan::default(), &refusals));
-        }
-        for r in &refusals {
-            eprintln!("refused: {r}");
-        }
-        eprintln!("error: the plan was refused; nothing was applied");
-        ERROR
-    };
+    let refused = |refusals: Vec<plan::Refusal>| report_refusals(desired, &refusals, output);
     let prepared = if desired.environment.rollout.is_empty() {
         None
     } else {
@@ -167,17 +157,22 @@ pub(super) fn resolve_slots(
     output: Format,
 ) -> Result<Vec<plan::Note>, u8> {
     let profile = backend::profile_of(&desired.environment.target);
-    crate::slots::resolve(desired, live, profile).map_err(|refusals| {
-        if output == Format::Json {
-            let name = desired.environment.name.as_str();
-            print!("{}", render::json(name, &Plan::default(), &refusals));
-        }
-        for r in &refusals {
-            eprintln!("refused: {r}");
-        }
-        eprintln!("error: the plan was refused; nothing was applied");
-        ERROR
-    })
+    crate::slots::resolve(desired, live, profile)
+        .map_err(|refusals| report_refusals(desired, &refusals, output))
+}
+
+/// Prints a refused plan's reasons (and, with `--output json`, the refusal document) and
+/// returns the exit code: a refused plan applies nothing.
+fn report_refusals(desired: &DesiredState, refusals: &[plan::Refusal], output: Format) -> u8 {
+    if output == Format::Json {
+        let name = desired.environment.name.as_str();
+        print!("{}", render::json(name, &Plan::default(), refusals));
+    }
+    for r in refusals {
+        eprintln!("refused: {r}");
+    }
+    eprintln!("error: the plan was refused; nothing was applied");
+    ERROR
 }
 
 pub async fn plan(args: &PlanArgs) -> u8 {
