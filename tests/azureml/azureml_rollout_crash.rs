@@ -25,7 +25,7 @@ const EP: &str = "my-endpoint";
 const BAKE: Duration = Duration::from_secs(1);
 
 /// Three stages: green 10 and 50 for a 1 s bake each, gated on the error rate, then green 100.
-const POLICY: &str = "    steps:
+pub(super) const POLICY: &str = "    steps:
       - weight: 10
         bake: 1s
         gates: [\"error_rate < 2%\"]
@@ -36,10 +36,10 @@ const POLICY: &str = "    steps:
 ";
 
 /// SplitMix64: a seeded, reproducible stream of kill points.
-struct Seeded(u64);
+pub(super) struct Seeded(pub(super) u64);
 
 impl Seeded {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -48,7 +48,7 @@ impl Seeded {
     }
 
     /// Uniform in `lo..=hi`.
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(super) fn between(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)
     }
 }
