@@ -204,26 +204,38 @@ fn traffic(pairs: &[(&str, i64)]) -> std::collections::BTreeMap<String, i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_killed_at_thirty_random_points_of_staged_rollouts_always_converges_safely() {
-    // 12 runs (3 with a bad candidate, so kills land during rollbacks too), up to 3 kills each.
-    let runs: Vec<(u64, bool)> = (0..12u64).map(|i| (0x5eed_0000 + i, i % 4 == 3)).collect();
-    let outcomes: Vec<Outcome> = futures::stream::iter(runs)
-        .map(|(seed, bad)| crash_run(seed, bad))
-        .buffer_unordered(6)
-        .collect()
-        .await;
+    // Seeded runs, 6 at a time, one in four with a bad candidate (so kills land during rollbacks
+    // too), up to 3 kills each. A kill point that comes after apply already finished does not
+    // land, so more seeded runs are added until 30 kills landed (at most 36 runs).
+    let landed = |o: &[Outcome]| o.iter().map(|o| o.kills.len()).sum::<usize>();
+    let bad_killed = |o: &[Outcome]| o.iter().any(|o| o.bad && !o.kills.is_empty());
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut next = 0u64;
+    while next < 36 && (landed(&outcomes) < 30 || !bad_killed(&outcomes)) {
+        let batch: Vec<(u64, bool)> = (next..next + 6)
+            .map(|i| (0x5eed_0000 + i, i % 4 == 3))
+            .collect();
+        next += 6;
+        let done: Vec<Outcome> = futures::stream::iter(batch)
+            .map(|(seed, bad)| crash_run(seed, bad))
+            .buffer_unordered(6)
+            .collect()
+            .await;
+        outcomes.extend(done);
+    }
     for o in &outcomes {
         eprintln!(
             "seed {:#x} bad={} kills={:?} reached stage {} rolled back {}",
             o.seed, o.bad, o.kills, o.walk.reached, o.walk.rolled_back
         );
     }
-    let kills: usize = outcomes.iter().map(|o| o.kills.len()).sum();
+    let kills = landed(&outcomes);
     assert!(
         kills >= 30,
         "at least 30 kills landed while apply ran, got {kills}: {outcomes:#?}"
     );
     assert!(
-        outcomes.iter().any(|o| o.bad && !o.kills.is_empty()),
+        bad_killed(&outcomes),
         "a bad-candidate run was killed: {outcomes:#?}"
     );
 }
