@@ -4,13 +4,16 @@
 # installs azure-ai-ml + azure-identity from PyPI (fails loudly if it cannot), starts the sandbox
 # over HTTPS on a free port, runs the script with only the variables it needs, and stops the
 # sandbox. Needs python3 with venv and a built binary (FLIGHTDECK, default target/debug/flightdeck).
-# Run by .ci/run after `cargo test`; not part of `cargo test`.
+# Run by .ci/run after `cargo test`; not part of `cargo test`. `--install-only` only prepares the
+# virtualenv (scripts/prepare-ci.sh runs it while the build runs) and needs no binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+install_only=false
+[ "${1:-}" = "--install-only" ] && install_only=true
 
 VENV="${SDK_VENV:-${TMPDIR:-/tmp}/flightdeck-sdk-venv}"
 BIN="${FLIGHTDECK:-${CARGO_TARGET_DIR:-target}/debug/flightdeck}"
-[ -x "$BIN" ] || { echo "check-azure-ai-ml: no flightdeck binary at $BIN (cargo build first)" >&2; exit 1; }
+$install_only || [ -x "$BIN" ] || { echo "check-azure-ai-ml: no flightdeck binary at $BIN (cargo build first)" >&2; exit 1; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV" || { echo "check-azure-ai-ml: cannot create a virtualenv at $VENV" >&2; exit 1; }
@@ -19,6 +22,7 @@ fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check azure-ai-ml==1.35.2 azure-identity==1.27.0 \
   || { echo "check-azure-ai-ml: cannot install azure-ai-ml from PyPI" >&2; exit 1; }
 "$VENV/bin/python" -c "import azure.ai.ml, azure.identity; print('azure-ai-ml', azure.ai.ml.__version__)"
+$install_only && exit 0
 
 WORK="$(mktemp -d)"
 SANDBOX_PID=""

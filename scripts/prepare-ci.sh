@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the real components the CI-only checks use, so that `.ci/run` can do it in the
+# background while the Rust build runs (it waits for this script before the first check that
+# needs them). Idempotent: what is already installed is kept. Fails (exit 1, saying what) when
+# something cannot be installed; the checks themselves then fail loudly too, never skip.
+#   - Microsoft's azure-ai-ml SDK in a virtualenv (SDK_VENV, default ${TMPDIR:-/tmp}/flightdeck-sdk-venv),
+#     at the versions scripts/check-azure-ai-ml.sh pins;
+#   - Debian's `prometheus` package, when no `prometheus` is on PATH (needs root, as CI runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+status=0
+
+VENV="${SDK_VENV:-${TMPDIR:-/tmp}/flightdeck-sdk-venv}"
+if scripts/check-azure-ai-ml.sh --install-only; then
+  echo "prepare-ci: azure-ai-ml ready in $VENV"
+else
+  echo "prepare-ci: FAILED to install azure-ai-ml into $VENV" >&2
+  status=1
+fi
+
+if command -v prometheus >/dev/null; then
+  echo "prepare-ci: $(command -v prometheus) already installed"
+elif (export DEBIAN_FRONTEND=noninteractive && apt-get update -q && apt-get install -y -q --no-install-recommends prometheus); then
+  echo "prepare-ci: installed Debian's prometheus"
+else
+  echo "prepare-ci: FAILED to install Debian's prometheus (apt-get)" >&2
+  status=1
+fi
+
+exit "$status"
