@@ -21,7 +21,7 @@ impl EnvRepo {
             .with_context(|| format!("{}", env_dir.display()))?;
         let repo = Repository::discover(&abs).map_err(|_| {
             anyhow!(
-                "{} is not inside a Git repository; revert writes its change as a commit on a new branch",
+                "{} is not inside a Git repository; flightdeck writes its change as a commit on a new branch",
                 env_dir.display()
             )
         })?;

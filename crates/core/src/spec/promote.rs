@@ -117,7 +117,7 @@ pub enum PromoteEditError {
         path: PathBuf,
         why: String,
     },
-    #[error("{what} ({path}:{line}) already declares {current}; nothing to promote")]
+    #[error("{what} ({path}:{line}) already declares {current}")]
     Unchanged {
         what: String,
         path: PathBuf,

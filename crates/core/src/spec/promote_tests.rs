@@ -83,7 +83,7 @@ fn several_deployments_without_a_name_an_unknown_one_or_another_model_are_refuse
     );
     assert_eq!(
         err(Some("blue"), &model("churn:4")),
-        "endpoint scoring: deployment blue (env/scoring.yml:9) already declares churn version 4; nothing to promote"
+        "endpoint scoring: deployment blue (env/scoring.yml:9) already declares churn version 4"
     );
     let other = promote_edit(
         &map,
