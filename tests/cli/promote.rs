@@ -350,7 +350,7 @@ fn every_refusal_commits_nothing_and_creates_no_branch() {
         &git,
         &env,
         &["my-endpont", m, "model-1:2"],
-        "endpoint my-endpont is not declared in this environment, did you mean `my-endpoint`?",
+        "endpoint my-endpont is not declared in this environment (did you mean `my-endpoint`?)",
     );
     refused(
         &git,

@@ -161,10 +161,11 @@ fn locate<'f>(
 ) -> Result<(Subject, &'f PathBuf, &'f str, Vec<Step>), PromoteEditError> {
     let Some(declared) = desired.endpoints.get(endpoint) else {
         let names: Vec<&str> = desired.endpoints.keys().map(String::as_str).collect();
-        let mut hint = super::located::suggestion(endpoint, &names);
-        if hint.is_empty() {
-            hint = format!(" (declared: {})", names.join(", "));
-        }
+        let suggestion = super::located::suggestion(endpoint, &names);
+        let hint = match suggestion.strip_prefix(", ") {
+            Some(s) => format!(" ({s})"),
+            None => format!(" (declared: {})", names.join(", ")),
+        };
         return Err(PromoteEditError::NoEndpoint {
             endpoint: endpoint.to_string(),
             hint,

@@ -95,7 +95,7 @@ fn several_deployments_without_a_name_an_unknown_one_or_another_model_are_refuse
     );
     assert_eq!(
         other.unwrap_err().to_string(),
-        "endpoint scorng is not declared in this environment, did you mean `scoring`?"
+        "endpoint scorng is not declared in this environment (did you mean `scoring`?)"
     );
 }
 
