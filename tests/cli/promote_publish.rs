@@ -382,3 +382,46 @@ async fn open_pr_on_azure_devops_uses_full_refs_basic_auth_and_api_version() {
         show(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_pr_without_a_token_or_without_push_is_refused_before_anything_is_written() {
+    let (git, _env) = flow_repo();
+    let before = refs(git.repo());
+    let out = run(
+        promote_args(&["--push", "--open-pr", "github", "--pr-repo", "acme/ml"]),
+        git.dir.path(),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "--open-pr needs the provider's API token: --pr-token-file FILE or FLIGHTDECK_PR_TOKEN; nothing was written"
+        ),
+        "{}",
+        show(&out)
+    );
+    // No remote to tell the repository from: said, with the form --pr-repo takes.
+    let out = run(
+        promote_args(&["--push", "--open-pr", "gitlab"]),
+        git.dir.path(),
+        vec![("FLIGHTDECK_PR_TOKEN", PR_TOKEN.into())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "--open-pr: the repository cannot be told from remote origin; pass --pr-repo GROUP/PROJECT"
+        ),
+        "{}",
+        show(&out)
+    );
+    let out = run(
+        promote_args(&["--open-pr", "github"]),
+        git.dir.path(),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(refs(git.repo()), before);
+}
