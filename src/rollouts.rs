@@ -344,3 +344,26 @@ async fn run_smoke(
         }
     }
 }
+
+/// The plan `flightdeck plan` shows (and `promote` commits with): `desired` against `live`,
+/// each endpoint in a staged rollout at its stage, without reading metrics (a stage whose bake
+/// is over shows as "judging the gates"). Slot endpoints must already be resolved.
+pub async fn plan_without_metrics(
+    desired: &DesiredState,
+    live: &LiveState,
+    options: &crate::plan::PlanOptions,
+) -> Result<Plan, Vec<Refusal>> {
+    let profile = crate::backend::profile_of(&desired.environment.target);
+    let prepared = if desired.environment.rollout.is_empty() {
+        None
+    } else {
+        Some(prepare(desired, live, Metrics::Skip, None).await?)
+    };
+    let to_plan = prepared.as_ref().map_or(desired, |p| &p.desired);
+    let mut plan = crate::plan::plan(to_plan, live, options, profile)?;
+    if let Some(p) = prepared {
+        keep_failed_candidates(&mut plan, &p.decisions, live);
+        plan.rollouts = p.views;
+    }
+    Ok(plan)
+}

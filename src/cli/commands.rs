@@ -47,7 +47,7 @@ pub(super) fn load(env_dir: &Path) -> Result<DesiredState, u8> {
     })
 }
 
-fn plan_options(desired: &DesiredState, prune: bool) -> PlanOptions {
+pub(super) fn plan_options(desired: &DesiredState, prune: bool) -> PlanOptions {
     PlanOptions {
         prune,
         ignore: desired.environment.drift.ignore.clone(),
@@ -65,25 +65,11 @@ pub(super) async fn make_plan(
     prune: bool,
     output: Format,
 ) -> Result<Plan, u8> {
-    let profile = backend::profile_of(&desired.environment.target);
-    let refused = |refusals: Vec<plan::Refusal>| report_refusals(desired, &refusals, output);
-    let prepared = if desired.environment.rollout.is_empty() {
-        None
-    } else {
-        Some(
-            crate::rollouts::prepare(desired, live, crate::rollouts::Metrics::Skip, None)
-                .await
-                .map_err(refused)?,
-        )
-    };
-    let to_plan = prepared.as_ref().map_or(desired, |p| &p.desired);
     let mut plan =
-        plan::plan(to_plan, live, &plan_options(desired, prune), profile).map_err(refused)?;
+        crate::rollouts::plan_without_metrics(desired, live, &plan_options(desired, prune))
+            .await
+            .map_err(|refusals| report_refusals(desired, &refusals, output))?;
     plan.notes.splice(0..0, slot_notes.to_vec());
-    if let Some(p) = prepared {
-        crate::rollouts::keep_failed_candidates(&mut plan, &p.decisions, live);
-        plan.rollouts = p.views;
-    }
     Ok(plan)
 }
 

@@ -17,6 +17,7 @@ mod backend_args;
 mod commands;
 mod interrupt;
 mod live;
+mod promote;
 mod revert;
 mod revert_git;
 mod rollout;
@@ -79,6 +80,12 @@ pub enum Command {
     /// Exit 0 written; 2 refused (nothing held, not a Git repository, dirty directory, branch
     /// exists, result invalid or not in sync), nothing written.
     Revert(revert::RevertArgs),
+    /// Set one deployment's model version (or image), or a slot template's, as a minimal edit
+    /// of its YAML; validate and plan the result; commit it on a new branch (the checked-out
+    /// branch, index and work tree are not touched); optionally `--push` it and `--open-pr`.
+    /// Exit 0 written; 2 refused (no such endpoint or deployment, version already declared,
+    /// result invalid, branch exists), nothing written; 1 committed but push or PR failed.
+    Promote(Box<promote::PromoteArgs>),
 }
 
 /// Where live state comes from.
@@ -150,6 +157,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Export(args) => commands::export(&args).await,
         Command::Rollout(args) => rollout::run(&args).await,
         Command::Revert(args) => revert::revert(&args).await,
+        Command::Promote(args) => promote::promote(&args).await,
         Command::Schema { out } => commands::schema(&out),
         Command::Sandbox(args) => report(crate::sandbox::run(args).await),
         Command::Agent(args) => report(crate::agent::run(*args).await),

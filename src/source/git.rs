@@ -330,7 +330,7 @@ fn is_local_damage(err: &git2::Error) -> bool {
 }
 
 /// A token travels only over https, or over plain http to this machine (a local mirror, tests).
-fn check_token_transport(url: &str, auth: &GitAuth) -> Result<(), SourceError> {
+pub(crate) fn check_token_transport(url: &str, auth: &GitAuth) -> Result<(), SourceError> {
     if auth.token.is_none() {
         return Ok(());
     }
@@ -366,7 +366,7 @@ fn absolute_if_local(url: &str) -> String {
         .unwrap_or_else(|_| url.to_string())
 }
 
-fn callbacks<'a>(auth: &'a GitAuth, url: &str) -> RemoteCallbacks<'a> {
+pub(crate) fn callbacks<'a>(auth: &'a GitAuth, url: &str) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let mut attempts = 0u32;
     callbacks.credentials(move |_url, username, allowed| {

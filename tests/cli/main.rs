@@ -4,4 +4,6 @@ mod cli;
 mod cli_control_chars;
 mod cli_credentials;
 mod cli_interrupt;
+mod promote;
+mod promote_publish;
 mod seed_flow;

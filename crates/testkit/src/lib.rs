@@ -7,7 +7,7 @@
 //! - [`arm_fake`]: the scripted ARM fake, which fails when an expected call did not come.
 //! - [`git::GitRepo`], [`eventually()`], and the agent helpers in [`agent`] (re-exported here).
 //! - [`rollout_history`]: the checker over the sandbox's routing history.
-//! - [`recorder`], [`hung`], [`hostile`], [`git_http`], [`openpgp`].
+//! - [`recorder`], [`hung`], [`hostile`], [`git_http`], [`openpgp`], [`git_hosting`] (the pull-request APIs).
 //!
 //! Used only by flightdeck's own test targets (`publish = false`).
 #![allow(dead_code)]
@@ -19,6 +19,7 @@ pub mod eventually;
 pub mod fake_kube;
 pub mod fake_prometheus;
 pub mod git;
+pub mod git_hosting;
 pub mod git_http;
 pub mod hostile;
 pub mod hung;

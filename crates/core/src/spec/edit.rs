@@ -6,12 +6,16 @@
 //! Every edit is checked before it is returned: the new text must parse, and give exactly the
 //! old document with the one change made (compared as JSON, `yaml::to_json`). An edit the
 //! checker refuses is an error, never a silently different file. `flightdeck revert` edits
-//! `traffic` and `mirror_traffic` with it; `flightdeck promote` (issue #14) will edit a
-//! deployment's model version.
+//! `traffic` and `mirror_traffic` with it; `flightdeck promote` edits a deployment's model
+//! version or image with [`set_scalar_at`] (a path through sequences too).
 
 use serde_json::Value;
 
 use super::yaml::{self, Entry, Kind, Node, ScalarType, Span};
+
+#[path = "edit_path.rs"]
+mod path;
+pub use path::{Step, dotted as dotted_steps, set_scalar_at};
 
 /// A scalar value to write.
 #[derive(Clone, Debug, PartialEq, Eq)]

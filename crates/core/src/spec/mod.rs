@@ -15,6 +15,7 @@ pub mod gate_expr;
 mod load;
 mod located;
 pub(crate) mod paths;
+pub mod promote;
 mod raw_deployment;
 mod raw_endpoint;
 mod raw_environment;

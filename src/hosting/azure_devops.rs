@@ -1,0 +1,156 @@
+//! Azure DevOps: `POST {org}/{project}/_apis/git/repositories/{repo}/pullrequests?api-version=7.1`
+//! with full ref names [GIT D2] and `Authorization: Basic base64(":" + PAT)` [GIT D1];
+//! `api-version=7.1` on every call [GIT D1]. A 409 (`TF401179`) means an active pull request for
+//! the source and target exists: it is found with the `searchCriteria` query. A 203 that is not
+//! JSON is a sign-in page: a bad token, reported as 401 [GIT D5].
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::{HostingError, NewPullRequest, PullRequest, error_message};
+use crate::source::Secret;
+
+const P: &str = "azure-devops";
+
+fn basic(token: &Secret) -> String {
+    let raw = format!(":{}", token.expose());
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+pub(super) async fn open_or_get(
+    client: &reqwest::Client,
+    api: &str,
+    repo: &str,
+    token: &Secret,
+    pr: &NewPullRequest,
+) -> Result<PullRequest, HostingError> {
+    let parts: Vec<&str> = repo.split('/').collect();
+    let [org, project, name] = parts.as_slice() else {
+        return Err(HostingError::Repo {
+            repo: repo.to_string(),
+            form: "ORGANIZATION/PROJECT/REPOSITORY",
+        });
+    };
+    if [org, project, name].iter().any(|p| p.is_empty()) {
+        return Err(HostingError::Repo {
+            repo: repo.to_string(),
+            form: "ORGANIZATION/PROJECT/REPOSITORY",
+        });
+    }
+    let enc = |s: &str| -> String {
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
+    let (org, project, name) = (enc(org), enc(project), enc(name));
+    let base = format!("{api}/{org}/{project}/_apis/git/repositories/{name}/pullrequests");
+    let web = |id: u64| format!("{api}/{org}/{project}/_git/{name}/pullrequest/{id}");
+    let source_ref = format!("refs/heads/{}", pr.head);
+    let target_ref = format!("refs/heads/{}", pr.base);
+    let http = |what, source| HostingError::Http {
+        provider: P,
+        what,
+        source,
+    };
+    let what = "opening the pull request";
+    let response = client
+        .post(&base)
+        .query(&[("api-version", "7.1")])
+        .header("Authorization", basic(token))
+        .json(&json!({
+            "sourceRefName": source_ref,
+            "targetRefName": target_ref,
+            "title": pr.title,
+            "description": pr.body,
+        }))
+        .send()
+        .await
+        .map_err(|e| http(what, e))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| http(what, e))?;
+    let json = |body: &str, what| {
+        serde_json::from_str::<Value>(body).map_err(|e| HostingError::Response {
+            provider: P,
+            what,
+            why: e.to_string(),
+        })
+    };
+    let id_of = |v: &Value, what| {
+        v.get("pullRequestId")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| HostingError::Response {
+                provider: P,
+                what,
+                why: "no `pullRequestId`".into(),
+            })
+    };
+    if status == 203 && serde_json::from_str::<Value>(&body).is_err() {
+        return Err(HostingError::Status {
+            provider: P,
+            what,
+            status: 401,
+            message: "the token was refused (a sign-in page came back)".into(),
+        });
+    }
+    if status == 201 {
+        let id = id_of(&json(&body, what)?, what)?;
+        return Ok(PullRequest {
+            number: id,
+            url: web(id),
+            existed: false,
+        });
+    }
+    if status != 409 {
+        return Err(HostingError::Status {
+            provider: P,
+            what,
+            status,
+            message: error_message(&body),
+        });
+    }
+    let what = "finding the existing pull request";
+    let response = client
+        .get(&base)
+        .query(&[
+            ("searchCriteria.sourceRefName", source_ref.as_str()),
+            ("searchCriteria.targetRefName", target_ref.as_str()),
+            ("searchCriteria.status", "active"),
+            ("api-version", "7.1"),
+        ])
+        .header("Authorization", basic(token))
+        .send()
+        .await
+        .map_err(|e| http(what, e))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| http(what, e))?;
+    if status != 200 {
+        return Err(HostingError::Status {
+            provider: P,
+            what,
+            status,
+            message: error_message(&body),
+        });
+    }
+    let list = json(&body, what)?;
+    match list
+        .get("value")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
+        Some(v) => {
+            let id = id_of(v, what)?;
+            Ok(PullRequest {
+                number: id,
+                url: web(id),
+                existed: true,
+            })
+        }
+        None => Err(HostingError::NotFound {
+            provider: P,
+            head: pr.head.clone(),
+        }),
+    }
+}
