@@ -11,6 +11,7 @@ mod azureml_monitor;
 mod azureml_revert;
 mod azureml_rollout_agent_crash;
 mod azureml_rollout_crash;
+mod azureml_rollout_long_record;
 mod azureml_rollout_scale;
 mod azureml_rollouts;
 mod azureml_sandbox_cli;
