@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use flightdeck::backend::azureml::{RECORD_TAG, take_rollout_record};
+use flightdeck::backend::azureml::{REASON_TAG, RECORD_TAG, take_rollout_record};
 use flightdeck::sandbox::SandboxConfig;
 use flightdeck_core::rollout::RolloutState;
 use flightdeck_testkit::azureml_sandbox::*;
@@ -149,11 +149,18 @@ async fn a_rollout_record_longer_than_one_tag_value_is_split_over_numbered_tags_
     )
     .unwrap_or_else(|e| panic!("{e}\n{out}"));
     assert_eq!(walk.reached, 3, "{out}");
-    let tags = env.endpoint_tags(EP).await;
-    assert!(
-        !tags
-            .keys()
-            .any(|k| k.starts_with(RECORD_TAG) && k != RECORD_TAG),
-        "a short final record leaves no stale piece behind: {tags:?}"
+    // The final record is whole, in exactly as many pieces as it needs: no stale piece of a
+    // longer one is left behind.
+    let mut tags = env.endpoint_tags(EP).await;
+    let pieces = tags
+        .keys()
+        .filter(|k| *k != REASON_TAG && k.starts_with(RECORD_TAG))
+        .count();
+    let record = take_rollout_record(&mut tags).unwrap().unwrap();
+    assert_eq!(record.state, RolloutState::Succeeded, "{record:?}");
+    assert_eq!(
+        pieces,
+        record.to_compact().len().div_ceil(256),
+        "{record:?}"
     );
 }
