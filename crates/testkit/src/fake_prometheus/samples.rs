@@ -91,7 +91,7 @@ impl Series {
             .iter()
             .filter(|s| s.at > time - range && s.at <= time);
         let first = inside.next()?;
-        let last = inside.last()?;
+        let last = inside.next_back()?;
         Some((first, last))
     }
 }
@@ -250,6 +250,6 @@ mod tests {
             *c = 100.0;
         }
         assert_eq!(quantile(0.5, &delta), 17.5);
-        assert!(quantile(0.5, &vec![0.0; 20]).is_nan());
+        assert!(quantile(0.5, &[0.0; 20]).is_nan());
     }
 }
