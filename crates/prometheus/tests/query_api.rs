@@ -394,3 +394,22 @@ async fn samples_outside_the_query_range_or_after_its_time_do_not_count_toward_a
             .any(|s| s.promql.contains("[90s]") && s.time == "2026-11-30T10:06:30Z")
     );
 }
+
+// The fake's own parsing (the test kit's lib has no test target of its own).
+#[test]
+fn the_fake_reads_promql_durations_and_one_range_per_query() {
+    use flightdeck_testkit::fake_prometheus::samples::{parse_duration, parse_time, range_of};
+    assert_eq!(parse_duration("300s"), Some(300.0));
+    assert_eq!(parse_duration("5m"), Some(300.0));
+    assert_eq!(parse_duration("1h30m"), Some(5400.0));
+    assert_eq!(parse_duration("500ms"), Some(0.5));
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_duration(""), None);
+    assert_eq!(parse_duration("m"), None);
+    assert_eq!(range_of("sum(increase(x[5m]))"), Ok(300.0));
+    assert!(range_of("rate(x[5m]) / rate(x[1m])").is_err());
+    assert!(range_of("x").is_err());
+    assert_eq!(parse_time("2026-11-30T10:05:00Z"), Some(1796033100.0));
+    assert_eq!(parse_time("1796033100.5"), Some(1796033100.5));
+    assert_eq!(parse_time("soon"), None);
+}

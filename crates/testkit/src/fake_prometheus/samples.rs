@@ -219,37 +219,3 @@ pub fn evaluate(series: &Series, promql: &str, time: f64) -> Result<Option<f64>,
     };
     Ok(Some(value))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_are_promql_durations() {
-        assert_eq!(parse_duration("300s"), Some(300.0));
-        assert_eq!(parse_duration("5m"), Some(300.0));
-        assert_eq!(parse_duration("1h30m"), Some(5400.0));
-        assert_eq!(parse_duration("500ms"), Some(0.5));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration(""), None);
-        assert_eq!(parse_duration("m"), None);
-    }
-
-    #[test]
-    fn a_query_has_one_range() {
-        assert_eq!(range_of("sum(increase(x[5m]))"), Ok(300.0));
-        assert!(range_of("rate(x[5m]) / rate(x[1m])").is_err());
-        assert!(range_of("x").is_err());
-    }
-
-    #[test]
-    fn quantiles_interpolate_inside_a_bucket() {
-        // 100 requests at 20 ms: all in (10, 25]; p50 is halfway.
-        let mut delta = vec![0.0; ISTIO_BUCKETS_MS.len() + 1];
-        for c in &mut delta[4..] {
-            *c = 100.0;
-        }
-        assert_eq!(quantile(0.5, &delta), 17.5);
-        assert!(quantile(0.5, &[0.0; 20]).is_nan());
-    }
-}
