@@ -22,7 +22,7 @@ const MIRROR_THEN_CANARY: &str = "    mirror:
 ";
 
 /// The sandbox's per-deployment counts of the endpoint (`/_sandbox/stats`).
-async fn stats(env: &Env, deployment: &str) -> Value {
+pub(super) async fn stats(env: &Env, deployment: &str) -> Value {
     let doc: Value = reqwest::get(format!("{}/_sandbox/stats", env.base))
         .await
         .unwrap()

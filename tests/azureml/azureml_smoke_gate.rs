@@ -17,7 +17,7 @@ use super::azureml_rollouts::{
 const TESTS: &str = "tests:\n  \"*\":\n    request_dir: smoke/\n    retries: 1\n";
 
 /// Blue 100 live (flow file 1, applied and tested), then green 100 declared without blue.
-async fn blue_live_then_declare_green(env: &Env, dir: &Path, policy: &str) {
+pub(super) async fn blue_live_then_declare_green(env: &Env, dir: &Path, policy: &str) {
     env.write_environment(dir, &format!("{TESTS}{}", rollout_yaml(policy)));
     std::fs::create_dir_all(dir.join("smoke")).unwrap();
     let sample = std::fs::read_to_string(reference("model-1/sample-request.json")).unwrap();

@@ -46,7 +46,7 @@ use flightdeck_core::rollout::RolloutRecord;
 use client::ArmClient;
 use mapping::Workspace;
 pub use profile::{CREATE_ONLY, PROFILE};
-pub use rollout_tags::{REASON_TAG, RECORD_TAG};
+pub use rollout_tags::{REASON_TAG, RECORD_TAG, take as take_rollout_record};
 use shape::Shape;
 
 /// The ARM api-version this client speaks [AML §0].
@@ -362,7 +362,7 @@ impl AzureMlBackend {
         record: Option<&RolloutRecord>,
     ) -> Result<(), AzureMlError> {
         check_name("endpoint", endpoint)?;
-        let rollout = rollout_tags::tags_for(record)?;
+        let rollout = rollout_tags::tags_for(record);
         let url = self.endpoint_url(endpoint);
         let live = self.client.get_resource(&url).await?;
         let tags = live
@@ -425,7 +425,8 @@ impl Backend for AzureMlBackend {
         }
     }
 
-    /// Endpoint tags `flightdeck.rollout` and `flightdeck.rollout.reason` (see `rollout_tags`).
+    /// Endpoint tags `flightdeck.rollout` (split over `flightdeck.rollout.1`, … when long) and
+    /// `flightdeck.rollout.reason` (see `rollout_tags`).
     async fn write_rollout(
         &self,
         endpoint: &str,

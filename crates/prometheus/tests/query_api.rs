@@ -10,7 +10,9 @@ use flightdeck_prometheus::{
     PrometheusConfig, PrometheusProvider, QueryTemplates, RetryPolicy, Secret,
 };
 // The one fake Prometheus (the test kit's), driven here by a script per request.
-use flightdeck_testkit::fake_prometheus::{Answer, FakePrometheus as Fake, Seen};
+use flightdeck_core::rollout::gates;
+use flightdeck_core::rollout::{Comparison, Gate, GateResult, Threshold};
+use flightdeck_testkit::fake_prometheus::{Answer, FakePrometheus as Fake, Scenario, Seen, Served};
 
 const ONE: &str = include_str!("fixtures/vector_one.json");
 const EMPTY: &str = include_str!("fixtures/vector_empty.json");
@@ -306,4 +308,108 @@ async fn a_bad_template_or_url_is_refused_before_anything_is_sent() {
     let with_password = url::Url::parse("http://u:p@127.0.0.1:9/").unwrap();
     assert!(PrometheusProvider::new(PrometheusConfig::new(with_password, "ml")).is_err());
     assert!(fake.seen().is_empty());
+}
+
+/// The gates `error_rate < 2%`, `p99 < 500ms` and `requests >= 300` judged on one read.
+fn judge(readings: &flightdeck_core::metrics::Readings, window: Window) -> Vec<GateResult> {
+    let gate = |signal, comparison, value| Gate {
+        signal,
+        comparison,
+        threshold: Threshold::Absolute(value),
+    };
+    let gates = [
+        gate(Signal::ErrorRate, Comparison::Below, 0.02),
+        gate(Signal::LatencyP99, Comparison::Below, 500.0),
+        gate(Signal::Requests, Comparison::AtLeast, 300.0),
+    ];
+    gates::evaluate(&gates, readings, "green", Some("blue"), window)
+        .into_iter()
+        .map(|v| v.result)
+        .collect()
+}
+
+#[tokio::test]
+async fn samples_outside_the_query_range_or_after_its_time_do_not_count_toward_a_gate() {
+    let fake = Fake::scenarios().await;
+    fake.set("blue", Scenario::good());
+    let t = |hms: &str| at(&format!("2026-11-30T{hms}Z"));
+    let served = |requests, errors, latency_ms| Served {
+        requests,
+        errors,
+        latency_ms,
+    };
+    // Before the window 10:00–10:05: half of 300 requests fail, at 2 s.
+    fake.scrape("green", t("09:54:00"), Served::NOTHING);
+    fake.scrape("green", t("09:58:00"), served(300, 150, 2000.0));
+    // Inside: 400 clean requests at 20 ms (the first scrape inside is the counters' base).
+    fake.scrape("green", t("10:00:30"), Served::NOTHING);
+    fake.scrape("green", t("10:02:00"), served(200, 0, 20.0));
+    fake.scrape("green", t("10:04:30"), served(200, 0, 20.0));
+    // After the window's end: 200 requests, all failing, at 5 s.
+    fake.scrape("green", t("10:06:00"), served(200, 200, 5000.0));
+    let provider = PrometheusProvider::new(config(&fake)).unwrap();
+    let signals = [Signal::ErrorRate, Signal::LatencyP99, Signal::Requests];
+
+    let req = request(&signals);
+    let readings = provider.read(&req).await.unwrap();
+    let green = &readings["green"];
+    assert_eq!(green[&Signal::Requests].value, Some(400.0));
+    assert_eq!(green[&Signal::ErrorRate].value, Some(0.0));
+    // All 400 in the (10, 25] ms bucket: p99 interpolates to 10 + 15 × 0.99.
+    let p99 = green[&Signal::LatencyP99].value.unwrap();
+    assert!((p99 - 24.85).abs() < 1e-9, "{p99}");
+    use GateResult::Pass;
+    assert_eq!(judge(&readings, req.window), vec![Pass, Pass, Pass]);
+
+    // The same 5-minute range evaluated at 10:07 takes in the failing scrape: the gates fail.
+    let mut later = request(&signals);
+    later.window = Window {
+        start: t("10:02:00"),
+        end: t("10:07:00"),
+    };
+    let readings = provider.read(&later).await.unwrap();
+    let green = &readings["green"];
+    // (10:02, 10:07]: the base is 10:04:30, so only the failing 200 count.
+    assert_eq!(green[&Signal::Requests].value, Some(200.0));
+    assert_eq!(green[&Signal::ErrorRate].value, Some(1.0));
+    use GateResult::Fail;
+    assert_eq!(judge(&readings, later.window), vec![Fail, Fail, Fail]);
+
+    // A range holding one scrape has no rate [PROM P7]: an empty result, no data.
+    let mut short = request(&signals);
+    short.window = Window {
+        start: t("10:05:00"),
+        end: t("10:06:30"),
+    };
+    let readings = provider.read(&short).await.unwrap();
+    assert!(
+        readings["green"].values().all(|r| r.value.is_none()),
+        "{readings:?}"
+    );
+    assert_eq!(judge(&readings, short.window), vec![GateResult::NoData; 3]);
+    // The queries carried the window as their range and its end as `time` [PROM P1].
+    let seen = fake.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.promql.contains("[90s]") && s.time == "2026-11-30T10:06:30Z")
+    );
+}
+
+// The fake's own parsing (the test kit's lib has no test target of its own).
+#[test]
+fn the_fake_reads_promql_durations_and_one_range_per_query() {
+    use flightdeck_testkit::fake_prometheus::samples::{parse_duration, parse_time, range_of};
+    assert_eq!(parse_duration("300s"), Some(300.0));
+    assert_eq!(parse_duration("5m"), Some(300.0));
+    assert_eq!(parse_duration("1h30m"), Some(5400.0));
+    assert_eq!(parse_duration("500ms"), Some(0.5));
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_duration(""), None);
+    assert_eq!(parse_duration("m"), None);
+    assert_eq!(range_of("sum(increase(x[5m]))"), Ok(300.0));
+    assert!(range_of("rate(x[5m]) / rate(x[1m])").is_err());
+    assert!(range_of("x").is_err());
+    assert_eq!(parse_time("2026-11-30T10:05:00Z"), Some(1796033100.0));
+    assert_eq!(parse_time("1796033100.5"), Some(1796033100.5));
+    assert_eq!(parse_time("soon"), None);
 }

@@ -7,7 +7,12 @@
 //! - [`FakePrometheus::scenarios`]: a per-deployment [`Scenario`] the test sets and changes at
 //!   any time; each instant query is answered from the PromQL it carries (the deployment from
 //!   `destination_version="…"`, the signal from the Istio template's shape), so rollout gates
-//!   really evaluate the numbers a server holding such a canary would return.
+//!   really evaluate the numbers a server holding such a canary would return. A scenario is a
+//!   steady server: the same answer for any range and any `time`;
+//! - [`FakePrometheus::scrape`] (with `scenarios`): recorded samples of one deployment, each
+//!   query answered from the scrapes inside its range `[…]` ending at its `time`, as Prometheus
+//!   evaluates `rate`/`increase`/`histogram_quantile` ([`samples`]); a deployment with samples
+//!   answers from them, whatever its scenario.
 //!
 //! Use from a test: `use flightdeck_testkit::fake_prometheus;`.
 
@@ -17,6 +22,11 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+
+pub mod samples;
+use samples::Series;
+pub use samples::Served;
 
 /// One request the fake saw: path, the raw query string, its decoded `query` and `time`, headers.
 #[derive(Clone, Debug)]
@@ -99,11 +109,7 @@ impl Scenario {
 /// The answer of a server whose deployments behave as `scenarios` say, to `promql` written from
 /// the default Istio templates (docs/metrics.md): unknown deployments have no series.
 pub fn answer_from(scenarios: &BTreeMap<String, Scenario>, promql: &str) -> Answer {
-    let deployment = promql
-        .split_once("destination_version=\"")
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .map(|(d, _)| d);
-    let Some(deployment) = deployment else {
+    let Some(deployment) = deployment_of(promql) else {
         let body = serde_json::json!({
             "status": "error", "errorType": "bad_data",
             "error": "the fake answers only queries naming a destination_version"
@@ -137,12 +143,59 @@ pub fn answer_from(scenarios: &BTreeMap<String, Scenario>, promql: &str) -> Answ
     (200, None, vector_one(&value.to_string()))
 }
 
+fn bad_data(error: String) -> Answer {
+    let body = serde_json::json!({"status": "error", "errorType": "bad_data", "error": error});
+    (400, None, body.to_string())
+}
+
+/// The deployment a default Istio query names (`destination_version="…"`).
+fn deployment_of(promql: &str) -> Option<&str> {
+    promql
+        .split_once("destination_version=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(d, _)| d)
+}
+
+/// Like [`answer_from`], but a deployment with recorded samples answers from those inside the
+/// query's range ending at `time` ([`samples::evaluate`]).
+pub fn answer_at(
+    scenarios: &BTreeMap<String, Scenario>,
+    recorded: &BTreeMap<String, Series>,
+    seen: &Seen,
+) -> Answer {
+    let Some(series) = deployment_of(&seen.promql).and_then(|d| recorded.get(d)) else {
+        return answer_from(scenarios, &seen.promql);
+    };
+    let Some(time) = samples::parse_time(&seen.time) else {
+        return bad_data(format!("invalid parameter \"time\": {:?}", seen.time));
+    };
+    match samples::evaluate(series, &seen.promql, time) {
+        Ok(Some(value)) => (200, None, vector_one(&prom_float(value))),
+        Ok(None) => (200, None, vector_empty()),
+        Err(e) => bad_data(e),
+    }
+}
+
+/// A sample value as Prometheus writes it [PROM P4]: `NaN`, `+Inf`, `-Inf` or a number.
+fn prom_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        v.to_string()
+    }
+}
+
 /// The fake server. Its base URL has a path prefix (`/prom/`), as a Prometheus behind a proxy
 /// would; it stops when dropped.
 pub struct FakePrometheus {
     pub url: url::Url,
     seen: Arc<Mutex<Vec<Seen>>>,
     scenarios: Arc<Mutex<BTreeMap<String, Scenario>>>,
+    recorded: Arc<Mutex<BTreeMap<String, Series>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -151,23 +204,24 @@ impl FakePrometheus {
     pub async fn start(
         script: impl Fn(&Seen, usize) -> Answer + Send + Sync + 'static,
     ) -> FakePrometheus {
-        let scenarios = Arc::new(Mutex::new(BTreeMap::new()));
-        Self::serve(Arc::new(script), scenarios).await
+        Self::serve(Arc::new(script), Arc::default(), Arc::default()).await
     }
 
     /// Answers from the per-deployment scenarios set with [`FakePrometheus::set`] (none at
     /// first: every query is an empty result).
     pub async fn scenarios() -> FakePrometheus {
         let scenarios: Arc<Mutex<BTreeMap<String, Scenario>>> = Arc::default();
-        let read = scenarios.clone();
+        let recorded: Arc<Mutex<BTreeMap<String, Series>>> = Arc::default();
+        let (s, r) = (scenarios.clone(), recorded.clone());
         let script: Script =
-            Arc::new(move |seen: &Seen, _| answer_from(&read.lock().unwrap(), &seen.promql));
-        Self::serve(script, scenarios).await
+            Arc::new(move |seen: &Seen, _| answer_at(&s.lock().unwrap(), &r.lock().unwrap(), seen));
+        Self::serve(script, scenarios, recorded).await
     }
 
     async fn serve(
         script: Script,
         scenarios: Arc<Mutex<BTreeMap<String, Scenario>>>,
+        recorded: Arc<Mutex<BTreeMap<String, Series>>>,
     ) -> FakePrometheus {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let state: (Arc<Mutex<Vec<Seen>>>, Script) = (seen.clone(), script);
@@ -193,6 +247,7 @@ impl FakePrometheus {
             url,
             seen,
             scenarios,
+            recorded,
             stop: Some(stop),
         }
     }
@@ -203,6 +258,18 @@ impl FakePrometheus {
             .lock()
             .unwrap()
             .insert(deployment.to_string(), scenario);
+    }
+
+    /// A scrape of `deployment`'s series at `at`, after it `served` this since its last scrape
+    /// (only for [`FakePrometheus::scenarios`]). Scrapes of one deployment come in time order;
+    /// from its first one on, the deployment answers from its samples.
+    pub fn scrape(&self, deployment: &str, at: DateTime<Utc>, served: Served) {
+        self.recorded
+            .lock()
+            .unwrap()
+            .entry(deployment.to_string())
+            .or_default()
+            .scrape(at, served);
     }
 
     /// Every request so far, in order.
