@@ -19,6 +19,7 @@ mod interrupt;
 mod live;
 mod revert;
 mod revert_git;
+mod revert_select;
 mod rollout;
 
 /// GitOps reconciler for ML model endpoints.
