@@ -239,6 +239,9 @@ fn unified(rel: &Path, env_dir: &Path, change: &crate::rollout::revert::FileChan
     };
     TextDiff::from_lines(old, new)
         .unified_diff()
-        .header(&side(change.old.is_some(), "a"), &side(change.new.is_some(), "b"))
+        .header(
+            &side(change.old.is_some(), "a"),
+            &side(change.new.is_some(), "b"),
+        )
         .to_string()
 }

@@ -211,7 +211,12 @@ impl EnvRepo {
                     path,
                     text,
                     short: id_short(&commit),
-                    subject: commit.summary().ok().flatten().unwrap_or_default().to_string(),
+                    subject: commit
+                        .summary()
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                        .to_string(),
                 }));
             }
         }

@@ -107,9 +107,11 @@ fn restores(
     for name in endpoints {
         let missing = served_undeclared(&head.desired.endpoints[*name], &live.endpoints[*name]);
         for deployment in missing {
-            let found = head.repo.find_in_history(head.commit, HISTORY_LIMIT, |_, text| {
-                declares_deployment(text, name, &deployment)
-            })?;
+            let found = head
+                .repo
+                .find_in_history(head.commit, HISTORY_LIMIT, |_, text| {
+                    declares_deployment(text, name, &deployment)
+                })?;
             let Some(found) = found else {
                 bail!(
                     "endpoint {name}: live sends traffic to deployment {deployment}, which HEAD no longer declares, and no deployment file declaring it is in the environment in the last {HISTORY_LIMIT} commits (first parent) from HEAD; restore its declaration by hand"
@@ -123,13 +125,7 @@ fn restores(
                     found.subject
                 );
             }
-            out.push((
-                name.to_string(),
-                Restored {
-                    deployment,
-                    found,
-                },
-            ));
+            out.push((name.to_string(), Restored { deployment, found }));
         }
     }
     Ok(out)
@@ -167,8 +163,12 @@ pub fn items<'l>(
             .collect();
         let tree = head.repo.tree_with(&head.commit.tree()?, &changes)?;
         let tree = head.repo.repo.find_tree(tree)?;
-        let Some(loaded) = super::revert::load_at(head.repo, &tree, head.env_dir, "HEAD with the restored files")
-        else {
+        let Some(loaded) = super::revert::load_at(
+            head.repo,
+            &tree,
+            head.env_dir,
+            "HEAD with the restored files",
+        ) else {
             bail!("the environment with the restored files does not load");
         };
         reloaded = loaded;
@@ -215,8 +215,12 @@ pub fn items<'l>(
             ) else {
                 continue;
             };
-            let differ =
-                deployment_changes(&declared.settings, &running.settings, &env.drift.ignore, profile);
+            let differ = deployment_changes(
+                &declared.settings,
+                &running.settings,
+                &env.drift.ignore,
+                profile,
+            );
             if !differ.is_empty() {
                 let fields: Vec<String> = differ
                     .iter()
@@ -275,7 +279,10 @@ pub fn message(args: &RevertArgs, env: &str, items: &[Item<'_>], head: &str) -> 
     let mut body = String::new();
     for item in items {
         match &item.what {
-            What::Traffic { revert: r, restored } => {
+            What::Traffic {
+                revert: r,
+                restored,
+            } => {
                 body.push_str(&format!(
                     "\n{}: live serves {}; Git declared {}.\n",
                     r.endpoint,

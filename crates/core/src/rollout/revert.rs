@@ -375,7 +375,10 @@ mod tests {
             ("e.yml", ep),
             ("green.yml", GREEN),
         ]);
-        let mut l = live(&[("blue", 90), ("green", 10), ("old", 0)], &["blue", "green", "old"]);
+        let mut l = live(
+            &[("blue", 90), ("green", 10), ("old", 0)],
+            &["blue", "green", "old"],
+        );
         assert_eq!(served_undeclared(&desired, &l), ["blue"]);
         l.mirror_traffic = [("blue".to_string(), 5), ("shadow".to_string(), 10)].into();
         assert_eq!(served_undeclared(&desired, &l), ["blue", "shadow"]);

@@ -44,7 +44,9 @@ pub struct TemplateRevert {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {
-    #[error("endpoint {endpoint}: no slot ({slots}) takes live traffic; there is nothing to revert the template to")]
+    #[error(
+        "endpoint {endpoint}: no slot ({slots}) takes live traffic; there is nothing to revert the template to"
+    )]
     NoServingSlot { endpoint: String, slots: String },
     #[error("endpoint {endpoint}: the template {path} is not a file of the environment")]
     NoTemplate { endpoint: String, path: PathBuf },
@@ -116,11 +118,7 @@ fn scalar(value: &Value) -> Option<Scalar> {
 }
 
 /// The edits that make the value at `path` equal to `live`, given how the file writes it.
-fn edits_for(
-    root: &Node,
-    path: Vec<String>,
-    live: &Value,
-) -> Result<Vec<Edit>, &'static str> {
+fn edits_for(root: &Node, path: Vec<String>, live: &Value) -> Result<Vec<Edit>, &'static str> {
     let node = node_at(root, &path).ok_or("the file does not write it where it can be edited")?;
     let asset = serde_json::from_value::<AssetRef>(live.clone()).ok();
     match (&node.kind, asset) {
@@ -245,7 +243,9 @@ pub fn revert_template(
         };
         let mut at = vec![field.name.to_string()];
         at.extend(field.sub.map(str::to_string));
-        edits.extend(edits_for(&root, at, &have).map_err(|why| inexpressible(render_value(&have), why))?);
+        edits.extend(
+            edits_for(&root, at, &have).map_err(|why| inexpressible(render_value(&have), why))?,
+        );
         fields.push(FieldRestore {
             field: field.path(),
             declared: render_value(&want),

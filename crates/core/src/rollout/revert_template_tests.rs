@@ -42,7 +42,11 @@ fn live(blue: DeploymentSettings) -> LiveEndpoint {
         settings: Default::default(),
         traffic: [("blue".into(), 100), ("green".into(), 0)].into(),
         mirror_traffic: Default::default(),
-        deployments: [("blue".into(), d("blue", blue)), ("green".into(), d("green", green))].into(),
+        deployments: [
+            ("blue".into(), d("blue", blue)),
+            ("green".into(), d("green", green)),
+        ]
+        .into(),
         scoring_uri: None,
         busy: None,
         problems: Vec::new(),
@@ -109,7 +113,8 @@ fn every_differing_declared_field_is_set_and_undeclared_ones_are_left_out() {
 
 #[test]
 fn a_model_written_as_a_mapping_gets_its_version_rewritten() {
-    let template = "name: model\nendpoint_name: ep1\nmodel:\n  name: churn\n  version: 5\ninstance_count: 2\n";
+    let template =
+        "name: model\nendpoint_name: ep1\nmodel:\n  name: churn\n  version: 5\ninstance_count: 2\n";
     let r = revert(template, serving("azureml:churn:4", 2)).unwrap();
     assert_eq!(
         r.change.unwrap().new.as_deref(),
@@ -148,7 +153,7 @@ fn no_slot_taking_traffic_is_refused() {
     let (files, slots) = load(TEMPLATE);
     let mut l = live(serving("azureml:churn:4", 2));
     l.traffic = [("blue".into(), 0)].into();
-    let err = revert_template(&files, Path::new("env"), "ep1", &slots, &l, &[], &NEUTRAL)
-        .unwrap_err();
+    let err =
+        revert_template(&files, Path::new("env"), "ep1", &slots, &l, &[], &NEUTRAL).unwrap_err();
     assert!(matches!(err, TemplateError::NoServingSlot { .. }), "{err}");
 }
