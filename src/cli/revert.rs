@@ -13,10 +13,11 @@ use similar::TextDiff;
 use super::BackendArgs;
 use super::commands::{ERROR, OK, fail, make_plan};
 use super::revert_git::{EnvRepo, id_short};
-use super::revert_select::{Head, items, message};
+use super::revert_select::{Head, Item, What, items, message};
 use crate::escape::Esc;
 use crate::model::DesiredState;
 use crate::plan::render::{self, Format};
+use crate::rollout::revert_template::is_after_swap;
 use crate::{backend, source, spec};
 
 #[derive(Debug, Args)]
@@ -136,7 +137,9 @@ pub async fn revert(args: &RevertArgs) -> u8 {
         .iter()
         .copied()
         .filter(|n| {
-            plan.steps.iter().any(|s| s.endpoint == *n)
+            plan.steps
+                .iter()
+                .any(|s| s.endpoint == *n && !after_swap(&desired, &reverts, s))
                 || plan.rollouts.iter().any(|v| v.endpoint == *n)
         })
         .collect();
@@ -184,6 +187,18 @@ pub async fn revert(args: &RevertArgs) -> u8 {
         Esc(&branch)
     );
     OK
+}
+
+/// Whether `step` is a reverted slot endpoint's `after_swap` on its slot that does not serve.
+fn after_swap(desired: &DesiredState, reverts: &[Item<'_>], step: &crate::plan::Step) -> bool {
+    reverts.iter().any(
+        |r| match (&r.what, desired.environment.slots.get(&r.endpoint)) {
+            (What::Template { revert, .. }, Some(slots)) => {
+                r.endpoint == step.endpoint && is_after_swap(slots, &revert.serving, &step.action)
+            }
+            _ => false,
+        },
+    )
 }
 
 /// The environment at `tree`, its files and its desired state; the problems are printed.

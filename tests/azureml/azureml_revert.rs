@@ -2,8 +2,8 @@
 //! fails, the endpoint is held at blue 100 while Git declares green 100; `revert` writes a
 //! commit on a new branch that changes only the traffic lines, leaves the checked-out branch,
 //! index and work tree alone, and with that branch checked out `plan` is in sync. Each refusal
-//! writes nothing. A release that deleted the baseline's file gets that file back from history;
-//! a slot endpoint gets its template set back to what the serving slot runs.
+//! writes nothing. A release that deleted the baseline's file gets that file back from history
+//! (slot endpoints: `azureml_revert_slots.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,6 @@ use flightdeck_testkit::git::GitRepo;
 use serde_json::json;
 
 use super::azureml_rollouts::{GATED_AT_TWO, Load, Ran, rollout_yaml, run, start, traffic};
-use super::azureml_slots::{held_slot_release, model_of};
 
 const EP: &str = "my-endpoint";
 
@@ -48,7 +47,7 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// The `-`/`+` lines of the commit's diff against its parent, and the files it touches.
-fn commit_diff(repo: &git2::Repository, id: &str) -> (Vec<String>, Vec<String>) {
+pub(super) fn commit_diff(repo: &git2::Repository, id: &str) -> (Vec<String>, Vec<String>) {
     let commit = repo.find_commit(git2::Oid::from_str(id).unwrap()).unwrap();
     let parent = commit.parent(0).unwrap();
     let diff = repo
@@ -77,7 +76,7 @@ fn commit_diff(repo: &git2::Repository, id: &str) -> (Vec<String>, Vec<String>) 
     (lines, paths)
 }
 
-fn value_after<'a>(out: &'a Ran, prefix: &str) -> &'a str {
+pub(super) fn value_after<'a>(out: &'a Ran, prefix: &str) -> &'a str {
     out.stdout
         .lines()
         .find_map(|l| l.strip_prefix(prefix))
@@ -297,7 +296,7 @@ async fn held_after_deleting_blue(env: &Env) -> (GitRepo, PathBuf, Load, String)
 }
 
 /// The requests of the sandbox's log that are not GETs, as (method, path).
-async fn writes(env: &Env) -> Vec<(String, String)> {
+pub(super) async fn writes(env: &Env) -> Vec<(String, String)> {
     env.log()
         .await
         .iter()
@@ -309,7 +308,7 @@ async fn writes(env: &Env) -> Vec<(String, String)> {
 /// `apply` after the revert is merged: its only write is the endpoint PATCH that clears the
 /// failed rollout's record (the hold is over, `rollout::engine`); no deployment or traffic
 /// changes, and the next apply writes nothing at all.
-async fn apply_changes_nothing(env: &Env, d: &str) {
+pub(super) async fn apply_changes_nothing(env: &Env, d: &str) {
     let endpoint = |w: &[(String, String)]| {
         w.iter()
             .all(|(m, p)| m == "PATCH" && p.ends_with(&format!("/onlineEndpoints/{EP}")))
@@ -338,7 +337,7 @@ fn file_at(repo: &git2::Repository, id: &str, path: &str) -> Vec<u8> {
 }
 
 /// Checks out `branch` (HEAD, index and work tree), as merging the pull request would.
-fn check_out(git: &GitRepo, branch: &str) {
+pub(super) fn check_out(git: &GitRepo, branch: &str) {
     git.repo()
         .set_head(&format!("refs/heads/{branch}"))
         .unwrap();
@@ -443,67 +442,4 @@ async fn revert_refuses_a_restored_file_that_differs_from_live_naming_the_field_
     assert!(out.stderr.contains("nothing was written"), "{out}");
     assert_eq!(refs(git.repo()), before, "no branch");
     assert_eq!(files(&dir), before_files);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revert_sets_a_slot_template_back_to_the_serving_slots_model_version_and_only_that_line() {
-    let env = start().await;
-    let git = GitRepo::new();
-    git.repo().set_head("refs/heads/main").unwrap();
-    let dir = git.dir.path().join("environments/prod");
-    let commits = std::sync::Mutex::new(Vec::new());
-    let _load = held_slot_release(&env, &dir, &|what| {
-        commits.lock().unwrap().push(git.commit(what));
-    })
-    .await;
-    let release_1 = commits.lock().unwrap()[0].clone();
-    let d = dir.to_str().unwrap();
-
-    let out = run(&env, &["revert", d]).await;
-    assert_eq!(out.code, 0, "{out}");
-    let branch = value_after(&out, "branch ").to_string();
-    let id = value_after(&out, "commit ").to_string();
-    let (lines, paths) = commit_diff(git.repo(), &id);
-    assert_eq!(paths, ["environments/prod/deployments/model.yml"]);
-    assert_eq!(
-        lines,
-        ["-model: azureml:churn:2", "+model: azureml:churn:1"],
-        "{out}"
-    );
-    assert!(
-        out.stdout.contains("e2e: no changes"),
-        "the branch's plan is empty: {out}"
-    );
-    let message = git
-        .repo()
-        .find_commit(git2::Oid::from_str(&id).unwrap())
-        .unwrap()
-        .message()
-        .unwrap()
-        .to_string();
-    assert!(message.contains("slot blue serves live"), "{message}");
-    assert!(
-        message.contains("model: azureml:churn:2 -> azureml:churn:1."),
-        "{message}"
-    );
-    assert!(
-        message.contains(&format!(
-            "That is the template as of {} (release 1).",
-            &release_1[..7]
-        )),
-        "{message}"
-    );
-
-    // Merged: in sync, no release planned, the held state is gone; apply writes nothing.
-    check_out(&git, &branch);
-    let out = run(&env, &["plan", d]).await;
-    assert_eq!(out.code, 0, "in sync after the revert: {out}");
-    assert!(!out.stdout.contains("gets the template"), "{out}");
-    apply_changes_nothing(&env, d).await;
-    assert_eq!(model_of(&env, "blue").await, "1");
-    assert_eq!(
-        model_of(&env, "green").await,
-        "2",
-        "the failed slot is kept"
-    );
 }

@@ -167,14 +167,19 @@ async fn a_slot_release_goes_through_the_staged_policy_with_the_idle_slot_as_can
     assert_eq!(out.code, 0, "{out}");
 }
 
-/// Slot endpoint at blue 100 running release 1, then release 2 (model version 2) rolled out
+/// Slot endpoint (`after_swap` as given) at blue 100 running release 1, then release 2 (model version 2) rolled out
 /// into green under a policy whose stage-2 gate fails: rolled back, held at blue 100, green
 /// kept at 0% with release 2. `written(what)` runs after each release's files are written (a
 /// caller keeping them in Git commits there). The load keeps the gate fed while it lives.
-pub(super) async fn held_slot_release(env: &Env, dir: &Path, written: &dyn Fn(&str)) -> Load {
+pub(super) async fn held_slot_release(
+    env: &Env,
+    dir: &Path,
+    after_swap: &str,
+    written: &dyn Fn(&str),
+) -> Load {
     env.write_environment(
         dir,
-        &format!("{}{}", slots_yaml("keep"), rollout_yaml(GATED_AT_TWO)),
+        &format!("{}{}", slots_yaml(after_swap), rollout_yaml(GATED_AT_TWO)),
     );
     release(env, dir, 1, "blue", "slot blue gets the template").await;
     written("release 1");
@@ -198,7 +203,7 @@ async fn a_failed_slot_release_is_rolled_back_and_held_and_a_fixed_template_goes
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("prod");
     let d = dir.to_str().unwrap();
-    let _load = held_slot_release(&env, &dir, &|_| {}).await;
+    let _load = held_slot_release(&env, &dir, "keep", &|_| {}).await;
 
     // Held: plan says so and a second apply writes nothing (the digest is over the resolved
     // endpoint, which resolves the same way with green at 0%).

@@ -14,9 +14,10 @@ use serde_json::Value;
 
 use super::revert::FileChange;
 use crate::model::{AssetRef, LiveEndpoint};
+use crate::plan::Action;
 use crate::plan::PlatformProfile;
 use crate::plan::compare::{Field, Visitor, render_value, visit_deployment};
-use crate::slots::Slots;
+use crate::slots::{AfterSwap, Slots};
 use crate::spec::edit::{self, Edit, EditError, Scalar};
 use crate::spec::yaml::{self, Kind, Node, ScalarType};
 use crate::tree::FileMap;
@@ -100,6 +101,20 @@ pub fn serving_slot<'s>(slots: &'s Slots, live: &LiveEndpoint) -> Option<&'s str
         first
     };
     (weight(best) > 0 && live.deployments.contains_key(best)).then_some(best.as_str())
+}
+
+/// Whether `action`, in the plan after the revert, is only `after_swap` acting on the slot that
+/// does not serve (`scale_down` scaling it, `delete` deleting it): what the environment declares
+/// for an old slot, not a release, so the revert accepts it (and shows it in the plan).
+pub fn is_after_swap(slots: &Slots, serving: &str, action: &Action) -> bool {
+    let other = |d: &String| slots.names.contains(d) && d != serving;
+    match (slots.after_swap, action) {
+        (AfterSwap::ScaleDown, Action::ScaleDeployment { deployment, to, .. }) => {
+            other(deployment) && *to == crate::slots::SCALED_DOWN_INSTANCES
+        }
+        (AfterSwap::Delete, Action::DeleteDeployment { deployment }) => other(deployment),
+        _ => false,
+    }
 }
 
 /// The node at `path` below `root`, when every key is there.

@@ -157,3 +157,27 @@ fn no_slot_taking_traffic_is_refused() {
         revert_template(&files, Path::new("env"), "ep1", &slots, &l, &[], &NEUTRAL).unwrap_err();
     assert!(matches!(err, TemplateError::NoServingSlot { .. }), "{err}");
 }
+
+#[test]
+fn only_the_after_swap_of_the_slot_that_does_not_serve_is_accepted_after_a_revert() {
+    let (_, mut slots) = load(TEMPLATE);
+    let scale = |d: &str, to| Action::ScaleDeployment {
+        deployment: d.into(),
+        from: 2,
+        to,
+    };
+    let delete = |d: &str| Action::DeleteDeployment {
+        deployment: d.into(),
+    };
+    // `keep`: nothing is accepted.
+    assert!(!is_after_swap(&slots, "blue", &scale("green", 1)));
+    slots.after_swap = AfterSwap::ScaleDown;
+    assert!(is_after_swap(&slots, "blue", &scale("green", 1)));
+    assert!(!is_after_swap(&slots, "blue", &scale("green", 3)));
+    assert!(!is_after_swap(&slots, "blue", &scale("blue", 1)));
+    assert!(!is_after_swap(&slots, "blue", &delete("green")));
+    slots.after_swap = AfterSwap::Delete;
+    assert!(is_after_swap(&slots, "blue", &delete("green")));
+    assert!(!is_after_swap(&slots, "blue", &delete("blue")));
+    assert!(!is_after_swap(&slots, "blue", &delete("other")));
+}
