@@ -443,3 +443,36 @@ async fn revert_refuses_a_restored_file_that_differs_from_live_naming_the_field_
     assert_eq!(refs(git.repo()), before, "no branch");
     assert_eq!(files(&dir), before_files);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_looks_back_1000_commits_for_a_deleted_file_and_says_so_when_it_is_not_there() {
+    let env = start().await;
+    let (git, dir, _load, _) = held_after_deleting_blue(&env).await;
+    // 1,000 commits on top that leave the environment as it is (still held): blue.yml was
+    // last declared 1,002 commits back from HEAD, beyond the walk.
+    let repo = git.repo();
+    let sig = git2::Signature::now("t", "t@example.com").unwrap();
+    for i in 0..1000 {
+        let parent = repo.head().unwrap().peel_to_commit().unwrap();
+        let tree = parent.tree().unwrap();
+        repo.commit(
+            Some("HEAD"),
+            &sig,
+            &sig,
+            &format!("unrelated {i}"),
+            &tree,
+            &[&parent],
+        )
+        .unwrap();
+    }
+    let before = refs(repo);
+
+    let out = run(&env, &["revert", dir.to_str().unwrap()]).await;
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("live sends traffic to deployment blue, which HEAD no longer declares, and no deployment file declaring it is in the environment in the last 1000 commits"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("nothing was written"), "{out}");
+    assert_eq!(refs(repo), before);
+}
