@@ -3,7 +3,8 @@
 //! writes a commit that makes the YAML match what is live, on a new branch ready for a pull
 //! request, without touching the checked-out branch, the index or the work tree. The result is
 //! loaded by the same loader and planned against live before anything is written; it must be
-//! valid and in sync for every reverted endpoint.
+//! valid and in sync for every reverted endpoint. Which endpoints and which file changes:
+//! `revert_select.rs`; the Git side: `revert_git.rs`.
 
 use std::path::{Path, PathBuf};
 

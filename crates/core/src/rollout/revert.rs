@@ -2,8 +2,10 @@
 //! live after a failed rollout: the endpoint file's `traffic` and `mirror_traffic` set to
 //! live's (edited in place, `spec::edit`), and the file of a candidate deployment that no
 //! longer exists live removed. A candidate kept for inspection (`keep_failed: true`) exists
-//! live at 0%, so its file stays. Pure: file texts in, file texts out; the binary reads Git and
-//! the platform and writes the commit (`src/cli/revert.rs`).
+//! live at 0%, so its file stays. A deployment live still serves but HEAD no longer declares
+//! ([`served_undeclared`]) has its file found in history ([`declares_deployment`]) and restored
+//! by the binary before this runs. Slot endpoints: `revert_template`. Pure: file texts in, file
+//! texts out; the binary reads Git and the platform and writes the commit (`src/cli/revert.rs`).
 
 use std::path::{Path, PathBuf};
 
