@@ -52,17 +52,11 @@ pub enum TemplateError {
     #[error("endpoint {endpoint}: the template {path} is not a file of the environment")]
     NoTemplate { endpoint: String, path: PathBuf },
     #[error(
-        "endpoint {endpoint}: {path}: `{field}` cannot be set back to what slot {slot} runs \
-         ({live}): {why}; revert the template by hand"
+        "endpoint {}: {}: `{}` cannot be set back to what slot {} runs ({}): {}; revert the \
+         template by hand",
+        .0.endpoint, .0.path.display(), .0.field, .0.slot, .0.live, .0.why
     )]
-    Inexpressible {
-        endpoint: String,
-        path: PathBuf,
-        slot: String,
-        field: String,
-        live: String,
-        why: &'static str,
-    },
+    Inexpressible(Box<Unwritable>),
     #[error("endpoint {endpoint}: {path}: {source}")]
     Edit {
         endpoint: String,
@@ -70,6 +64,17 @@ pub enum TemplateError {
         #[source]
         source: EditError,
     },
+}
+
+/// A template field the editor cannot set back to the serving slot's value.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unwritable {
+    pub endpoint: String,
+    pub path: PathBuf,
+    pub slot: String,
+    pub field: String,
+    pub live: String,
+    pub why: &'static str,
 }
 
 /// The declared fields whose live value differs, with both values.
@@ -242,13 +247,15 @@ pub fn revert_template(
     let mut edits = Vec::new();
     let mut fields = Vec::new();
     for (field, want, have) in differences.0 {
-        let inexpressible = |live: String, why| TemplateError::Inexpressible {
-            endpoint: endpoint.to_string(),
-            path: path.clone(),
-            slot: serving.clone(),
-            field: field.path(),
-            live,
-            why,
+        let inexpressible = |live: String, why| {
+            TemplateError::Inexpressible(Box::new(Unwritable {
+                endpoint: endpoint.to_string(),
+                path: path.clone(),
+                slot: serving.clone(),
+                field: field.path(),
+                live,
+                why,
+            }))
         };
         let Some(have) = have else {
             return Err(inexpressible(

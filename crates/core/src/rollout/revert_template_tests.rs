@@ -127,7 +127,7 @@ fn a_mapping_that_names_another_model_is_refused() {
     let template = "name: model\nendpoint_name: ep1\nmodel:\n  name: churn\n  version: 5\n";
     let err = revert(template, serving("azureml:fraud:4", 2)).unwrap_err();
     assert!(
-        matches!(err, TemplateError::Inexpressible { ref field, .. } if field == "model"),
+        matches!(err, TemplateError::Inexpressible(ref u) if u.field == "model"),
         "{err}"
     );
     assert!(err.to_string().contains("another asset"), "{err}");
