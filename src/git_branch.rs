@@ -1,11 +1,26 @@
 //! A commit on a new branch, for `flightdeck revert` and `flightdeck promote`: the repository
 //! holding the environment, whether its directory is clean, HEAD's tree with some files replaced or removed (built with tree
-//! builders, never through the index or the work tree), and the commit on a new branch.
+//! builders, never through the index or the work tree), the commit on a new branch, and the
+//! walk back through history that finds a file a failed release deleted (`revert`).
 
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use git2::{Commit, ObjectType, Oid, Repository, Signature, Status, StatusOptions};
+
+/// How many commits (first parent, from HEAD) `flightdeck revert` looks back through for the
+/// file of a deployment live still serves but HEAD no longer declares (docs/rollouts.md).
+pub const HISTORY_LIMIT: usize = 1000;
+
+/// A file found in history: where it is in the environment, its bytes, and the commit.
+pub struct Found {
+    /// From the environment directory.
+    pub path: PathBuf,
+    pub text: String,
+    /// Short id and subject of the newest commit whose tree has it.
+    pub short: String,
+    pub subject: String,
+}
 
 /// The environment's repository, its directory inside it, and HEAD.
 pub struct EnvRepo {
@@ -123,6 +138,91 @@ impl EnvRepo {
         Ok(builder.write()?)
     }
 
+    /// The newest of the first `limit` first-parent commits from `from` whose environment
+    /// directory holds a YAML file (at any depth) for which `wanted(path, text)` holds, and that
+    /// file. Each distinct blob is read once, however many commits hold it, and an unchanged
+    /// directory is skipped, so the cost follows the environment's changes, not the history's
+    /// length. `Ok(None)` when no commit within the bound has one.
+    pub fn find_in_history(
+        &self,
+        from: &Commit<'_>,
+        limit: usize,
+        mut wanted: impl FnMut(&Path, &str) -> bool,
+    ) -> anyhow::Result<Option<Found>> {
+        let mut walk = self.repo.revwalk()?;
+        walk.push(from.id())?;
+        walk.simplify_first_parent()?;
+        let mut seen_dirs = std::collections::HashSet::new();
+        // A blob is judged once per path: `wanted` may look at the path.
+        let mut seen_blobs = std::collections::HashSet::new();
+        for id in walk.take(limit) {
+            let commit = self.repo.find_commit(id?)?;
+            let tree = commit.tree()?;
+            let dir = if self.rel.as_os_str().is_empty() {
+                tree
+            } else {
+                match tree.get_path(&self.rel) {
+                    Ok(e) if e.kind() == Some(ObjectType::Tree) => self.repo.find_tree(e.id())?,
+                    _ => continue,
+                }
+            };
+            if !seen_dirs.insert(dir.id()) {
+                continue;
+            }
+            let mut hit: Option<(PathBuf, String)> = None;
+            let mut failure = None;
+            dir.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
+                let name = entry.name().unwrap_or_default();
+                let yaml = name.ends_with(".yml") || name.ends_with(".yaml");
+                let path = Path::new(parent).join(name);
+                if entry.kind() != Some(ObjectType::Blob)
+                    || !yaml
+                    || !seen_blobs.insert((path.clone(), entry.id()))
+                {
+                    return git2::TreeWalkResult::Ok;
+                }
+                let blob = match self.repo.find_blob(entry.id()) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failure = Some(e);
+                        return git2::TreeWalkResult::Abort;
+                    }
+                };
+                if let Ok(text) = std::str::from_utf8(blob.content())
+                    && wanted(&path, text)
+                {
+                    hit = Some((path, text.to_string()));
+                    return git2::TreeWalkResult::Abort;
+                }
+                git2::TreeWalkResult::Ok
+            })
+            .or_else(|e| {
+                if hit.is_some() || e.code() == git2::ErrorCode::User {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+            if let Some(e) = failure {
+                return Err(e.into());
+            }
+            if let Some((path, text)) = hit {
+                return Ok(Some(Found {
+                    path,
+                    text,
+                    short: id_short(&commit),
+                    subject: commit
+                        .summary()
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                        .to_string(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     /// The author and committer: the repository's `user.name`/`user.email`, else flightdeck.
     pub fn signature(&self) -> anyhow::Result<Signature<'static>> {
         match self.repo.signature() {
@@ -160,4 +260,9 @@ impl EnvRepo {
         self.repo.branch(name, &commit, false)?;
         Ok(id)
     }
+}
+
+/// The seven-digit short id, as `flightdeck revert` names commits.
+pub fn id_short(commit: &Commit<'_>) -> String {
+    commit.id().to_string()[..7].to_string()
 }

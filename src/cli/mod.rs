@@ -19,7 +19,7 @@ mod interrupt;
 mod live;
 mod promote;
 mod revert;
-mod revert_git;
+mod revert_select;
 mod rollout;
 
 /// GitOps reconciler for ML model endpoints.
@@ -75,8 +75,9 @@ pub enum Command {
     /// Staged rollouts by hand: `status`, `resume` a paused one, `abort` one in progress.
     Rollout(rollout::RolloutArgs),
     /// After a failed rollout (the endpoint is held), write a commit on a new branch that makes
-    /// the YAML match what is live (`traffic`, `mirror_traffic`, a deleted candidate's file),
-    /// ready for a pull request. The checked-out branch, index and work tree are not touched.
+    /// the YAML match what is live (`traffic`, `mirror_traffic`, a deleted candidate's file, a
+    /// deleted baseline's file restored from the last 1,000 commits, a slot endpoint's template
+    /// set back to what the serving slot runs), ready for a pull request. The checked-out branch, index and work tree are not touched.
     /// Exit 0 written; 2 refused (nothing held, not a Git repository, dirty directory, branch
     /// exists, result invalid or not in sync), nothing written.
     Revert(revert::RevertArgs),

@@ -3,7 +3,8 @@
 //! writes a commit that makes the YAML match what is live, on a new branch ready for a pull
 //! request, without touching the checked-out branch, the index or the work tree. The result is
 //! loaded by the same loader and planned against live before anything is written; it must be
-//! valid and in sync for every reverted endpoint.
+//! valid and in sync for every reverted endpoint. Which endpoints and which file changes:
+//! `revert_select.rs`; the Git side: `src/git_branch.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,12 +13,12 @@ use similar::TextDiff;
 
 use super::BackendArgs;
 use super::commands::{ERROR, OK, fail, make_plan};
-use super::revert_git::EnvRepo;
+use super::revert_select::{Head, Item, What, items, message};
 use crate::escape::Esc;
-use crate::model::{DesiredState, LiveState};
+use crate::git_branch::{EnvRepo, id_short};
+use crate::model::DesiredState;
 use crate::plan::render::{self, Format};
-use crate::rollout::revert::{EndpointRevert, revert_endpoint, weights_text};
-use crate::rollout::{RolloutRecord, RolloutState, engine};
+use crate::rollout::revert_template::is_after_swap;
 use crate::{backend, source, spec};
 
 #[derive(Debug, Args)]
@@ -87,7 +88,14 @@ pub async fn revert(args: &RevertArgs) -> u8 {
         },
         Err(e) => return refuse(e),
     };
-    let reverts = match reverts(args, &desired, &live, &files) {
+    let at_head = Head {
+        repo: &repo,
+        commit: &head,
+        files: &files,
+        desired: &desired,
+        env_dir,
+    };
+    let reverts = match items(args, &at_head, &live) {
         Ok(r) if r.is_empty() => {
             return refuse(
                 "nothing to revert: no endpoint is held after a failed rollout, and the endpoints named match live",
@@ -99,7 +107,7 @@ pub async fn revert(args: &RevertArgs) -> u8 {
     // The new tree, loaded and planned before anything is committed.
     let changes: Vec<(PathBuf, Option<Vec<u8>>)> = reverts
         .iter()
-        .flat_map(|(r, _)| &r.changes)
+        .flat_map(|r| &r.changes)
         .map(|c| {
             let inside = c.path.strip_prefix(env_dir).unwrap_or(&c.path);
             (
@@ -125,12 +133,14 @@ pub async fn revert(args: &RevertArgs) -> u8 {
         Ok(p) => p,
         Err(_) => return refuse("the plan of the reverted environment was refused"),
     };
-    let names: Vec<&str> = reverts.iter().map(|(r, _)| r.endpoint.as_str()).collect();
+    let names: Vec<&str> = reverts.iter().map(|r| r.endpoint.as_str()).collect();
     let unsettled: Vec<&str> = names
         .iter()
         .copied()
         .filter(|n| {
-            plan.steps.iter().any(|s| s.endpoint == *n)
+            plan.steps
+                .iter()
+                .any(|s| s.endpoint == *n && !after_swap(&desired, &reverts, s))
                 || plan.rollouts.iter().any(|v| v.endpoint == *n)
         })
         .collect();
@@ -144,7 +154,7 @@ pub async fn revert(args: &RevertArgs) -> u8 {
             unsettled.join(", ")
         ));
     }
-    let short = head.id().to_string()[..7].to_string();
+    let short = id_short(&head);
     let branch = args
         .branch
         .clone()
@@ -160,7 +170,7 @@ pub async fn revert(args: &RevertArgs) -> u8 {
     println!("branch {}", Esc(&branch));
     println!("commit {id}");
     println!();
-    for (r, _) in &reverts {
+    for r in &reverts {
         for c in &r.changes {
             for line in unified(&repo.rel, env_dir, c).lines() {
                 println!("{}", Esc(line));
@@ -180,8 +190,20 @@ pub async fn revert(args: &RevertArgs) -> u8 {
     OK
 }
 
+/// Whether `step` is a reverted slot endpoint's `after_swap` on its slot that does not serve.
+fn after_swap(desired: &DesiredState, reverts: &[Item<'_>], step: &crate::plan::Step) -> bool {
+    reverts.iter().any(
+        |r| match (&r.what, desired.environment.slots.get(&r.endpoint)) {
+            (What::Template { revert, .. }, Some(slots)) => {
+                r.endpoint == step.endpoint && is_after_swap(slots, &revert.serving, &step.action)
+            }
+            _ => false,
+        },
+    )
+}
+
 /// The environment at `tree`, its files and its desired state; the problems are printed.
-fn load_at(
+pub(super) fn load_at(
     repo: &EnvRepo,
     tree: &git2::Tree<'_>,
     env_dir: &Path,
@@ -218,114 +240,24 @@ fn load_at(
     }
 }
 
-/// The record of a rollout of this very desired state that failed (the endpoint is held).
-fn held<'l>(desired: &DesiredState, live: &'l LiveState, name: &str) -> Option<&'l RolloutRecord> {
-    let record = live.endpoints.get(name)?.rollout.as_ref()?;
-    (record.state == RolloutState::Failed
-        && record.digest == engine::digest(&desired.endpoints[name]))
-    .then_some(record)
-}
-
-type Reverts<'l> = Vec<(EndpointRevert, Option<&'l RolloutRecord>)>;
-
-fn reverts<'l>(
-    args: &RevertArgs,
-    desired: &DesiredState,
-    live: &'l LiveState,
-    files: &source::FileMap,
-) -> anyhow::Result<Reverts<'l>> {
-    let mut out = Vec::new();
-    for (name, endpoint) in &desired.endpoints {
-        let named = args.endpoints.contains(name);
-        if !args.endpoints.is_empty() && !named {
-            continue;
-        }
-        if desired.environment.slots.contains_key(name) {
-            // A slot endpoint's traffic is not in Git: reverting it means rewriting its
-            // template to the settings the serving slot runs, which this command does not do.
-            if named {
-                anyhow::bail!(
-                    "endpoint {name} uses blue/green slots: its traffic is not written in Git; revert its template file by hand (git revert of the release commit)"
-                );
-            }
-            continue;
-        }
-        let record = held(desired, live, name);
-        if record.is_none() && !named {
-            continue;
-        }
-        let Some(live_ep) = live.endpoints.get(name) else {
-            if named {
-                anyhow::bail!("endpoint {name} does not exist live");
-            }
-            continue;
-        };
-        let r = revert_endpoint(files, endpoint, live_ep)?;
-        if !r.is_empty() {
-            out.push((r, record));
-        }
-    }
-    Ok(out)
-}
-
-fn message(args: &RevertArgs, env: &str, reverts: &Reverts<'_>, head: &str) -> String {
-    let names: Vec<&str> = reverts.iter().map(|(r, _)| r.endpoint.as_str()).collect();
-    let subject = args
-        .message
-        .clone()
-        .unwrap_or_else(|| format!("revert {env}: {} back to what is live", names.join(", ")));
-    let mut body = String::new();
-    for (r, record) in reverts {
-        body.push_str(&format!(
-            "\n{}: live serves {}; Git declared {}.\n",
-            r.endpoint,
-            weights_text(&r.traffic),
-            weights_text(&r.declared)
-        ));
-        if r.mirror != r.declared_mirror {
-            body.push_str(&format!(
-                "  mirror: live {}, Git declared {}.\n",
-                weights_text(&r.mirror),
-                weights_text(&r.declared_mirror)
-            ));
-        }
-        match record {
-            Some(rec) => {
-                body.push_str(&format!(
-                    "  Held after the rollout of {} failed: {}.\n",
-                    rec.candidate,
-                    rec.reason.as_deref().unwrap_or("no reason recorded")
-                ));
-                body.push_str(&format!(
-                    "  The failed rollout served revision {}.\n",
-                    rec.revision
-                        .as_deref()
-                        .unwrap_or("(not recorded: applied by `flightdeck apply`)")
-                ));
-            }
-            None => body.push_str("  Not held: named on the command line.\n"),
-        }
-        for d in &r.removed {
-            body.push_str(&format!(
-                "  Deployment {d} no longer exists live: its file is removed.\n"
-            ));
-        }
-    }
-    format!("{subject}\n{body}\nWritten by `flightdeck revert` from {head}.\n")
-}
-
 /// A unified diff of one file, paths from the repository root (`/dev/null` when removed).
 fn unified(rel: &Path, env_dir: &Path, change: &crate::rollout::revert::FileChange) -> String {
     let inside = change.path.strip_prefix(env_dir).unwrap_or(&change.path);
     let path = rel.join(inside).display().to_string();
     let new = change.new.as_deref().unwrap_or("");
-    let to = if change.new.is_some() {
-        format!("b/{path}")
-    } else {
-        "/dev/null".into()
+    let old = change.old.as_deref().unwrap_or("");
+    let side = |present: bool, prefix: &str| {
+        if present {
+            format!("{prefix}/{path}")
+        } else {
+            "/dev/null".into()
+        }
     };
-    TextDiff::from_lines(change.old.as_str(), new)
+    TextDiff::from_lines(old, new)
         .unified_diff()
-        .header(&format!("a/{path}"), &to)
+        .header(
+            &side(change.old.is_some(), "a"),
+            &side(change.new.is_some(), "b"),
+        )
         .to_string()
 }

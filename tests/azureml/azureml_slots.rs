@@ -23,7 +23,7 @@ fn slots_yaml(after_swap: &str) -> String {
 }
 
 /// Writes the endpoint file and the template at model version `version`.
-fn write_release(dir: &Path, version: u32) {
+pub(super) fn write_release(dir: &Path, version: u32) {
     std::fs::create_dir_all(dir.join("deployments")).unwrap();
     std::fs::write(
         dir.join("my-endpoint.yml"),
@@ -49,7 +49,7 @@ async fn serving(env: &Env) -> std::collections::BTreeMap<String, i64> {
 }
 
 /// The model version a live deployment runs (the number after the last `/` or `:`).
-async fn model_of(env: &Env, deployment: &str) -> String {
+pub(super) async fn model_of(env: &Env, deployment: &str) -> String {
     let d = env
         .arm_get(&format!("/onlineEndpoints/{EP}/deployments/{deployment}"))
         .await
@@ -167,6 +167,35 @@ async fn a_slot_release_goes_through_the_staged_policy_with_the_idle_slot_as_can
     assert_eq!(out.code, 0, "{out}");
 }
 
+/// Slot endpoint (`after_swap` as given) at blue 100 running release 1, then release 2 (model version 2) rolled out
+/// into green under a policy whose stage-2 gate fails: rolled back, held at blue 100, green
+/// kept at 0% with release 2. `written(what)` runs after each release's files are written (a
+/// caller keeping them in Git commits there). The load keeps the gate fed while it lives.
+pub(super) async fn held_slot_release(
+    env: &Env,
+    dir: &Path,
+    after_swap: &str,
+    written: &dyn Fn(&str),
+) -> Load {
+    env.write_environment(
+        dir,
+        &format!("{}{}", slots_yaml(after_swap), rollout_yaml(GATED_AT_TWO)),
+    );
+    release(env, dir, 1, "blue", "slot blue gets the template").await;
+    written("release 1");
+    env.fault(json!({"endpoint": EP, "deployment": "green", "error_rate": 0.5}))
+        .await;
+    let load = Load::start(env, 50).await;
+    write_release(dir, 2);
+    written("release 2");
+    let out = run(env, &["apply", dir.to_str().unwrap()]).await;
+    assert_eq!(out.code, 3, "held after the rollback: {out}");
+    line_of(&out, "rolling back to blue 100");
+    assert_eq!(serving(env).await, traffic(&[("blue", 100)]));
+    assert_eq!(model_of(env, "green").await, "2", "kept for inspection");
+    load
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_slot_release_is_rolled_back_and_held_and_a_fixed_template_goes_into_the_same_idle_slot()
  {
@@ -174,21 +203,7 @@ async fn a_failed_slot_release_is_rolled_back_and_held_and_a_fixed_template_goes
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("prod");
     let d = dir.to_str().unwrap();
-    env.write_environment(
-        &dir,
-        &format!("{}{}", slots_yaml("keep"), rollout_yaml(GATED_AT_TWO)),
-    );
-    release(&env, &dir, 1, "blue", "slot blue gets the template").await;
-    env.fault(json!({"endpoint": EP, "deployment": "green", "error_rate": 0.5}))
-        .await;
-    let _load = Load::start(&env, 50).await;
-
-    write_release(&dir, 2);
-    let out = run(&env, &["apply", d]).await;
-    assert_eq!(out.code, 3, "held after the rollback: {out}");
-    line_of(&out, "rolling back to blue 100");
-    assert_eq!(serving(&env).await, traffic(&[("blue", 100)]));
-    assert_eq!(model_of(&env, "green").await, "2", "kept for inspection");
+    let _load = held_slot_release(&env, &dir, "keep", &|_| {}).await;
 
     // Held: plan says so and a second apply writes nothing (the digest is over the resolved
     // endpoint, which resolves the same way with green at 0%).

@@ -10,6 +10,7 @@ mod azureml_mirror;
 mod azureml_mirror_smoke;
 mod azureml_monitor;
 mod azureml_revert;
+mod azureml_revert_slots;
 mod azureml_rollout_agent_crash;
 mod azureml_rollout_crash;
 mod azureml_rollout_crash_kit;

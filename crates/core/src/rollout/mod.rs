@@ -10,6 +10,7 @@ pub mod gates;
 pub mod policy;
 pub mod record;
 pub mod revert;
+pub mod revert_template;
 pub mod scale;
 #[cfg(test)]
 mod smoke_gate_tests;

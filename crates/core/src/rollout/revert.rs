@@ -2,8 +2,10 @@
 //! live after a failed rollout: the endpoint file's `traffic` and `mirror_traffic` set to
 //! live's (edited in place, `spec::edit`), and the file of a candidate deployment that no
 //! longer exists live removed. A candidate kept for inspection (`keep_failed: true`) exists
-//! live at 0%, so its file stays. Pure: file texts in, file texts out; the binary reads Git and
-//! the platform and writes the commit (`src/cli/revert.rs`).
+//! live at 0%, so its file stays. A deployment live still serves but HEAD no longer declares
+//! ([`served_undeclared`]) has its file found in history ([`declares_deployment`]) and restored
+//! by the binary before this runs. Slot endpoints: `revert_template`. Pure: file texts in, file
+//! texts out; the binary reads Git and the platform and writes the commit (`src/cli/revert.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +19,8 @@ use crate::tree::FileMap;
 pub struct FileChange {
     /// As keyed in the environment's file map.
     pub path: PathBuf,
-    pub old: String,
+    /// `None`: the file is created (restored from history).
+    pub old: Option<String>,
     /// `None`: the file is removed.
     pub new: Option<String>,
 }
@@ -73,7 +76,7 @@ pub enum RevertError {
 }
 
 /// The root mapping's string value at `key` in a YAML text, when it has one.
-fn root_string(text: &str, key: &str) -> Option<String> {
+pub(crate) fn root_string(text: &str, key: &str) -> Option<String> {
     let (root, _) = yaml::parse(text);
     match &root?.get(key)?.value.kind {
         Kind::Scalar { text, ty } if *ty != ScalarType::Null => Some(text.clone()),
@@ -81,14 +84,14 @@ fn root_string(text: &str, key: &str) -> Option<String> {
     }
 }
 
-fn is_yaml(path: &Path) -> bool {
+pub(crate) fn is_yaml(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("yml" | "yaml")
     )
 }
 
-fn texts(files: &FileMap) -> impl Iterator<Item = (&PathBuf, &str)> {
+pub(crate) fn texts(files: &FileMap) -> impl Iterator<Item = (&PathBuf, &str)> {
     files
         .iter()
         .filter(|(p, _)| is_yaml(p))
@@ -119,14 +122,11 @@ pub fn revert_endpoint(
         .cloned()
         .collect();
     for deployment in &removed {
-        let file = texts(files).find(|(_, t)| {
-            root_string(t, "endpoint_name").as_deref() == Some(endpoint.as_str())
-                && root_string(t, "name").as_deref() == Some(deployment.as_str())
-        });
+        let file = texts(files).find(|(_, t)| declares_deployment(t, &endpoint, deployment));
         match file {
             Some((p, t)) => changes.push(FileChange {
                 path: p.clone(),
-                old: t.to_string(),
+                old: Some(t.to_string()),
                 new: None,
             }),
             None => {
@@ -198,7 +198,7 @@ pub fn revert_endpoint(
             0,
             FileChange {
                 path: path.clone(),
-                old: text.to_string(),
+                old: Some(text.to_string()),
                 new: Some(new),
             },
         );
@@ -212,6 +212,28 @@ pub fn revert_endpoint(
         removed,
         changes,
     })
+}
+
+/// Whether `text` is a deployment file (`endpoint_name` at its root) declaring `deployment`
+/// of `endpoint`.
+pub fn declares_deployment(text: &str, endpoint: &str, deployment: &str) -> bool {
+    root_string(text, "endpoint_name").as_deref() == Some(endpoint)
+        && root_string(text, "name").as_deref() == Some(deployment)
+}
+
+/// The deployments that take live traffic or mirror traffic but that `desired` does not
+/// declare: what the revert must restore from history before traffic can be written back.
+pub fn served_undeclared(desired: &Endpoint, live: &LiveEndpoint) -> Vec<String> {
+    let mut out: Vec<String> = live
+        .traffic
+        .iter()
+        .chain(&live.mirror_traffic)
+        .filter(|(d, w)| **w > 0 && !desired.deployments.contains_key(*d))
+        .map(|(d, _)| d.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `blue 100 / green 0`, as plans and messages show traffic.
@@ -336,5 +358,31 @@ mod tests {
         )
         .unwrap();
         assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn only_a_deployment_file_of_the_endpoint_declares_its_deployment() {
+        assert!(declares_deployment(BLUE, "ep1", "blue"));
+        assert!(!declares_deployment(BLUE, "ep1", "green"));
+        assert!(!declares_deployment(BLUE, "ep2", "blue"));
+        // An endpoint file named like the deployment is no deployment file.
+        assert!(!declares_deployment("name: blue\n", "ep1", "blue"));
+    }
+
+    #[test]
+    fn the_deployments_live_serves_or_mirrors_that_git_does_not_declare_are_listed_once() {
+        let ep = "name: ep1\ntraffic:\n  green: 100\n";
+        let (_, desired) = load(&[
+            ("environment.yaml", ENV),
+            ("e.yml", ep),
+            ("green.yml", GREEN),
+        ]);
+        let mut l = live(
+            &[("blue", 90), ("green", 10), ("old", 0)],
+            &["blue", "green", "old"],
+        );
+        assert_eq!(served_undeclared(&desired, &l), ["blue"]);
+        l.mirror_traffic = [("blue".to_string(), 5), ("shadow".to_string(), 10)].into();
+        assert_eq!(served_undeclared(&desired, &l), ["blue", "shadow"]);
     }
 }
