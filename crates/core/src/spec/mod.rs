@@ -18,6 +18,7 @@ pub(crate) mod paths;
 mod raw_deployment;
 mod raw_endpoint;
 mod raw_environment;
+mod raw_pod;
 mod raw_rollout;
 mod raw_slots;
 pub mod schema;
