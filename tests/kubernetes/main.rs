@@ -7,6 +7,7 @@ mod k8s_fidelity;
 mod k8s_planned_flow;
 mod k8s_production;
 mod k8s_rollout_annotations;
+mod k8s_rollout_hpa;
 mod k8s_rollout_mirror;
 mod k8s_rollout_scale;
 mod k8s_rollouts;

@@ -94,7 +94,9 @@ pub fn set_stage(
 
 /// An autoscaled deployment (`autoscaling` declared, so its HPA owns the replica count) scales
 /// its HPA's bounds instead: `(min, max)` at `weight`, each `count_at` of its declared bound over
-/// the declared weight (the candidate) or the baseline weight (a baseline deployment).
+/// the declared weight (the candidate) or the baseline weight (a baseline deployment). A
+/// baseline no longer declared in Git has no declared bounds: it is left to its HPA, which
+/// follows its falling load within the bounds it had.
 pub fn bounds_needed(
     record: &RolloutRecord,
     desired: &Endpoint,
