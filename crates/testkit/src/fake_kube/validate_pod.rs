@@ -27,7 +27,7 @@ pub fn pod_spec(pod: &Value, problems: &mut Vec<String>) {
     }
     for (i, t) in arr(pod, "topologySpreadConstraints").iter().enumerate() {
         let at = format!("{POD}.topologySpreadConstraints[{i}]");
-        if !int(t, "maxSkew").is_some_and(|n| n > 0) {
+        if int(t, "maxSkew").is_none_or(|n| n <= 0) {
             problems.push(format!(
                 "{at}.maxSkew: Invalid value: must be greater than zero"
             ));
@@ -137,10 +137,9 @@ pub fn hpa(spec: &Value, problems: &mut Vec<String>) {
             continue;
         };
         if r["target"]["type"] == "Utilization"
-            && !r
-                .pointer("/target/averageUtilization")
+            && r.pointer("/target/averageUtilization")
                 .and_then(Value::as_i64)
-                .is_some_and(|n| n > 0)
+                .is_none_or(|n| n <= 0)
         {
             problems.push(format!(
                 "{at}.resource.target.averageUtilization: Required value: must set averageUtilization when type is Utilization"
