@@ -382,6 +382,8 @@ pub(crate) fn deployment_from_arm(ws: &Workspace, res: ArmDeployment) -> LiveDep
         readiness_probe: p.readiness_probe.map(probe_from_arm),
         port: None,
         resources: None,
+        // The production pod settings (autoscaling, ...) are Kubernetes-only: no ARM field.
+        ..Default::default()
     };
     let state = deployment_state(p.provisioning_state.as_deref());
     LiveDeployment {

@@ -129,6 +129,7 @@ fn settings() -> impl Strategy<Value = DeploymentSettings> {
                     readiness_probe,
                     port: None,
                     resources: None,
+                    ..Default::default()
                 }
             },
         )

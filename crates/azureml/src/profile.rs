@@ -18,6 +18,22 @@ const FOREIGN: &[ForeignField] = &[
     kubernetes("liveness_probe.port"),
     kubernetes("readiness_probe.path"),
     kubernetes("readiness_probe.port"),
+    // The production pod settings (issue #14); scaling on Azure ML is `scale_settings`
+    // (target_utilization), a different thing, so `autoscaling` is not mapped onto it.
+    ForeignField {
+        field: "autoscaling",
+        owner: "kubernetes",
+        hint: " (on azureml, autoscaling is `scale_settings` or Azure Monitor autoscale)",
+    },
+    kubernetes("disruption_budget"),
+    kubernetes("topology_spread"),
+    kubernetes("termination_grace_period"),
+    kubernetes("pre_stop"),
+    kubernetes("security_context"),
+    kubernetes("service_account"),
+    kubernetes("image_pull_secrets"),
+    kubernetes("node_selector"),
+    kubernetes("tolerations"),
 ];
 
 const fn kubernetes(field: &'static str) -> ForeignField {

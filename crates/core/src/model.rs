@@ -208,7 +208,41 @@ pub struct DeploymentSettings {
     /// Kubernetes only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// Kubernetes only: a HorizontalPodAutoscaler that owns the replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// Kubernetes only: a PodDisruptionBudget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption_budget: Option<DisruptionBudget>,
+    /// Kubernetes only: topologySpreadConstraints over the version's pod labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread: Option<Vec<TopologySpread>>,
+    /// Kubernetes only: terminationGracePeriodSeconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period: Option<u32>,
+    /// Kubernetes only: the container's preStop hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_stop: Option<PreStop>,
+    /// Kubernetes only: the container's security context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    /// Kubernetes only: the pod's service account (a name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// Kubernetes only: names of image pull Secrets (never their contents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<String>>,
+    /// Kubernetes only: the pod's nodeSelector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Kubernetes only: the pod's tolerations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
 }
+
+pub use crate::pod_settings::{
+    Autoscaling, DisruptionBudget, PreStop, SecurityContext, Toleration, TopologySpread,
+};
 
 pub use crate::smoke::{JsonCheck, TestRequest, TestSpec};
 

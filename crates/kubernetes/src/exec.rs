@@ -247,6 +247,10 @@ impl KubernetesBackend {
                 message: format!("deployment {d} has no image; set `image` for kubernetes targets"),
             });
         }
+        if settings.autoscaling.is_some() {
+            let existing = get_owned(&self.deployments(), subject, &version_name(e, d)).await?;
+            self.hand_replicas_over(subject, existing.as_ref()).await?;
+        }
         apply(
             &self.deployments(),
             subject,
@@ -255,6 +259,7 @@ impl KubernetesBackend {
         .await?;
         let service = version_service(e, d, self.ns(), port_of(settings));
         apply(&self.services(), subject, &service).await?;
+        self.apply_policies(subject, e, d, settings).await?;
         Ok(())
     }
 
@@ -368,6 +373,7 @@ impl KubernetesBackend {
             .await?;
         }
         let name = version_name(e, d);
+        self.delete_policies(subject, &name).await?;
         delete_owned(&self.deployments(), subject, &name).await?;
         delete_owned(&self.services(), subject, &name).await?;
         Ok(outcome(format!("deleted deployment and service {name}")))
@@ -397,6 +403,7 @@ impl KubernetesBackend {
                 continue;
             };
             let name = version_name(e, d);
+            self.delete_policies(subject, &name).await?;
             delete_owned(&self.deployments(), subject, &name).await?;
             deleted += 1;
         }

@@ -12,6 +12,7 @@ use super::objects::{
     DEPLOYMENT_LABEL, ENDPOINT_LABEL, MANAGED_SELECTOR, endpoint_settings_from_service,
     service_port, settings_from_deployment, version_name,
 };
+use super::policy::{autoscaling_of, disruption_budget_of};
 use super::progress;
 use super::rollout::{Rollout, rollout_status};
 use super::routing::{
@@ -55,6 +56,17 @@ impl KubernetesBackend {
     pub(super) async fn read_live_state(&self) -> Result<LiveState, BackendError> {
         let subject = format!("namespace {}", self.ns());
         let deployments = list_all(&self.deployments(), &subject, MANAGED_SELECTOR).await?;
+        let by_name = |meta: &ObjectMeta| meta.name.clone().unwrap_or_default();
+        let hpas: BTreeMap<String, _> = list_all(&self.hpas(), &subject, MANAGED_SELECTOR)
+            .await?
+            .into_iter()
+            .map(|h| (by_name(&h.metadata), h))
+            .collect();
+        let pdbs: BTreeMap<String, _> = list_all(&self.pdbs(), &subject, MANAGED_SELECTOR)
+            .await?
+            .into_iter()
+            .map(|p| (by_name(&p.metadata), p))
+            .collect();
         let services: BTreeMap<String, Service> =
             list_all(&self.services(), &subject, MANAGED_SELECTOR)
                 .await?
@@ -146,9 +158,13 @@ impl KubernetesBackend {
             };
             let name = entry(&mut endpoints, e);
             let state = deployment_state(d);
+            let mut settings = settings_from_deployment(d);
+            let object = version_name(e, dep);
+            settings.autoscaling = hpas.get(&object).and_then(autoscaling_of);
+            settings.disruption_budget = pdbs.get(&object).and_then(disruption_budget_of);
             let live = LiveDeployment {
                 name: dep.to_string(),
-                settings: Box::new(settings_from_deployment(d)),
+                settings: Box::new(settings),
                 // A Deployment whose rollout is not complete ([K8S §3]: kubectl rollout status).
                 phase: (!state.is_terminal()).then(|| "rolling out".to_string()),
                 state,

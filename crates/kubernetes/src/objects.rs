@@ -324,11 +324,25 @@ pub fn deployment_object(
         liveness_probe: settings.liveness_probe.as_ref().map(|p| probe(p, port)),
         ..Default::default()
     };
-    let replicas = settings.instance_count.unwrap_or(1);
+    // An HPA owns the replica count: leave `spec.replicas` out of the apply so that flightdeck
+    // never fights it (docs/kubernetes.md "Autoscaling").
+    let replicas = settings
+        .autoscaling
+        .is_none()
+        .then(|| i32::try_from(settings.instance_count.unwrap_or(1)).unwrap_or(i32::MAX));
+    let mut container = container;
+    let mut pod = PodSpec::default();
+    super::pod::write(
+        &mut pod,
+        &mut container,
+        settings,
+        &version_selector(endpoint, deployment),
+    );
+    pod.containers = vec![container];
     Deployment {
         metadata,
         spec: Some(DeploymentSpec {
-            replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
+            replicas,
             selector: LabelSelector {
                 match_labels: Some(version_selector(endpoint, deployment)),
                 ..Default::default()
@@ -342,10 +356,7 @@ pub fn deployment_object(
                         .map(|m| BTreeMap::from([(MODEL_ANNOTATION.to_string(), m.to_string())])),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    ..Default::default()
-                }),
+                spec: Some(pod),
             },
             ..Default::default()
         }),
@@ -385,7 +396,7 @@ pub fn settings_from_deployment(d: &Deployment) -> DeploymentSettings {
         requests: strings(r.requests.as_ref()),
         limits: strings(r.limits.as_ref()),
     });
-    DeploymentSettings {
+    let mut settings = DeploymentSettings {
         description: extra.description,
         tags: extra.tags,
         model: annotations
@@ -407,7 +418,10 @@ pub fn settings_from_deployment(d: &Deployment) -> DeploymentSettings {
         readiness_probe: container.readiness_probe.as_ref().map(probe_back),
         port,
         resources,
-    }
+        ..Default::default()
+    };
+    super::pod::read(&pod, &container, &mut settings);
+    settings
 }
 
 #[cfg(test)]

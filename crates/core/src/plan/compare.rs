@@ -231,7 +231,23 @@ pub fn visit_deployment<V: Visitor + ?Sized>(
         {
             continue;
         }
-        c.setting(field, want.get(field.name), have.get(field.name));
+        // An autoscaler owns the replica count: it is not Git's to compare (docs/kubernetes.md
+        // "Autoscaling").
+        if field.name == "instance_count" && desired.autoscaling.is_some() {
+            continue;
+        }
+        let (w, h) = (want.get(field.name), have.get(field.name));
+        if field.absent_removes
+            && w.is_none_or(Value::is_null)
+            && let Some(h) = h.filter(|h| !h.is_null())
+        {
+            // Declared as none: the live object is to go.
+            c.emit(Field::top(field.name), true, &|| Value::Null, &|| {
+                Some(h.clone())
+            });
+            continue;
+        }
+        c.setting(field, w, h);
     }
 }
 
@@ -314,7 +330,13 @@ pub fn endpoint_changes(
 /// undeclared fields keep their live values.
 pub fn merged(desired: &DeploymentSettings, live: &DeploymentSettings) -> DeploymentSettings {
     let mut base = to_map(live);
-    for (key, value) in to_map(desired) {
+    let declared = to_map(desired);
+    for field in DEPLOYMENT.fields.iter().filter(|f| f.absent_removes) {
+        if !declared.contains_key(field.name) {
+            base.remove(field.name);
+        }
+    }
+    for (key, value) in declared {
         match (base.get_mut(&key), value) {
             (Some(Value::Object(have)), Value::Object(want))
                 if DEPLOYMENT

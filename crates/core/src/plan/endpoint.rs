@@ -294,7 +294,14 @@ impl<'a> EndpointPlanner<'a> {
                 (Some(_), false) => format!("update {name} (failed before): {}", describe(&rest)),
                 (None, _) => format!("update {name}: {}", describe(&rest)),
             };
-            self.push(
+            // Lowering only an autoscaler's bounds is a scale down: after traffic left.
+            let phase = if failed.is_none() && bounds_only_lowered(want, have, &rest) {
+                Phase::ScaleDown
+            } else {
+                Phase::Provision
+            };
+            self.push_in(
+                phase,
                 Action::UpdateDeployment {
                     deployment: name.to_string(),
                     settings: Box::new(settings),
@@ -481,4 +488,23 @@ fn overlay_endpoint(
             .public_network_access
             .clone_from(&want.public_network_access);
     }
+}
+
+/// Whether the one change is an autoscaler's bounds, none of them raised and one lowered.
+fn bounds_only_lowered(
+    want: &DeploymentSettings,
+    have: &DeploymentSettings,
+    changes: &[FieldChange],
+) -> bool {
+    let (Some(w), Some(h)) = (&want.autoscaling, &have.autoscaling) else {
+        return false;
+    };
+    let same_targets = w.target_cpu_utilization_percentage == h.target_cpu_utilization_percentage
+        && w.target_memory_utilization_percentage == h.target_memory_utilization_percentage;
+    changes.len() == 1
+        && changes[0].field == "autoscaling"
+        && same_targets
+        && w.min_instances <= h.min_instances
+        && w.max_instances <= h.max_instances
+        && (w.min_instances, w.max_instances) != (h.min_instances, h.max_instances)
 }

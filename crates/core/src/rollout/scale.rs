@@ -79,12 +79,54 @@ pub fn set_stage(
     traffic: &Weights,
 ) {
     for (name, weight) in effective(traffic) {
-        if let Some(n) = needed(record, desired, &name, weight)
+        if let Some(bounds) = bounds_needed(record, desired, &name, weight)
+            && let Some(d) = endpoint.deployments.get_mut(&name)
+            && let Some(a) = d.settings.autoscaling.as_mut()
+        {
+            (a.min_instances, a.max_instances) = bounds;
+        } else if let Some(n) = needed(record, desired, &name, weight)
             && let Some(d) = endpoint.deployments.get_mut(&name)
         {
             d.settings.instance_count = Some(n);
         }
     }
+}
+
+/// An autoscaled deployment (`autoscaling` declared, so its HPA owns the replica count) scales
+/// its HPA's bounds instead: `(min, max)` at `weight`, each `count_at` of its declared bound over
+/// the declared weight (the candidate) or the baseline weight (a baseline deployment). A
+/// baseline no longer declared in Git has no declared bounds: it is left to its HPA, which
+/// follows its falling load within the bounds it had.
+pub fn bounds_needed(
+    record: &RolloutRecord,
+    desired: &Endpoint,
+    deployment: &str,
+    weight: u32,
+) -> Option<(u32, u32)> {
+    let full = desired
+        .deployments
+        .get(deployment)?
+        .settings
+        .autoscaling
+        .as_ref()?;
+    let of = if deployment == record.candidate {
+        desired
+            .traffic
+            .as_ref()
+            .and_then(|t| t.get(deployment).copied())
+            .filter(|w| *w > 0)
+            .unwrap_or(100)
+    } else {
+        record
+            .baseline
+            .get(deployment)
+            .copied()
+            .filter(|w| *w > 0)?
+    };
+    Some((
+        count_at(full.min_instances, weight, of),
+        count_at(full.max_instances, weight, of),
+    ))
 }
 
 /// A rollback: the baseline deployments get back the counts they had when the rollout began;
@@ -97,6 +139,9 @@ pub fn set_rollback(endpoint: &mut Endpoint, record: &RolloutRecord, live: &Live
             && let Some(l) = live.deployments.get(name)
         {
             d.settings.instance_count = l.settings.instance_count;
+            if d.settings.autoscaling.is_some() && l.settings.autoscaling.is_some() {
+                d.settings.autoscaling = l.settings.autoscaling.clone();
+            }
         }
     }
 }
@@ -115,5 +160,59 @@ mod tests {
         assert_eq!(count_at(2, 30, 60), 1);
         assert_eq!(count_at(4, 0, 100), 0);
         assert_eq!(count_at(0, 50, 100), 1);
+    }
+
+    #[test]
+    fn an_autoscaled_candidate_scales_its_bounds_with_its_weight() {
+        use crate::model::{Autoscaling, Deployment, DeploymentSettings};
+        let autoscaled = |min, max| Deployment {
+            name: "green".into(),
+            settings: Box::new(DeploymentSettings {
+                autoscaling: Some(Autoscaling {
+                    min_instances: min,
+                    max_instances: max,
+                    target_cpu_utilization_percentage: Some(70),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            test: None,
+        };
+        let desired = Endpoint {
+            name: "scoring".into(),
+            settings: Default::default(),
+            traffic: Some(BTreeMap::from([("green".into(), 100)])),
+            mirror_traffic: None,
+            deployments: BTreeMap::from([("green".into(), autoscaled(4, 10))]),
+        };
+        let record = RolloutRecord {
+            digest: "3f2a9c0d1e2f".into(),
+            revision: None,
+            candidate: "green".into(),
+            stage: 0,
+            since: "2026-12-01T10:00:00Z".parse().unwrap(),
+            started: "2026-12-01T10:00:00Z".parse().unwrap(),
+            state: crate::rollout::record::RolloutState::Progressing,
+            baseline: BTreeMap::from([("blue".to_string(), 100)]),
+            shifting: false,
+            approved: false,
+            reason: None,
+            scale: Default::default(),
+        };
+        assert_eq!(bounds_needed(&record, &desired, "green", 25), Some((1, 3)));
+        let mut stage = desired.clone();
+        set_stage(
+            &mut stage,
+            &record,
+            &desired,
+            &BTreeMap::from([("green".into(), 50)]),
+        );
+        let a = stage.deployments["green"]
+            .settings
+            .autoscaling
+            .clone()
+            .unwrap();
+        assert_eq!((a.min_instances, a.max_instances), (2, 5));
+        assert_eq!(stage.deployments["green"].settings.instance_count, None);
     }
 }

@@ -88,6 +88,9 @@ pub struct Field {
     /// One of a group of alternatives of which exactly one must be present (a test's
     /// `request_file`, `request_files`, `request_dir`).
     pub alternative: bool,
+    /// Undeclared means "none" rather than "not managed": a live value with no declared one is
+    /// a change that removes it (`autoscaling`, `disruption_budget`: objects of their own).
+    pub absent_removes: bool,
 }
 
 const fn f(name: &'static str, ty: Ty) -> Field {
@@ -100,6 +103,7 @@ const fn f(name: &'static str, ty: Ty) -> Field {
         required: 0,
         alias_of: None,
         alternative: false,
+        absent_removes: false,
     }
 }
 
@@ -110,6 +114,12 @@ impl Field {
     const fn alternative(self) -> Self {
         Field {
             alternative: true,
+            ..self
+        }
+    }
+    const fn absent_removes(self) -> Self {
+        Field {
+            absent_removes: true,
             ..self
         }
     }
@@ -365,6 +375,50 @@ pub static DEPLOYMENT: Obj = file_obj(
             .only(K8S)
             .req_in(KUBERNETES),
         f("resources", Ty::Ref("resources")).nested().only(K8S),
+        // Production pod settings (issue #14), Kubernetes only; docs/kubernetes.md "Production
+        // settings". Compared whole: removing a subfield is a change the user means.
+        f("autoscaling", Ty::Object(&AUTOSCALING))
+            .doc("A HorizontalPodAutoscaler (autoscaling/v2); while declared it owns the replica count and instance_count is ignored. Removing it deletes the HPA.")
+            .whole()
+            .absent_removes()
+            .only(K8S),
+        f("disruption_budget", Ty::Object(&DISRUPTION_BUDGET))
+            .doc("A PodDisruptionBudget (policy/v1); removing it deletes the budget.")
+            .whole()
+            .absent_removes()
+            .only(K8S),
+        f("topology_spread", Ty::List(&Ty::Object(&TOPOLOGY_SPREAD)))
+            .doc("topologySpreadConstraints over the version's pod labels.")
+            .whole()
+            .only(K8S),
+        f("termination_grace_period", Ty::Int(0, Some(3600)))
+            .doc("terminationGracePeriodSeconds: seconds between SIGTERM and SIGKILL.")
+            .whole()
+            .only(K8S),
+        f("pre_stop", Ty::Object(&PRE_STOP))
+            .doc("The container's preStop hook: sleep seconds, or run a command.")
+            .whole()
+            .only(K8S),
+        f("security_context", Ty::Object(&SECURITY_CONTEXT))
+            .doc("The model container's security context; always allowPrivilegeEscalation: false.")
+            .whole()
+            .only(K8S),
+        f("service_account", Ty::Pattern(DNS_SUBDOMAIN))
+            .doc("The pod's service account name.")
+            .whole()
+            .only(K8S),
+        f("image_pull_secrets", Ty::List(&Ty::Pattern(DNS_SUBDOMAIN)))
+            .doc("Names of Secrets holding registry credentials (names only).")
+            .whole()
+            .only(K8S),
+        f("node_selector", SCALARS)
+            .doc("Node labels the pods must run on, e.g. {nvidia.com/gpu.present: \"true\"}.")
+            .whole()
+            .only(K8S),
+        f("tolerations", Ty::List(&Ty::Object(&TOLERATION)))
+            .doc("Taints the pods tolerate (e.g. GPU nodes' nvidia.com/gpu:NoSchedule).")
+            .whole()
+            .only(K8S),
         f("scale_settings", Ty::Ref("scale_settings")).only(AZURE),
         f("properties", SCALARS),
         f("app_insights_enabled", Ty::Bool).only(AZURE),
@@ -520,6 +574,78 @@ pub static RESOURCES: Obj = Obj {
     exactly_one: false,
     doc: "Kubernetes quantities, e.g. cpu: 500m, memory: 2Gi.",
 };
+
+/// A Kubernetes object name (DNS-1123 subdomain).
+pub const DNS_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$";
+
+pub static AUTOSCALING: Obj = Obj {
+    fields: &[
+        f("min_instances", Ty::Int(1, Some(1000))).req(),
+        f("max_instances", Ty::Int(1, Some(1000))).req(),
+        f("target_cpu_utilization_percentage", Ty::Int(1, Some(100))),
+        f(
+            "target_memory_utilization_percentage",
+            Ty::Int(1, Some(100)),
+        ),
+    ],
+    schema_key: false,
+    exactly_one: false,
+    doc: "min_instances <= max_instances; at least one utilization target (percent of the resource requests).",
+};
+
+/// A count or a percentage (`1`, `"50%"`).
+const COUNT_OR_PERCENT: Ty = Ty::AnyOf(&[Ty::Int(0, None), Ty::Pattern("^[0-9]+%$")]);
+
+pub static DISRUPTION_BUDGET: Obj = Obj {
+    fields: &[
+        f("min_available", COUNT_OR_PERCENT),
+        f("max_unavailable", COUNT_OR_PERCENT),
+    ],
+    schema_key: false,
+    exactly_one: true,
+    doc: "Exactly one of min_available, max_unavailable: a count or a percentage.",
+};
+
+pub static TOPOLOGY_SPREAD: Obj = obj(&[
+    f("across", Ty::Enum(&["nodes", "zones"]))
+        .doc("nodes: kubernetes.io/hostname; zones: topology.kubernetes.io/zone.")
+        .req(),
+    f("max_skew", Ty::Int(1, Some(100))).doc("Default 1."),
+    f(
+        "when_unsatisfiable",
+        Ty::Enum(&["DoNotSchedule", "ScheduleAnyway"]),
+    )
+    .doc("Default DoNotSchedule (a hard rule)."),
+]);
+
+pub static PRE_STOP: Obj = Obj {
+    fields: &[
+        f("sleep", Ty::Int(1, Some(3600))).doc("Seconds (the kubelet's sleep action)."),
+        f("command", Ty::List(&Ty::Str)).doc("A command run in the container (exec)."),
+    ],
+    schema_key: false,
+    exactly_one: true,
+    doc: "Exactly one of sleep, command.",
+};
+
+pub static SECURITY_CONTEXT: Obj = obj(&[
+    f("run_as_non_root", Ty::Bool),
+    f("run_as_user", Ty::Int(0, Some(2_147_483_647))),
+    f("read_only_root_filesystem", Ty::Bool),
+    f("drop_capabilities", Ty::List(&Ty::Pattern("^[A-Z_]+$")))
+        .doc("Linux capabilities to drop; default [ALL]."),
+]);
+
+pub static TOLERATION: Obj = obj(&[
+    f("key", Ty::Str),
+    f("operator", Ty::Enum(&["Equal", "Exists"])),
+    f("value", Ty::Str),
+    f(
+        "effect",
+        Ty::Enum(&["NoSchedule", "PreferNoSchedule", "NoExecute"]),
+    ),
+    f("toleration_seconds", Ty::Int(0, None)),
+]);
 
 /// Resource names the loader knows; others need a `/` (extended resources) or `hugepages-`.
 pub const RESOURCE_NAMES: &[&str] = &["cpu", "memory", "ephemeral-storage"];

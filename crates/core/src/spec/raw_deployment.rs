@@ -100,7 +100,9 @@ pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option
             }
             "port" => s.port = sink.port(e),
             "resources" => s.resources = resources(sink, e),
-            _ => {}
+            _ => {
+                super::raw_pod::pod_setting(sink, e, s);
+            }
         }
     }
     if let Some(scale) = scale_count {

@@ -12,8 +12,10 @@ pub mod fixtures;
 mod http;
 mod quantity;
 mod store;
+mod strict;
 pub mod traffic;
 mod validate;
+mod validate_pod;
 mod writes;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -36,7 +36,7 @@ impl Kind {
     }
 }
 
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 8] = [
     Kind {
         plural: "deployments",
         group: "apps",
@@ -66,6 +66,19 @@ pub const KINDS: [Kind; 6] = [
         group: "gateway.networking.k8s.io",
         version: "v1",
         kind: "HTTPRoute",
+    },
+    // A version's autoscaler and disruption budget (issue #14).
+    Kind {
+        plural: "horizontalpodautoscalers",
+        group: "autoscaling",
+        version: "v2",
+        kind: "HorizontalPodAutoscaler",
+    },
+    Kind {
+        plural: "poddisruptionbudgets",
+        group: "policy",
+        version: "v1",
+        kind: "PodDisruptionBudget",
     },
     // Leader election (k8s reference: coordination.k8s.io/v1 Lease).
     Kind {
@@ -316,6 +329,22 @@ impl Store {
         let key = (kind.plural, ns.to_string(), name.to_string());
         if kind.plural == "deployments" {
             super::quantity::canonicalize_deployment(&mut object);
+        }
+        // `fieldValidation=Strict`: a field the kind's schema does not declare is refused
+        // before any other check, as the API server's strict decoding does.
+        let problems = match super::strict::unknown_fields(kind, &object) {
+            Ok(unknown) => unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect::<Vec<_>>(),
+            Err(decode) => vec![decode],
+        };
+        if !problems.is_empty() {
+            return Err(failure(
+                400,
+                "BadRequest",
+                format!("strict decoding error: {}", problems.join(", ")),
+            ));
         }
         validate::check(kind, &object).map_err(|m| {
             failure(

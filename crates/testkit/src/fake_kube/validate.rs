@@ -114,15 +114,14 @@ pub fn check(kind: Kind, obj: &Value) -> Result<(), String> {
                         .into(),
                 ),
             }
-            if arr(
-                spec.pointer("/template/spec").unwrap_or(&Value::Null),
-                "containers",
-            )
-            .is_empty()
-            {
+            let pod = spec.pointer("/template/spec").unwrap_or(&Value::Null);
+            if arr(pod, "containers").is_empty() {
                 problems.push("spec.template.spec.containers: Required value".into());
             }
+            super::validate_pod::pod_spec(pod, &mut problems);
         }
+        "horizontalpodautoscalers" => super::validate_pod::hpa(&spec, &mut problems),
+        "poddisruptionbudgets" => super::validate_pod::pdb(&spec, &mut problems),
         "services" => {
             for p in arr(&spec, "ports") {
                 if !p["port"].as_i64().is_some_and(|n| (1..=65535).contains(&n)) {
