@@ -49,6 +49,9 @@ pub(crate) struct ArmClient {
     credential: Arc<dyn TokenSource>,
     scope: String,
     pub retry: RetryPolicy,
+    /// Floor of any server-requested wait (`Retry-After` while polling or throttled).
+    pub min_poll_interval: Duration,
+    /// Cap of any server-requested wait, and of the no-`Retry-After` poll backoff.
     pub max_poll_interval: Duration,
 }
 
@@ -59,6 +62,7 @@ impl ArmClient {
         credential: Arc<dyn TokenSource>,
         scope: String,
         retry: RetryPolicy,
+        min_poll_interval: Duration,
         max_poll_interval: Duration,
     ) -> Result<ArmClient, AzureMlError> {
         let http = reqwest::Client::builder()
@@ -68,8 +72,10 @@ impl ArmClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| AzureMlError::Config(format!("http client: {e}")))?;
-        // A server-requested wait never exceeds `max_poll_interval`.
+        // A server-requested wait stays within [min_poll_interval, max_poll_interval]
+        // (the rule itself is `RetryPolicy::wait`).
         let retry = RetryPolicy {
+            min_retry_after: min_poll_interval,
             max_retry_after: retry.max_retry_after.min(max_poll_interval),
             ..retry
         };
@@ -80,6 +86,7 @@ impl ArmClient {
             credential,
             scope,
             retry,
+            min_poll_interval,
             max_poll_interval,
         })
     }

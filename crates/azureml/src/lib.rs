@@ -51,6 +51,9 @@ use shape::Shape;
 
 /// The ARM api-version this client speaks [AML §0].
 pub const API_VERSION: &str = "2025-12-01";
+/// The default floor of a server-requested wait ([AML §3] Headers: `Retry-After` is whole
+/// seconds, 10..600 on real ARM; 1 s keeps a misbehaving 0 or 1 from turning into a hot loop).
+pub const DEFAULT_MIN_POLL_INTERVAL: Duration = flightdeck_core::retry::DEFAULT_MIN_RETRY_AFTER;
 /// The public-cloud ARM endpoint.
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 
@@ -64,6 +67,9 @@ pub struct AzureMlConfig {
     pub step_timeout: Duration,
     /// Longest one pre-traffic test request may go unanswered; `FLIGHTDECK_TEST_REQUEST_TIMEOUT`.
     pub test_request_timeout: Duration,
+    /// Floor of any server-requested wait (a non-zero Retry-After while polling or throttled);
+    /// `--poll-interval-min`. A `Retry-After: 0` means the client's own backoff instead.
+    pub min_poll_interval: Duration,
     /// Cap on any server-requested wait (Retry-After while polling or throttled).
     pub max_poll_interval: Duration,
     pub retry: RetryPolicy,
@@ -76,6 +82,7 @@ impl Default for AzureMlConfig {
             api_version: API_VERSION.to_string(),
             step_timeout: Duration::from_secs(30 * 60),
             test_request_timeout: flightdeck_core::backend::DEFAULT_TEST_REQUEST_TIMEOUT,
+            min_poll_interval: DEFAULT_MIN_POLL_INTERVAL,
             max_poll_interval: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
@@ -141,6 +148,7 @@ impl AzureMlBackend {
             credential,
             scope,
             config.retry,
+            config.min_poll_interval,
             config.max_poll_interval,
         )?;
         let workspace = Workspace {
