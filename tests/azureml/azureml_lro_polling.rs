@@ -165,7 +165,10 @@ async fn location_polls_with(
 async fn a_retry_after_of_zero_is_followed_by_the_own_backoff_not_a_tight_loop() {
     let polls = location_polls_with("0", |c| c).await;
     let ms = Duration::from_millis;
-    assert_eq!(polls, [ms(0), ms(200), ms(600), ms(1400), ms(3000)].to_vec());
+    assert_eq!(
+        polls,
+        [ms(0), ms(200), ms(600), ms(1400), ms(3000)].to_vec()
+    );
 }
 
 #[tokio::test(start_paused = true)]
