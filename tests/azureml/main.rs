@@ -8,6 +8,7 @@ mod azureml_lro_polling;
 mod azureml_malformed;
 mod azureml_mirror;
 mod azureml_monitor;
+mod azureml_reads_per_step;
 mod azureml_revert;
 mod azureml_rollout_agent_crash;
 mod azureml_rollout_crash;

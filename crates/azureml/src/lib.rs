@@ -132,6 +132,9 @@ pub struct AzureMlBackend {
     workspace: Workspace,
     step_timeout: Duration,
     test_request_timeout: Duration,
+    /// Each endpoint's scoring URI and auth mode as last seen (see `gate::Scoring`): replaced
+    /// by every live read, updated by this backend's own endpoint writes.
+    scoring: std::sync::Mutex<std::collections::HashMap<String, gate::Scoring>>,
 }
 
 impl AzureMlBackend {
@@ -163,7 +166,22 @@ impl AzureMlBackend {
             workspace,
             step_timeout: config.step_timeout,
             test_request_timeout: config.test_request_timeout,
+            scoring: Default::default(),
         })
+    }
+
+    fn scoring_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, gate::Scoring>> {
+        self.scoring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers what an endpoint body says about scoring (or forgets a stale entry).
+    fn remember(&self, endpoint: &str, body: &serde_json::Value) {
+        match gate::Scoring::of_body(body) {
+            Some(s) => self.scoring_map().insert(endpoint.to_string(), s),
+            None => self.scoring_map().remove(endpoint),
+        };
     }
 
     fn endpoints_url(&self, more: &[&str]) -> Url {
@@ -220,6 +238,12 @@ impl AzureMlBackend {
         .buffered(4)
         .try_collect()
         .await?;
+        let endpoints: std::collections::BTreeMap<String, flightdeck_core::model::LiveEndpoint> =
+            endpoints;
+        *self.scoring_map() = endpoints
+            .values()
+            .filter_map(|e| gate::Scoring::of_live(e).map(|s| (e.name.clone(), s)))
+            .collect();
         Ok(LiveState {
             endpoints,
             taken: Vec::new(),
@@ -236,9 +260,11 @@ impl AzureMlBackend {
         match &step.action {
             Action::CreateEndpoint { settings } => {
                 let body = mapping::endpoint_create_body(settings, location)?;
-                self.client
+                let created = self
+                    .client
                     .put_and_wait(&self.endpoint_url(e), &body, true)
                     .await?;
+                self.remember(e, &created);
                 Ok("endpoint created".into())
             }
             Action::UpdateEndpoint { settings, changes } => {
@@ -258,15 +284,18 @@ impl AzureMlBackend {
                             declared,
                             rollout_tags::rollout_tags_of(&live),
                         )?;
-                        self.client
+                        let updated = self
+                            .client
                             .patch_and_wait(&url, &json!({ "tags": tags }))
                             .await?;
+                        self.remember(e, &updated);
                     }
                     _ => {
                         let mut body = self.client.get_resource(&url).await?;
                         mapping::strip_read_only(&mut body);
                         mapping::overlay_endpoint(&mut body, settings)?;
-                        self.client.put_and_wait(&url, &body, false).await?;
+                        let updated = self.client.put_and_wait(&url, &body, false).await?;
+                        self.remember(e, &updated);
                     }
                 }
                 Ok("endpoint updated".into())
@@ -327,9 +356,11 @@ impl AzureMlBackend {
                 ))
             }
             Action::TestDeployment { deployment, test } => {
+                let known = self.scoring_map().get(e).cloned();
                 gate::run(
                     &self.client,
                     &self.endpoint_url(e),
+                    known,
                     deployment,
                     test,
                     self.test_request_timeout,
@@ -357,6 +388,7 @@ impl AzureMlBackend {
                 Ok("deleted".into())
             }
             Action::DeleteEndpoint => {
+                self.scoring_map().remove(e);
                 self.client.delete_and_wait(&self.endpoint_url(e)).await?;
                 Ok("deleted with its deployments".into())
             }
@@ -402,7 +434,8 @@ impl AzureMlBackend {
             traffic.unwrap_or(&live.traffic),
             mirror.unwrap_or(&live.mirror_traffic),
         );
-        self.client.put_and_wait(&url, &body, false).await?;
+        let updated = self.client.put_and_wait(&url, &body, false).await?;
+        self.remember(endpoint, &updated);
         Ok(())
     }
 }
