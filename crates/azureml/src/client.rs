@@ -16,6 +16,7 @@ use url::Url;
 use super::arm_read::list_page;
 use super::auth::{Secret, TokenSource};
 use super::error::{AzureMlError, parse_arm_error};
+use super::pacer::{self, Kind, Pacer};
 use super::retry::retry_after;
 use super::shape::{Shape, checked};
 use flightdeck_core::retry::{RetryPolicy, Verdict, retry};
@@ -53,6 +54,8 @@ pub(crate) struct ArmClient {
     pub min_poll_interval: Duration,
     /// Cap of any server-requested wait, and of the no-`Retry-After` poll backoff.
     pub max_poll_interval: Duration,
+    /// Spacing under a low remaining budget, and the pressure signal (see `pacer`).
+    pacer: std::sync::Mutex<Pacer>,
 }
 
 impl ArmClient {
@@ -88,6 +91,7 @@ impl ArmClient {
             retry,
             min_poll_interval,
             max_poll_interval,
+            pacer: Default::default(),
         })
     }
 
@@ -137,6 +141,15 @@ impl ArmClient {
         Ok(url)
     }
 
+    fn pacer(&self) -> std::sync::MutexGuard<'_, Pacer> {
+        self.pacer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the answers since the last call said about the throttle (see `pacer`).
+    pub fn take_pressure(&self) -> flightdeck_core::backend::Pressure {
+        self.pacer().take_pressure()
+    }
+
     async fn bearer(&self) -> Result<Secret, AzureMlError> {
         self.credential.token(&self.scope).await
     }
@@ -176,9 +189,25 @@ impl ArmClient {
                 source: e,
             }
         };
+        let kind = Kind::of(method);
+        let wait = self.pacer().reserve(kind, tokio::time::Instant::now());
+        if !wait.is_zero() {
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                ?kind,
+                "pacing under a low arm budget"
+            );
+            tokio::time::sleep(wait).await;
+        }
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
+        self.pacer().observe(
+            kind,
+            pacer::remaining(&headers, kind),
+            status == StatusCode::TOO_MANY_REQUESTS,
+            tokio::time::Instant::now(),
+        );
         let body = response.bytes().await.map_err(transport)?;
         tracing::debug!(
             method = %method,

@@ -15,6 +15,7 @@ mod loopback;
 mod lro;
 mod mapping;
 pub mod monitor;
+mod pacer;
 mod profile;
 mod retry;
 mod rollout_tags;
@@ -475,6 +476,11 @@ impl Backend for AzureMlBackend {
         self.write_rollout_inner(endpoint, record)
             .await
             .map_err(|e| e.into_backend(&format!("endpoint {endpoint}")))
+    }
+
+    /// 429s and low remaining budgets since the last look (see `pacer`).
+    fn pressure(&self) -> flightdeck_core::backend::Pressure {
+        self.client.take_pressure()
     }
 
     /// `step_timeout` (default 30 min) for every step; the executor enforces it.
