@@ -190,14 +190,12 @@ impl ArmClient {
             }
         };
         let kind = Kind::of(method);
-        let wait = self.pacer().reserve(kind, tokio::time::Instant::now());
-        if !wait.is_zero() {
-            tracing::debug!(
-                wait_ms = wait.as_millis() as u64,
-                ?kind,
-                "pacing under a low arm budget"
-            );
-            tokio::time::sleep(wait).await;
+        loop {
+            let verdict = self.pacer().try_send(kind, tokio::time::Instant::now());
+            match verdict {
+                Ok(()) => break,
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
         }
         let response = request.send().await.map_err(transport)?;
         let status = response.status();

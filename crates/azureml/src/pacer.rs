@@ -12,8 +12,8 @@
 //! pacing did not hold it), `Healthy` after other answers: the executor halves its concurrency
 //! on the first and creeps back up on the second (`flightdeck_core::concurrency`).
 //!
-//! The pacer is pure (`reserve` and `observe` take `now`); the client sleeps what `reserve`
-//! says. It also keeps the typed pressure signal the executor adapts its concurrency to.
+//! The pacer is pure (`try_send` and `observe` take `now`); the client sleeps what `try_send`
+//! says and asks again. It also keeps the typed pressure signal the executor adapts its concurrency to.
 
 use std::time::Duration;
 
@@ -27,6 +27,9 @@ pub const PACE_BELOW: u64 = 25;
 pub const STRAINED_AT: u64 = 5;
 /// The spacing under [`PACE_BELOW`] while no refill rate has been measured.
 pub const FALLBACK_SPACING: Duration = Duration::from_millis(100);
+/// The slowest refill the pacer believes in (a measurement under it is noise): paced requests
+/// are never more than 1 s apart.
+const MIN_RATE: f64 = 1.0;
 /// Observations closer than this are not used to measure the refill rate (too noisy).
 const MIN_SAMPLE: Duration = Duration::from_millis(200);
 
@@ -62,8 +65,8 @@ struct Budget {
     sent_since: u64,
     /// Measured refill, tokens per second.
     rate: Option<f64>,
-    /// When the next paced request may go.
-    next_slot: Option<Instant>,
+    /// When the last request of this kind went.
+    last_sent: Option<Instant>,
 }
 
 /// The pacing state of one ARM client.
@@ -85,21 +88,28 @@ impl Pacer {
         }
     }
 
-    /// How long a request of `kind` about to go at `now` must wait first.
-    pub fn reserve(&mut self, kind: Kind, now: Instant) -> Duration {
+    /// Whether a request of `kind` may go at `now`; if not, how long to wait before asking
+    /// again. Nothing is booked ahead: every waiter asks again after its wait and sees the
+    /// budget as it is then, so a recovered budget releases them all at once and a rate
+    /// measured too low cannot queue requests far into the future.
+    pub fn try_send(&mut self, kind: Kind, now: Instant) -> Result<(), Duration> {
         let b = self.budget(kind);
-        b.sent_since += 1;
-        if b.remaining.is_none_or(|r| r >= PACE_BELOW) {
-            b.next_slot = None;
-            return Duration::ZERO;
+        let paced = b.remaining.is_some_and(|r| r < PACE_BELOW);
+        if paced {
+            let spacing = match b.rate {
+                Some(rate) => Duration::from_secs_f64(1.0 / rate.max(MIN_RATE)),
+                None => FALLBACK_SPACING,
+            };
+            if let Some(last) = b.last_sent {
+                let due = last + spacing;
+                if due > now {
+                    return Err(due - now);
+                }
+            }
         }
-        let spacing = match b.rate {
-            Some(rate) if rate > 0.0 => Duration::from_secs_f64((1.0 / rate).min(10.0)),
-            _ => FALLBACK_SPACING,
-        };
-        let slot = b.next_slot.map_or(now, |s| s.max(now));
-        b.next_slot = Some(slot + spacing);
-        slot - now
+        b.last_sent = Some(now);
+        b.sent_since += 1;
+        Ok(())
     }
 
     /// An answer of `kind` at `now`: its remaining budget, if it said, and whether it was a 429.
@@ -174,10 +184,10 @@ mod tests {
     async fn requests_go_unpaced_while_the_budget_is_high() {
         let mut p = Pacer::default();
         let now = Instant::now();
-        assert_eq!(p.reserve(Kind::Read, now), Duration::ZERO);
+        assert_eq!(p.try_send(Kind::Read, now), Ok(()));
         p.observe(Kind::Read, Some(200), false, now);
         for _ in 0..10 {
-            assert_eq!(p.reserve(Kind::Read, now), Duration::ZERO);
+            assert_eq!(p.try_send(Kind::Read, now), Ok(()));
         }
         assert_eq!(p.take_pressure(), Pressure::Healthy);
         assert_eq!(p.take_pressure(), Pressure::Unknown);
@@ -189,19 +199,39 @@ mod tests {
         let t0 = Instant::now();
         p.observe(Kind::Write, Some(20), false, t0);
         // No rate yet: the fallback spacing.
-        assert_eq!(p.reserve(Kind::Write, t0), Duration::ZERO);
-        assert_eq!(p.reserve(Kind::Write, t0), FALLBACK_SPACING);
+        assert_eq!(p.try_send(Kind::Write, t0), Ok(()));
+        assert_eq!(p.try_send(Kind::Write, t0), Err(FALLBACK_SPACING));
+        assert_eq!(p.try_send(Kind::Write, t0 + FALLBACK_SPACING), Ok(()));
         // One second later, 2 were sent and 22 remain: 22 - 20 + 2 = 4 came back in a second,
         // so requests go 250 ms apart.
         let t1 = t0 + Duration::from_secs(1);
         p.observe(Kind::Write, Some(22), false, t1);
-        let waits: Vec<Duration> = (0..3).map(|_| p.reserve(Kind::Write, t1)).collect();
-        assert_eq!(waits, [ms(0), ms(250), ms(500)]);
+        assert_eq!(p.try_send(Kind::Write, t1), Ok(()));
+        assert_eq!(p.try_send(Kind::Write, t1 + ms(100)), Err(ms(150)));
+        assert_eq!(p.try_send(Kind::Write, t1 + ms(250)), Ok(()));
         // Reads are not paced by the writes' budget. Paced but not nearly spent is healthy.
-        assert_eq!(p.reserve(Kind::Read, t1), Duration::ZERO);
+        assert_eq!(p.try_send(Kind::Read, t1), Ok(()));
+        assert_eq!(p.try_send(Kind::Read, t1), Ok(()));
         assert_eq!(p.take_pressure(), Pressure::Healthy);
         p.observe(Kind::Write, Some(STRAINED_AT), false, t1);
         assert_eq!(p.take_pressure(), Pressure::Throttled);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recovered_budget_releases_waiters_and_a_tiny_measured_rate_waits_at_most_a_second() {
+        let mut p = Pacer::default();
+        let t0 = Instant::now();
+        p.observe(Kind::Read, Some(10), false, t0);
+        assert_eq!(p.try_send(Kind::Read, t0), Ok(()));
+        // 10 → 9 with 1 sent over 2 s: a measured refill of 0, believed as 1 per second.
+        let t1 = t0 + Duration::from_secs(2);
+        p.observe(Kind::Read, Some(9), false, t1);
+        assert_eq!(p.try_send(Kind::Read, t1), Ok(()));
+        assert_eq!(p.try_send(Kind::Read, t1), Err(Duration::from_secs(1)));
+        // The budget is back above the threshold: no spacing at all.
+        p.observe(Kind::Read, Some(100), false, t1);
+        assert_eq!(p.try_send(Kind::Read, t1), Ok(()));
+        assert_eq!(p.try_send(Kind::Read, t1), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
