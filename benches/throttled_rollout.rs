@@ -1,4 +1,5 @@
-//! Polling that respects the platform (issue #13 item 4): a 50-endpoint blue→green by ONE
+//! Polling that respects the platform (issue #13 item 4): a 50-endpoint release (green→blue,
+//! after the same release blue→green unthrottled as a reference) by ONE
 //! `flightdeck apply` of the real binary (production poll floor and cap: `--poll-interval-min`
 //! 1 s, `--poll-interval-max` 30 s; `--concurrency 50`) against an in-process sandbox with
 //! ARM-like throttling on (a token bucket per principal for reads and for writes, see
@@ -100,10 +101,26 @@ async fn main() {
     let (code, stderr) = apply(&env, &d).await;
     assert_eq!(code, 0, "blue lands on {n} endpoints:\n{stderr}");
 
+    // The same release unthrottled first (blue→green), as the reference for what the machine
+    // and the platform's own delays take; then green→blue, the same shape of work, throttled.
     for i in 0..n {
         std::fs::write(
             dir.join(format!("{}.yml", name(i))),
             endpoint_file(5, &name(i)),
+        )
+        .unwrap();
+    }
+    let started = Instant::now();
+    let (code, stderr) = apply(&env, &d).await;
+    let unthrottled = started.elapsed();
+    assert_eq!(
+        code, 0,
+        "the unthrottled release reaches green on {n} endpoints:\n{stderr}"
+    );
+    for i in 0..n {
+        std::fs::write(
+            dir.join(format!("{}.yml", name(i))),
+            endpoint_file(0, &name(i)),
         )
         .unwrap();
     }
@@ -115,7 +132,7 @@ async fn main() {
     let elapsed = started.elapsed();
     assert_eq!(
         code, 0,
-        "the release reaches green on {n} endpoints:\n{stderr}"
+        "the throttled release reaches blue on {n} endpoints:\n{stderr}"
     );
     let log = env.log().await;
     env.fault(json!({"throttle": null})).await;
@@ -160,7 +177,7 @@ async fn main() {
             .into_iter()
             .filter(|(_, w)| *w > 0)
             .collect();
-        assert_eq!(live, [("green".to_string(), 100)].into(), "{}", name(i));
+        assert_eq!(live, [("blue".to_string(), 100)].into(), "{}", name(i));
     }
     println!(
         "requests: {} ({} reads, {} writes answered; {} 429s), statuses {by_status:?}",
@@ -174,6 +191,10 @@ async fn main() {
         elapsed.as_secs_f64(),
         minimum,
         elapsed.as_secs_f64() / minimum.max(f64::EPSILON)
+    );
+    println!(
+        "the same release unthrottled: {:.1}s (the machine's and the sandbox's own floor)",
+        unthrottled.as_secs_f64()
     );
     println!("429s left unretried: {unretried} (goal 0)");
     println!(

@@ -123,3 +123,24 @@ async fn a_bad_throttle_spec_is_refused_and_changes_nothing() {
     let faults = env.sandbox_json("/_sandbox/faults").await;
     assert_eq!(faults["throttle"], json!(null));
 }
+
+#[test]
+fn the_throttle_flag_refuses_a_bucket_that_never_refills_before_starting() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flightdeck"))
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--throttle",
+            "reads=10/0,writes=5/1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("throttle reads.per_second must be above 0, got 0"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing started");
+}
