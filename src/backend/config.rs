@@ -20,6 +20,9 @@ pub struct BackendSettings {
     pub arm_endpoint: Option<String>,
     /// Longest one pre-traffic test request may go unanswered, both backends (default 30 s).
     pub test_request_timeout: Option<Duration>,
+    /// Azure ML: floor of any server-requested wait, a non-zero Retry-After while polling or
+    /// throttled (default 1 s; a `Retry-After: 0` means the client's own backoff).
+    pub poll_interval_min: Option<Duration>,
     /// Azure ML: cap on any server-requested wait, Retry-After while polling or throttled
     /// (default 30 s).
     pub poll_interval_max: Option<Duration>,
@@ -42,6 +45,7 @@ impl BackendSettings {
         BackendSettings {
             arm_endpoint: pick(&self.arm_endpoint, &lower.arm_endpoint),
             test_request_timeout: pick(&self.test_request_timeout, &lower.test_request_timeout),
+            poll_interval_min: pick(&self.poll_interval_min, &lower.poll_interval_min),
             poll_interval_max: pick(&self.poll_interval_max, &lower.poll_interval_max),
             k8s_rollout_timeout: pick(&self.k8s_rollout_timeout, &lower.k8s_rollout_timeout),
             k8s_poll_interval: pick(&self.k8s_poll_interval, &lower.k8s_poll_interval),
@@ -102,6 +106,12 @@ pub enum BackendConfigError {
         #[source]
         source: url::ParseError,
     },
+    #[error(
+        "poll-interval-min ({}) is above poll-interval-max ({})",
+        humantime::format_duration(*min),
+        humantime::format_duration(*max)
+    )]
+    PollIntervals { min: Duration, max: Duration },
 }
 
 impl BackendConfig {
@@ -123,7 +133,15 @@ impl BackendConfig {
             azureml.test_request_timeout = d;
             kubernetes.test_request_timeout = d;
         }
+        // Both set and crossed is a mistake; the default floor (1 s) under a small cap (the
+        // tests' 20 ms) is not: the cap wins there (`RetryPolicy::wait`).
+        if let (Some(min), Some(max)) = (settings.poll_interval_min, settings.poll_interval_max)
+            && min > max
+        {
+            return Err(BackendConfigError::PollIntervals { min, max });
+        }
         let knobs = [
+            (settings.poll_interval_min, &mut azureml.min_poll_interval),
             (settings.poll_interval_max, &mut azureml.max_poll_interval),
             (
                 settings.k8s_rollout_timeout,
@@ -182,6 +200,26 @@ mod tests {
             err.to_string().starts_with("arm-endpoint \"not a url\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_poll_interval_floor_above_the_cap_is_refused() {
+        let crossed = BackendSettings {
+            poll_interval_min: Some(Duration::from_secs(5)),
+            poll_interval_max: Some(Duration::from_secs(2)),
+            ..BackendSettings::default()
+        };
+        let err = BackendConfig::from_settings(&crossed, CredentialVars::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "poll-interval-min (5s) is above poll-interval-max (2s)"
+        );
+        let floor = BackendSettings {
+            poll_interval_min: Some(Duration::from_secs(2)),
+            ..BackendSettings::default()
+        };
+        let config = BackendConfig::from_settings(&floor, CredentialVars::default()).unwrap();
+        assert_eq!(config.azureml.min_poll_interval, Duration::from_secs(2));
     }
 
     #[test]

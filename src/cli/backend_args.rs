@@ -14,6 +14,10 @@ pub struct BackendArgs {
     /// Longest one pre-traffic test request may go unanswered, both backends (default 30s).
     #[arg(long, value_name = "DURATION", env = "FLIGHTDECK_TEST_REQUEST_TIMEOUT")]
     pub test_request_timeout: Option<humantime::Duration>,
+    /// Azure ML: floor of a server-requested wait (a non-zero Retry-After) while polling or
+    /// throttled (default 1s; `Retry-After: 0` means the client's own backoff).
+    #[arg(long, value_name = "DURATION", env = "FLIGHTDECK_POLL_INTERVAL_MIN")]
+    pub poll_interval_min: Option<humantime::Duration>,
     /// Azure ML: cap on a server-requested wait (Retry-After) while polling or throttled
     /// (default 30s; `apply` also re-reads live state this often while another writer works,
     /// default 5s).
@@ -45,6 +49,7 @@ impl BackendArgs {
         BackendSettings {
             arm_endpoint: self.arm_endpoint.clone().filter(|s| !s.is_empty()),
             test_request_timeout: d(&self.test_request_timeout),
+            poll_interval_min: d(&self.poll_interval_min),
             poll_interval_max: d(&self.poll_interval_max),
             k8s_rollout_timeout: d(&self.k8s_rollout_timeout),
             k8s_poll_interval: d(&self.k8s_poll_interval),
@@ -85,6 +90,8 @@ mod tests {
             "http://127.0.0.1:7070",
             "--poll-interval-max",
             "50ms",
+            "--poll-interval-min",
+            "10ms",
             "--k8s-make-before-break",
             "30ms",
         ])
@@ -92,6 +99,7 @@ mod tests {
         let s = args.settings();
         assert_eq!(s.arm_endpoint.as_deref(), Some("http://127.0.0.1:7070"));
         assert_eq!(s.poll_interval_max, Some(Duration::from_millis(50)));
+        assert_eq!(s.poll_interval_min, Some(Duration::from_millis(10)));
         assert_eq!(s.k8s_make_before_break, Some(Duration::from_millis(30)));
         assert_eq!(s.k8s_api_timeout, None);
         let bad = Cli::try_parse_from(["x", "--k8s-api-timeout", "soon"]);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use flightdeck::backend::Backend;
 use flightdeck::backend::azureml::{AzureMlBackend, AzureMlConfig};
 use flightdeck::model::EndpointSettings;
-use flightdeck::plan::Action;
+use flightdeck::plan::{Action, FieldChange};
 use flightdeck_testkit::arm_fake::*;
 use serde_json::json;
 
@@ -83,4 +83,102 @@ async fn a_one_second_operation_without_retry_after_is_seen_done_within_a_few_po
     assert_eq!(read_back.line(), format!("GET {e}"));
     assert_eq!(read_back.at.duration_since(put), ms(1400));
     fake.stop().await;
+}
+
+/// A PATCH whose `Location` answers 202 with `Retry-After: 0` until the operation is 3 s old,
+/// followed under the production poll floor and cap; the times of the `Location` polls.
+async fn location_polls_with(
+    retry_after: &str,
+    tune: impl Fn(AzureMlConfig) -> AzureMlConfig,
+) -> Vec<Duration> {
+    let fake = Fake::start().await;
+    let e = eps("/zero");
+    let started: Arc<Mutex<Option<tokio::time::Instant>>> = Arc::default();
+    let at_patch = started.clone();
+    let header = retry_after.to_string();
+    fake.on_fn("PATCH", &e, move |seen| {
+        *at_patch.lock().unwrap() = Some(seen.at);
+        Canned::empty(202)
+            .header("Location", "{base}/ops/zero?api-version=2025-12-01")
+            .header("Retry-After", &header)
+    });
+    let at_poll = started.clone();
+    let header = retry_after.to_string();
+    fake.on_fn("GET", "/ops/zero", move |seen| {
+        let patch = at_poll.lock().unwrap().expect("polled after the PATCH");
+        if seen.at.duration_since(patch) >= Duration::from_secs(3) {
+            Canned::empty(200)
+        } else {
+            Canned::empty(202).header("Retry-After", &header)
+        }
+    });
+    fake.on(
+        "GET",
+        &e,
+        vec![Canned::json(
+            200,
+            endpoint_body("zero", "Succeeded", json!({}), json!({})),
+        )],
+    );
+    let defaults = AzureMlConfig::default();
+    let config = tune(AzureMlConfig {
+        min_poll_interval: defaults.min_poll_interval,
+        max_poll_interval: defaults.max_poll_interval,
+        step_timeout: Duration::from_secs(60),
+        ..config(&fake)
+    });
+    let backend = AzureMlBackend::new(&target(), config, Arc::new(StaticToken)).unwrap();
+    let step = step(
+        "zero",
+        Action::UpdateEndpoint {
+            settings: EndpointSettings {
+                tags: Some([("team".to_string(), "ml".to_string())].into()),
+                ..EndpointSettings::default()
+            },
+            changes: vec![FieldChange {
+                field: "tags.team".into(),
+                from: None,
+                to: "ml".into(),
+            }],
+        },
+    );
+    backend
+        .execute(&step)
+        .await
+        .expect("the endpoint's tags are updated");
+    let patch = started.lock().unwrap().unwrap();
+    let polls = fake
+        .log()
+        .iter()
+        .filter(|s| s.line() == "GET /ops/zero")
+        .map(|s| s.at.duration_since(patch))
+        .collect();
+    fake.stop().await;
+    polls
+}
+
+// Paused time: a `Retry-After: 0` used to be waited out as zero, so the follower resent the
+// poll back to back until the step timeout (the sandbox at `--retry-after 0` saw ~17 ARM
+// requests per write). Now zero means the client's own backoff: the first poll at once (as
+// without Retry-After), then 200, 400, 800, 1600 ms apart.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_of_zero_is_followed_by_the_own_backoff_not_a_tight_loop() {
+    let polls = location_polls_with("0", |c| c).await;
+    let ms = Duration::from_millis;
+    assert_eq!(
+        polls,
+        [ms(0), ms(200), ms(600), ms(1400), ms(3000)].to_vec()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_under_the_configured_floor_is_raised_to_the_floor() {
+    let polls = location_polls_with("1", |c| AzureMlConfig {
+        min_poll_interval: Duration::from_secs(2),
+        ..c
+    })
+    .await;
+    let s = Duration::from_secs;
+    // Asked for 1 s each time, waited the 2 s floor: polls at 0, 2 and 4 s (done after 3 s).
+    assert_eq!(polls, [s(0), s(2), s(4)].to_vec());
 }

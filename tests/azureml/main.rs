@@ -9,6 +9,7 @@ mod azureml_malformed;
 mod azureml_mirror;
 mod azureml_mirror_smoke;
 mod azureml_monitor;
+mod azureml_reads_per_step;
 mod azureml_revert;
 mod azureml_revert_slots;
 mod azureml_rollout_agent_crash;

@@ -11,3 +11,4 @@ mod sandbox_metrics_monitor;
 mod sandbox_rolling_update;
 mod sandbox_rules;
 mod sandbox_sdk_surface;
+mod sandbox_throttle;

@@ -16,6 +16,7 @@ use url::Url;
 use super::arm_read::list_page;
 use super::auth::{Secret, TokenSource};
 use super::error::{AzureMlError, parse_arm_error};
+use super::pacer::{self, Kind, Pacer};
 use super::retry::retry_after;
 use super::shape::{Shape, checked};
 use flightdeck_core::retry::{RetryPolicy, Verdict, retry};
@@ -49,7 +50,12 @@ pub(crate) struct ArmClient {
     credential: Arc<dyn TokenSource>,
     scope: String,
     pub retry: RetryPolicy,
+    /// Floor of any server-requested wait (`Retry-After` while polling or throttled).
+    pub min_poll_interval: Duration,
+    /// Cap of any server-requested wait, and of the no-`Retry-After` poll backoff.
     pub max_poll_interval: Duration,
+    /// Spacing under a low remaining budget, and the pressure signal (see `pacer`).
+    pacer: std::sync::Mutex<Pacer>,
 }
 
 impl ArmClient {
@@ -59,6 +65,7 @@ impl ArmClient {
         credential: Arc<dyn TokenSource>,
         scope: String,
         retry: RetryPolicy,
+        min_poll_interval: Duration,
         max_poll_interval: Duration,
     ) -> Result<ArmClient, AzureMlError> {
         let http = reqwest::Client::builder()
@@ -68,8 +75,10 @@ impl ArmClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| AzureMlError::Config(format!("http client: {e}")))?;
-        // A server-requested wait never exceeds `max_poll_interval`.
+        // A server-requested wait stays within [min_poll_interval, max_poll_interval]
+        // (the rule itself is `RetryPolicy::wait`).
         let retry = RetryPolicy {
+            min_retry_after: min_poll_interval,
             max_retry_after: retry.max_retry_after.min(max_poll_interval),
             ..retry
         };
@@ -80,7 +89,9 @@ impl ArmClient {
             credential,
             scope,
             retry,
+            min_poll_interval,
             max_poll_interval,
+            pacer: Default::default(),
         })
     }
 
@@ -130,6 +141,15 @@ impl ArmClient {
         Ok(url)
     }
 
+    fn pacer(&self) -> std::sync::MutexGuard<'_, Pacer> {
+        self.pacer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the answers since the last call said about the throttle (see `pacer`).
+    pub fn take_pressure(&self) -> flightdeck_core::backend::Pressure {
+        self.pacer().take_pressure()
+    }
+
     async fn bearer(&self) -> Result<Secret, AzureMlError> {
         self.credential.token(&self.scope).await
     }
@@ -169,9 +189,23 @@ impl ArmClient {
                 source: e,
             }
         };
+        let kind = Kind::of(method);
+        loop {
+            let verdict = self.pacer().try_send(kind, tokio::time::Instant::now());
+            match verdict {
+                Ok(()) => break,
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
+        self.pacer().observe(
+            kind,
+            pacer::remaining(&headers, kind),
+            status == StatusCode::TOO_MANY_REQUESTS,
+            tokio::time::Instant::now(),
+        );
         let body = response.bytes().await.map_err(transport)?;
         tracing::debug!(
             method = %method,

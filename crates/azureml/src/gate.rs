@@ -44,24 +44,63 @@ impl Try {
     }
 }
 
+/// Where an endpoint is invoked and how, as last seen in one of its bodies (the live read, or
+/// the answer to this process's own write of it). The test step uses it instead of a GET of
+/// its own: the traffic step that follows reads the endpoint anyway, and two GETs for one
+/// decision is what #13 item 5 forbids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Scoring {
+    pub uri: String,
+    pub mode: AuthMode,
+}
+
+impl Scoring {
+    /// From an ARM endpoint body; `None` until the platform reports a scoring URI.
+    pub fn of_body(body: &serde_json::Value) -> Option<Scoring> {
+        let props = &body["properties"];
+        let uri = props["scoringUri"].as_str().filter(|s| !s.is_empty())?;
+        Some(Scoring {
+            uri: uri.to_string(),
+            mode: props["authMode"]
+                .as_str()
+                .and_then(auth_mode_from_arm)
+                .unwrap_or(AuthMode::Key),
+        })
+    }
+
+    /// From the live read of the endpoint.
+    pub fn of_live(endpoint: &flightdeck_core::model::LiveEndpoint) -> Option<Scoring> {
+        let uri = endpoint.scoring_uri.as_deref().filter(|s| !s.is_empty())?;
+        Some(Scoring {
+            uri: uri.to_string(),
+            mode: endpoint.settings.auth_mode.unwrap_or(AuthMode::Key),
+        })
+    }
+}
+
 /// Runs the test; Ok carries a short detail for the report ("200 from green in 12ms").
+/// `known` is the endpoint's scoring URI and auth mode when this process has seen them; without
+/// it the endpoint is read first.
 pub(crate) async fn run(
     client: &ArmClient,
     endpoint_url: &Url,
+    known: Option<Scoring>,
     deployment: &str,
     test: &TestSpec,
     limit: Duration,
 ) -> Result<String, AzureMlError> {
-    let endpoint = client.get_resource(endpoint_url).await?;
-    let props = &endpoint["properties"];
-    let scoring = props["scoringUri"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| AzureMlError::Unexpected {
-            what: "endpoint".into(),
-            message: "no scoringUri yet".into(),
-        })?;
-    let scoring = Url::parse(scoring).map_err(|e| AzureMlError::Unexpected {
+    let scoring = match known {
+        Some(known) => known,
+        None => {
+            let endpoint = client.get_resource(endpoint_url).await?;
+            Scoring::of_body(&endpoint).ok_or_else(|| AzureMlError::Unexpected {
+                what: "endpoint".into(),
+                message: "no scoringUri yet".into(),
+            })?
+        }
+    };
+    let mode = scoring.mode;
+    let scoring = Url::parse(&scoring.uri).map_err(|e| AzureMlError::Unexpected {
         what: "endpoint".into(),
         message: format!("scoringUri is not a URL: {e}"),
     })?;
@@ -71,10 +110,6 @@ pub(crate) async fn run(
             message: format!("scoringUri {scoring} is plain http; not sending a credential to it"),
         });
     }
-    let mode = props["authMode"]
-        .as_str()
-        .and_then(auth_mode_from_arm)
-        .unwrap_or(AuthMode::Key);
     let credential = scoring_credential(client, endpoint_url, mode).await?;
     invoke(client, &scoring, &credential, deployment, test, limit).await
 }

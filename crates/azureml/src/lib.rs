@@ -15,6 +15,7 @@ mod loopback;
 mod lro;
 mod mapping;
 pub mod monitor;
+mod pacer;
 mod profile;
 mod retry;
 mod rollout_tags;
@@ -51,6 +52,9 @@ use shape::Shape;
 
 /// The ARM api-version this client speaks [AML §0].
 pub const API_VERSION: &str = "2025-12-01";
+/// The default floor of a server-requested wait ([AML §3] Headers: `Retry-After` is whole
+/// seconds, 10..600 on real ARM; 1 s keeps a misbehaving 0 or 1 from turning into a hot loop).
+pub const DEFAULT_MIN_POLL_INTERVAL: Duration = flightdeck_core::retry::DEFAULT_MIN_RETRY_AFTER;
 /// The public-cloud ARM endpoint.
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 
@@ -64,6 +68,9 @@ pub struct AzureMlConfig {
     pub step_timeout: Duration,
     /// Longest one pre-traffic test request may go unanswered; `FLIGHTDECK_TEST_REQUEST_TIMEOUT`.
     pub test_request_timeout: Duration,
+    /// Floor of any server-requested wait (a non-zero Retry-After while polling or throttled);
+    /// `--poll-interval-min`. A `Retry-After: 0` means the client's own backoff instead.
+    pub min_poll_interval: Duration,
     /// Cap on any server-requested wait (Retry-After while polling or throttled).
     pub max_poll_interval: Duration,
     pub retry: RetryPolicy,
@@ -76,6 +83,7 @@ impl Default for AzureMlConfig {
             api_version: API_VERSION.to_string(),
             step_timeout: Duration::from_secs(30 * 60),
             test_request_timeout: flightdeck_core::backend::DEFAULT_TEST_REQUEST_TIMEOUT,
+            min_poll_interval: DEFAULT_MIN_POLL_INTERVAL,
             max_poll_interval: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
@@ -125,6 +133,9 @@ pub struct AzureMlBackend {
     workspace: Workspace,
     step_timeout: Duration,
     test_request_timeout: Duration,
+    /// Each endpoint's scoring URI and auth mode as last seen (see `gate::Scoring`): replaced
+    /// by every live read, updated by this backend's own endpoint writes.
+    scoring: std::sync::Mutex<std::collections::HashMap<String, gate::Scoring>>,
 }
 
 impl AzureMlBackend {
@@ -141,6 +152,7 @@ impl AzureMlBackend {
             credential,
             scope,
             config.retry,
+            config.min_poll_interval,
             config.max_poll_interval,
         )?;
         let workspace = Workspace {
@@ -155,7 +167,22 @@ impl AzureMlBackend {
             workspace,
             step_timeout: config.step_timeout,
             test_request_timeout: config.test_request_timeout,
+            scoring: Default::default(),
         })
+    }
+
+    fn scoring_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, gate::Scoring>> {
+        self.scoring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers what an endpoint body says about scoring (or forgets a stale entry).
+    fn remember(&self, endpoint: &str, body: &serde_json::Value) {
+        match gate::Scoring::of_body(body) {
+            Some(s) => self.scoring_map().insert(endpoint.to_string(), s),
+            None => self.scoring_map().remove(endpoint),
+        };
     }
 
     fn endpoints_url(&self, more: &[&str]) -> Url {
@@ -212,6 +239,12 @@ impl AzureMlBackend {
         .buffered(4)
         .try_collect()
         .await?;
+        let endpoints: std::collections::BTreeMap<String, flightdeck_core::model::LiveEndpoint> =
+            endpoints;
+        *self.scoring_map() = endpoints
+            .values()
+            .filter_map(|e| gate::Scoring::of_live(e).map(|s| (e.name.clone(), s)))
+            .collect();
         Ok(LiveState {
             endpoints,
             taken: Vec::new(),
@@ -228,9 +261,11 @@ impl AzureMlBackend {
         match &step.action {
             Action::CreateEndpoint { settings } => {
                 let body = mapping::endpoint_create_body(settings, location)?;
-                self.client
+                let created = self
+                    .client
                     .put_and_wait(&self.endpoint_url(e), &body, true)
                     .await?;
+                self.remember(e, &created);
                 Ok("endpoint created".into())
             }
             Action::UpdateEndpoint { settings, changes } => {
@@ -250,15 +285,18 @@ impl AzureMlBackend {
                             declared,
                             rollout_tags::rollout_tags_of(&live),
                         )?;
-                        self.client
+                        let updated = self
+                            .client
                             .patch_and_wait(&url, &json!({ "tags": tags }))
                             .await?;
+                        self.remember(e, &updated);
                     }
                     _ => {
                         let mut body = self.client.get_resource(&url).await?;
                         mapping::strip_read_only(&mut body);
                         mapping::overlay_endpoint(&mut body, settings)?;
-                        self.client.put_and_wait(&url, &body, false).await?;
+                        let updated = self.client.put_and_wait(&url, &body, false).await?;
+                        self.remember(e, &updated);
                     }
                 }
                 Ok("endpoint updated".into())
@@ -319,9 +357,11 @@ impl AzureMlBackend {
                 ))
             }
             Action::TestDeployment { deployment, test } => {
+                let known = self.scoring_map().get(e).cloned();
                 gate::run(
                     &self.client,
                     &self.endpoint_url(e),
+                    known,
                     deployment,
                     test,
                     self.test_request_timeout,
@@ -349,6 +389,7 @@ impl AzureMlBackend {
                 Ok("deleted".into())
             }
             Action::DeleteEndpoint => {
+                self.scoring_map().remove(e);
                 self.client.delete_and_wait(&self.endpoint_url(e)).await?;
                 Ok("deleted with its deployments".into())
             }
@@ -394,7 +435,8 @@ impl AzureMlBackend {
             traffic.unwrap_or(&live.traffic),
             mirror.unwrap_or(&live.mirror_traffic),
         );
-        self.client.put_and_wait(&url, &body, false).await?;
+        let updated = self.client.put_and_wait(&url, &body, false).await?;
+        self.remember(endpoint, &updated);
         Ok(())
     }
 }
@@ -435,6 +477,11 @@ impl Backend for AzureMlBackend {
         self.write_rollout_inner(endpoint, record)
             .await
             .map_err(|e| e.into_backend(&format!("endpoint {endpoint}")))
+    }
+
+    /// 429s and low remaining budgets since the last look (see `pacer`).
+    fn pressure(&self) -> flightdeck_core::backend::Pressure {
+        self.client.take_pressure()
     }
 
     /// `step_timeout` (default 30 min) for every step; the executor enforces it.

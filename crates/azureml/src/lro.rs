@@ -1,8 +1,9 @@
 //! Long-running operations ([AML §3]): PUT follows `Azure-AsyncOperation` then GETs the
 //! original URI; PATCH and DELETE follow `Location` (202 while running). Polling runs under the
 //! crate's one retry helper ([`flightdeck_core::retry`]) with [`poll_policy`]: each "still running" answer
-//! is a retry carrying the answer's `Retry-After`, which wins (capped by `max_poll_interval`);
-//! without one the waits start fast and back off. The step timeout wraps the whole step.
+//! is a retry carrying the answer's `Retry-After`, which wins within
+//! `[min_poll_interval, max_poll_interval]`; without one, or with `Retry-After: 0`, the waits
+//! start fast and back off (never a tight loop). The step timeout wraps the whole step.
 
 use std::future::Future;
 use std::time::Duration;
@@ -25,16 +26,18 @@ pub const FIRST_POLL: Duration = Duration::from_millis(200);
 pub const ABSENT_RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
 
 /// The waits between polls of one operation. The platform's `Retry-After` wins when it sends one
-/// (capped by `max_poll_interval`), so real Azure paces itself. Without it, the waits start at
+/// (clamped to `[min_poll_interval, max_poll_interval]`), so real Azure paces itself. Without it
+/// (or with `Retry-After: 0`, which [`RetryPolicy::wait`] treats as absent), the waits start at
 /// `FIRST_POLL` and double up to `ABSENT_RETRY_AFTER_CAP`, with no jitter: a 1 s operation is seen
 /// done about 1 s after it started (200 + 400 + 800 ms), not after a flat 10 s. Polls are not
 /// counted or timed here: the executor's step timeout bounds the whole wait.
-pub fn poll_policy(max_poll_interval: Duration) -> RetryPolicy {
+pub fn poll_policy(min_poll_interval: Duration, max_poll_interval: Duration) -> RetryPolicy {
     RetryPolicy {
         max_attempts: u32::MAX,
         base_backoff: FIRST_POLL.min(max_poll_interval),
         max_backoff: ABSENT_RETRY_AFTER_CAP.min(max_poll_interval),
         max_elapsed: Duration::MAX,
+        min_retry_after: min_poll_interval,
         max_retry_after: max_poll_interval,
         jitter: false,
     }
@@ -180,7 +183,7 @@ impl ArmClient {
         }
         // No Location: watch the resource until it 404s.
         let first = Poll::running(&resp).verdict();
-        let policy = poll_policy(self.max_poll_interval);
+        let policy = poll_policy(self.min_poll_interval, self.max_poll_interval);
         tokio::time::sleep(policy.wait(first, 0).unwrap_or_default()).await;
         self.poll(|_| async {
             match self.call(Method::GET, url, None).await {
@@ -203,7 +206,13 @@ impl ArmClient {
         Op: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, Poll>>,
     {
-        match retry(&poll_policy(self.max_poll_interval), Poll::verdict, op).await {
+        match retry(
+            &poll_policy(self.min_poll_interval, self.max_poll_interval),
+            Poll::verdict,
+            op,
+        )
+        .await
+        {
             Ok(value) => Ok(value),
             Err(Poll::Failed(err)) => Err(err),
             Err(Poll::Running(_)) => Err(AzureMlError::Unexpected {
@@ -293,7 +302,7 @@ mod tests {
 
     #[test]
     fn without_retry_after_polls_start_fast_and_double_up_to_the_cap() {
-        let p = poll_policy(Duration::from_secs(30));
+        let p = poll_policy(Duration::from_secs(1), Duration::from_secs(30));
         let waits: Vec<Duration> = (0..9).map(|n| p.wait(Verdict::Retry, n).unwrap()).collect();
         let expected = [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000];
         assert_eq!(waits, expected.map(ms));
@@ -301,18 +310,20 @@ mod tests {
 
     #[test]
     fn a_retry_after_from_the_platform_is_honoured_up_to_max_poll_interval() {
-        let p = poll_policy(Duration::from_secs(30));
+        let p = poll_policy(Duration::from_secs(1), Duration::from_secs(30));
         let after = |s| {
             p.wait(Verdict::RetryAfter(Duration::from_secs(s)), 3)
                 .unwrap()
         };
         assert_eq!(after(15), Duration::from_secs(15));
         assert_eq!(after(120), Duration::from_secs(30));
+        // Zero is "no opinion": the own backoff (the fourth wait, 1.6 s), not an instant poll.
+        assert_eq!(after(0), ms(1600));
     }
 
     #[test]
     fn a_small_max_poll_interval_caps_the_backoff_too() {
-        let p = poll_policy(ms(50));
+        let p = poll_policy(Duration::from_secs(1), ms(50));
         assert_eq!(
             [p.wait(Verdict::Retry, 0), p.wait(Verdict::Retry, 5)],
             [Some(ms(50)), Some(ms(50))]

@@ -98,7 +98,8 @@ impl AzureMonitorProvider {
             config.api_version,
             credential,
             scope,
-            config.retry,
+            config.retry.clone(),
+            config.retry.min_retry_after,
             config.max_retry_after,
         )?;
         Ok(AzureMonitorProvider {

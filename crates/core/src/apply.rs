@@ -1,4 +1,5 @@
-//! Executes a plan through a backend: endpoints in parallel (up to a limit), steps of one endpoint
+//! Executes a plan through a backend: endpoints in parallel (up to a limit that adapts to the
+//! backend's throttle signal, `concurrency`), steps of one endpoint
 //! strictly in order, one write in flight per endpoint. A failed step stops its endpoint's
 //! remaining steps (a failed test leaves traffic where it was, because traffic steps come after
 //! the tests); other endpoints go on. The report lists every step with its outcome.
@@ -13,15 +14,18 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, BackendError, ErrorKind};
+use crate::concurrency::Aimd;
 use crate::plan::{Plan, Step};
 
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
-    /// Endpoints applied at the same time.
+    /// Endpoints applied at the same time, at most: lowered while the backend reports
+    /// throttling and raised back when it is healthy (`concurrency::Aimd`).
     pub concurrency: usize,
     /// Print what would happen; execute nothing.
     pub dry_run: bool,
@@ -252,10 +256,23 @@ pub async fn apply_observed(
             }) as EndpointRun<'_>
         })
         .collect();
-    let mut per_group: Vec<(usize, Vec<StepResult>)> = futures::stream::iter(runs)
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    let mut limit = Aimd::new(concurrency);
+    let mut pending = runs.into_iter();
+    let mut running = FuturesUnordered::new();
+    let mut per_group: Vec<(usize, Vec<StepResult>)> = Vec::new();
+    loop {
+        while running.len() < limit.limit() {
+            match pending.next() {
+                Some(run) => running.push(run),
+                None => break,
+            }
+        }
+        let Some(done) = running.next().await else {
+            break;
+        };
+        per_group.push(done);
+        limit.on(backend.pressure());
+    }
     per_group.sort_by_key(|(i, _)| *i);
     let results: Vec<StepResult> = per_group.into_iter().flat_map(|(_, r)| r).collect();
     let interrupted = results

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod backend;
 pub mod clock;
+pub mod concurrency;
 pub mod escape;
 pub mod metrics;
 pub mod model;

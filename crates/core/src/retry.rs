@@ -7,9 +7,17 @@
 //! policy: each "still running" answer is a retry that carries the platform's `Retry-After`), and
 //! both pre-traffic test gates' data-plane requests. What is worth retrying is the caller's call
 //! (`classify`); the policy only decides when and how often.
+//!
+//! A server-requested wait is decided here and nowhere else ([`RetryPolicy::wait`]): a
+//! `Retry-After` of 0 (or an absent or unparseable one, which callers pass as [`Verdict::Retry`])
+//! means the policy's own backoff, never an immediate resend; any other value is clamped to
+//! `[min_retry_after, max_retry_after]` ([AML §3] Headers: honour it while polling; [MON R15]).
 
 use std::future::Future;
 use std::time::Duration;
+
+/// The default floor of a server-requested wait.
+pub const DEFAULT_MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How often and how patiently an operation is retried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +31,9 @@ pub struct RetryPolicy {
     /// No retry starts once this much time has passed since the first try (or would have by the
     /// end of its wait).
     pub max_elapsed: Duration,
+    /// Lower bound of a wait the server asks for with `Retry-After` (a 0 means "own backoff"
+    /// instead). Never above `max_retry_after`: the cap wins.
+    pub min_retry_after: Duration,
     /// Upper bound of a wait the server asks for with `Retry-After`.
     pub max_retry_after: Duration,
     /// Full jitter (a uniform wait in `[0, ceiling]`) when true; the ceiling itself when false.
@@ -30,13 +41,15 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 6 tries, 500 ms doubling to 30 s, full jitter, at most 10 minutes, `Retry-After` up to 30 s.
+    /// 6 tries, 500 ms doubling to 30 s, full jitter, at most 10 minutes, `Retry-After` within
+    /// [1 s, 30 s].
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 6,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             max_elapsed: Duration::from_secs(10 * 60),
+            min_retry_after: DEFAULT_MIN_RETRY_AFTER,
             max_retry_after: Duration::from_secs(30),
             jitter: true,
         }
@@ -50,7 +63,8 @@ pub enum Verdict {
     GiveUp,
     /// Transient: try again after the policy's backoff.
     Retry,
-    /// Transient, and the server said when (`Retry-After`): try again after that, capped.
+    /// Transient, and the server said when (`Retry-After`): try again after that, clamped to
+    /// the policy's floor and cap; a zero means the policy's own backoff.
     RetryAfter(Duration),
 }
 
@@ -74,11 +88,30 @@ impl RetryPolicy {
 
     /// The wait a verdict asks for; `None` for `GiveUp`. `n` counts the backoffs taken so far
     /// (waits the server chose with `Retry-After` do not grow the backoff).
+    ///
+    /// The one rule for a server-requested wait: `Retry-After: 0` is the policy's own backoff
+    /// (a server that says "now" must not make the client resend in a tight loop); any other
+    /// value is clamped to `[min_retry_after, max_retry_after]`, the cap winning if the two
+    /// cross.
     pub fn wait(&self, verdict: Verdict, n: u32) -> Option<Duration> {
         match verdict {
             Verdict::GiveUp => None,
             Verdict::Retry => Some(self.backoff(n)),
-            Verdict::RetryAfter(d) => Some(d.min(self.max_retry_after)),
+            Verdict::RetryAfter(d) if d.is_zero() => Some(self.backoff(n)),
+            Verdict::RetryAfter(d) => {
+                let floor = self.min_retry_after.min(self.max_retry_after);
+                Some(d.clamp(floor, self.max_retry_after))
+            }
+        }
+    }
+
+    /// Whether waiting out `verdict` counts as one of the policy's own backoffs (it grows the
+    /// next one): a plain retry, or a `Retry-After: 0`.
+    pub fn is_backoff(verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Retry => true,
+            Verdict::RetryAfter(d) => d.is_zero(),
+            Verdict::GiveUp => false,
         }
     }
 }
@@ -114,7 +147,7 @@ where
         }
         tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying");
         tokio::time::sleep(wait).await;
-        if verdict == Verdict::Retry {
+        if RetryPolicy::is_backoff(verdict) {
             backoffs += 1;
         }
         attempt += 1;
@@ -138,6 +171,7 @@ mod tests {
             base_backoff: ms(100),
             max_backoff: ms(700),
             max_elapsed: Duration::from_secs(3600),
+            min_retry_after: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(30),
             jitter: false,
         }
@@ -223,6 +257,36 @@ mod tests {
         assert_eq!(result, Ok(4));
         // 2 s as asked, 60 s capped to 5 s, then the first backoff (100 ms), not the third.
         assert_eq!(starts, [0, 2000, 7000, 7100].map(ms));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_of_zero_is_the_own_backoff_not_an_immediate_resend() {
+        let zero = Verdict::RetryAfter(Duration::ZERO);
+        let (result, starts) = run(&steady(10), vec![zero; 4]).await;
+        assert_eq!(result, Ok(5));
+        // The same schedule as four plain retries: 100, 200, 400, 700 ms apart.
+        assert_eq!(starts, [0, 100, 300, 700, 1400].map(ms));
+    }
+
+    #[test]
+    fn a_retry_after_is_clamped_to_the_floor_and_the_cap_and_the_cap_wins_if_they_cross() {
+        let policy = RetryPolicy {
+            min_retry_after: Duration::from_secs(3),
+            max_retry_after: Duration::from_secs(20),
+            ..steady(10)
+        };
+        let wait = |s| policy.wait(Verdict::RetryAfter(Duration::from_secs(s)), 0);
+        assert_eq!(wait(1), Some(Duration::from_secs(3)));
+        assert_eq!(wait(7), Some(Duration::from_secs(7)));
+        assert_eq!(wait(600), Some(Duration::from_secs(20)));
+        let crossed = RetryPolicy {
+            max_retry_after: ms(20),
+            ..policy
+        };
+        assert_eq!(
+            crossed.wait(Verdict::RetryAfter(Duration::from_secs(1)), 0),
+            Some(ms(20))
+        );
     }
 
     #[tokio::test(start_paused = true)]

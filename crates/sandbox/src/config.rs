@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::SANDBOX_SUBSCRIPTION_ID;
+use super::throttle::ThrottleSpec;
 
 /// `flightdeck sandbox` flags.
 #[derive(clap::Args, Clone)]
@@ -53,6 +54,11 @@ pub struct SandboxArgs {
     /// How long metrics buckets (and idle Prometheus series) are kept.
     #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
     pub metrics_retention: Duration,
+    /// ARM-like throttling: a token bucket per principal for reads and for writes, `arm`
+    /// (ARM's 250 reads with 25/s back, 200 writes with 10/s back) or
+    /// `reads=CAPACITY/PER_SECOND,writes=CAPACITY/PER_SECOND`. Off by default.
+    #[arg(long, value_name = "SPEC", value_parser = ThrottleSpec::parse)]
+    pub throttle: Option<ThrottleSpec>,
 }
 
 /// `--retry-after`: whole seconds, or `None` for "send no Retry-After header".
@@ -84,6 +90,7 @@ impl std::fmt::Debug for SandboxArgs {
             .field("metrics_grain", &self.metrics_grain)
             .field("metrics_lag", &self.metrics_lag)
             .field("metrics_retention", &self.metrics_retention)
+            .field("throttle", &self.throttle)
             .finish()
     }
 }
@@ -106,6 +113,7 @@ impl SandboxArgs {
                 lag: self.metrics_lag,
                 retention: self.metrics_retention,
             },
+            throttle: self.throttle,
         }
     }
 }
@@ -127,6 +135,8 @@ pub struct SandboxConfig {
     pub tls_cert: Option<PathBuf>,
     /// The data-plane metrics knobs (grain, publication lag, retention).
     pub metrics: MetricsConfig,
+    /// ARM-like throttling from the start (`None`: off; switchable at run time).
+    pub throttle: Option<ThrottleSpec>,
 }
 
 /// The data-plane metrics knobs (docs/sandbox.md, "Metrics").
@@ -194,6 +204,7 @@ impl Default for SandboxConfig {
             retry_after: Some(1),
             tls_cert: None,
             metrics: MetricsConfig::default(),
+            throttle: None,
         }
     }
 }
@@ -212,6 +223,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("retry_after", &self.retry_after)
             .field("tls_cert", &self.tls_cert)
             .field("metrics", &self.metrics)
+            .field("throttle", &self.throttle)
             .finish()
     }
 }
@@ -228,6 +240,7 @@ pub(crate) struct Resolved {
     pub tenant_id: String,
     pub retry_after: RetryAfter,
     pub metrics: MetricsConfig,
+    pub throttle: Option<ThrottleSpec>,
 }
 
 impl Resolved {
@@ -246,8 +259,12 @@ impl Resolved {
             .metrics
             .validate()
             .map_err(super::SandboxError::Config)?;
+        if let Some(t) = &config.throttle {
+            t.validate().map_err(super::SandboxError::Config)?;
+        }
         Ok(Resolved {
             metrics: config.metrics,
+            throttle: config.throttle,
             provisioning_delay: config.provisioning_delay,
             startup_delay: config.startup_delay,
             location: config.location.clone(),

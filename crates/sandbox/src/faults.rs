@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ArmError;
 use super::net::ConnHandle;
+use super::throttle::ThrottleSpec;
 
 /// Faults of one deployment (data plane and provisioning).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -186,20 +187,51 @@ pub fn parse_faults(body: &Value) -> Result<(Vec<DeploymentFault>, Vec<ControlRu
 fn listing(state: &AppState) -> Value {
     let mut deployments: Vec<DeploymentFault> = state.store().faults.values().cloned().collect();
     deployments.sort_by(|a, b| (&a.endpoint, &a.deployment).cmp(&(&b.endpoint, &b.deployment)));
-    json!({ "deployments": deployments, "rules": state.rules().clone() })
+    let throttle = state.throttle().spec();
+    json!({ "deployments": deployments, "rules": state.rules().clone(), "throttle": throttle })
 }
 
-/// `POST /_sandbox/faults`: adds rules; a deployment fault replaces that deployment's previous one.
+/// A `throttle` key of a POST body: `Some(None)` switches throttling off (`null`).
+type ThrottleChange = Option<Option<ThrottleSpec>>;
+
+/// Takes `{"throttle": spec | null, ...}` out of an object body (see `throttle`).
+fn take_throttle(body: &mut Value) -> Result<ThrottleChange, String> {
+    let Some(raw) = body.as_object_mut().and_then(|o| o.remove("throttle")) else {
+        return Ok(None);
+    };
+    if raw.is_null() {
+        return Ok(Some(None));
+    }
+    let spec: ThrottleSpec =
+        serde_json::from_value(raw).map_err(|e| format!("invalid throttle: {e}"))?;
+    spec.validate()?;
+    Ok(Some(Some(spec)))
+}
+
+/// `POST /_sandbox/faults`: adds rules; a deployment fault replaces that deployment's previous
+/// one; a `throttle` key switches ARM-like throttling on (a spec) or off (`null`).
 pub async fn post_faults(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
     let parsed = serde_json::from_slice::<Value>(&body)
         .map_err(|e| e.to_string())
-        .and_then(|v| parse_faults(&v));
-    let (faults, rules) = match parsed {
+        .and_then(|mut v| {
+            let throttle = take_throttle(&mut v)?;
+            let empty = v.as_object().is_some_and(|o| o.is_empty());
+            let (faults, rules) = if throttle.is_some() && empty {
+                (Vec::new(), Vec::new())
+            } else {
+                parse_faults(&v)?
+            };
+            Ok((faults, rules, throttle))
+        });
+    let (faults, rules, throttle) = match parsed {
         Ok(p) => p,
         Err(message) => {
             return (StatusCode::BAD_REQUEST, Json(json!({"error": message}))).into_response();
         }
     };
+    if let Some(spec) = throttle {
+        state.throttle().set(spec);
+    }
     {
         let mut store = state.store();
         for f in faults {
@@ -216,10 +248,11 @@ pub async fn get_faults(State(state): State<AppState>) -> Response {
     Json(listing(&state)).into_response()
 }
 
-/// `DELETE /_sandbox/faults`: clears every fault and rule.
+/// `DELETE /_sandbox/faults`: clears every fault and rule, and switches throttling off.
 pub async fn clear_faults(State(state): State<AppState>) -> Response {
     state.store().faults.clear();
     state.rules().clear();
+    state.throttle().set(None);
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -8,7 +8,7 @@
 //! (control plane), `auth` (tokens),
 //! `data_plane` / `routing` (scoring), `metrics` (the data plane's request metrics) with its
 //! views `prometheus` (`/metrics`) and `monitor` / `monitor_query` / `monitor_series` (the Azure
-//! Monitor metrics API), `workspace` (the workspace GET), `faults`, `holds` (operations kept in progress), `journal`, `history` (routing changes),
+//! Monitor metrics API), `workspace` (the workspace GET), `faults`, `throttle` (ARM-like token buckets), `holds` (operations kept in progress), `journal`, `history` (routing changes),
 //! `net` / `tls` (listeners).
 
 mod arm_deployments;
@@ -37,12 +37,14 @@ mod server;
 mod shapes;
 mod state;
 mod state_dir;
+mod throttle;
 mod tls;
 mod workspace;
 
 pub use config::{MetricsConfig, SandboxArgs, SandboxConfig, SandboxCredentials};
 pub use error::SandboxError;
 pub use server::{Sandbox, SandboxHandle};
+pub use throttle::{BucketSpec, ThrottleSpec};
 
 pub(crate) use server::AppState;
 

@@ -25,6 +25,7 @@ use super::metrics::MetricsStore;
 use super::net::{ConnHandle, KillableListener};
 use super::shapes::{self, RenderCtx};
 use super::state::{Store, Target};
+use super::throttle::{self, Throttle};
 use super::{
     arm_deployments, arm_endpoints, data_plane, holds, monitor, prometheus, tls, workspace,
 };
@@ -54,6 +55,7 @@ pub(crate) struct Shared {
     rules: Mutex<Vec<ControlRule>>,
     journal: Mutex<Journal>,
     metrics: Mutex<MetricsStore>,
+    throttle: Mutex<Throttle>,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -102,6 +104,21 @@ impl Shared {
 
     pub fn rules(&self) -> MutexGuard<'_, Vec<ControlRule>> {
         lock(&self.rules)
+    }
+
+    /// The ARM-like request buckets (see `throttle`).
+    pub fn throttle(&self) -> MutexGuard<'_, Throttle> {
+        lock(&self.throttle)
+    }
+
+    /// The principal a live ARM token was issued to. Both ways to get one (the token endpoint
+    /// and IMDS) check the one configured client id, so that is the principal: a refreshed
+    /// token keeps its predecessor's buckets.
+    pub fn token_principal(&self, token: &str) -> Option<String> {
+        match self.token_audience(token)? {
+            Audience::Arm => Some(self.config.client_id.clone()),
+            _ => None,
+        }
     }
 
     pub fn journal(&self) -> MutexGuard<'_, Journal> {
@@ -258,6 +275,10 @@ fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(check_api_version))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            throttle::limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             auth::require_arm_token,
         ))
         .layer(middleware::from_fn_with_state(
@@ -284,6 +305,10 @@ fn router(state: AppState) -> Router {
             );
     }
     let monitor_routes = monitor_routes
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            throttle::limit,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_arm_token,
@@ -373,6 +398,7 @@ impl Sandbox {
         let credentials = SandboxCredentials::from_resolved(&resolved);
         let clock = Clock::new();
         let resolved_metrics = resolved.metrics;
+        let resolved_throttle = resolved.throttle;
         let shared = Arc::new(Shared {
             config: resolved,
             base_url: base_url.clone(),
@@ -382,6 +408,7 @@ impl Sandbox {
             rules: Mutex::new(Vec::new()),
             journal: Mutex::new(Journal::default()),
             metrics: Mutex::new(MetricsStore::new(resolved_metrics)),
+            throttle: Mutex::new(Throttle::new(resolved_throttle)),
         });
         let app = router(shared).into_make_service_with_connect_info::<ConnHandle>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -386,6 +386,7 @@ pub fn config(fake: &Fake) -> AzureMlConfig {
         api_version: "2025-12-01".into(),
         step_timeout: Duration::from_secs(5),
         test_request_timeout: Duration::from_secs(5),
+        min_poll_interval: Duration::from_millis(20),
         max_poll_interval: Duration::from_millis(20),
         retry: RetryPolicy {
             max_attempts: 5,

@@ -102,6 +102,7 @@ impl Env {
     pub fn config(&self) -> AzureMlConfig {
         AzureMlConfig {
             arm_endpoint: Url::parse(&self.base).unwrap(),
+            min_poll_interval: Duration::from_millis(20),
             max_poll_interval: Duration::from_millis(20),
             retry: RetryPolicy {
                 max_attempts: 8,

@@ -40,7 +40,7 @@ pub struct FileConfig {
     pub http_header_timeout: Option<Duration>,
     pub http_body_timeout: Option<Duration>,
     pub http_max_connections: Option<usize>,
-    /// `arm-endpoint`, `test-request-timeout`, `poll-interval-max`, `k8s-*`.
+    /// `arm-endpoint`, `test-request-timeout`, `poll-interval-min`, `poll-interval-max`, `k8s-*`.
     pub backend: BackendSettings,
 }
 
@@ -70,6 +70,7 @@ pub const KEYS: &[&str] = &[
     "http-max-connections",
     "arm-endpoint",
     "test-request-timeout",
+    "poll-interval-min",
     "poll-interval-max",
     "k8s-rollout-timeout",
     "k8s-poll-interval",
@@ -190,6 +191,7 @@ impl Reader<'_> {
             "http-max-connections" => f.http_max_connections = self.count(key, v),
             "arm-endpoint" => b.arm_endpoint = self.text(key, v),
             "test-request-timeout" => b.test_request_timeout = self.duration(key, v),
+            "poll-interval-min" => b.poll_interval_min = self.duration(key, v),
             "poll-interval-max" => b.poll_interval_max = self.duration(key, v),
             "k8s-rollout-timeout" => b.k8s_rollout_timeout = self.duration(key, v),
             "k8s-poll-interval" => b.k8s_poll_interval = self.duration(key, v),

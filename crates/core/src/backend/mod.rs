@@ -27,6 +27,17 @@ pub struct StepDetail {
     pub detail: String,
 }
 
+/// What a backend's recent answers say about the platform's throttle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pressure {
+    /// Nothing answered since the last look.
+    Unknown,
+    /// Answers came back with budget to spare.
+    Healthy,
+    /// A 429, or a remaining budget under the backend's threshold.
+    Throttled,
+}
+
 /// A platform that holds endpoints. Implementations must make each step's effect complete before
 /// returning: a create, update or scale returns once the platform reports the deployment ready
 /// (or fails), so the next step may route traffic to it.
@@ -45,6 +56,13 @@ pub trait Backend: Send + Sync {
     /// backends only choose the budget). Waits for provisioning get long budgets, a test short.
     fn step_timeout(&self, step: &Step) -> Duration {
         default_step_timeout(step)
+    }
+
+    /// How the platform has been answering since the last call (and a fresh start for the
+    /// next): the executor lowers its concurrency on `Throttled` and raises it again on
+    /// `Healthy` (`apply::limit`). Backends without a throttle to report keep the default.
+    fn pressure(&self) -> Pressure {
+        Pressure::Unknown
     }
 
     /// Stores the rollout progress of `endpoint` (`None` removes it), where `read_live` reads
