@@ -52,6 +52,11 @@ pub fn resolve(
             "interval must be at least 100ms".into(),
         ));
     }
+    let full_resync = args
+        .full_resync_interval
+        .map(Duration::from)
+        .or(file.full_resync_interval)
+        .unwrap_or(crate::agent::scope::DEFAULT_FULL_RESYNC);
     let concurrency = match args.concurrency.map(usize::from).or(file.concurrency) {
         Some(n @ 1..=256) => n,
         Some(n) => {
@@ -134,6 +139,7 @@ pub fn resolve(
         source,
         paths,
         interval,
+        full_resync,
         concurrency,
         listen,
         webhook_secret,
