@@ -286,6 +286,26 @@ mod tests {
     }
 
     #[test]
+    fn the_full_resync_interval_comes_from_the_flag_then_the_file_then_ten_minutes() {
+        let f = file("repo: r\npath: [e]\nfull-resync-interval: 2m\n");
+        let none = Cli::parse_from(["x"]).agent;
+        assert_eq!(
+            resolve(&none, &f, &no_env).unwrap().full_resync,
+            Duration::from_secs(120)
+        );
+        let flag = Cli::parse_from(["x", "--full-resync-interval", "0s"]).agent;
+        assert_eq!(
+            resolve(&flag, &f, &no_env).unwrap().full_resync,
+            Duration::ZERO
+        );
+        let bare = file("repo: r\npath: [e]\n");
+        assert_eq!(
+            resolve(&none, &bare, &no_env).unwrap().full_resync,
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
     fn environment_variables_sit_between_flags_and_the_file() {
         // The only test that touches FLIGHTDECK_LEASE_NAME (no other test reads it).
         unsafe {
