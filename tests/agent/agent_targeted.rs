@@ -70,6 +70,9 @@ impl Tree {
     }
 }
 
+/// A commit shape: its name, the files it writes, the endpoints a tick may read for it.
+type Shape = (&'static str, Vec<(&'static str, String)>, Vec<&'static str>);
+
 fn pipeline(sandbox: &SandboxHandle) -> Pipeline {
     Pipeline::new(default_connector(sandbox_backend(sandbox)), None, 8)
 }
@@ -132,7 +135,7 @@ async fn a_commit_touching_some_endpoints_reads_and_applies_only_those_and_a_ful
     assert_applied(&first, "the first tick creates every endpoint");
 
     // Each commit shape: which files change, and which endpoints the tick may read.
-    let shapes: Vec<(&str, Vec<(&str, String)>, Vec<&str>)> = vec![
+    let shapes: Vec<Shape> = vec![
         (
             "one endpoint scaled",
             vec![("ep-2.yml", endpoint("ep-2", 2))],
