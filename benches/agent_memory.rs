@@ -426,7 +426,11 @@ async fn run(count: usize, webhooks: usize, ticks: usize) {
         in_sync_tick(&client, &agent.base).await;
         tick_ms.push(before.elapsed().as_secs_f64() * 1000.0);
         if [1, 10, 20, 30, 40].contains(&tick) {
-            println!("after_{tick}_full_ticks_rss_kib: {}", memory(agent.pid).0);
+            println!(
+                "after_{tick}_full_ticks_rss_kib: {} (this tick {:.0} ms)",
+                memory(agent.pid).0,
+                tick_ms[tick - 1]
+            );
         }
     }
     let (plateau, hwm) = memory(agent.pid);
