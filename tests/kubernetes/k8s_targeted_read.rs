@@ -1,6 +1,7 @@
 //! `Backend::read_live_endpoints` on Kubernetes (a targeted reconcile's read): for the named
 //! endpoints it reports exactly what `read_live` reports for them, nothing about the others,
-//! and nothing for a name that is not live, on both routers.
+//! and nothing for a name that is not live, on both routers; past 16 names it lists each kind
+//! once instead of once per endpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -81,6 +82,19 @@ async fn targeted_read_matches_the_full_read(router: Router) {
     assert_eq!(targeted.taken, vec![]);
     let none = backend.read_live_endpoints(&BTreeSet::new()).await.unwrap();
     assert!(none.endpoints.is_empty());
+
+    // Above 16 names, one LIST per kind (as the full read) serves them all.
+    let many: BTreeSet<String> = (0..17)
+        .map(|i| format!("other-{i}"))
+        .chain(["churn".to_string()])
+        .collect();
+    fake.clear_log();
+    let targeted = backend.read_live_endpoints(&many).await.unwrap();
+    let keys: Vec<&String> = targeted.endpoints.keys().collect();
+    assert_eq!(keys, ["churn"]);
+    assert_eq!(targeted.endpoints["churn"], full.endpoints["churn"]);
+    let lists = fake.requests().iter().filter(|r| r.method == "GET").count();
+    assert!(lists <= 10, "{lists} requests for 18 names");
 }
 
 #[tokio::test]

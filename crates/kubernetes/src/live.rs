@@ -26,6 +26,10 @@ use flightdeck_core::model::{
 };
 use flightdeck_core::rollout::RolloutRecord;
 
+/// Above this many endpoints a targeted read lists every managed object once (as `read_live`)
+/// and keeps the named endpoints: a per-endpoint read costs one LIST per kind and endpoint.
+const TARGETED_MAX: usize = 16;
+
 /// A Kubernetes label value: at most 63 characters, alphanumerics with `-`, `_` or `.` inside.
 /// Only such a name goes into a label selector.
 fn is_label_value(name: &str) -> bool {
@@ -76,12 +80,19 @@ impl KubernetesBackend {
 
     /// The endpoints named in `names` (a targeted reconcile): the managed objects of each,
     /// listed with its endpoint label (`{MANAGED_SELECTOR},{ENDPOINT_LABEL}=E`, one LIST per
-    /// kind and endpoint), and the names taken from them by unmanaged objects.
+    /// kind and endpoint; above [`TARGETED_MAX`] names, the full lists), and the names taken
+    /// from them by unmanaged objects.
     pub(super) async fn read_endpoints(
         &self,
         names: &BTreeSet<String>,
     ) -> Result<LiveState, BackendError> {
         let subject = format!("namespace {}", self.ns());
+        if names.len() > TARGETED_MAX {
+            // One LIST per kind beats 4–5 per endpoint.
+            let mut live = self.read_live_state().await?;
+            live.retain_endpoints(names);
+            return Ok(live);
+        }
         let mut taken = self.taken_names(&subject).await?;
         taken.retain(|t| names.contains(&t.endpoint));
         let mut endpoints = BTreeMap::new();
