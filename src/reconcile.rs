@@ -4,6 +4,7 @@
 //! memory backend. The result is one typed [`ReconcileOutcome`]; the CLI renders it (exit codes,
 //! stdout, stderr), the agent records it and asks `agent::policy::next_action` what to do next.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -183,6 +184,10 @@ pub struct Request {
     pub apply: ApplyOptions,
     /// The Git commit being applied, when known (stored in rollout records).
     pub revision: Option<String>,
+    /// `None`: every endpoint (read all live state). `Some(names)`: a targeted reconcile of
+    /// just these endpoints: only they are read (`Backend::read_live_endpoints`), planned and
+    /// applied; the others are left as they are (the agent's `scope` decides, docs/agent.md).
+    pub only: Option<BTreeSet<String>>,
 }
 
 /// The edges a reconcile goes through: opening the backend, settling live state, and the points
@@ -232,7 +237,18 @@ pub async fn reconcile_once(
         Ok(b) => b,
         Err(e) => return ReconcileOutcome::BackendFailed(BackendFailure::Connect(e)),
     };
-    let live = match backend.read_live().await {
+    let read = match &request.only {
+        None => backend.read_live().await,
+        Some(names) => {
+            desired.endpoints.retain(|name, _| names.contains(name));
+            if names.is_empty() {
+                Ok(LiveState::default())
+            } else {
+                backend.read_live_endpoints(names).await
+            }
+        }
+    };
+    let live = match read {
         Ok(l) => l,
         Err(e) => return ReconcileOutcome::BackendFailed(BackendFailure::ReadLive(e)),
     };

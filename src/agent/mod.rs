@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod reconcile;
+pub mod scope;
 pub mod status;
 mod supervise;
 pub mod trigger;
@@ -332,6 +333,7 @@ pub fn pipeline_for(config: &AgentConfig) -> Pipeline {
         config.concurrency,
     );
     pipeline.metrics = Some(pipeline::default_metrics(connect));
+    pipeline.full_resync = config.full_resync;
     pipeline
 }
 

@@ -1,21 +1,24 @@
 //! The production [`Reconcile`]: load the environment from the revision's files (`spec`), then
 //! the same `reconcile_once` as `flightdeck apply` (read live, plan with `drift.ignore`, apply
 //! unless the environment only reports drift or this replica does not lead), with a backend
-//! kept per environment. Because every reconcile plans from live state, an agent restarted
+//! kept per environment. Between full resyncs a tick reads and plans only the endpoints whose
+//! desired state changed or that a rollout keeps busy (`scope`). Because every reconcile plans from live state, an agent restarted
 //! mid-rollout simply continues from where live state is.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
 use super::reconcile::{Job, Reconcile};
+use super::scope::{DEFAULT_FULL_RESYNC, Fingerprint, Full, Scope, Targeting};
 use crate::apply::ApplyOptions;
 use crate::backend::{self, Backend, BackendConfig};
 use crate::metrics::MetricsProvider;
-use crate::model::Environment;
+use crate::model::{DesiredState, Environment};
 use crate::reconcile::{self, Invalid, ReconcileOutcome};
 use crate::spec;
 
@@ -58,6 +61,11 @@ pub struct Pipeline {
     /// Backends are reused across ticks (token caches, connection pools) until the
     /// environment's target changes.
     backends: tokio::sync::Mutex<HashMap<PathBuf, Connected>>,
+    /// Every how long a tick reads and plans every endpoint (`--full-resync-interval`); the
+    /// ticks between reconcile only what changed (`scope`). Zero: every tick is full.
+    pub full_resync: Duration,
+    /// What each environment's last ticks reconciled, for the next one's scope.
+    targeting: std::sync::Mutex<HashMap<PathBuf, Targeting>>,
 }
 
 /// A metrics source and the environment it was opened for.
@@ -76,7 +84,22 @@ impl Pipeline {
             backends: tokio::sync::Mutex::new(HashMap::new()),
             metrics: None,
             providers: std::sync::Mutex::new(HashMap::new()),
+            full_resync: DEFAULT_FULL_RESYNC,
+            targeting: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The scope of a tick of `path` over `desired` (full when the state cannot be read).
+    fn scope_of(&self, path: &Path, desired: &DesiredState) -> (Fingerprint, Scope) {
+        let fingerprint = Fingerprint::of(desired);
+        let now = tokio::time::Instant::now();
+        let scope = match self.targeting.lock() {
+            Ok(targeting) => targeting.get(path).map_or(Scope::Full(Full::First), |t| {
+                t.scope(&fingerprint, now, self.full_resync)
+            }),
+            Err(_) => Scope::Full(Full::First),
+        };
+        (fingerprint, scope)
     }
 
     async fn backend(
@@ -144,6 +167,19 @@ impl Reconcile for Pipeline {
     async fn reconcile(&self, job: Job) -> ReconcileOutcome {
         let desired = spec::load_tree(&job.files, &job.path, crate::backend::profile_of)
             .map_err(Invalid::Spec);
+        let started = tokio::time::Instant::now();
+        let scoped = desired.as_ref().ok().map(|d| self.scope_of(&job.path, d));
+        let only = match &scoped {
+            Some((_, Scope::Only(names))) => {
+                tracing::debug!(endpoints = names.len(), "targeted reconcile");
+                Some(names.clone())
+            }
+            Some((_, Scope::Full(why))) => {
+                tracing::debug!(why = why.as_str(), "full reconcile");
+                None
+            }
+            None => None,
+        };
         let request = reconcile::Request {
             prune: false,
             revision_changed: job.revision_changed,
@@ -153,11 +189,19 @@ impl Reconcile for Pipeline {
                 dry_run: false,
             },
             revision: Some(job.revision.chars().take(12).collect()),
+            only,
         };
         let platform = JobPlatform {
             pipeline: self,
             path: &job.path,
         };
-        reconcile::reconcile_once(desired, &platform, &request, &job.cancel).await
+        let outcome = reconcile::reconcile_once(desired, &platform, &request, &job.cancel).await;
+        if let Some((fingerprint, scope)) = scoped
+            && let Ok(mut targeting) = self.targeting.lock()
+        {
+            let memory = targeting.entry(job.path.clone()).or_default();
+            memory.record(&scope, fingerprint, &outcome, started);
+        }
+        outcome
     }
 }

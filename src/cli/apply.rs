@@ -355,6 +355,7 @@ pub async fn apply(args: &ApplyArgs) -> u8 {
             dry_run: args.dry_run,
         },
         revision: None,
+        only: None,
     };
     // A staged rollout is driven here in the foreground: reconcile, show where each rollout
     // stands, wait until the next stage or gate is due, again, until no rollout has anything

@@ -327,6 +327,7 @@ async fn start_agent(
         },
         paths: vec![PathBuf::from("environments/prod")],
         interval,
+        full_resync: flightdeck::agent::scope::DEFAULT_FULL_RESYNC,
         concurrency: 8,
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         webhook_secret: hook.as_ref().map(|h| Secret::new(h.secret)),

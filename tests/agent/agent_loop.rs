@@ -115,6 +115,7 @@ fn config(repo: &Path, cache: &Path, envs: &[&str], interval: Duration) -> Agent
         },
         paths: envs.iter().map(PathBuf::from).collect(),
         interval,
+        full_resync: flightdeck::agent::scope::DEFAULT_FULL_RESYNC,
         concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: Some(Secret::new("hook-secret")),

@@ -12,7 +12,10 @@ async fn the_agent_applies_commits_rejects_invalid_yaml_and_corrects_drift() {
     let sandbox = start_sandbox().await;
     let arm = Arm::new(&sandbox).await;
     let repo = GitRepo::with_sandbox_environment();
-    let config = agent_config(repo.dir.path(), &sandbox, Duration::from_millis(300), None);
+    let mut config = agent_config(repo.dir.path(), &sandbox, Duration::from_millis(300), None);
+    // Drift on an endpoint Git did not touch is corrected by a full resync: here every tick
+    // is one (`--full-resync-interval 0s`; the default is every 10 minutes).
+    config.full_resync = Duration::ZERO;
     let agent = start_agent(config).await;
     let base = agent.base.clone();
     let t = Duration::from_secs(20);

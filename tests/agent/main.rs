@@ -11,6 +11,7 @@ mod agent_sandbox;
 mod agent_signed_commits;
 mod agent_source;
 mod agent_supervision;
+mod agent_targeted;
 mod agent_token_revoked;
 mod agent_watch_local;
 mod agent_webhook;

@@ -13,4 +13,5 @@ mod k8s_rollout_scale;
 mod k8s_rollouts;
 mod k8s_seed_flow;
 mod k8s_slots;
+mod k8s_targeted_read;
 mod k8s_timeouts;

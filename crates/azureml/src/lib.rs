@@ -21,6 +21,7 @@ mod retry;
 mod rollout_tags;
 mod shape;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -251,6 +252,50 @@ impl AzureMlBackend {
         })
     }
 
+    /// The endpoints named in `names`, each with a GET of the endpoint (404: not live, left
+    /// out) and a list of its deployments [AML §1] — 2 requests per endpoint instead of the
+    /// workspace-wide list plus one deployment list per live endpoint.
+    async fn read_endpoints_inner(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<LiveState, (String, AzureMlError)> {
+        let names: Vec<String> = names.iter().cloned().collect();
+        let endpoints = futures::stream::iter(names.into_iter().map(|name| async move {
+            let subject = format!("endpoint {name}");
+            check_name("endpoint", &name).map_err(|e| (subject.clone(), e))?;
+            let Some(body) = self
+                .client
+                .get_opt(&self.endpoint_url(&name))
+                .await
+                .map_err(|e| (subject.clone(), e))?
+            else {
+                return Ok(None);
+            };
+            let mut endpoint =
+                mapping::endpoint_from_value(&body).map_err(|e| (subject.clone(), e))?;
+            drop(body);
+            let url = self.endpoints_url(&[&name, "deployments"]);
+            let deployments: Vec<arm_read::ArmDeployment> = self
+                .client
+                .list(&url, "deployment list", Shape::Deployment)
+                .await
+                .map_err(|e| (subject.clone(), e))?;
+            for d in deployments {
+                let d = mapping::deployment_from_arm(&self.workspace, d);
+                endpoint.deployments.insert(d.name.clone(), d);
+            }
+            Ok::<_, (String, AzureMlError)>(Some((endpoint.name.clone(), endpoint)))
+        }))
+        .buffered(4)
+        .try_filter_map(|found| async move { Ok(found) })
+        .try_collect()
+        .await?;
+        Ok(LiveState {
+            endpoints,
+            taken: Vec::new(),
+        })
+    }
+
     async fn execute_inner(&self, step: &Step) -> Result<String, AzureMlError> {
         let e = step.endpoint.as_str();
         check_name("endpoint", e)?;
@@ -456,6 +501,15 @@ impl Backend for AzureMlBackend {
 
     async fn read_live(&self) -> Result<LiveState, BackendError> {
         self.read_live_inner()
+            .await
+            .map_err(|(subject, e)| e.into_backend(&subject))
+    }
+
+    async fn read_live_endpoints(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<LiveState, BackendError> {
+        self.read_endpoints_inner(names)
             .await
             .map_err(|(subject, e)| e.into_backend(&subject))
     }

@@ -466,6 +466,12 @@ pub struct LiveState {
 }
 
 impl LiveState {
+    /// Keeps only the endpoints named in `names`, and the `taken` names of those endpoints.
+    pub fn retain_endpoints(&mut self, names: &std::collections::BTreeSet<String>) {
+        self.endpoints.retain(|name, _| names.contains(name));
+        self.taken.retain(|t| names.contains(&t.endpoint));
+    }
+
     /// The live state a desired state would produce once fully applied: every deployment ready,
     /// undeclared traffic and mirror empty. Used to diff one Git revision against another.
     pub fn from_desired(desired: &DesiredState) -> LiveState {

@@ -191,6 +191,13 @@ impl Backend for KubernetesBackend {
         self.read_live_state().await.map_err(|e| self.timed(e))
     }
 
+    async fn read_live_endpoints(
+        &self,
+        names: &std::collections::BTreeSet<String>,
+    ) -> Result<LiveState, BackendError> {
+        self.read_endpoints(names).await.map_err(|e| self.timed(e))
+    }
+
     async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError> {
         self.execute_step(step).await.map_err(|e| self.timed(e))
     }

@@ -2,7 +2,7 @@
 //! GET per object), readiness from the kubectl rollout predicate [K8S §3], and weights from
 //! the router's catch-all rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,8 +22,27 @@ use super::routing::{
 use super::ssa::{get_owned, list_all, list_unmanaged_names};
 use super::{KubernetesBackend, RouterState};
 use flightdeck_core::backend::BackendError;
-use flightdeck_core::model::{DeploymentState, LiveDeployment, LiveEndpoint, LiveState, Weights};
+use flightdeck_core::model::{
+    DeploymentState, LiveDeployment, LiveEndpoint, LiveState, NameTaken, Weights,
+};
 use flightdeck_core::rollout::RolloutRecord;
+
+/// Above this many endpoints a targeted read lists every managed object once (as `read_live`)
+/// and keeps the named endpoints: a per-endpoint read costs one LIST per kind and endpoint.
+const TARGETED_MAX: usize = 16;
+
+/// A Kubernetes label value: at most 63 characters, alphanumerics with `-`, `_` or `.` inside.
+/// Only such a name goes into a label selector.
+fn is_label_value(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    !name.is_empty()
+        && name.len() <= 63
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
 
 fn label<'a>(labels: &'a Option<BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
     labels.as_ref()?.get(key).map(String::as_str)
@@ -55,24 +74,89 @@ fn stored_progress(endpoint: &str, meta: &ObjectMeta) -> Option<RolloutRecord> {
 impl KubernetesBackend {
     pub(super) async fn read_live_state(&self) -> Result<LiveState, BackendError> {
         let subject = format!("namespace {}", self.ns());
-        let deployments = list_all(&self.deployments(), &subject, MANAGED_SELECTOR).await?;
+        let taken = self.taken_names(&subject).await?;
+        let endpoints = self.read_managed(&subject, MANAGED_SELECTOR).await?;
+        Ok(LiveState { endpoints, taken })
+    }
+
+    /// The endpoints named in `names` (a targeted reconcile): the managed objects of each,
+    /// listed with its endpoint label (`{MANAGED_SELECTOR},{ENDPOINT_LABEL}=E`, one LIST per
+    /// kind and endpoint; above [`TARGETED_MAX`] names, the full lists), and the names taken
+    /// from them by unmanaged objects.
+    pub(super) async fn read_endpoints(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<LiveState, BackendError> {
+        let subject = format!("namespace {}", self.ns());
+        if names.len() > TARGETED_MAX {
+            // One LIST per kind beats 4–5 per endpoint.
+            let mut live = self.read_live_state().await?;
+            live.retain_endpoints(names);
+            return Ok(live);
+        }
+        let mut taken = self.taken_names(&subject).await?;
+        taken.retain(|t| names.contains(&t.endpoint));
+        let mut endpoints = BTreeMap::new();
+        // A name that is no label value cannot be on a managed object: nothing to list.
+        let labelled = names.iter().filter(|n| is_label_value(n));
+        for name in labelled {
+            let selector = format!("{MANAGED_SELECTOR},{ENDPOINT_LABEL}={name}");
+            let mut found = self.read_managed(&subject, &selector).await?;
+            if let Some(endpoint) = found.remove(name) {
+                endpoints.insert(name.clone(), endpoint);
+            }
+        }
+        Ok(LiveState { endpoints, taken })
+    }
+
+    /// Names that objects flightdeck does not own hold (`LiveState::taken`).
+    async fn taken_names(&self, subject: &str) -> Result<Vec<NameTaken>, BackendError> {
+        let mut taken = Vec::new();
+        let router = self.target.router;
+        for name in list_unmanaged_names(&self.deployments(), subject).await? {
+            taken.extend(names_taken("Deployment", &name, router));
+        }
+        for name in list_unmanaged_names(&self.services(), subject).await? {
+            taken.extend(names_taken("Service", &name, router));
+        }
+        if self.is_istio() {
+            for name in list_unmanaged_names(&self.virtual_services().await?, subject).await? {
+                taken.extend(names_taken("VirtualService", &name, router));
+            }
+            for name in list_unmanaged_names(&self.destination_rules().await?, subject).await? {
+                taken.extend(names_taken("DestinationRule", &name, router));
+            }
+        } else {
+            for name in list_unmanaged_names(&self.http_routes(), subject).await? {
+                taken.extend(names_taken("HTTPRoute", &name, router));
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The endpoints of the managed objects that `selector` lists, by name.
+    async fn read_managed(
+        &self,
+        subject: &str,
+        selector: &str,
+    ) -> Result<BTreeMap<String, LiveEndpoint>, BackendError> {
+        let deployments = list_all(&self.deployments(), subject, selector).await?;
         let by_name = |meta: &ObjectMeta| meta.name.clone().unwrap_or_default();
-        let hpas: BTreeMap<String, _> = list_all(&self.hpas(), &subject, MANAGED_SELECTOR)
+        let hpas: BTreeMap<String, _> = list_all(&self.hpas(), subject, selector)
             .await?
             .into_iter()
             .map(|h| (by_name(&h.metadata), h))
             .collect();
-        let pdbs: BTreeMap<String, _> = list_all(&self.pdbs(), &subject, MANAGED_SELECTOR)
+        let pdbs: BTreeMap<String, _> = list_all(&self.pdbs(), subject, selector)
             .await?
             .into_iter()
             .map(|p| (by_name(&p.metadata), p))
             .collect();
-        let services: BTreeMap<String, Service> =
-            list_all(&self.services(), &subject, MANAGED_SELECTOR)
-                .await?
-                .into_iter()
-                .map(|s| (s.metadata.name.clone().unwrap_or_default(), s))
-                .collect();
+        let services: BTreeMap<String, Service> = list_all(&self.services(), subject, selector)
+            .await?
+            .into_iter()
+            .map(|s| (s.metadata.name.clone().unwrap_or_default(), s))
+            .collect();
         let by_endpoint = |meta: &ObjectMeta| {
             let e = label(&meta.labels, ENDPOINT_LABEL)?;
             (meta.name.as_deref() == Some(e)).then(|| e.to_string())
@@ -80,40 +164,22 @@ impl KubernetesBackend {
         let mut vss = BTreeMap::new();
         let mut drs = BTreeMap::new();
         let mut routes = BTreeMap::new();
-        let mut taken = Vec::new();
-        let router = self.target.router;
-        for name in list_unmanaged_names(&self.deployments(), &subject).await? {
-            taken.extend(names_taken("Deployment", &name, router));
-        }
-        for name in list_unmanaged_names(&self.services(), &subject).await? {
-            taken.extend(names_taken("Service", &name, router));
-        }
         if self.is_istio() {
-            for vs in list_all(&self.virtual_services().await?, &subject, MANAGED_SELECTOR).await? {
+            for vs in list_all(&self.virtual_services().await?, subject, selector).await? {
                 if let Some(e) = by_endpoint(&vs.metadata) {
                     vss.insert(e, vs);
                 }
             }
-            for dr in list_all(&self.destination_rules().await?, &subject, MANAGED_SELECTOR).await?
-            {
+            for dr in list_all(&self.destination_rules().await?, subject, selector).await? {
                 if let Some(e) = by_endpoint(&dr.metadata) {
                     drs.insert(e, dr);
                 }
             }
-            for name in list_unmanaged_names(&self.virtual_services().await?, &subject).await? {
-                taken.extend(names_taken("VirtualService", &name, router));
-            }
-            for name in list_unmanaged_names(&self.destination_rules().await?, &subject).await? {
-                taken.extend(names_taken("DestinationRule", &name, router));
-            }
         } else {
-            for route in list_all(&self.http_routes(), &subject, MANAGED_SELECTOR).await? {
+            for route in list_all(&self.http_routes(), subject, selector).await? {
                 if let Some(e) = by_endpoint(&route.metadata) {
                     routes.insert(e, route);
                 }
-            }
-            for name in list_unmanaged_names(&self.http_routes(), &subject).await? {
-                taken.extend(names_taken("HTTPRoute", &name, router));
             }
         }
 
@@ -189,7 +255,7 @@ impl KubernetesBackend {
             };
             ep.problems = endpoint_problems(&self.target, ep, &found);
         }
-        Ok(LiveState { endpoints, taken })
+        Ok(endpoints)
     }
 
     /// Per-version Services of one endpoint, by version name, with their port.

@@ -115,6 +115,7 @@ pub fn agent_config(
         },
         paths: vec![PathBuf::from("environments/sandbox")],
         interval,
+        full_resync: flightdeck::agent::scope::DEFAULT_FULL_RESYNC,
         concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(Secret::new),
@@ -144,6 +145,7 @@ pub async fn start_agent(config: AgentConfig) -> RunningAgent {
     pipeline.metrics = Some(flightdeck::agent::pipeline::default_metrics(
         config.backend.clone(),
     ));
+    pipeline.full_resync = config.full_resync;
     let reconciler = Arc::new(pipeline);
     let cancel = CancellationToken::new();
     let agent = Agent::start(config, reconciler, AgentOptions::default(), cancel.clone())

@@ -86,6 +86,7 @@ pub fn git_config(
         },
         paths: envs.iter().map(PathBuf::from).collect(),
         interval,
+        full_resync: flightdeck::agent::scope::DEFAULT_FULL_RESYNC,
         concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(Secret::new),

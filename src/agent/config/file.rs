@@ -24,6 +24,7 @@ pub struct FileConfig {
     /// `path` (alias `paths`): a list, or one directory.
     pub path: Vec<PathBuf>,
     pub interval: Option<Duration>,
+    pub full_resync_interval: Option<Duration>,
     pub concurrency: Option<usize>,
     pub listen: Option<SocketAddr>,
     pub webhook_secret_file: Option<PathBuf>,
@@ -52,6 +53,7 @@ pub const KEYS: &[&str] = &[
     "path",
     "paths",
     "interval",
+    "full-resync-interval",
     "concurrency",
     "listen",
     "webhook-secret-file",
@@ -173,6 +175,7 @@ impl Reader<'_> {
                 }
             }
             "interval" => f.interval = self.duration(key, v),
+            "full-resync-interval" => f.full_resync_interval = self.duration(key, v),
             "concurrency" => f.concurrency = self.count(key, v),
             "listen" => f.listen = self.address(key, v),
             "webhook-secret-file" => f.webhook_secret_file = self.text(key, v).map(PathBuf::from),

@@ -52,6 +52,11 @@ pub fn resolve(
             "interval must be at least 100ms".into(),
         ));
     }
+    let full_resync = args
+        .full_resync_interval
+        .map(Duration::from)
+        .or(file.full_resync_interval)
+        .unwrap_or(crate::agent::scope::DEFAULT_FULL_RESYNC);
     let concurrency = match args.concurrency.map(usize::from).or(file.concurrency) {
         Some(n @ 1..=256) => n,
         Some(n) => {
@@ -134,6 +139,7 @@ pub fn resolve(
         source,
         paths,
         interval,
+        full_resync,
         concurrency,
         listen,
         webhook_secret,
@@ -277,6 +283,26 @@ mod tests {
             matches!(c.source, SourceKind::Git { ref reference, .. } if *reference == GitRef::Branch("main".into()))
         );
         assert!(c.lease.is_none());
+    }
+
+    #[test]
+    fn the_full_resync_interval_comes_from_the_flag_then_the_file_then_ten_minutes() {
+        let f = file("repo: r\npath: [e]\nfull-resync-interval: 2m\n");
+        let none = Cli::parse_from(["x"]).agent;
+        assert_eq!(
+            resolve(&none, &f, &no_env).unwrap().full_resync,
+            Duration::from_secs(120)
+        );
+        let flag = Cli::parse_from(["x", "--full-resync-interval", "0s"]).agent;
+        assert_eq!(
+            resolve(&flag, &f, &no_env).unwrap().full_resync,
+            Duration::ZERO
+        );
+        let bare = file("repo: r\npath: [e]\n");
+        assert_eq!(
+            resolve(&none, &bare, &no_env).unwrap().full_resync,
+            Duration::from_secs(600)
+        );
     }
 
     #[test]

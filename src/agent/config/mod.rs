@@ -52,6 +52,11 @@ pub struct AgentArgs {
     /// Poll interval (humantime: 60s, 5m); ±10% jitter is added.
     #[arg(long, env = "FLIGHTDECK_INTERVAL")]
     pub interval: Option<humantime::Duration>,
+    /// Every how long a tick reads and plans every endpoint (default 10m); the ticks between
+    /// reconcile only the endpoints whose desired state changed or that a rollout keeps busy.
+    /// `0s`: every tick is full.
+    #[arg(long, env = "FLIGHTDECK_FULL_RESYNC_INTERVAL")]
+    pub full_resync_interval: Option<humantime::Duration>,
     /// Endpoints of one environment applied in parallel (1-256, default 8; steps of one
     /// endpoint always run one at a time), as `flightdeck apply --concurrency`.
     #[arg(long, env = "FLIGHTDECK_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -185,6 +190,8 @@ pub struct AgentConfig {
     pub source: SourceKind,
     pub paths: Vec<PathBuf>,
     pub interval: Duration,
+    /// Every how long a tick is a full resync (`--full-resync-interval`); zero: every tick.
+    pub full_resync: Duration,
     /// Endpoints of one environment applied in parallel (`--concurrency`).
     pub concurrency: usize,
     pub listen: SocketAddr,

@@ -3,6 +3,7 @@
 //! here are the trait, its errors, and the two platform-free backends: `memory` (tests) and
 //! `state_file` (the in-memory backend persisted to a file).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,6 +49,19 @@ pub trait Backend: Send + Sync {
 
     /// Reads every endpoint of the target. Backends should list, not get one by one.
     async fn read_live(&self) -> Result<LiveState, BackendError>;
+
+    /// Reads only the endpoints named in `names` (a targeted reconcile): the same
+    /// `LiveEndpoint`s `read_live` reports for them, absent names left out, and only the
+    /// `taken` names of these endpoints. Platform backends override it with reads of just
+    /// those endpoints; this default reads everything and filters.
+    async fn read_live_endpoints(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<LiveState, BackendError> {
+        let mut live = self.read_live().await?;
+        live.retain_endpoints(names);
+        Ok(live)
+    }
 
     /// Executes one step. Called with at most one step in flight per endpoint.
     async fn execute(&self, step: &Step) -> Result<StepDetail, BackendError>;
