@@ -17,6 +17,7 @@ pub mod agent;
 pub mod allocator;
 pub mod backend;
 pub mod cli;
+pub mod dashboard;
 pub mod logging;
 pub mod reconcile;
 pub mod rollouts;

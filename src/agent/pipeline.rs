@@ -105,12 +105,19 @@ impl Pipeline {
 struct JobPlatform<'a> {
     pipeline: &'a Pipeline,
     path: &'a Path,
+    observe: Option<&'a super::reconcile::Observer>,
 }
 
 #[async_trait]
 impl reconcile::Platform for JobPlatform<'_> {
     async fn connect(&self, environment: &Environment) -> anyhow::Result<Arc<dyn Backend>> {
         self.pipeline.backend(self.path, environment).await
+    }
+
+    fn observed(&self, live: &crate::model::LiveState) {
+        if let Some(observe) = self.observe {
+            (observe.0)(live);
+        }
     }
 
     async fn metrics(
@@ -157,6 +164,7 @@ impl Reconcile for Pipeline {
         let platform = JobPlatform {
             pipeline: self,
             path: &job.path,
+            observe: job.observe.as_ref(),
         };
         reconcile::reconcile_once(desired, &platform, &request, &job.cancel).await
     }

@@ -26,6 +26,18 @@ pub struct Job {
     pub may_apply: bool,
     /// Cancelled on shutdown or loss of leadership; checked between steps.
     pub cancel: CancellationToken,
+    /// Told the live state the reconcile reads (the agent emits `events::Observed`).
+    pub observe: Option<Observer>,
+}
+
+/// Receives the live state a reconcile read.
+#[derive(Clone)]
+pub struct Observer(pub Arc<dyn Fn(&crate::model::LiveState) + Send + Sync>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 /// Reconciles one environment. The production implementation (`pipeline::Pipeline`) loads the

@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::backoff::jittered;
-use super::events::{FetchFailed, Fetched, Reconciled, SourceRepaired};
+use super::events::{FetchFailed, Fetched, Observed, Reconciled, SourceRepaired};
 use super::policy::{Action, Policy, next_action};
-use super::reconcile::{Job, Reconcile};
+use super::reconcile::{Job, Observer, Reconcile};
 use super::status::AgentState;
 use super::trigger::SyncTrigger;
 use crate::reconcile::{Invalid, ReconcileOutcome};
@@ -169,6 +169,10 @@ impl EnvWorker {
             revision_changed: memory.last_applied.as_deref() != Some(snapshot.revision.as_str()),
             may_apply,
             cancel: job_cancel.clone(),
+            observe: Some(Observer(Arc::new({
+                let (state, env) = (self.state.clone(), env.clone());
+                move |live| Observed { env: &env, live }.emit(&state)
+            }))),
         };
         let reconcile = self.reconciler.reconcile(job).instrument(span.clone());
         tokio::pin!(reconcile);

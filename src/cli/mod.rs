@@ -15,6 +15,7 @@ pub use backend_args::{BackendArgs, backend_config};
 mod apply;
 mod backend_args;
 mod commands;
+mod dashboard;
 mod interrupt;
 mod live;
 mod revert;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Exit 0 written; 2 refused (nothing held, not a Git repository, dirty directory, branch
     /// exists, result invalid or not in sync), nothing written.
     Revert(revert::RevertArgs),
+    /// Serve the read-only rollout dashboard of one environment on this machine, reading the
+    /// platform every few seconds (no agent needed): traffic per deployment, stages, gates.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Where live state comes from.
@@ -150,6 +154,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Export(args) => commands::export(&args).await,
         Command::Rollout(args) => rollout::run(&args).await,
         Command::Revert(args) => revert::revert(&args).await,
+        Command::Dashboard(args) => report(dashboard::run(&args).await),
         Command::Schema { out } => commands::schema(&out),
         Command::Sandbox(args) => report(crate::sandbox::run(args).await),
         Command::Agent(args) => report(crate::agent::run(*args).await),

@@ -75,6 +75,18 @@ pub fn resolve(
             .map(Secret::new)
             .filter(|s| !s.expose().is_empty()),
     };
+    let dashboard = super::DashboardSettings {
+        token: match pick(&args.dashboard_token_file, &file.dashboard_token_file) {
+            Some(path) => Some(read_secret(&path)?),
+            None => env("FLIGHTDECK_DASHBOARD_TOKEN")
+                .map(Secret::new)
+                .filter(|s| !s.expose().is_empty()),
+        },
+        commit_url: pick(&args.commit_url, &file.commit_url)
+            .map(|t| crate::dashboard::commit_url_template(&t))
+            .transpose()
+            .map_err(ConfigError::Invalid)?,
+    };
     let watch_local = pick(&args.watch_local, &file.watch_local).unwrap_or(false);
     let verify_keys = pick_list(&args.verify_keys, &file.verify_keys);
     if watch_local && !verify_keys.is_empty() {
@@ -137,6 +149,7 @@ pub fn resolve(
         concurrency,
         listen,
         webhook_secret,
+        dashboard,
         lease,
         verify_keys,
         http,
