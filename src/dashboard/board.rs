@@ -173,6 +173,12 @@ impl Hub {
     }
 
     fn update(&self, kind: &str, f: impl FnOnce(&mut Board)) {
+        self.update_with(kind, serde_json::Value::Null, f);
+    }
+
+    /// Applies `f`, then announces `{"kind", "version"}` (and `detail` when not null) to every
+    /// open event stream.
+    fn update_with(&self, kind: &str, detail: serde_json::Value, f: impl FnOnce(&mut Board)) {
         let version = match self.board.write() {
             Ok(mut board) => {
                 f(&mut board);
@@ -181,10 +187,12 @@ impl Hub {
             }
             Err(_) => return,
         };
+        let mut message = serde_json::json!({"kind": kind, "version": version});
+        if !detail.is_null() {
+            message["detail"] = detail;
+        }
         // No receiver (no page open) is fine; a lagging one is dropped by its stream.
-        let _ = self
-            .tx
-            .send(format!(r#"{{"kind":"{kind}","version":{version}}}"#));
+        let _ = self.tx.send(message.to_string());
     }
 
     /// The source was fetched at `revision`.
@@ -236,7 +244,21 @@ impl Hub {
         } else {
             "rollout"
         };
-        self.update(kind, |b| {
+        // The stream says what moved, so a client that does not render (a test, a script)
+        // can follow the stages: `{"env", "result", "rollouts": [{"endpoint", "state", "stage",
+        // "traffic"}]}`.
+        let detail = serde_json::json!({
+            "env": r.env,
+            "result": r.result,
+            "rollouts": r.rollouts.iter().map(|v| serde_json::json!({
+                "endpoint": v.endpoint,
+                "state": v.state,
+                "stage": v.stage,
+                "stages": v.stages,
+                "traffic": v.traffic,
+            })).collect::<Vec<_>>(),
+        });
+        self.update_with(kind, detail, |b| {
             let now = crate::clock::now_utc();
             let commit = Some(r.revision);
             let before = b.envs.get(r.env).cloned().unwrap_or_default();
@@ -294,6 +316,19 @@ impl Hub {
                         for d in &mut e.deployments {
                             d.weight = view.traffic.get(&d.name).copied().unwrap_or(0);
                         }
+                        // A candidate this tick created (and provisioned: the steps succeeded).
+                        for (name, weight) in &view.traffic {
+                            if !e.deployments.iter().any(|d| &d.name == name) {
+                                e.deployments.push(DeploymentBar {
+                                    name: name.clone(),
+                                    weight: *weight,
+                                    mirror: 0,
+                                    state: "ready",
+                                    detail: None,
+                                });
+                            }
+                        }
+                        e.deployments.sort_by(|a, b| a.name.cmp(&b.name));
                     }
                 }
             }

@@ -202,11 +202,11 @@ fn bar(out: &mut String, d: &DeploymentBar) {
     if m > 0 {
         let _ = write!(out, "<span class=\"mirror\" style=\"width:{m}%\"></span>");
     }
-    let _ = write!(out, "</span><span class=\"pct\">{w}% live");
+    let _ = write!(out, "</span><span class=\"info\">{w}% live");
     if m > 0 {
         let _ = write!(out, " · {m}% mirror");
     }
-    out.push_str("</span> ");
+    out.push(' ');
     let class = match d.state {
         "ready" => "ok",
         "provisioning" => "warn",
@@ -218,7 +218,7 @@ fn bar(out: &mut String, d: &DeploymentBar) {
         esc(out, detail);
         out.push_str("</small>");
     }
-    out.push_str("</li>\n");
+    out.push_str("</span></li>\n");
 }
 
 fn rollout(out: &mut String, env: &EnvPanel, view: &RolloutView) {
@@ -260,7 +260,8 @@ fn rollout(out: &mut String, env: &EnvPanel, view: &RolloutView) {
         (_, Some(s)) => {
             let _ = write!(out, "next look in {s} s");
         }
-        (_, None) => out.push_str("waiting for a person or for Git"),
+        ("paused" | "held", None) => out.push_str("waiting for a person or for Git"),
+        (_, None) => out.push_str("moving traffic"),
     }
     out.push_str("</p>\n");
     for g in env.gates.iter().filter(|g| g.endpoint == view.endpoint) {
@@ -336,3 +337,7 @@ fn commit(out: &mut String, board: &Board, sha: &str) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;
