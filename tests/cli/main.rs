@@ -3,5 +3,6 @@
 mod cli;
 mod cli_control_chars;
 mod cli_credentials;
+mod cli_dashboard;
 mod cli_interrupt;
 mod seed_flow;
