@@ -229,3 +229,19 @@ impl Observed<'_> {
             .observed(self.env, crate::dashboard::board::panels_of(self.live));
     }
 }
+
+/// The scoring share of one endpoint was read (while someone watches the dashboard).
+pub struct ScoringRead<'a> {
+    pub env: &'a str,
+    pub endpoint: &'a str,
+    pub shares: Vec<(String, f64)>,
+}
+
+impl ScoringRead<'_> {
+    pub fn emit(self, state: &AgentState) {
+        tracing::debug!(endpoint = %self.endpoint, "scoring share read");
+        state
+            .dashboard
+            .scoring(self.env, self.endpoint, self.shares);
+    }
+}

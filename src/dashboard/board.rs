@@ -21,6 +21,9 @@ pub const MAX_POINTS: usize = 120;
 /// Updates an SSE client may fall behind before it is dropped (its page then reloads the
 /// fragment when it reconnects): nothing is buffered for a slow client beyond this.
 pub const CHANNEL_CAPACITY: usize = 64;
+/// The agent reads the scoring share at most this often per environment, and only while a
+/// page is open (an event stream is connected).
+pub const SCORING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One deployment's bar: live weight, mirror weight, state.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +124,8 @@ pub struct Reconciled<'a> {
 pub struct Hub {
     board: RwLock<Board>,
     tx: broadcast::Sender<String>,
+    /// When each environment's scoring share was last read.
+    scoring_read: std::sync::Mutex<BTreeMap<String, std::time::Instant>>,
     /// Ends every open event stream (the server is stopping).
     closed: CancellationToken,
 }
@@ -140,6 +145,7 @@ impl Hub {
                 ..Board::default()
             }),
             tx: broadcast::channel(CHANNEL_CAPACITY).0,
+            scoring_read: Default::default(),
             closed: CancellationToken::new(),
         }
     }
@@ -154,6 +160,26 @@ impl Hub {
 
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.tx.subscribe()
+    }
+
+    /// True (and noted) when a page is open and `env`'s scoring share was last read longer
+    /// than `every` ago.
+    pub fn scoring_due(&self, env: &str, every: std::time::Duration) -> bool {
+        if self.tx.receiver_count() == 0 {
+            return false;
+        }
+        let Ok(mut read) = self.scoring_read.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        if read
+            .get(env)
+            .is_some_and(|at| now.duration_since(*at) < every)
+        {
+            return false;
+        }
+        read.insert(env.to_string(), now);
+        true
     }
 
     pub fn closed(&self) -> CancellationToken {

@@ -18,6 +18,7 @@ use axum::routing::get;
 use base64::Engine;
 use futures::StreamExt;
 use subtle::ConstantTimeEq;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::board::Hub;
@@ -166,6 +167,24 @@ impl Drop for StreamSlot {
     }
 }
 
+/// The board's announcements as SSE events, until the client lags (then it ends: the client
+/// is dropped, nothing is buffered for it) or the board goes away. `guard` lives as long.
+fn updates<G: Send + 'static>(
+    receiver: broadcast::Receiver<String>,
+    guard: G,
+) -> impl futures::Stream<Item = Result<Event, Infallible>> + Send {
+    futures::stream::unfold((receiver, guard), |(mut rx, guard)| async move {
+        match rx.recv().await {
+            Ok(data) => Some((Ok(Event::default().event("update").data(data)), (rx, guard))),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "dashboard client too slow, dropped");
+                None
+            }
+            Err(RecvError::Closed) => None,
+        }
+    })
+}
+
 /// One `update` event per board change (`{"kind":"rollout","version":7}`): the page fetches
 /// the fragment again. A client more than `CHANNEL_CAPACITY` updates behind is dropped, not
 /// buffered for; its browser reconnects and catches up with one fetch. The stream ends when
@@ -189,19 +208,7 @@ async fn events(State(ctx): State<DashboardContext>) -> Response {
                 .data(format!(r#"{{"kind":"hello","version":{hello}}}"#)),
         )
     });
-    let updates = futures::stream::unfold((receiver, slot), |(mut rx, slot)| async move {
-        match rx.recv().await {
-            Ok(data) => Some((
-                Ok::<_, Infallible>(Event::default().event("update").data(data)),
-                (rx, slot),
-            )),
-            Err(RecvError::Lagged(missed)) => {
-                tracing::debug!(missed, "dashboard client too slow, dropped");
-                None
-            }
-            Err(RecvError::Closed) => None,
-        }
-    });
+    let updates = updates(receiver, slot);
     let closed = ctx.hub.closed();
     let stream = first
         .chain(updates)
@@ -213,4 +220,55 @@ async fn events(State(ctx): State<DashboardContext>) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dashboard::board::CHANNEL_CAPACITY;
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_is_dropped_instead_of_buffered_for() {
+        let hub = Hub::default();
+        let keeping_up = hub.subscribe();
+        let lagging = hub.subscribe();
+        hub.fetched("a", true);
+        hub.fetched("b", true);
+        let mut stream = Box::pin(updates(keeping_up, ()));
+        assert!(stream.next().await.is_some());
+        assert!(stream.next().await.is_some());
+        for i in 0..CHANNEL_CAPACITY {
+            hub.fetched(&format!("r{i}"), true);
+        }
+        let mut slow = Box::pin(updates(lagging, ()));
+        assert!(
+            slow.next().await.is_none(),
+            "a lagging client's stream ends"
+        );
+        // The one that kept up still gets every update the channel holds.
+        let mut got = 0;
+        while got < CHANNEL_CAPACITY {
+            assert!(stream.next().await.is_some());
+            got += 1;
+        }
+    }
+
+    #[tokio::test]
+    async fn at_most_max_streams_are_open_at_once() {
+        let ctx = DashboardContext::new(std::sync::Arc::new(Hub::default()), None);
+        let mut open = Vec::new();
+        for _ in 0..MAX_STREAMS {
+            let response = events(State(ctx.clone())).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            open.push(response);
+        }
+        let refused = events(State(ctx.clone())).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        open.pop();
+        assert_eq!(
+            events(State(ctx)).await.status(),
+            StatusCode::OK,
+            "a slot freed"
+        );
+    }
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::board::{Hub, Reconciled, panels_of};
+use super::scoring;
 use crate::backend::{self, BackendConfig};
+use crate::metrics::MetricsProvider;
+use crate::model::Environment;
 use crate::rollouts::{self, Metrics};
 use crate::spec;
 
@@ -26,8 +29,9 @@ pub struct LocalSettings {
 /// Polls until `cancel`; the first poll runs at once.
 pub async fn poll(settings: LocalSettings, hub: Arc<Hub>, cancel: CancellationToken) {
     let env = settings.env_dir.display().to_string();
+    let mut metrics = None;
     loop {
-        poll_once(&settings, &env, &hub).await;
+        poll_once(&settings, &env, &hub, &mut metrics).await;
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(settings.every) => {}
@@ -42,8 +46,12 @@ fn head_commit(dir: &Path) -> Option<String> {
     Some(head.id().to_string())
 }
 
-/// One poll: what the agent's `Observed` and `Reconciled` events would have reported.
-pub async fn poll_once(settings: &LocalSettings, env: &str, hub: &Hub) {
+/// The metrics source, kept while the environment stays the same.
+pub type MetricsCache = Option<(Environment, Option<Arc<dyn MetricsProvider>>)>;
+
+/// One poll: what the agent's `Observed`, `ScoringRead` and `Reconciled` events would have
+/// reported.
+pub async fn poll_once(settings: &LocalSettings, env: &str, hub: &Hub, metrics: &mut MetricsCache) {
     let mut desired = match spec::load_environment(&settings.env_dir, backend::profile_of) {
         Ok(d) => d,
         Err(diagnostics) => {
@@ -60,6 +68,41 @@ pub async fn poll_once(settings: &LocalSettings, env: &str, hub: &Hub) {
         Err(e) => return hub.failed(env, &format!("backend: {e:#}")),
     };
     hub.observed(env, panels_of(&live));
+    let provider = match metrics {
+        Some((known, provider)) if *known == desired.environment => provider.clone(),
+        _ => {
+            let opened = backend::metrics_provider(&desired.environment, &settings.backend, &|k| {
+                std::env::var(k).ok()
+            })
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no scoring share: the metrics source does not open");
+                None
+            });
+            *metrics = Some((desired.environment.clone(), opened.clone()));
+            opened
+        }
+    };
+    if let Some(provider) = provider {
+        let reads = live
+            .endpoints
+            .values()
+            .take(scoring::MAX_ENDPOINTS)
+            .map(|e| {
+                let provider = provider.clone();
+                let deployments: Vec<String> = e.deployments.keys().cloned().collect();
+                async move {
+                    (
+                        e.name.as_str(),
+                        scoring::shares(&provider, &e.name, deployments).await,
+                    )
+                }
+            });
+        for (endpoint, shares) in futures::future::join_all(reads).await {
+            if let Some(shares) = shares {
+                hub.scoring(env, endpoint, shares);
+            }
+        }
+    }
     let profile = backend::profile_of(&desired.environment.target);
     if let Err(refusals) = crate::slots::resolve(&mut desired, &live, profile) {
         let text: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();

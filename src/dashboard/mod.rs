@@ -14,6 +14,7 @@ pub mod chart;
 pub mod http;
 pub mod local;
 pub mod render;
+pub mod scoring;
 
 pub use board::{Board, Hub};
 pub use http::{DashboardContext, routes};
