@@ -39,7 +39,7 @@ fn escaped(s: &str) -> String {
 
 /// The whole page: head, the fragment, the script that keeps it live.
 pub fn page(board: &Board, now: DateTime<Utc>) -> String {
-    let mut out = String::with_capacity(16 * 1024);
+    let mut out = String::with_capacity(estimate(board));
     out.push_str(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -59,7 +59,7 @@ pub fn page(board: &Board, now: DateTime<Utc>) -> String {
 
 /// What `<main>` holds; the script swaps it in on each update.
 pub fn fragment(board: &Board, now: DateTime<Utc>) -> String {
-    let mut out = String::with_capacity(16 * 1024);
+    let mut out = String::with_capacity(estimate(board));
     fragment_into(&mut out, board, now);
     out
 }
@@ -144,13 +144,67 @@ fn env_section(out: &mut String, board: &Board, name: &str, env: &EnvPanel) {
         rollout(out, env, view);
     }
     if !env.endpoints.is_empty() {
+        // Past CARDS endpoints, only those worth a look get a card; the steady rest are rows.
+        let many = env.endpoints.len() > CARDS;
+        let worth_a_look = |e: &&EndpointPanel| {
+            !many
+                || env.rollouts.iter().any(|r| r.endpoint == e.name)
+                || e.deployments
+                    .iter()
+                    .any(|d| d.state != "ready" || d.mirror > 0)
+        };
         out.push_str("<h3>Endpoints</h3>\n<div class=\"endpoints\">\n");
-        for e in &env.endpoints {
+        for e in env.endpoints.iter().filter(worth_a_look) {
             endpoint(out, e);
         }
         out.push_str("</div>\n");
+        let steady: Vec<&EndpointPanel> =
+            env.endpoints.iter().filter(|e| !worth_a_look(e)).collect();
+        if !steady.is_empty() {
+            steady_table(out, &steady);
+        }
     }
     out.push_str("</section>\n");
+}
+
+/// Endpoints shown as cards before the steady ones become table rows.
+pub const CARDS: usize = 24;
+
+/// One row per steady endpoint (every deployment ready, no mirror, no rollout): its split as
+/// text.
+fn steady_table(out: &mut String, steady: &[&EndpointPanel]) {
+    let _ = write!(
+        out,
+        "<table class=\"steady\">\n<caption>{} steady endpoints (all deployments ready)</caption>\n\
+         <thead><tr><th scope=\"col\">endpoint</th><th scope=\"col\">live traffic</th></tr></thead>\n<tbody>\n",
+        steady.len()
+    );
+    for e in steady {
+        out.push_str("<tr><td>");
+        esc(out, &e.name);
+        out.push_str("</td><td>");
+        let mut first = true;
+        for d in e.deployments.iter().filter(|d| d.weight > 0) {
+            if !first {
+                out.push_str(" · ");
+            }
+            first = false;
+            esc(out, &d.name);
+            let _ = write!(out, " {}%", d.weight);
+        }
+        if first {
+            out.push_str("no traffic");
+        }
+        out.push_str("</td></tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+/// What a page of `board` about takes, so the text is allocated once, not doubled as it grows.
+fn estimate(board: &Board) -> usize {
+    let endpoints: usize = board.envs.values().map(|e| e.endpoints.len()).sum();
+    let rollouts: usize = board.envs.values().map(|e| e.rollouts.len()).sum();
+    4096 + endpoints * 128 + rollouts * 8192 + board.events.len() * 320
 }
 
 fn badge(out: &mut String, class: &str, text: &str) {

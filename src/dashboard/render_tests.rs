@@ -239,3 +239,43 @@ fn the_fragment_is_what_the_page_holds_in_main() {
     let (page, fragment) = hub.read(|b| (page(b, now()), fragment(b, now())));
     assert!(page.contains(&format!("<main id=\"board\">\n{fragment}</main>")));
 }
+
+#[test]
+fn past_the_card_limit_steady_endpoints_are_rows_and_those_worth_a_look_stay_cards() {
+    let hub = Hub::default();
+    let panel = |name: String, state: &'static str| EndpointPanel {
+        name,
+        deployments: vec![DeploymentBar {
+            name: "blue".into(),
+            weight: 100,
+            mirror: 0,
+            state,
+            detail: None,
+        }],
+        scoring: vec![],
+    };
+    let mut panels: Vec<EndpointPanel> = (0..CARDS)
+        .map(|i| panel(format!("ep-{i:03}"), "ready"))
+        .collect();
+    panels.push(panel(HOSTILE.into(), "ready"));
+    panels.push(panel("broken".into(), "failed"));
+    hub.observed("env", panels);
+    let page = hub.read(|b| page(b, now()));
+    assert!(
+        page.contains(&format!("<caption>{} steady endpoints", CARDS + 1)),
+        "{page}"
+    );
+    assert!(
+        page.contains("<tr><td>ep-000</td><td>blue 100%</td></tr>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<tr><td>&lt;script&gt;"),
+        "rows are escaped too"
+    );
+    assert!(
+        page.contains("<article class=\"endpoint\" data-endpoint=\"broken\">"),
+        "a failed one stays a card"
+    );
+    assert_eq!(page.matches("<article").count(), 1, "{page}");
+}
