@@ -19,7 +19,7 @@ pub fn gate(out: &mut String, g: &GateSeries) {
     };
     out.push_str("<figure class=\"gate\" data-gate=\"");
     esc(out, &g.gate);
-    let _ = write!(out, "\" data-verdict=\"{}\">\n", g.verdict);
+    let _ = writeln!(out, "\" data-verdict=\"{}\">", g.verdict);
     let mut label = format!("gate {}: {} readings", g.gate, g.points.len());
     if let Some(t) = g.threshold {
         let _ = write!(label, ", threshold {}", number(t));

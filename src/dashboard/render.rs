@@ -300,9 +300,9 @@ fn rollout(out: &mut String, env: &EnvPanel, view: &RolloutView) {
             Some(at) if stage == at => ("now", "current"),
             _ => ("next", "next"),
         };
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<li class=\"{class}\">stage {stage}/{} <span>{word}</span></li>\n",
+            "<li class=\"{class}\">stage {stage}/{} <span>{word}</span></li>",
             view.stages
         );
     }
@@ -355,7 +355,7 @@ fn event(out: &mut String, board: &Board, e: &EventLine) {
         esc(out, &e.env);
         out.push_str("</span>");
     }
-    out.push_str(" ");
+    out.push(' ');
     esc(out, &e.text);
     if let Some(c) = &e.commit {
         out.push_str(" · ");
