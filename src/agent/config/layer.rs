@@ -357,6 +357,39 @@ mod tests {
     }
 
     #[test]
+    fn the_dashboard_token_and_commit_link_come_from_the_layers_and_a_bad_template_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("dash");
+        std::fs::write(&token, "d4sh\n").unwrap();
+        let f = file(&format!(
+            "repo: r\npath: [e]\ndashboard-token-file: {}\ncommit-url: https://git.example.com/o/r/commit/{{sha}}\n",
+            token.display()
+        ));
+        let c = resolve(&AgentArgs::default(), &f, &no_env).unwrap();
+        assert_eq!(c.dashboard.token.as_ref().unwrap().expose(), "d4sh");
+        assert!(!format!("{c:?}").contains("d4sh"), "the token stays hidden");
+        assert_eq!(
+            c.dashboard.commit_url.as_deref(),
+            Some("https://git.example.com/o/r/commit/{sha}")
+        );
+        let env = |k: &str| (k == "FLIGHTDECK_DASHBOARD_TOKEN").then(|| "from-env".to_string());
+        let c = resolve(&AgentArgs::default(), &file("repo: r\npath: [e]\n"), &env).unwrap();
+        assert_eq!(c.dashboard.token.unwrap().expose(), "from-env");
+        for bad in [
+            "javascript:alert(1)//{sha}",
+            "https://git.example.com/no-placeholder",
+        ] {
+            let f = file(&format!("repo: r\npath: [e]\ncommit-url: \"{bad}\"\n"));
+            let err = resolve(&AgentArgs::default(), &f, &no_env).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("expected an http(s) URL with {sha}"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn boolean_flags_can_override_a_file_that_enables_them() {
         let f = file("repo: r\npath: [e]\nleader-elect: true\n");
         let off = Cli::parse_from(["x", "--leader-elect=false"]).agent;
