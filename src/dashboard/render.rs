@@ -19,6 +19,14 @@ pub const JS: &str = include_str!("assets/dashboard.js");
 
 /// Appends `s` escaped for HTML text and double-quoted attributes.
 pub fn esc(out: &mut String, s: &str) {
+    // Most values (names, weights, commit ids) are plain ASCII with nothing to escape.
+    let plain = s
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''));
+    if plain {
+        out.push_str(s);
+        return;
+    }
     for c in crate::escape::escape_control(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
