@@ -54,11 +54,13 @@ pub fn page(board: &Board, now: DateTime<Utc>) -> String {
          <meta name=\"robots\" content=\"noindex\">\n<title>flightdeck</title>\n\
          <link rel=\"stylesheet\" href=\"/dashboard/app.css\">\n",
     );
-    out.push_str("</head>\n<body>\n<header>\n<h1>flightdeck</h1>\n<p>watching <code>");
-    esc(&mut out, &board.source);
-    out.push_str(
-        "</code> · <span id=\"live\" role=\"status\">static snapshot</span></p>\n</header>\n",
-    );
+    out.push_str("</head>\n<body>\n<header>\n<h1>flightdeck</h1>\n<p>");
+    if !board.source.is_empty() {
+        out.push_str("watching <code>");
+        esc(&mut out, &board.source);
+        out.push_str("</code> · ");
+    }
+    out.push_str("<span id=\"live\" role=\"status\">static snapshot</span></p>\n</header>\n");
     out.push_str("<main id=\"board\">\n");
     fragment_into(&mut out, board, now);
     out.push_str("</main>\n<script src=\"/dashboard/app.js\"></script>\n</body>\n</html>\n");
@@ -373,9 +375,9 @@ fn event(out: &mut String, board: &Board, e: &EventLine) {
 }
 
 fn opt_commit(out: &mut String, board: &Board, sha: Option<&str>) {
-    match sha {
+    match sha.filter(|s| !s.is_empty()) {
         Some(sha) => commit(out, board, sha),
-        None => out.push_str("none yet"),
+        None => out.push_str("none known"),
     }
 }
 

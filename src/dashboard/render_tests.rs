@@ -279,3 +279,23 @@ fn past_the_card_limit_steady_endpoints_are_rows_and_those_worth_a_look_stay_car
     );
     assert_eq!(page.matches("<article").count(), 1, "{page}");
 }
+
+#[test]
+fn an_unknown_commit_says_so_instead_of_showing_an_empty_code() {
+    let hub = Hub::default();
+    hub.reconciled(Reconciled {
+        env: "env",
+        revision: "",
+        applied: false,
+        result: "out_of_sync",
+        error: None,
+        rollouts: &[],
+        steps: vec![],
+    });
+    let page = hub.read(|b| page(b, now()));
+    assert!(
+        page.contains("<dt>source commit</dt><dd>none known</dd>"),
+        "{page}"
+    );
+    assert!(!page.contains("<code></code>"), "{page}");
+}
