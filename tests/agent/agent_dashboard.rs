@@ -226,13 +226,26 @@ async fn with_a_token_every_dashboard_route_asks_for_it_and_nothing_secret_is_sh
         .unwrap();
     assert_eq!(r.status(), 405);
 
-    let page = get("/", Some("Bearer dash-TOKEN-2".into()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("data-endpoint=\"my-endpoint\""), "{page}");
+    // The bars come from the live state a tick reads before it applies: the tick after the
+    // one that created the endpoint shows it.
+    let page = std::sync::Mutex::new(String::new());
+    eventually(
+        "the page shows my-endpoint",
+        Duration::from_secs(30),
+        || async {
+            let text = get("/", Some("Bearer dash-TOKEN-2".into()))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let shown = text.contains("data-endpoint=\"my-endpoint\"");
+            *page.lock().unwrap() = text;
+            shown
+        },
+    )
+    .await;
+    let page = page.into_inner().unwrap();
     let key = scoring_key(&arm).await;
     for secret in [
         "dash-TOKEN-2",
