@@ -5,7 +5,8 @@
 # something cannot be installed; the checks themselves then fail loudly too, never skip.
 #   - Microsoft's azure-ai-ml SDK in a virtualenv (SDK_VENV, default ${TMPDIR:-/tmp}/flightdeck-sdk-venv),
 #     at the versions scripts/check-azure-ai-ml.sh pins;
-#   - Debian's `prometheus` package, when no `prometheus` is on PATH (needs root, as CI runs).
+#   - Debian's `prometheus` and `chromium` packages, when they are not on PATH (needs root, as CI
+#     runs): one apt-get for both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,12 +20,15 @@ else
   status=1
 fi
 
-if command -v prometheus >/dev/null; then
-  echo "prepare-ci: $(command -v prometheus) already installed"
-elif (export DEBIAN_FRONTEND=noninteractive && apt-get update -q && apt-get install -y -q --no-install-recommends prometheus); then
-  echo "prepare-ci: installed Debian's prometheus"
+packages=()
+command -v prometheus >/dev/null || packages+=(prometheus)
+command -v chromium >/dev/null || packages+=(chromium)
+if [ ${#packages[@]} -eq 0 ]; then
+  echo "prepare-ci: prometheus and chromium already installed"
+elif (export DEBIAN_FRONTEND=noninteractive && apt-get update -q && apt-get install -y -q --no-install-recommends "${packages[@]}"); then
+  echo "prepare-ci: installed Debian's ${packages[*]}"
 else
-  echo "prepare-ci: FAILED to install Debian's prometheus (apt-get)" >&2
+  echo "prepare-ci: FAILED to install Debian's ${packages[*]} (apt-get)" >&2
   status=1
 fi
 

@@ -19,6 +19,7 @@ pub mod backend;
 pub mod cli;
 pub mod git_branch;
 pub mod hosting;
+pub mod dashboard;
 pub mod logging;
 pub mod promote;
 pub mod reconcile;

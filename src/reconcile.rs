@@ -203,6 +203,9 @@ pub trait Platform: Send + Sync {
         Ok(live)
     }
 
+    /// Called with the live state the reconcile plans against (the dashboard's bars).
+    fn observed(&self, _live: &LiveState) {}
+
     /// Called with the plan before anything runs (also when it is empty). An error stops the
     /// reconcile before any step as [`ReconcileOutcome::Aborted`].
     fn planned(&self, _plan: &Plan) -> Result<(), String> {
@@ -256,6 +259,7 @@ pub async fn reconcile_once(
         Ok(l) => l,
         Err(e) => return ReconcileOutcome::BackendFailed(BackendFailure::Settle(e)),
     };
+    platform.observed(&live);
     // Slot endpoints become ordinary ones here, from live state, before the rollout engine
     // and the planner see them (docs/rollouts.md "Blue/green slots").
     let profile = crate::backend::profile_of(&desired.environment.target);

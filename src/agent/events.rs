@@ -1,6 +1,7 @@
 //! What the agent reports, one typed event per tick, as vector's `internal_events`: each event is
 //! a struct whose one `emit` updates the metrics, writes the log line and updates `/status`, so
-//! the three cannot disagree. Nothing else in the loop writes to them.
+//! the three cannot disagree, and feeds the dashboard (`crate::dashboard`, whose server-sent
+//! events announce it). Nothing else in the loop writes to them.
 
 use super::policy::Action;
 use super::status::AgentState;
@@ -47,8 +48,36 @@ impl Reconciled<'_> {
             Action::RetryAfter(delay) => Some(delay),
             Action::RequeueAfter(_) | Action::AwaitChange => None,
         };
+        let steps_run: Vec<(String, bool)> = outcome
+            .report()
+            .map_or(&[][..], |r| r.results.as_slice())
+            .iter()
+            .filter_map(|r| {
+                let ok = match &r.outcome {
+                    StepStatus::Done(_) => true,
+                    StepStatus::Failed(_) => false,
+                    StepStatus::Skipped(_) | StepStatus::WouldRun => return None,
+                };
+                Some((format!("{}: {}", r.step.endpoint, r.step.reason), ok))
+            })
+            .collect();
+        let error = outcome.error();
+        state
+            .dashboard
+            .reconciled(crate::dashboard::board::Reconciled {
+                env,
+                revision,
+                applied: matches!(
+                    outcome,
+                    ReconcileOutcome::InSync | ReconcileOutcome::Applied { .. }
+                ),
+                result: outcome.result(),
+                error: error.as_deref(),
+                rollouts,
+                steps: steps_run,
+            });
         if let Some(kind) = outcome.error_kind() {
-            let error = outcome.error().unwrap_or_default();
+            let error = error.unwrap_or_default();
             metrics.reconciled(env, "error", self.seconds);
             metrics.error(env, kind);
             tracing::warn!(
@@ -142,6 +171,7 @@ pub struct Fetched<'a> {
 impl Fetched<'_> {
     pub fn emit(self, state: &AgentState) {
         state.metrics.fetched(self.seconds);
+        state.dashboard.fetched(self.revision, self.new_revision);
         if self.new_revision {
             tracing::info!(revision = %self.revision, "new revision");
         }
@@ -182,5 +212,36 @@ impl SourceRepaired<'_> {
     pub fn emit(self, state: &AgentState) {
         tracing::warn!(repair = %self.repair, "source repaired");
         state.metrics.fetch_failed("cache");
+    }
+}
+
+/// A reconcile read the platform's live state (before its steps run).
+pub struct Observed<'a> {
+    pub env: &'a str,
+    pub live: &'a crate::model::LiveState,
+}
+
+impl Observed<'_> {
+    pub fn emit(self, state: &AgentState) {
+        tracing::debug!(endpoints = self.live.endpoints.len(), "live state read");
+        state
+            .dashboard
+            .observed(self.env, crate::dashboard::board::panels_of(self.live));
+    }
+}
+
+/// The scoring share of one endpoint was read (while someone watches the dashboard).
+pub struct ScoringRead<'a> {
+    pub env: &'a str,
+    pub endpoint: &'a str,
+    pub shares: Vec<(String, f64)>,
+}
+
+impl ScoringRead<'_> {
+    pub fn emit(self, state: &AgentState) {
+        tracing::debug!(endpoint = %self.endpoint, "scoring share read");
+        state
+            .dashboard
+            .scoring(self.env, self.endpoint, self.shares);
     }
 }

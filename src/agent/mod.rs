@@ -1,8 +1,8 @@
 //! `flightdeck agent`: the long-running GitOps reconciler. A fetch loop follows the source (on
 //! start, on an interval with jitter, on webhook pushes, on local file changes) and publishes a
 //! snapshot per tick; one worker per environment reconciles it with its own backoff; an HTTP
-//! server serves health, readiness, metrics, status and the webhook; with `--leader-elect` only
-//! the Lease holder applies.
+//! server serves health, readiness, metrics, status, the webhook and the dashboard (`/`); with
+//! `--leader-elect` only the Lease holder applies.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -211,6 +211,13 @@ impl Agent {
             }));
         }
 
+        state
+            .dashboard
+            .set_source(&source.describe(), config.dashboard.commit_url.clone());
+        let dashboard = crate::dashboard::DashboardContext::new(
+            state.dashboard.clone(),
+            config.dashboard.token.clone(),
+        );
         let router = http::router(http::HttpContext {
             state: state.clone(),
             webhook: config
@@ -227,7 +234,8 @@ impl Agent {
                 leader_url,
                 client: http::forward_client(),
             }),
-        });
+        })
+        .merge(crate::dashboard::routes(dashboard));
         let server_stop = CancellationToken::new();
         let stop = server_stop.clone();
         let server = tokio::spawn(listener::serve(listener, router, config.http, stop));
@@ -298,6 +306,8 @@ impl Agent {
         for worker in self.workers {
             let _ = worker.await;
         }
+        // Open dashboard event streams end first, or the graceful stop would wait for them.
+        self.state.dashboard.close();
         self.server_stop.cancel();
         let _ = self.server.await;
         tracing::info!("agent stopped");

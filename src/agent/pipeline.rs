@@ -128,12 +128,19 @@ impl Pipeline {
 struct JobPlatform<'a> {
     pipeline: &'a Pipeline,
     path: &'a Path,
+    observe: Option<&'a super::reconcile::Observer>,
 }
 
 #[async_trait]
 impl reconcile::Platform for JobPlatform<'_> {
     async fn connect(&self, environment: &Environment) -> anyhow::Result<Arc<dyn Backend>> {
         self.pipeline.backend(self.path, environment).await
+    }
+
+    fn observed(&self, live: &crate::model::LiveState) {
+        if let Some(observe) = self.observe {
+            observe.live(live);
+        }
     }
 
     async fn metrics(
@@ -194,7 +201,9 @@ impl Reconcile for Pipeline {
         let platform = JobPlatform {
             pipeline: self,
             path: &job.path,
+            observe: job.observe.as_ref(),
         };
+        let environment = desired.as_ref().ok().map(|d| d.environment.clone());
         let outcome = reconcile::reconcile_once(desired, &platform, &request, &job.cancel).await;
         if let Some((fingerprint, scope)) = scoped
             && let Ok(mut targeting) = self.targeting.lock()
@@ -202,6 +211,49 @@ impl Reconcile for Pipeline {
             let memory = targeting.entry(job.path.clone()).or_default();
             memory.record(&scope, fingerprint, &outcome, started);
         }
+        if let (Some(observe), Some(environment)) = (&job.observe, environment) {
+            scoring_shares(&platform, observe, &environment, &outcome).await;
+        }
         outcome
+    }
+}
+
+/// While someone watches the dashboard: the scoring share of each endpoint in a rollout, one
+/// `requests` read each, from the environment's own metrics source.
+async fn scoring_shares(
+    platform: &JobPlatform<'_>,
+    observe: &super::reconcile::Observer,
+    environment: &Environment,
+    outcome: &ReconcileOutcome,
+) {
+    use crate::reconcile::Platform;
+    let rollouts = outcome.plan().map_or(&[][..], |p| p.rollouts.as_slice());
+    if rollouts.is_empty() || !observe.wants_scoring() {
+        return;
+    }
+    let Ok(Some(provider)) = platform.metrics(environment).await else {
+        return;
+    };
+    let reads = rollouts
+        .iter()
+        .take(crate::dashboard::scoring::MAX_ENDPOINTS)
+        .map(|view| {
+            let mut deployments: Vec<String> = view.traffic.keys().cloned().collect();
+            for d in view.declared.keys() {
+                if !deployments.contains(d) {
+                    deployments.push(d.clone());
+                }
+            }
+            let provider = provider.clone();
+            async move {
+                let shares =
+                    crate::dashboard::scoring::shares(&provider, &view.endpoint, deployments).await;
+                (view.endpoint.as_str(), shares)
+            }
+        });
+    for (endpoint, shares) in futures::future::join_all(reads).await {
+        if let Some(shares) = shares {
+            observe.scoring(endpoint, shares);
+        }
     }
 }

@@ -26,7 +26,23 @@ pub struct Job {
     pub may_apply: bool,
     /// Cancelled on shutdown or loss of leadership; checked between steps.
     pub cancel: CancellationToken,
+    /// Told the live state the reconcile reads (the agent emits `events::Observed`).
+    pub observe: Option<Observer>,
 }
+
+/// Receives what a reconcile saw of the platform, for the dashboard.
+pub trait Observe: Send + Sync + std::fmt::Debug {
+    /// The live state the reconcile read (before its steps ran).
+    fn live(&self, live: &crate::model::LiveState);
+    /// Whether the scoring share is wanted now (someone watches, and it is due).
+    fn wants_scoring(&self) -> bool {
+        false
+    }
+    /// Each deployment's share of `endpoint`'s recent scoring requests.
+    fn scoring(&self, _endpoint: &str, _shares: Vec<(String, f64)>) {}
+}
+
+pub type Observer = Arc<dyn Observe>;
 
 /// Reconciles one environment. The production implementation (`pipeline::Pipeline`) loads the
 /// files with `spec` and runs `crate::reconcile::reconcile_once`.

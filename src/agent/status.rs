@@ -79,6 +79,8 @@ pub struct AgentStatus {
 #[derive(Debug, Default)]
 pub struct AgentState {
     pub metrics: Metrics,
+    /// What the dashboard shows; fed by the same events as metrics, logs and `/status`.
+    pub dashboard: Arc<crate::dashboard::Hub>,
     status: RwLock<AgentStatus>,
     ready: AtomicBool,
     /// What wakes the fetch loop; `/status` reports its request count.
@@ -103,6 +105,7 @@ impl AgentState {
         };
         AgentState {
             metrics: Metrics::default(),
+            dashboard: Arc::new(crate::dashboard::Hub::new(status.source.clone(), None)),
             status: RwLock::new(status),
             ready: AtomicBool::new(false),
             trigger,

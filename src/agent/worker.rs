@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::backoff::jittered;
-use super::events::{FetchFailed, Fetched, Reconciled, SourceRepaired};
+use super::events::{FetchFailed, Fetched, Observed, Reconciled, ScoringRead, SourceRepaired};
 use super::policy::{Action, Policy, next_action};
-use super::reconcile::{Job, Reconcile};
+use super::reconcile::{Job, Observe, Observer, Reconcile};
 use super::status::AgentState;
 use super::trigger::SyncTrigger;
 use crate::reconcile::{Invalid, ReconcileOutcome};
@@ -169,6 +169,10 @@ impl EnvWorker {
             revision_changed: memory.last_applied.as_deref() != Some(snapshot.revision.as_str()),
             may_apply,
             cancel: job_cancel.clone(),
+            observe: Some(Arc::new(DashboardObserver {
+                env: env.clone(),
+                state: self.state.clone(),
+            }) as Observer),
         };
         let reconcile = self.reconciler.reconcile(job).instrument(span.clone());
         tokio::pin!(reconcile);
@@ -231,6 +235,38 @@ impl EnvWorker {
             seconds: started.elapsed().as_secs_f64(),
             failures: memory.failures,
             action,
+        }
+        .emit(&self.state);
+    }
+}
+
+/// What a reconcile saw of the platform, passed on as events.
+#[derive(Debug)]
+struct DashboardObserver {
+    env: String,
+    state: Arc<AgentState>,
+}
+
+impl Observe for DashboardObserver {
+    fn live(&self, live: &crate::model::LiveState) {
+        Observed {
+            env: &self.env,
+            live,
+        }
+        .emit(&self.state);
+    }
+
+    fn wants_scoring(&self) -> bool {
+        self.state
+            .dashboard
+            .scoring_due(&self.env, crate::dashboard::board::SCORING_EVERY)
+    }
+
+    fn scoring(&self, endpoint: &str, shares: Vec<(String, f64)>) {
+        ScoringRead {
+            env: &self.env,
+            endpoint,
+            shares,
         }
         .emit(&self.state);
     }

@@ -15,6 +15,7 @@ pub use backend_args::{BackendArgs, backend_config};
 mod apply;
 mod backend_args;
 mod commands;
+mod dashboard;
 mod interrupt;
 mod live;
 mod promote;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Exit 0 written; 2 refused (no such endpoint or deployment, version already declared,
     /// result invalid, branch exists), nothing written; 1 committed but push or PR failed.
     Promote(Box<promote::PromoteArgs>),
+    /// Serve the read-only rollout dashboard of one environment on this machine, reading the
+    /// platform every few seconds (no agent needed): traffic per deployment, stages, gates.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Where live state comes from.
@@ -159,6 +163,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Rollout(args) => rollout::run(&args).await,
         Command::Revert(args) => revert::revert(&args).await,
         Command::Promote(args) => promote::promote(&args).await,
+        Command::Dashboard(args) => report(dashboard::run(&args).await),
         Command::Schema { out } => commands::schema(&out),
         Command::Sandbox(args) => report(crate::sandbox::run(args).await),
         Command::Agent(args) => report(crate::agent::run(*args).await),

@@ -331,6 +331,7 @@ async fn start_agent(
         concurrency: 8,
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         webhook_secret: hook.as_ref().map(|h| Secret::new(h.secret)),
+        dashboard: Default::default(),
         lease: Some(LeaseSettings {
             name: "agent".into(),
             namespace: "ops".into(),

@@ -119,6 +119,7 @@ fn config(repo: &Path, cache: &Path, envs: &[&str], interval: Duration) -> Agent
         concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: Some(Secret::new("hook-secret")),
+        dashboard: Default::default(),
         lease: None,
         verify_keys: vec![],
         backend: Default::default(),

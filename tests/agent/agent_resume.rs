@@ -89,6 +89,7 @@ fn job(cancel: CancellationToken) -> Job {
         revision_changed: true,
         may_apply: true,
         cancel,
+        observe: None,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod agent_cache;
 mod agent_cli;
+mod agent_dashboard;
 mod agent_http_limits;
 mod agent_lease;
 mod agent_loop;

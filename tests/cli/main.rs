@@ -3,6 +3,7 @@
 mod cli;
 mod cli_control_chars;
 mod cli_credentials;
+mod cli_dashboard;
 mod cli_interrupt;
 mod promote;
 mod promote_publish;

@@ -119,6 +119,7 @@ pub fn agent_config(
         concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(Secret::new),
+        dashboard: Default::default(),
         lease: None,
         verify_keys: vec![],
         http: Default::default(),

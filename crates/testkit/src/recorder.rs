@@ -90,6 +90,7 @@ pub fn git_config(
         concurrency: 8,
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: secret.map(Secret::new),
+        dashboard: Default::default(),
         lease: None,
         verify_keys: vec![],
         backend: Default::default(),

@@ -456,6 +456,22 @@ impl Arm {
         Some(r.json().await.unwrap())
     }
 
+    /// The endpoint's keys (`POST .../listKeys`).
+    pub async fn list_keys(&self, name: &str) -> Value {
+        self.client
+            .post(format!(
+                "{}{DEMO_WS}/onlineEndpoints/{name}/listKeys?{DEMO_API}",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn traffic(&self, name: &str) -> Option<Value> {
         self.endpoint(name)
             .await

@@ -80,6 +80,18 @@ pub fn resolve(
             .map(Secret::new)
             .filter(|s| !s.expose().is_empty()),
     };
+    let dashboard = super::DashboardSettings {
+        token: match pick(&args.dashboard_token_file, &file.dashboard_token_file) {
+            Some(path) => Some(read_secret(&path)?),
+            None => env("FLIGHTDECK_DASHBOARD_TOKEN")
+                .map(Secret::new)
+                .filter(|s| !s.expose().is_empty()),
+        },
+        commit_url: pick(&args.commit_url, &file.commit_url)
+            .map(|t| crate::dashboard::commit_url_template(&t))
+            .transpose()
+            .map_err(ConfigError::Invalid)?,
+    };
     let watch_local = pick(&args.watch_local, &file.watch_local).unwrap_or(false);
     let verify_keys = pick_list(&args.verify_keys, &file.verify_keys);
     if watch_local && !verify_keys.is_empty() {
@@ -143,6 +155,7 @@ pub fn resolve(
         concurrency,
         listen,
         webhook_secret,
+        dashboard,
         lease,
         verify_keys,
         http,
@@ -367,6 +380,39 @@ mod tests {
         let bad = Cli::parse_from(["x", "--advertise-url", "agent-0:8080"]).agent;
         let err = resolve(&bad, &f, &no_env).unwrap_err();
         assert!(err.to_string().starts_with("advertise-url"), "{err}");
+    }
+
+    #[test]
+    fn the_dashboard_token_and_commit_link_come_from_the_layers_and_a_bad_template_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("dash");
+        std::fs::write(&token, "d4sh\n").unwrap();
+        let f = file(&format!(
+            "repo: r\npath: [e]\ndashboard-token-file: {}\ncommit-url: https://git.example.com/o/r/commit/{{sha}}\n",
+            token.display()
+        ));
+        let c = resolve(&AgentArgs::default(), &f, &no_env).unwrap();
+        assert_eq!(c.dashboard.token.as_ref().unwrap().expose(), "d4sh");
+        assert!(!format!("{c:?}").contains("d4sh"), "the token stays hidden");
+        assert_eq!(
+            c.dashboard.commit_url.as_deref(),
+            Some("https://git.example.com/o/r/commit/{sha}")
+        );
+        let env = |k: &str| (k == "FLIGHTDECK_DASHBOARD_TOKEN").then(|| "from-env".to_string());
+        let c = resolve(&AgentArgs::default(), &file("repo: r\npath: [e]\n"), &env).unwrap();
+        assert_eq!(c.dashboard.token.unwrap().expose(), "from-env");
+        for bad in [
+            "javascript:alert(1)//{sha}",
+            "https://git.example.com/no-placeholder",
+        ] {
+            let f = file(&format!("repo: r\npath: [e]\ncommit-url: \"{bad}\"\n"));
+            let err = resolve(&AgentArgs::default(), &f, &no_env).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("expected an http(s) URL with {sha}"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -80,6 +80,13 @@ pub struct AgentArgs {
     /// standby can pass webhook pushes on to it (default `http://$POD_IP:<listen port>`).
     #[arg(long, env = "FLIGHTDECK_ADVERTISE_URL", value_name = "URL")]
     pub advertise_url: Option<String>,
+    /// File holding a token the dashboard (`/`, `/dashboard/...`) asks for (or set
+    /// FLIGHTDECK_DASHBOARD_TOKEN); without one it is served like `/status`.
+    #[arg(long, env = "FLIGHTDECK_DASHBOARD_TOKEN_FILE", value_name = "FILE")]
+    pub dashboard_token_file: Option<PathBuf>,
+    /// Dashboard: link commits through this template (`https://github.com/o/r/commit/{sha}`).
+    #[arg(long, env = "FLIGHTDECK_COMMIT_URL", value_name = "TEMPLATE")]
+    pub commit_url: Option<String>,
     /// Where the bare repository cache lives.
     #[arg(long, env = "FLIGHTDECK_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -196,11 +203,20 @@ pub struct AgentConfig {
     pub concurrency: usize,
     pub listen: SocketAddr,
     pub webhook_secret: Option<Secret>,
+    /// The dashboard's token and commit link template.
+    pub dashboard: DashboardSettings,
     pub lease: Option<LeaseSettings>,
     pub verify_keys: Vec<PathBuf>,
     pub http: HttpLimits,
     /// How `backend::connect` reaches the platforms (flags > env > file keys).
     pub backend: BackendConfig,
+}
+
+/// `--dashboard-token-file`, `--commit-url`.
+#[derive(Clone, Debug, Default)]
+pub struct DashboardSettings {
+    pub token: Option<Secret>,
+    pub commit_url: Option<String>,
 }
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
