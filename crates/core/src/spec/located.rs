@@ -8,7 +8,7 @@ use super::fields::Obj;
 use super::yaml::{Entry, Kind, Node, Pos, ScalarType, int_value};
 
 /// A value with where it was written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Loc<T> {
     pub value: T,
     /// Where the value starts.

@@ -11,7 +11,7 @@ use super::yaml::{Kind, Node, Pos};
 use crate::model::{AuthMode, EndpointSettings};
 
 /// One weight of a traffic or mirror map.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Weight {
     pub deployment: String,
     pub name_pos: Pos,
@@ -20,7 +20,7 @@ pub(crate) struct Weight {
 }
 
 /// `traffic:` or `mirror_traffic:` as written.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RawWeights {
     pub key_pos: Pos,
     pub entries: Vec<Weight>,

@@ -10,7 +10,18 @@ use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
 pub const MAX_DEPTH: usize = 32;
 
 /// A 1-based position in a file. Line 0 means "the whole file".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Pos {
     pub line: usize,
     pub column: usize,

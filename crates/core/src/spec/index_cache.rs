@@ -1,0 +1,132 @@
+//! File index records by blob id: in memory for the agent, and as bytes the CLI keeps under
+//! the Git directory (`$GIT_DIR/flightdeck/cache-v1`). The bytes carry the format and the
+//! flightdeck version; anything else (another version, a truncated or foreign file) reads as
+//! no cache, and the loader parses what it needs and writes a fresh one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::index::FileIndex;
+use crate::tree::MAX_FILES;
+
+/// Bumped whenever [`FileIndex`] or the checks stage one makes change shape.
+const FORMAT: u32 = 1;
+/// The version whose loader wrote the records: another version reads as no cache.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Most records kept: both sides of a comparison at the tree limit. Records of this run come
+/// first; older ones fill what is left.
+pub const MAX_ENTRIES: usize = 2 * MAX_FILES;
+
+/// Records by blob id (a Git object id, or a content hash where there is no Git object).
+#[derive(Debug, Default)]
+pub struct IndexCache {
+    entries: HashMap<String, Entry>,
+    /// Files parsed (cache misses) and records reused (hits) since the cache was made.
+    parsed: usize,
+    hits: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    index: Arc<FileIndex>,
+    /// Read or written since the cache was loaded (or since the last `retain_used`).
+    used: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    format: u32,
+    version: String,
+    entries: Vec<(String, FileIndex)>,
+}
+
+impl IndexCache {
+    pub fn new() -> IndexCache {
+        IndexCache::default()
+    }
+
+    /// The cache `to_bytes` wrote, or `None` when `bytes` are not one this version wrote
+    /// (corrupt, truncated, foreign, another format or version): then start from nothing.
+    pub fn from_bytes(bytes: &[u8]) -> Option<IndexCache> {
+        let disk: OnDisk = serde_json::from_slice(bytes).ok()?;
+        if disk.format != FORMAT || disk.version != VERSION || disk.entries.len() > MAX_ENTRIES {
+            return None;
+        }
+        let entries = disk
+            .entries
+            .into_iter()
+            .map(|(id, index)| {
+                let entry = Entry {
+                    index: Arc::new(index),
+                    used: false,
+                };
+                (id, entry)
+            })
+            .collect();
+        Some(IndexCache {
+            entries,
+            ..IndexCache::default()
+        })
+    }
+
+    /// At most [`MAX_ENTRIES`] records: those used since loading first, then the others.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut ids: Vec<(&String, &Entry)> = self.entries.iter().collect();
+        ids.sort_by(|a, b| b.1.used.cmp(&a.1.used).then(a.0.cmp(b.0)));
+        let entries = ids
+            .into_iter()
+            .take(MAX_ENTRIES)
+            .map(|(id, e)| (id.clone(), (*e.index).clone()))
+            .collect();
+        let disk = OnDisk {
+            format: FORMAT,
+            version: VERSION.to_string(),
+            entries,
+        };
+        serde_json::to_vec(&disk).unwrap_or_default()
+    }
+
+    /// Drops every record not used since the last call (the agent keeps what its last two
+    /// snapshots use, no more).
+    pub fn retain_used(&mut self) {
+        self.entries.retain(|_, e| std::mem::take(&mut e.used));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Files parsed because no record was there, since the cache was made.
+    pub fn parsed(&self) -> usize {
+        self.parsed
+    }
+
+    /// Records reused instead of parsing, since the cache was made.
+    pub fn hits(&self) -> usize {
+        self.hits
+    }
+
+    pub(crate) fn get(&mut self, id: &str) -> Option<Arc<FileIndex>> {
+        let entry = self.entries.get_mut(id)?;
+        entry.used = true;
+        self.hits += 1;
+        Some(entry.index.clone())
+    }
+
+    pub(crate) fn put(&mut self, id: &str, index: Arc<FileIndex>) {
+        self.parsed += 1;
+        self.entries
+            .insert(id.to_string(), Entry { index, used: true });
+    }
+
+    /// A file parsed that has no id (a changed work-tree file): counted, not kept.
+    pub(crate) fn count_parse(&mut self) {
+        self.parsed += 1;
+    }
+}
