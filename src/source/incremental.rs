@@ -200,7 +200,7 @@ pub fn load_against_rev(
             parsed_in_full: 0,
         },
     };
-    if cache.parsed() > 0 {
+    if cache.changed() {
         write_cache(&cache_file, &cache);
     }
     Ok(AgainstRev {

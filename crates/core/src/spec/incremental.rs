@@ -261,7 +261,7 @@ pub fn load_pair(
                 continue;
             }
             for side in [&mut new, &mut *old] {
-                if side.layout.others.contains(&path) {
+                if side.side.listed.files.contains_key(&path) {
                     let index = side.index(&path, true, cache);
                     touched.extend(index.endpoint_names().into_iter().map(str::to_string));
                 }
@@ -278,21 +278,10 @@ pub fn load_pair(
         cache,
         &mut parsed_in_full,
     );
-    let old_state = old.as_mut().map(|o| {
-        load_side(
-            o,
-            dir,
-            profile_of,
-            all,
-            &mut touched,
-            cache,
-            &mut parsed_in_full,
-        )
-    });
     let compared = if all {
         Compared::All
     } else {
-        Compared::Endpoints(touched)
+        Compared::Endpoints(touched.clone())
     };
     let mut unchanged = BTreeSet::new();
     let keep = |state: Result<DesiredState, Diagnostics>, out: Option<&mut BTreeSet<String>>| {
@@ -311,8 +300,20 @@ pub fn load_pair(
             s
         })
     };
+    // One side's full state at a time: `new` is cut down before `old` is loaded.
     let new = keep(new_state, Some(&mut unchanged));
-    let old = old_state.map(|o| keep(o, None));
+    let old = old.as_mut().map(|o| {
+        let state = load_side(
+            o,
+            dir,
+            profile_of,
+            all,
+            &mut touched,
+            cache,
+            &mut parsed_in_full,
+        );
+        keep(state, None)
+    });
     PairLoad {
         new,
         old,

@@ -22,34 +22,49 @@ use super::yaml::Pos;
 /// One file's record and local diagnostics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileIndex {
+    #[serde(rename = "r")]
     record: Record,
     /// Position and message of each local problem (the path is the file's).
+    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
     diagnostics: Vec<(Pos, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum Record {
     /// The file does not parse, or is neither an endpoint nor a deployment.
+    #[serde(rename = "n")]
     Neither,
+    #[serde(rename = "e")]
     Endpoint(EndpointRecord),
+    #[serde(rename = "d")]
     Deployment(DeploymentRecord),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct EndpointRecord {
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     name: Option<Loc<String>>,
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     traffic: Option<RawWeights>,
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     mirror_traffic: Option<RawWeights>,
+    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
     deployments: Vec<DeploymentRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct DeploymentRecord {
+    #[serde(rename = "r")]
     root_pos: Pos,
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     name: Option<Loc<String>>,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     endpoint_name: Option<Loc<String>>,
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
     instance_count: Option<Loc<i64>>,
+    #[serde(rename = "k")]
     keys: BTreeMap<String, Pos>,
+    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
     kubernetes_probe_fields: Vec<(String, Pos)>,
 }
 

@@ -3,7 +3,7 @@
 //! flightdeck version; anything else (another version, a truncated or foreign file) reads as
 //! no cache, and the loader parses what it needs and writes a fresh one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,8 @@ pub struct IndexCache {
     /// Files parsed (cache misses) and records reused (hits) since the cache was made.
     parsed: usize,
     hits: usize,
+    /// A record was added since the cache was made or read.
+    changed: bool,
 }
 
 #[derive(Debug)]
@@ -35,11 +37,18 @@ struct Entry {
     used: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct OnDisk {
     format: u32,
     version: String,
-    entries: Vec<(String, FileIndex)>,
+    entries: HashMap<String, FileIndex>,
+}
+
+#[derive(Serialize)]
+struct ToDisk<'a> {
+    format: u32,
+    version: &'a str,
+    entries: BTreeMap<&'a str, &'a FileIndex>,
 }
 
 impl IndexCache {
@@ -78,11 +87,11 @@ impl IndexCache {
         let entries = ids
             .into_iter()
             .take(MAX_ENTRIES)
-            .map(|(id, e)| (id.clone(), (*e.index).clone()))
+            .map(|(id, e)| (id.as_str(), &*e.index))
             .collect();
-        let disk = OnDisk {
+        let disk = ToDisk {
             format: FORMAT,
-            version: VERSION.to_string(),
+            version: VERSION,
             entries,
         };
         serde_json::to_vec(&disk).unwrap_or_default()
@@ -121,8 +130,16 @@ impl IndexCache {
 
     pub(crate) fn put(&mut self, id: &str, index: Arc<FileIndex>) {
         self.parsed += 1;
-        self.entries
-            .insert(id.to_string(), Entry { index, used: true });
+        let entry = Entry { index, used: true };
+        if self.entries.insert(id.to_string(), entry).is_none() {
+            self.changed = true;
+        }
+    }
+
+    /// Whether a record was added since the cache was made or read (then it is worth
+    /// writing back).
+    pub fn changed(&self) -> bool {
+        self.changed
     }
 
     /// A file parsed that has no id (a changed work-tree file): counted, not kept.

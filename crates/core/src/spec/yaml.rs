@@ -27,6 +27,18 @@ pub struct Pos {
     pub column: usize,
 }
 
+impl From<(usize, usize)> for Pos {
+    fn from((line, column): (usize, usize)) -> Pos {
+        Pos { line, column }
+    }
+}
+
+impl From<Pos> for (usize, usize) {
+    fn from(pos: Pos) -> (usize, usize) {
+        (pos.line, pos.column)
+    }
+}
+
 impl Pos {
     pub const FILE: Pos = Pos { line: 0, column: 0 };
 
