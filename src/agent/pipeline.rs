@@ -58,6 +58,9 @@ pub struct Pipeline {
     /// Backends are reused across ticks (token caches, connection pools) until the
     /// environment's target changes.
     backends: tokio::sync::Mutex<HashMap<PathBuf, Connected>>,
+    /// Per environment: its last snapshot and file index records, so a new commit reloads
+    /// only what changed (`spec::reload`).
+    loaders: std::sync::Mutex<HashMap<PathBuf, spec::reload::Reloader>>,
 }
 
 /// A metrics source and the environment it was opened for.
@@ -76,7 +79,20 @@ impl Pipeline {
             backends: tokio::sync::Mutex::new(HashMap::new()),
             metrics: None,
             providers: std::sync::Mutex::new(HashMap::new()),
+            loaders: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The desired state of `job`'s snapshot, loaded against the environment's previous one.
+    fn load(&self, job: &Job) -> Result<crate::model::DesiredState, spec::Diagnostics> {
+        let profile_of = crate::backend::profile_of;
+        let Ok(mut loaders) = self.loaders.lock() else {
+            return spec::load_tree(&job.files, &job.path, profile_of);
+        };
+        loaders
+            .entry(job.path.clone())
+            .or_default()
+            .load(&job.files, &job.path, profile_of)
     }
 
     async fn backend(
@@ -142,8 +158,7 @@ impl reconcile::Platform for JobPlatform<'_> {
 #[async_trait]
 impl Reconcile for Pipeline {
     async fn reconcile(&self, job: Job) -> ReconcileOutcome {
-        let desired = spec::load_tree(&job.files, &job.path, crate::backend::profile_of)
-            .map_err(Invalid::Spec);
+        let desired = self.load(&job).map_err(Invalid::Spec);
         let request = reconcile::Request {
             prune: false,
             revision_changed: job.revision_changed,

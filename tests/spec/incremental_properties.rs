@@ -4,14 +4,20 @@
 //! body changed. Both sides give the same diagnostics (same order, same text); when both load,
 //! the compared endpoints are exactly the full states' ones, every other endpoint is identical
 //! at both revisions, and the plan is the same. A second (warm-cache) run gives the same, and
-//! so does a run over a corrupt cache.
+//! so does a run over a corrupt cache. The agent's loader (`spec::reload`), fed the base
+//! snapshot and then the edited one, gives what a full load of each gives.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use std::sync::Arc;
+
+use flightdeck::backend::profile_of;
 use flightdeck::model::{DesiredState, LiveState};
 use flightdeck::plan::{Plan, PlanOptions, plan};
+use flightdeck::source::EnvTree;
 use flightdeck::source::incremental::{CACHE_PATH, load_against_rev};
+use flightdeck::spec::reload::Reloader;
 use flightdeck::spec::{self, Diagnostics};
 use flightdeck_testkit::GitRepo;
 use proptest::prelude::*;
@@ -171,22 +177,38 @@ fn plan_of(new: &DesiredState, old: &DesiredState) -> Plan {
 }
 
 /// Both sides loaded in full, as before the incremental loader.
-fn full(
-    repo: &GitRepo,
-    env_dir: &Path,
-    rev: &str,
-) -> (
-    Result<DesiredState, Diagnostics>,
-    Result<DesiredState, Diagnostics>,
-) {
+fn full(repo: &GitRepo, env_dir: &Path, rev: &str) -> (Loaded, Loaded) {
     let new = spec::load_environment(env_dir, flightdeck::backend::profile_of);
+    let old = spec::load_tree(&old_tree(repo, env_dir, rev), env_dir, profile_of);
+    (new, old)
+}
+
+type Loaded = Result<DesiredState, Diagnostics>;
+
+/// The environment's files at `rev`, as the agent's snapshot holds them.
+fn old_tree(repo: &GitRepo, env_dir: &Path, rev: &str) -> EnvTree {
     let git = repo.repo();
     let commit = git.find_commit(git2::Oid::from_str(rev).unwrap()).unwrap();
     let entry = commit.tree().unwrap().get_path(Path::new(ENV)).unwrap();
     let tree = git.find_tree(entry.id()).unwrap();
-    let files = flightdeck::source::read_git_tree(git, &tree, env_dir).unwrap();
-    let old = spec::load_tree(&files, env_dir, flightdeck::backend::profile_of);
-    (new, old)
+    flightdeck::source::read_git_tree(git, &tree, env_dir).unwrap()
+}
+
+/// The agent's loader over the base snapshot, then the edited one (then the base again):
+/// each load equals a full load of that snapshot.
+fn check_reloader(
+    repo: &GitRepo,
+    env_dir: &Path,
+    rev: &str,
+    (full_new, full_old): (&Loaded, &Loaded),
+) -> Result<(), TestCaseError> {
+    let old = Arc::new(old_tree(repo, env_dir, rev));
+    let new = Arc::new(flightdeck::source::tree::read_dir(env_dir, env_dir).unwrap());
+    let mut reloader = Reloader::new();
+    prop_assert_eq!(&reloader.load(&old, env_dir, profile_of), full_old);
+    prop_assert_eq!(&reloader.load(&new, env_dir, profile_of), full_new);
+    prop_assert_eq!(&reloader.load(&old, env_dir, profile_of), full_old);
+    Ok(())
 }
 
 fn only<'a>(
@@ -199,6 +221,7 @@ fn only<'a>(
 /// Runs the incremental loader and checks it against the full one.
 fn check(repo: &GitRepo, env_dir: &Path, rev: &str) -> Result<usize, TestCaseError> {
     let (full_new, full_old) = full(repo, env_dir, rev);
+    check_reloader(repo, env_dir, rev, (&full_new, &full_old))?;
     let inc = load_against_rev(env_dir, rev, flightdeck::backend::profile_of)
         .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
     let load = inc.load;
@@ -289,4 +312,38 @@ fn a_warm_run_parses_only_the_files_that_changed_in_the_work_tree() {
         warm.load.unchanged.iter().collect::<Vec<_>>(),
         ["ep-a", "ep-c"]
     );
+}
+
+#[test]
+fn the_agent_reloads_only_the_endpoints_a_commit_changed() {
+    let repo = GitRepo::new();
+    let base = Files {
+        environment: 0,
+        request: 0,
+        endpoints: [Some(0), Some(0), Some(0)],
+        splits: [Some(0), None],
+    };
+    write_all(&repo, &base);
+    let rev = repo.commit("base");
+    write_all(
+        &repo,
+        &Files {
+            endpoints: [Some(0), Some(1), Some(0)],
+            ..base
+        },
+    );
+    let env_dir = repo.dir.path().join(ENV);
+    let old = Arc::new(old_tree(&repo, &env_dir, &rev));
+    let new = Arc::new(flightdeck::source::tree::read_dir(&env_dir, &env_dir).unwrap());
+    let mut reloader = Reloader::new();
+    reloader.load(&old, &env_dir, profile_of).unwrap();
+    assert_eq!(reloader.parsed(), 4, "the first snapshot is parsed in full");
+    let desired = reloader.load(&new, &env_dir, profile_of).unwrap();
+    // ep-b.yml at both snapshots; ep-a.yml, ep-c.yml and d-1.yml come from their records.
+    assert_eq!(reloader.parsed(), 6);
+    assert_eq!(
+        desired,
+        spec::load_tree(&new, &env_dir, profile_of).unwrap()
+    );
+    assert_eq!(reloader.records(), 5, "records of both snapshots, no more");
 }

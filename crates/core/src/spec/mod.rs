@@ -23,6 +23,7 @@ mod raw_endpoint;
 mod raw_environment;
 mod raw_rollout;
 mod raw_slots;
+pub mod reload;
 mod requests;
 pub mod schema;
 mod validate;
