@@ -73,14 +73,20 @@ fn repository(root: &Path, n: usize) {
     }
 }
 
-/// Wall time and peak RSS (KiB) of one run of `bin plan env --against-rev HEAD` in `root`.
-fn run(bin: &Path, root: &Path) -> (Duration, u64) {
+/// One run: wall time, CPU time (user + system) and peak RSS in KiB.
+type Run = (Duration, Duration, u64);
+
+/// One run of `bin plan env --against-rev HEAD` in `root`. CPU time is printed beside wall
+/// time: on a shared machine it is the steadier figure.
+fn run(bin: &Path, root: &Path) -> Run {
     let started = Instant::now();
+    // Reaped by `wait4` below (which also gives its peak RSS), not by `Child::wait`.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(bin)
         .args(["plan", "env", "--against-rev", "HEAD"])
         .current_dir(root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn flightdeck");
     let pid = child.id() as libc::pid_t;
@@ -96,10 +102,12 @@ fn run(bin: &Path, root: &Path) -> (Duration, u64) {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
         "plan --against-rev exits 1 (changes), got status {status}"
     );
-    (elapsed, usage.ru_maxrss as u64)
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    (elapsed, cpu, usage.ru_maxrss as u64)
 }
 
-fn median(mut runs: Vec<(Duration, u64)>) -> (Duration, u64) {
+fn median(mut runs: Vec<Run>) -> Run {
     runs.sort();
     runs[runs.len() / 2]
 }
@@ -118,11 +126,13 @@ fn measure(label: &str, bin: &Path, root: &Path, n: usize) {
     let cold = run(bin, root);
     let warm = median((0..RUNS).map(|_| run(bin, root)).collect());
     println!(
-        "{label} {n} files, 1% changed: cold cache {} / {} peak; warm cache {} / {} peak (median of {RUNS})",
+        "{label} {n} files, 1% changed: cold cache {} ({} CPU) / {} peak; warm cache {} ({} CPU) / {} peak (median of {RUNS})",
         ms(cold.0),
-        mib(cold.1),
+        ms(cold.1),
+        mib(cold.2),
         ms(warm.0),
-        mib(warm.1)
+        ms(warm.1),
+        mib(warm.2)
     );
 }
 
