@@ -30,7 +30,7 @@ use super::load::{self, Layout, Parsed};
 use super::paths::inside_environment;
 use super::raw_endpoint::RawFile;
 use crate::model::DesiredState;
-use crate::plan::profile::ProfileOf;
+use crate::plan::profile::{NEUTRAL, ProfileOf};
 use crate::tree::TreeProblem;
 
 /// A file of a listed tree.
@@ -354,6 +354,11 @@ fn load_side(
             }
         }
     }
+    // The keys the profile's rules read (`validate::deployment`): all a record must keep.
+    let target = raw_env.as_ref().and_then(|e| e.target.as_ref());
+    let profile = target.map_or(&NEUTRAL, profile_of);
+    let checked =
+        |key: &str| profile.foreign(key).is_some() || profile.required_fields.contains(&key);
     let mut parsed = Parsed::default();
     for path in side.layout.others.clone() {
         let index = if all {
@@ -372,7 +377,7 @@ fn load_side(
             parsed.add(raw);
         } else if let Some(index) = index {
             out.extend(index.diagnostics(&path));
-            parsed.add(index.raw(&path));
+            parsed.add(index.raw(&path, &checked));
         }
     }
     // Full files are not needed once the stage has run: keep memory to one side's worth.

@@ -80,7 +80,7 @@ impl DeploymentRecord {
         }
     }
 
-    fn raw(&self, path: &Path) -> RawDeployment {
+    fn raw(&self, path: &Path, checked: &dyn Fn(&str) -> bool) -> RawDeployment {
         RawDeployment {
             path: path.to_path_buf(),
             root_pos: self.root_pos,
@@ -88,7 +88,12 @@ impl DeploymentRecord {
             endpoint_name: self.endpoint_name.clone(),
             settings: Default::default(),
             instance_count: self.instance_count.clone(),
-            keys: self.keys.clone(),
+            keys: self
+                .keys
+                .iter()
+                .filter(|(k, _)| checked(k))
+                .map(|(k, p)| (k.clone(), *p))
+                .collect(),
             kubernetes_probe_fields: self.kubernetes_probe_fields.clone(),
         }
     }
@@ -125,8 +130,10 @@ impl FileIndex {
     }
 
     /// The file as stage one would give it at `path`, with default settings: enough for every
-    /// check across files, never for the desired state of its endpoint.
-    pub(crate) fn raw(&self, path: &Path) -> Option<RawFile> {
+    /// check across files, never for the desired state of its endpoint. A deployment's written
+    /// keys are only those `checked` says the profile's rules look at (its required and
+    /// foreign fields; `validate::deployment` reads keys for nothing else).
+    pub(crate) fn raw(&self, path: &Path, checked: &dyn Fn(&str) -> bool) -> Option<RawFile> {
         match &self.record {
             Record::Neither => None,
             Record::Endpoint(e) => Some(RawFile::Endpoint(Box::new(RawEndpoint {
@@ -135,9 +142,9 @@ impl FileIndex {
                 settings: Default::default(),
                 traffic: e.traffic.clone(),
                 mirror_traffic: e.mirror_traffic.clone(),
-                deployments: e.deployments.iter().map(|d| d.raw(path)).collect(),
+                deployments: e.deployments.iter().map(|d| d.raw(path, checked)).collect(),
             }))),
-            Record::Deployment(d) => Some(RawFile::Deployment(Box::new(d.raw(path)))),
+            Record::Deployment(d) => Some(RawFile::Deployment(Box::new(d.raw(path, checked)))),
         }
     }
 

@@ -147,3 +147,62 @@ impl IndexCache {
         self.parsed += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::diagnostics::Diagnostic;
+    use crate::spec::yaml::Pos;
+    use std::path::Path;
+
+    fn one() -> IndexCache {
+        let mut cache = IndexCache::new();
+        let local = [Diagnostic::new(
+            Path::new("a.yml"),
+            Pos { line: 2, column: 3 },
+            "unknown field `x` in endpoint",
+        )];
+        cache.put("abc", Arc::new(FileIndex::of(None, &local)));
+        cache
+    }
+
+    #[test]
+    fn records_come_back_from_the_bytes_this_version_wrote() {
+        let cache = one();
+        assert!(cache.changed());
+        let read = IndexCache::from_bytes(&cache.to_bytes()).expect("readable");
+        assert_eq!(read.len(), 1);
+        assert!(
+            !read.changed(),
+            "a cache just read has nothing new to write"
+        );
+        let mut read = read;
+        let index = read.get("abc").expect("the record");
+        let shown: Vec<String> = index
+            .diagnostics(Path::new("b.yml"))
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(shown, ["b.yml:2:3: unknown field `x` in endpoint"]);
+    }
+
+    #[test]
+    fn a_corrupt_truncated_or_foreign_cache_reads_as_none() {
+        let bytes = one().to_bytes();
+        assert!(IndexCache::from_bytes(&bytes[..bytes.len() / 2]).is_none());
+        assert!(IndexCache::from_bytes(b"\x00\x01garbage").is_none());
+        let text = String::from_utf8(bytes).unwrap();
+        let other_version = text.replace(VERSION, "0.0.0-other");
+        assert!(IndexCache::from_bytes(other_version.as_bytes()).is_none());
+        let other_format = text.replace("\"format\":1", "\"format\":99");
+        assert!(IndexCache::from_bytes(other_format.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn the_agent_keeps_only_the_records_its_last_load_used() {
+        let mut cache = one();
+        cache.retain_used();
+        assert_eq!(cache.len(), 1, "used by the load that put it");
+        cache.retain_used();
+        assert!(cache.is_empty(), "not used since");
+    }
+}
