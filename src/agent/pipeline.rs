@@ -66,6 +66,9 @@ pub struct Pipeline {
     pub full_resync: Duration,
     /// What each environment's last ticks reconciled, for the next one's scope.
     targeting: std::sync::Mutex<HashMap<PathBuf, Targeting>>,
+    /// Per environment: its last snapshot and file index records, so a new commit reloads
+    /// only what changed (`spec::reload`).
+    loaders: std::sync::Mutex<HashMap<PathBuf, spec::reload::Reloader>>,
 }
 
 /// A metrics source and the environment it was opened for.
@@ -86,6 +89,7 @@ impl Pipeline {
             providers: std::sync::Mutex::new(HashMap::new()),
             full_resync: DEFAULT_FULL_RESYNC,
             targeting: std::sync::Mutex::new(HashMap::new()),
+            loaders: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,6 +104,18 @@ impl Pipeline {
             Err(_) => Scope::Full(Full::First),
         };
         (fingerprint, scope)
+    }
+
+    /// The desired state of `job`'s snapshot, loaded against the environment's previous one.
+    fn load(&self, job: &Job) -> Result<crate::model::DesiredState, spec::Diagnostics> {
+        let profile_of = crate::backend::profile_of;
+        let Ok(mut loaders) = self.loaders.lock() else {
+            return spec::load_tree(&job.files, &job.path, profile_of);
+        };
+        loaders
+            .entry(job.path.clone())
+            .or_default()
+            .load(&job.files, &job.path, profile_of)
     }
 
     async fn backend(
@@ -172,8 +188,7 @@ impl reconcile::Platform for JobPlatform<'_> {
 #[async_trait]
 impl Reconcile for Pipeline {
     async fn reconcile(&self, job: Job) -> ReconcileOutcome {
-        let desired = spec::load_tree(&job.files, &job.path, crate::backend::profile_of)
-            .map_err(Invalid::Spec);
+        let desired = self.load(&job).map_err(Invalid::Spec);
         let started = tokio::time::Instant::now();
         let scoped = desired.as_ref().ok().map(|d| self.scope_of(&job.path, d));
         let only = match &scoped {

@@ -35,7 +35,18 @@ fn fail_live(e: anyhow::Error) -> u8 {
 }
 
 pub(super) fn load(env_dir: &Path) -> Result<DesiredState, u8> {
-    spec::load_environment(env_dir, backend::profile_of).map_err(|diagnostics| {
+    loaded(
+        env_dir,
+        spec::load_environment(env_dir, backend::profile_of),
+    )
+}
+
+/// The work tree's desired state, or its problems printed and the exit code.
+fn loaded(
+    env_dir: &Path,
+    result: Result<DesiredState, spec::Diagnostics>,
+) -> Result<DesiredState, u8> {
+    result.map_err(|diagnostics| {
         eprintln!("{diagnostics}");
         eprintln!(
             "error: {} is invalid ({} problem{}); nothing was planned or applied",
@@ -120,19 +131,52 @@ pub fn schema(out: &Path) -> u8 {
     OK
 }
 
+/// What `plan` and `diff` compare.
+struct Compared {
+    desired: DesiredState,
+    live: crate::model::LiveState,
+    /// Which slot gets the template and why.
+    notes: Vec<plan::Note>,
+    /// With `--against-rev`: endpoints identical at both revisions, left out of both states.
+    unchanged: std::collections::BTreeSet<String>,
+}
+
 /// The desired state with its slot endpoints resolved against live (`slots::resolve`), live,
-/// and the notes that say which slot gets the template and why.
+/// and the notes that say which slot gets the template and why. With `--against-rev`, both
+/// sides come from the incremental loader and hold only the endpoints that may differ.
 async fn desired_and_live(
     env_dir: &Path,
     live_args: &LiveArgs,
     output: Format,
-) -> Result<(DesiredState, crate::model::LiveState, Vec<plan::Note>), u8> {
-    let mut desired = load(env_dir)?;
-    let live = live::live_state(live_args, &desired, env_dir)
-        .await
-        .map_err(fail_live)?;
+) -> Result<Compared, u8> {
+    let (mut desired, live, unchanged) = match &live_args.against_rev {
+        Some(rev) => match live::against_rev(env_dir, rev) {
+            Ok(sides) => (
+                loaded(env_dir, sides.desired)?,
+                sides.live.map_err(fail_live)?,
+                sides.unchanged,
+            ),
+            Err(e) => {
+                // The work tree's own problems come first, as without a revision.
+                load(env_dir)?;
+                return Err(fail_live(e));
+            }
+        },
+        None => {
+            let desired = load(env_dir)?;
+            let live = live::live_state(live_args, &desired, env_dir)
+                .await
+                .map_err(fail_live)?;
+            (desired, live, Default::default())
+        }
+    };
     let notes = resolve_slots(&mut desired, &live, output)?;
-    Ok((desired, live, notes))
+    Ok(Compared {
+        desired,
+        live,
+        notes,
+        unchanged,
+    })
 }
 
 /// Resolves the slot endpoints of `desired` against `live`, or reports the refusal (as a plan
@@ -162,11 +206,15 @@ fn report_refusals(desired: &DesiredState, refusals: &[plan::Refusal], output: F
 }
 
 pub async fn plan(args: &PlanArgs) -> u8 {
-    let (desired, live, notes) =
-        match desired_and_live(&args.env_dir, &args.live, args.output).await {
-            Ok(v) => v,
-            Err(code) => return code,
-        };
+    let Compared {
+        desired,
+        live,
+        notes,
+        ..
+    } = match desired_and_live(&args.env_dir, &args.live, args.output).await {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
     match make_plan(&desired, &live, &notes, args.prune, args.output).await {
         Ok(p) => {
             print!(
@@ -186,11 +234,15 @@ pub async fn plan(args: &PlanArgs) -> u8 {
 }
 
 pub async fn diff(args: &PlanArgs) -> u8 {
-    let (desired, live, notes) =
-        match desired_and_live(&args.env_dir, &args.live, args.output).await {
-            Ok(v) => v,
-            Err(code) => return code,
-        };
+    let Compared {
+        desired,
+        live,
+        notes,
+        unchanged,
+    } = match desired_and_live(&args.env_dir, &args.live, args.output).await {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
     let name = desired.environment.name.as_str();
     let profile = backend::profile_of(&desired.environment.target);
     let mut diffs = diff::diff(
@@ -199,6 +251,16 @@ pub async fn diff(args: &PlanArgs) -> u8 {
         &plan_options(&desired, args.prune),
         profile,
     );
+    // Endpoints the incremental loader left out are the same at both revisions.
+    if !unchanged.is_empty() {
+        diffs.extend(unchanged.into_iter().map(|endpoint| diff::EndpointDiff {
+            endpoint,
+            status: "unchanged",
+            diff: String::new(),
+            notes: Vec::new(),
+        }));
+        diffs.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+    }
     // Which slot gets the template and why, beside that endpoint's other notes.
     for note in notes {
         if let Some(d) = diffs.iter_mut().find(|d| d.endpoint == note.endpoint) {

@@ -92,6 +92,43 @@ pub struct InvalidAtRev {
     pub diagnostics: spec::Diagnostics,
 }
 
+/// `--against-rev` through the incremental loader: the work tree's desired state and the
+/// revision's as live, each with only the endpoints that may differ.
+pub struct AgainstRevSides {
+    pub desired: Result<DesiredState, spec::Diagnostics>,
+    pub live: anyhow::Result<LiveState>,
+    /// Endpoints left out of both: the same at both revisions.
+    pub unchanged: std::collections::BTreeSet<String>,
+}
+
+pub fn against_rev(env_dir: &Path, rev: &str) -> anyhow::Result<AgainstRevSides> {
+    let loaded = source::incremental::load_against_rev(env_dir, rev, backend::profile_of)?;
+    let load = loaded.load;
+    let live = match load.old {
+        None => Ok(LiveState::default()),
+        Some(Ok(old)) => Ok(as_live(old)),
+        Some(Err(diagnostics)) => Err(InvalidAtRev {
+            rev: rev.to_string(),
+            diagnostics,
+        }
+        .into()),
+    };
+    Ok(AgainstRevSides {
+        desired: load.new,
+        live,
+        unchanged: load.unchanged,
+    })
+}
+
+/// The old revision as it would be live once applied from nothing: its slot endpoints
+/// resolved against an empty platform (the first slot holds the template).
+fn as_live(mut old: DesiredState) -> LiveState {
+    let profile = backend::profile_of(&old.environment.target);
+    // Resolving against nothing refuses nothing: every slot is idle.
+    let _ = crate::slots::resolve(&mut old, &LiveState::default(), profile);
+    LiveState::from_desired(&old)
+}
+
 /// Live state per `--live`, `--against-rev`, or the environment's backend.
 pub async fn live_state(
     args: &LiveArgs,
@@ -105,12 +142,7 @@ pub async fn live_state(
         // The old revision as it would be live once applied from nothing: its slot
         // endpoints resolved against an empty platform (the first slot holds the template).
         return Ok(desired_at_rev(env_dir, rev)?
-            .map(|mut old| {
-                let profile = backend::profile_of(&old.environment.target);
-                // Resolving against nothing refuses nothing: every slot is idle.
-                let _ = crate::slots::resolve(&mut old, &LiveState::default(), profile);
-                LiveState::from_desired(&old)
-            })
+            .map(as_live)
             .unwrap_or_default());
     }
     let config = super::backend_config(&args.backend)?;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use git2::{ErrorCode, ObjectType, Odb, Oid, Repository, Tree, TreeEntry};
 
-use flightdeck_core::tree::walk::{Entry, Input, Kind, walk};
+use flightdeck_core::tree::walk::{Entry, Input, Kind, Listing, list, walk};
 use flightdeck_core::tree::{EntryProblem, EnvTree, TreeError};
 
 use super::{SourceError, normalize_path as normalize};
@@ -69,6 +69,35 @@ pub fn read_git_tree(
         });
     }
     read
+}
+
+/// Lists the environment whose directory is `tree` as [`read_git_tree`] would read it,
+/// inflating no blob: each file's shown path, real path and blob id.
+pub fn list_git_tree(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    shown: &Path,
+) -> Result<Listing<Oid>, TreeError> {
+    let odb = repo.odb().map_err(|source| TreeError::Git {
+        dir: shown.to_path_buf(),
+        context: "opening the object database".into(),
+        source: Box::new(source),
+    })?;
+    let input = Git {
+        repo,
+        odb,
+        root: tree.clone(),
+        missing: RefCell::new(None),
+    };
+    let listed = list(&input, shown);
+    if let Some(source) = input.missing.into_inner() {
+        return Err(TreeError::Git {
+            dir: shown.to_path_buf(),
+            context: "reading the commit's objects".into(),
+            source: Box::new(source),
+        });
+    }
+    listed
 }
 
 struct Git<'r> {

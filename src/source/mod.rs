@@ -10,13 +10,14 @@ use async_trait::async_trait;
 
 pub mod git;
 mod git_tree;
+pub mod incremental;
 pub mod local;
 pub mod verify;
 
 pub use flightdeck_core::tree;
 
 pub use git::{GitAuth, GitConfig, GitRef, GitSource};
-pub use git_tree::{read_git_tree, read_tree};
+pub use git_tree::{list_git_tree, read_git_tree, read_tree};
 pub use local::{LocalSource, watch_dir};
 pub use tree::{EnvTree, FileMap};
 

@@ -1,5 +1,6 @@
 //! The cli integration tests, one binary (see docs/benchmarks.md, "CI time").
 
+mod against_rev_cache;
 mod cli;
 mod cli_control_chars;
 mod cli_credentials;

@@ -1,6 +1,7 @@
 //! The spec integration tests, one binary (see docs/benchmarks.md, "CI time").
 
 mod golden_plans;
+mod incremental_properties;
 mod plan_properties;
 mod slot_properties;
 mod spec_errors;

@@ -13,6 +13,21 @@ pub trait Files: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
 }
 
+/// A tree the loader reads after listing it: its files' content and, for a test's
+/// `request_dir`, the files directly in a directory (sorted).
+pub(crate) trait Tree: Files {
+    fn files_in(&self, dir: &Path) -> Vec<PathBuf>;
+}
+
+impl Tree for EnvTree {
+    fn files_in(&self, dir: &Path) -> Vec<PathBuf> {
+        self.keys()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect()
+    }
+}
+
 /// The real filesystem, for files named explicitly (never for an environment directory, which
 /// is read through `source::tree`). Reads refuse files over [`MAX_FILE_BYTES`].
 #[derive(Clone, Copy, Debug, Default)]

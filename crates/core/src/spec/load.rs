@@ -5,29 +5,26 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::diagnostics::{Diagnostic, Diagnostics, Sink};
-use super::files::{DiskFiles, Files, normalize};
-use super::located::Loc;
-use super::paths::inside_environment;
+use super::files::{DiskFiles, Files, Tree, normalize};
 use super::raw_deployment::RawDeployment;
 use super::raw_endpoint::{RawEndpoint, RawFile, endpoint_or_deployment};
-use super::raw_environment::{RawTest, RequestSource, environment as raw_environment};
-use super::validate::{self, rollout_key_problem, test_key_problem};
+use super::raw_environment::{RawEnvironment, environment as raw_environment};
+use super::validate::{self, rollout_key_problem};
 use super::yaml::{self, Node, Pos};
-use crate::model::{DesiredState, Endpoint, Environment, TestRequest, TestSpec};
+use crate::model::{DesiredState, Endpoint, Environment};
 use crate::plan::profile::{NEUTRAL, ProfileOf};
-use crate::smoke::{MAX_REQUEST_BYTES, MAX_REQUEST_FILES};
-use crate::tree::{self, EnvTree, MAX_FILE_BYTES};
+use crate::tree::{self, EnvTree, MAX_FILE_BYTES, TreeProblem};
 
-const ENVIRONMENT_FILES: &[&str] = &["environment.yaml", "environment.yml"];
+pub(crate) const ENVIRONMENT_FILES: &[&str] = &["environment.yaml", "environment.yml"];
 
-fn is_yaml(path: &Path) -> bool {
+pub(crate) fn is_yaml(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("yml" | "yaml")
     )
 }
 
-fn is_environment_file(path: &Path) -> bool {
+pub(crate) fn is_environment_file(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| ENVIRONMENT_FILES.contains(&n))
@@ -48,7 +45,7 @@ fn parse_file(files: &dyn Files, path: &Path, out: &mut Vec<Diagnostic>) -> Opti
 }
 
 /// Reads a UTF-8 file of at most 1 MiB, or says why not.
-fn read_text(files: &dyn Files, path: &Path) -> Result<String, String> {
+pub(crate) fn read_text(files: &dyn Files, path: &Path) -> Result<String, String> {
     let bytes = files.read(path).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidData => e.to_string(),
         io::ErrorKind::NotFound => "file not found".to_string(),
@@ -63,32 +60,41 @@ fn read_text(files: &dyn Files, path: &Path) -> Result<String, String> {
 /// Raw endpoints and split deployments, and whether some file yielded neither (it does not
 /// parse, or is not an endpoint or deployment): then what it would have declared is unknown,
 /// and references to it are not reported as missing (its own errors say what is wrong).
-struct Parsed {
-    endpoints: Vec<RawEndpoint>,
-    deployments: Vec<RawDeployment>,
-    incomplete: bool,
+#[derive(Default)]
+pub(crate) struct Parsed {
+    pub endpoints: Vec<RawEndpoint>,
+    pub deployments: Vec<RawDeployment>,
+    pub incomplete: bool,
 }
 
 /// Parses endpoint and deployment files into raw endpoints and split deployments.
 fn parse_endpoint_files(files: &dyn Files, paths: &[PathBuf], out: &mut Vec<Diagnostic>) -> Parsed {
-    let mut parsed = Parsed {
-        endpoints: Vec::new(),
-        deployments: Vec::new(),
-        incomplete: false,
-    };
+    let mut parsed = Parsed::default();
     for path in paths {
-        let Some(root) = parse_file(files, path, out) else {
-            parsed.incomplete = true;
-            continue;
-        };
-        let mut sink = Sink { path, out };
-        match endpoint_or_deployment(&mut sink, &root) {
-            Some(RawFile::Endpoint(e)) => parsed.endpoints.push(*e),
-            Some(RawFile::Deployment(d)) => parsed.deployments.push(*d),
-            None => parsed.incomplete = true,
-        }
+        parsed.add(parse_one(files, path, out));
     }
     parsed
+}
+
+/// Parses one endpoint or deployment file: `None` when it does not parse or is neither.
+pub(crate) fn parse_one(
+    files: &dyn Files,
+    path: &Path,
+    out: &mut Vec<Diagnostic>,
+) -> Option<RawFile> {
+    let root = parse_file(files, path, out)?;
+    endpoint_or_deployment(&mut Sink { path, out }, &root)
+}
+
+impl Parsed {
+    /// Adds one file's result, in path order.
+    pub(crate) fn add(&mut self, file: Option<RawFile>) {
+        match file {
+            Some(RawFile::Endpoint(e)) => self.endpoints.push(*e),
+            Some(RawFile::Deployment(d)) => self.deployments.push(*d),
+            None => self.incomplete = true,
+        }
+    }
 }
 
 /// Reads the environment directory `dir` from disk through the tree reader; a refused tree
@@ -134,13 +140,36 @@ fn environment_into(
     profile_of: ProfileOf,
     out: &mut Vec<Diagnostic>,
 ) -> Option<DesiredState> {
-    for problem in &tree.problems {
+    let layout = layout(tree.keys(), &tree.problems, dir, out);
+    let raw_env = layout
+        .env_path
+        .as_ref()
+        .and_then(|p| parse_environment(tree, p, out));
+    let parsed = parse_endpoint_files(tree, &layout.others, out);
+    assemble(tree, dir, profile_of, raw_env, parsed, out)
+}
+
+/// Which files of a tree are what: its one `environment.yaml` (misplaced or second ones are
+/// reported) and its other YAML files, sorted.
+pub(crate) struct Layout {
+    pub env_path: Option<PathBuf>,
+    pub others: Vec<PathBuf>,
+}
+
+/// Sorts the files of a tree (its paths in order, as a `BTreeMap` gives them) into a
+/// [`Layout`], reporting every refused entry and every misplaced environment file.
+pub(crate) fn layout<'p>(
+    paths: impl Iterator<Item = &'p PathBuf>,
+    problems: &[TreeProblem],
+    dir: &Path,
+    out: &mut Vec<Diagnostic>,
+) -> Layout {
+    for problem in problems {
         let message = problem.problem.to_string();
         out.push(Diagnostic::new(&problem.path, Pos::FILE, message));
     }
-    let files: &dyn Files = tree;
     // Sorted (a BTreeMap), so results never depend on directory order.
-    let yaml_files: Vec<PathBuf> = tree.keys().filter(|p| is_yaml(p)).cloned().collect();
+    let yaml_files: Vec<PathBuf> = paths.filter(|p| is_yaml(p)).cloned().collect();
     let top = normalize(dir);
     let (env_files, others): (Vec<PathBuf>, Vec<PathBuf>) =
         yaml_files.into_iter().partition(|p| is_environment_file(p));
@@ -172,11 +201,29 @@ fn environment_into(
             None
         }
     };
-    let raw_env = env_path.as_ref().and_then(|p| {
-        let root = parse_file(files, p, out)?;
-        Some(raw_environment(&mut Sink { path: p, out }, &root))
-    });
-    let mut parsed = parse_endpoint_files(files, &others, out);
+    Layout { env_path, others }
+}
+
+/// Parses the environment file at `path`.
+pub(crate) fn parse_environment(
+    files: &dyn Files,
+    path: &Path,
+    out: &mut Vec<Diagnostic>,
+) -> Option<RawEnvironment> {
+    let root = parse_file(files, path, out)?;
+    Some(raw_environment(&mut Sink { path, out }, &root))
+}
+
+/// Everything after parsing: links the raw endpoints and deployments of every file, checks
+/// them against each other and the environment file, and builds the desired state.
+pub(crate) fn assemble(
+    tree: &dyn Tree,
+    dir: &Path,
+    profile_of: ProfileOf,
+    raw_env: Option<RawEnvironment>,
+    mut parsed: Parsed,
+    out: &mut Vec<Diagnostic>,
+) -> Option<DesiredState> {
     let incomplete = parsed.incomplete;
     let target = raw_env.as_ref().and_then(|e| e.target.clone());
     let profile = target.as_ref().map_or(&NEUTRAL, profile_of);
@@ -226,7 +273,7 @@ fn environment_into(
     {
         out.push(Diagnostic::new(&raw_env.path, n.pos, problem));
     }
-    let tests = attach_tests(
+    let tests = super::requests::attach_tests(
         incomplete,
         tree,
         dir,
@@ -316,155 +363,6 @@ fn environment_into(
             slots,
         },
         endpoints,
-    })
-}
-
-/// Reads each test's request file from the tree (never from disk) and gives every deployment
-/// its test: a `endpoint/deployment` key beats an `endpoint` key, which beats `*`.
-fn attach_tests(
-    incomplete: bool,
-    tree: &EnvTree,
-    dir: &Path,
-    env_path: &Path,
-    tests: &[RawTest],
-    endpoints: &mut BTreeMap<String, Endpoint>,
-    out: &mut Vec<Diagnostic>,
-) -> BTreeMap<String, TestSpec> {
-    let mut specs: BTreeMap<String, TestSpec> = BTreeMap::new();
-    for test in tests {
-        if let Some(problem) = test_key_problem(&test.key, endpoints) {
-            // A key may name an endpoint of a file that does not parse: that file's own errors
-            // are the problem, not this key.
-            if !incomplete {
-                out.push(Diagnostic::new(env_path, test.key_pos, problem));
-            }
-            continue;
-        }
-        let Some(requests) = read_requests(tree, dir, env_path, &test.source, out) else {
-            continue;
-        };
-        specs.insert(
-            test.key.clone(),
-            TestSpec {
-                requests,
-                expect_status: test.expect_status,
-                expect_body_contains: test.expect_body_contains.clone(),
-                expect_json: test.expect_json.clone(),
-                latency_budget: test.latency_budget,
-                retries: test.retries,
-            },
-        );
-    }
-    for (endpoint_name, endpoint) in endpoints.iter_mut() {
-        for (name, deployment) in endpoint.deployments.iter_mut() {
-            let key = format!("{endpoint_name}/{name}");
-            deployment.test = specs
-                .get(key.as_str())
-                .or_else(|| specs.get(endpoint_name.as_str()))
-                .or_else(|| specs.get("*"))
-                .cloned();
-        }
-    }
-    specs
-}
-
-/// Reads a test's request bodies from the tree (never from disk): one file, a list, or every
-/// `*.json` directly in a directory (sorted), each inside the environment directory, at most
-/// `MAX_REQUEST_FILES` files and `MAX_REQUEST_BYTES` together. Every problem goes to `out`.
-fn read_requests(
-    tree: &EnvTree,
-    dir: &Path,
-    env_path: &Path,
-    source: &RequestSource,
-    out: &mut Vec<Diagnostic>,
-) -> Option<Vec<TestRequest>> {
-    let before = out.len();
-    let refused = |key: &str, file: &Loc<String>, why: &str| {
-        let message = format!("{key} `{}`: {why}", file.value);
-        Diagnostic::new(env_path, file.pos, message)
-    };
-    let mut files: Vec<(Pos, String, String)> = Vec::new();
-    let mut read_one =
-        |key: &str, file: &Loc<String>, out: &mut Vec<Diagnostic>| match inside_environment(
-            &file.value,
-        ) {
-            Ok(rel) => match read_text(tree, &dir.join(rel)) {
-                Ok(body) => files.push((file.pos, file.value.clone(), body)),
-                Err(why) => out.push(refused(key, file, &why)),
-            },
-            Err(why) => out.push(refused(key, file, why)),
-        };
-    let (key, pos) = match source {
-        RequestSource::File(file) => {
-            read_one("request_file", file, out);
-            ("request_file", file.pos)
-        }
-        RequestSource::Files(list) => {
-            for file in list {
-                read_one("request_files", file, out);
-            }
-            ("request_files", list[0].pos)
-        }
-        RequestSource::Dir(d) => {
-            let rel = match inside_environment(&d.value) {
-                Ok(rel) => rel,
-                Err(why) => {
-                    out.push(refused("request_dir", d, why));
-                    return None;
-                }
-            };
-            let root = dir.join(rel);
-            let mut found: Vec<&PathBuf> = tree
-                .keys()
-                .filter(|p| p.parent() == Some(root.as_path()))
-                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                out.push(refused("request_dir", d, "holds no `*.json` file"));
-                return None;
-            }
-            for path in found {
-                let name = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default();
-                let shown = format!("{}/{name}", d.value.trim_end_matches('/'));
-                match read_text(tree, path) {
-                    Ok(body) => files.push((d.pos, shown, body)),
-                    Err(why) => out.push(refused("request_dir", d, &format!("{shown}: {why}"))),
-                }
-            }
-            ("request_dir", d.pos)
-        }
-    };
-    if files.len() > MAX_REQUEST_FILES {
-        out.push(Diagnostic::new(
-            env_path,
-            pos,
-            format!(
-                "{key}: {} request files, at most {MAX_REQUEST_FILES}",
-                files.len()
-            ),
-        ));
-    }
-    let total: usize = files.iter().map(|(_, _, b)| b.len()).sum();
-    if total > MAX_REQUEST_BYTES {
-        out.push(Diagnostic::new(
-            env_path,
-            pos,
-            format!(
-                "{key}: the request files hold {} together, at most {}",
-                tree::bytes(total as u64),
-                tree::bytes(MAX_REQUEST_BYTES as u64)
-            ),
-        ));
-    }
-    (out.len() == before).then(|| {
-        files
-            .into_iter()
-            .map(|(_, file, body)| TestRequest::new(file, body))
-            .collect()
     })
 }
 

@@ -8,12 +8,15 @@ use super::fields::Obj;
 use super::yaml::{Entry, Kind, Node, Pos, ScalarType, int_value};
 
 /// A value with where it was written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Loc<T> {
+    #[serde(rename = "v")]
     pub value: T,
     /// Where the value starts.
+    #[serde(rename = "p")]
     pub pos: Pos,
     /// Where its key starts (equal to `pos` for sequence items).
+    #[serde(rename = "k")]
     pub key_pos: Pos,
 }
 

@@ -11,20 +11,27 @@ use super::yaml::{Kind, Node, Pos};
 use crate::model::{AuthMode, EndpointSettings};
 
 /// One weight of a traffic or mirror map.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Weight {
+    #[serde(rename = "d")]
     pub deployment: String,
+    #[serde(rename = "dp")]
     pub name_pos: Pos,
+    #[serde(rename = "w")]
     pub weight: i64,
+    #[serde(rename = "wp")]
     pub weight_pos: Pos,
 }
 
 /// `traffic:` or `mirror_traffic:` as written.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RawWeights {
+    #[serde(rename = "k")]
     pub key_pos: Pos,
+    #[serde(rename = "e")]
     pub entries: Vec<Weight>,
     /// False when some entry was not an integer (already reported); sums are then not checked.
+    #[serde(rename = "c")]
     pub complete: bool,
 }
 

@@ -10,10 +10,33 @@ use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
 pub const MAX_DEPTH: usize = 32;
 
 /// A 1-based position in a file. Line 0 means "the whole file".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Pos {
     pub line: usize,
     pub column: usize,
+}
+
+impl From<(usize, usize)> for Pos {
+    fn from((line, column): (usize, usize)) -> Pos {
+        Pos { line, column }
+    }
+}
+
+impl From<Pos> for (usize, usize) {
+    fn from(pos: Pos) -> (usize, usize) {
+        (pos.line, pos.column)
+    }
 }
 
 impl Pos {

@@ -5,7 +5,7 @@ use std::fs::{self, Metadata};
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
-use super::walk::{Entry, Input, Kind, walk};
+use super::walk::{Entry, Input, Kind, Listing, Planned, list, walk};
 use super::{EntryProblem, EnvTree, MAX_FILE_BYTES, TreeError};
 
 /// Reads the environment directory `dir`, naming its files `shown.join(relative path)`.
@@ -18,6 +18,26 @@ pub fn read_dir(dir: &Path, shown: &Path) -> Result<EnvTree, TreeError> {
     )
 }
 
+/// Lists the environment directory `dir` as [`read_dir`] would read it, reading no file:
+/// each file's shown path, real path (relative to `dir`) and size.
+pub fn list_dir(dir: &Path, shown: &Path) -> Result<Listing<Identity>, TreeError> {
+    list(
+        &Disk {
+            root: dir.to_path_buf(),
+        },
+        shown,
+    )
+}
+
+/// Reads one listed file as [`read_dir`] would: the same checks (a regular file, the one that
+/// was listed, at most [`MAX_FILE_BYTES`]).
+pub fn read_listed(dir: &Path, file: &Planned<Identity>) -> Result<Vec<u8>, EntryProblem> {
+    Disk {
+        root: dir.to_path_buf(),
+    }
+    .read(&file.real, &file.handle, file.size)
+}
+
 struct Disk {
     root: PathBuf,
 }
@@ -25,7 +45,7 @@ struct Disk {
 /// The device and inode an entry had when it was listed: a file swapped for another (or for a
 /// symlink) between the check and the read is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Identity(Option<(u64, u64)>);
+pub struct Identity(Option<(u64, u64)>);
 
 #[cfg(unix)]
 fn identity(meta: &Metadata) -> Identity {

@@ -20,7 +20,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::path::{Component, Path, PathBuf};
 
-pub use disk::read_dir;
+pub use disk::{Identity, list_dir, read_dir, read_listed};
 
 use std::collections::BTreeMap;
 

@@ -44,15 +44,44 @@ pub trait Input {
 }
 
 /// A file to load once every limit has passed.
-struct Planned<H> {
-    shown: PathBuf,
-    real: PathBuf,
-    handle: H,
-    size: u64,
+pub struct Planned<H> {
+    /// The path it is shown as (the environment directory joined with its relative path).
+    pub shown: PathBuf,
+    /// Its real path relative to the environment directory (every symlink resolved).
+    pub real: PathBuf,
+    pub handle: H,
+    pub size: u64,
+}
+
+/// Every file the walk would load, with the entries it refused, before any content is read.
+pub struct Listing<H> {
+    pub files: Vec<Planned<H>>,
+    pub problems: Vec<TreeProblem>,
 }
 
 /// Walks `input`, naming entries `shown.join(relative path)`.
 pub fn walk<I: Input>(input: &I, shown: &Path) -> Result<EnvTree, TreeError> {
+    let Listing {
+        files: planned,
+        mut problems,
+    } = list(input, shown)?;
+    let mut files = FileMap::new();
+    for file in planned {
+        match input.read(&file.real, &file.handle, file.size) {
+            Ok(content) => {
+                files.insert(file.shown, content);
+            }
+            Err(problem) => problems.push(TreeProblem {
+                path: file.shown,
+                problem,
+            }),
+        }
+    }
+    Ok(EnvTree { files, problems })
+}
+
+/// Lists `input` as [`walk`] does (symlinks resolved, limits checked), reading no file.
+pub fn list<I: Input>(input: &I, shown: &Path) -> Result<Listing<I::Handle>, TreeError> {
     let mut problems = Vec::new();
     let mut planned: Vec<Planned<I::Handle>> = Vec::new();
     let mut entries = 0usize;
@@ -140,16 +169,10 @@ pub fn walk<I: Input>(input: &I, shown: &Path) -> Result<EnvTree, TreeError> {
             files: entries,
         });
     }
-    let mut files = FileMap::new();
-    for file in planned {
-        match input.read(&file.real, &file.handle, file.size) {
-            Ok(content) => {
-                files.insert(file.shown, content);
-            }
-            Err(problem) => refuse(&mut problems, file.shown, problem),
-        }
-    }
-    Ok(EnvTree { files, problems })
+    Ok(Listing {
+        files: planned,
+        problems,
+    })
 }
 
 impl LinkFailure {
