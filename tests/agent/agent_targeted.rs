@@ -66,6 +66,7 @@ impl Tree {
             revision_changed: true,
             may_apply,
             cancel: CancellationToken::new(),
+            observe: None,
         }
     }
 }
