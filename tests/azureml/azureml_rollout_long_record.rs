@@ -11,7 +11,7 @@ use flightdeck::backend::azureml::{REASON_TAG, RECORD_TAG, take_rollout_record};
 use flightdeck::sandbox::SandboxConfig;
 use flightdeck_core::rollout::RolloutState;
 use flightdeck_testkit::azureml_sandbox::*;
-use flightdeck_testkit::rollout_history::{Stage, check_stages, traffic_of};
+use flightdeck_testkit::rollout_history::{Stage, check_routing, check_stages, traffic_of};
 
 use super::azureml_rollouts::run;
 
@@ -123,10 +123,11 @@ async fn a_rollout_record_longer_than_one_tag_value_is_split_over_numbered_tags_
         vec!["green"],
         "{out}"
     );
-    // (Not `check_routing`: it counts a deployment being scaled down after its share fell as
-    // unready, and `scale_with_traffic` does exactly that; azureml_rollout_scale.rs covers the
-    // order of scales and shifts.)
+    // The baselines are scaled down while they still take their smaller share: a scale of a
+    // deployment that already served keeps it serving, so the history never routes to an
+    // unready one.
     let history = env.history().await;
+    check_routing(&history).unwrap_or_else(|e| panic!("{e}\n{out}"));
     // The baseline keeps the rest in its proportions 40/30/30 (exact at 10 and 50).
     let stage = |w: u64, a: u64, b: u64| Stage {
         traffic: traffic_of(&[

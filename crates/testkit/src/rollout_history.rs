@@ -10,7 +10,7 @@
 //!
 //! Weights of 0 are not routing: maps are compared without them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -101,10 +101,26 @@ struct Live {
     traffic: Traffic,
     mirror: Traffic,
     deployments: BTreeMap<String, String>,
+    /// Deployments that reached `Succeeded` since they were created: an update or a scale of
+    /// one of these keeps serving its previous version while it runs ([AML §3]; the sandbox's
+    /// `serving`), so it may keep or take traffic meanwhile.
+    served: BTreeSet<String>,
+}
+
+/// Whether traffic may point at a deployment in `state`: one that is `Succeeded`, or one that
+/// already served and is being updated or scaled (it answers from its previous version).
+fn routable(state: Option<&str>, served: bool) -> bool {
+    match state {
+        Some("Succeeded") => true,
+        Some("Updating" | "Scaling") => served,
+        _ => false,
+    }
 }
 
 /// Replays the whole history and fails at the first moment that routed to a missing or
-/// unready deployment, or whose traffic did not sum to 100 (or 0).
+/// unready deployment (one still being created, failed, deleting or gone; an update or scale
+/// of a deployment that already served is not unready), or whose traffic did not sum to 100
+/// (or 0).
 pub fn check_routing(history: &Value) -> Result<(), String> {
     let mut live: BTreeMap<String, Live> = BTreeMap::new();
     for entry in entries(history)? {
@@ -113,8 +129,18 @@ pub fn check_routing(history: &Value) -> Result<(), String> {
         if let Some(deps) = entry["deployments"].as_object() {
             for (name, state) in deps {
                 match state.as_str() {
-                    Some(s) => ep.deployments.insert(name.clone(), s.to_string()),
-                    None => ep.deployments.remove(name),
+                    Some(s) => {
+                        match s {
+                            "Succeeded" => ep.served.insert(name.clone()),
+                            "Creating" | "Failed" | "Deleting" => ep.served.remove(name),
+                            _ => false,
+                        };
+                        ep.deployments.insert(name.clone(), s.to_string())
+                    }
+                    None => {
+                        ep.served.remove(name);
+                        ep.deployments.remove(name)
+                    }
                 };
             }
         }
@@ -133,8 +159,9 @@ pub fn check_routing(history: &Value) -> Result<(), String> {
         }
         for (what, map) in [("traffic", &ep.traffic), ("mirror", &ep.mirror)] {
             for name in map.keys() {
-                match ep.deployments.get(name).map(String::as_str) {
-                    Some("Succeeded") => {}
+                let state = ep.deployments.get(name).map(String::as_str);
+                match state {
+                    _ if routable(state, ep.served.contains(name)) => {}
                     state => {
                         return Err(format!(
                             "endpoint {endpoint}: {what} {map:?} points at deployment {name} which is {} (entry {entry})",
