@@ -124,7 +124,7 @@ pub struct Targeting {
     /// The desired state of the last reconcile that ended in sync or fully applied.
     baseline: Option<Fingerprint>,
     /// Endpoints the next tick reconciles whatever changed: a rollout in progress, a step
-    /// that failed or was not run.
+    /// that failed or was not run, or one the last tick applied (read back once).
     busy: BTreeSet<String>,
     /// When the last full read was planned from.
     last_full: Option<Instant>,
@@ -186,7 +186,10 @@ impl Targeting {
         };
         if let Some(plan) = outcome.plan() {
             busy.extend(plan.rollouts.iter().map(|r| r.endpoint.clone()));
-            if !done {
+            // A step that did not finish is done again; one that did is read back once by the
+            // next tick, so what it wrote is seen (in `/status` and the dashboard) and
+            // re-planning it is checked to be empty, without waiting for the full resync.
+            if !done || matches!(outcome, ReconcileOutcome::Applied { .. }) {
                 busy.extend(plan.steps.iter().map(|s| s.endpoint.clone()));
             }
         }

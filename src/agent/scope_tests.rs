@@ -154,3 +154,41 @@ async fn a_failed_full_tick_is_full_again() {
     t.record(&Scope::Full(Full::First), fp.clone(), &failed, now);
     assert_eq!(t.scope(&fp, now, RESYNC), Scope::Full(Full::First));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_tick_after_an_apply_reads_back_what_it_wrote_once_then_nothing() {
+    let now = Instant::now();
+    let before = desired(&[("a", 1), ("b", 1)], "");
+    let mut t = settled(&before, now);
+    let changed = desired(&[("a", 2), ("b", 1)], "");
+    let fp = Fingerprint::of(&changed);
+    let scope = t.scope(&fp, now, RESYNC);
+    assert_eq!(scope, Scope::Only(names(&["a"])));
+    // The plan of that tick: ep-a's instance count, against ep-a's old live state.
+    let live = crate::model::LiveState::from_desired(&before);
+    let plan = crate::plan::plan(
+        &changed,
+        &live,
+        &crate::plan::PlanOptions::default(),
+        crate::backend::profile_of(&changed.environment.target),
+    )
+    .unwrap();
+    assert!(!plan.steps.is_empty());
+    let applied = ReconcileOutcome::Applied {
+        plan,
+        report: ApplyReport::default(),
+    };
+    t.record(&scope, fp.clone(), &applied, now);
+    assert_eq!(
+        t.scope(&fp, now, RESYNC),
+        Scope::Only(names(&["a"])),
+        "the next tick reads ep-a back"
+    );
+    t.record(
+        &Scope::Only(names(&["a"])),
+        fp.clone(),
+        &ReconcileOutcome::InSync,
+        now,
+    );
+    assert_eq!(t.scope(&fp, now, RESYNC), Scope::Only(BTreeSet::new()));
+}

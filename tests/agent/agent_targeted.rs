@@ -134,6 +134,9 @@ async fn a_commit_touching_some_endpoints_reads_and_applies_only_those_and_a_ful
     let mut tree = Tree::new(6);
     let first = agent.reconcile(tree.job("r1", true)).await;
     assert_applied(&first, "the first tick creates every endpoint");
+    // The next tick reads back what the first one created, and finds it done.
+    let settled = agent.reconcile(tree.job("r1", true)).await;
+    assert!(matches!(settled, ReconcileOutcome::InSync), "{settled:?}");
 
     // Each commit shape: which files change, and which endpoints the tick may read.
     let shapes: Vec<Shape> = vec![
@@ -156,6 +159,8 @@ async fn a_commit_touching_some_endpoints_reads_and_applies_only_those_and_a_ful
             vec!["ep-6"],
         ),
     ];
+    // The tick after an apply also reads back what the last one wrote (once).
+    let mut written_before: Vec<&str> = Vec::new();
     for (i, (shape, edits, touched)) in shapes.into_iter().enumerate() {
         let rev = format!("r{}", i + 2);
         for (file, content) in edits {
@@ -170,8 +175,9 @@ async fn a_commit_touching_some_endpoints_reads_and_applies_only_those_and_a_ful
         for (_, rest) in &gets {
             let endpoint = about(rest);
             assert!(
-                endpoint.is_some_and(|e| touched.contains(&e)),
-                "{shape}: read {rest:?}, only {touched:?} changed; all reads: {gets:?}"
+                endpoint.is_some_and(|e| touched.contains(&e) || written_before.contains(&e)),
+                "{shape}: read {rest:?}, only {touched:?} changed and {written_before:?} were \
+                 written by the last tick; all reads: {gets:?}"
             );
         }
         let written: Vec<&str> = requests
@@ -186,6 +192,18 @@ async fn a_commit_touching_some_endpoints_reads_and_applies_only_those_and_a_ful
             );
         }
         full_resync_finds_nothing(&sandbox, &arm, &tree, &rev).await;
+        written_before = touched;
+    }
+
+    // The tick after the last apply reads back only what that apply wrote, and finds it done.
+    let seq = arm.last_seq().await;
+    let outcome = agent.reconcile(tree.job("r4", true)).await;
+    assert!(matches!(outcome, ReconcileOutcome::InSync), "{outcome:?}");
+    let requests = endpoint_requests(&arm, seq).await;
+    assert!(!requests.is_empty(), "the applied endpoint is read back");
+    for (method, rest) in &requests {
+        assert_eq!(method, "GET", "{requests:?}");
+        assert_eq!(about(rest), Some("ep-6"), "{requests:?}");
     }
 
     // A commit that changes nothing reads nothing.
@@ -220,6 +238,9 @@ async fn drift_on_an_untouched_endpoint_waits_for_the_full_resync_which_corrects
     let mut agent = pipeline(&sandbox);
     let mut tree = Tree::new(3);
     assert_applied(&agent.reconcile(tree.job("r1", true)).await, "first tick");
+    // The next tick reads back what the first one created, and finds it done.
+    let settled = agent.reconcile(tree.job("r1", true)).await;
+    assert!(matches!(settled, ReconcileOutcome::InSync), "{settled:?}");
     // Behind the agent's back: ep-1 loses its traffic.
     arm.put_traffic("ep-1", serde_json::json!({})).await;
     tree.set("ep-0.yml", endpoint("ep-0", 2));
