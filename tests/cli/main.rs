@@ -1,5 +1,7 @@
 //! The cli integration tests, one binary (see docs/benchmarks.md, "CI time").
 
+mod ci_runner;
+mod ci_workflow;
 mod cli;
 mod cli_control_chars;
 mod cli_credentials;

@@ -44,7 +44,11 @@ pub(super) struct GitHubState {
 pub(super) fn handles(rest: &[&str]) -> bool {
     matches!(
         rest,
-        ["issues", _, "comments"] | ["issues", "comments", _] | ["statuses", _] | ["commits", _, "pulls"] | ["commits", _, "status"]
+        ["issues", _, "comments"]
+            | ["issues", "comments", _]
+            | ["statuses", _]
+            | ["commits", _, "pulls"]
+            | ["commits", _, "status"]
     )
 }
 
