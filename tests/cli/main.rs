@@ -1,5 +1,6 @@
 //! The cli integration tests, one binary (see docs/benchmarks.md, "CI time").
 
+mod ci_azure_devops;
 mod ci_runner;
 mod ci_workflow;
 mod cli;
