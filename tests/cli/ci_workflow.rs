@@ -27,6 +27,10 @@ const PLAN_MARKER: &str = "<!-- flightdeck:plan -->";
 /// A user's repository on `main` after `cp -r ci/github/. .github/`, with
 /// `environments/prod` targeting the sandbox and blue serving model version 1.
 fn user_repo(sandbox: &Env) -> GitRepo {
+    user_repo_with(sandbox, "")
+}
+
+fn user_repo_with(sandbox: &Env, environment_extra: &str) -> GitRepo {
     let git = GitRepo::new();
     git.repo().set_head("refs/heads/main").unwrap();
     copy_dir(
@@ -35,7 +39,7 @@ fn user_repo(sandbox: &Env) -> GitRepo {
     );
     git.write(
         "environments/prod/environment.yaml",
-        &sandbox.environment_yaml(""),
+        &sandbox.environment_yaml(environment_extra),
     );
     git.write(
         "environments/prod/my-endpoint.yml",
@@ -390,4 +394,55 @@ async fn on_main_invalid_input_sets_an_error_status_and_fails_the_job() {
             .is_none(),
         "nothing applied"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_main_a_paused_rollout_is_a_pending_status_and_the_job_passes() {
+    let sandbox = Env::start(Duration::ZERO).await;
+    let hosting = FakeHosting::start(TOKEN).await;
+    let policy = "rollout:
+  metrics:
+    provider: azure_monitor
+    ingestion_delay: 0s
+  default:
+    steps:
+      - weight: 10
+        bake: 1s
+        pause: true
+";
+    let git = user_repo_with(&sandbox, policy);
+    let out = sandbox
+        .command(&["apply", "environments/prod"])
+        .current_dir(git.dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "blue lands: {out:?}");
+    git.write(
+        "environments/prod/my-endpoint.yml",
+        &endpoint_yaml(&[("blue", 1), ("green", 2)], &[("green", 100)]),
+    );
+    let sha = git.commit("prod: green");
+    hosting.seed_commit_pull(REPO, &sha, PR);
+    let temp = tempfile::tempdir().unwrap();
+    let r = push_runner(&git, temp.path(), &hosting, &sandbox, &sha);
+
+    let run = run_job(r, "apply").await;
+    assert!(run.succeeded(), "{}", run.log());
+    let statuses = hosting.statuses(REPO, &sha);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].state, "pending");
+    assert_eq!(
+        statuses[0].description.as_deref(),
+        Some("paused: waiting for flightdeck rollout resume")
+    );
+    let comments = hosting.comments(REPO, PR);
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    let body = &comments[0].body;
+    assert!(body.contains("apply exit code 4"), "{body}");
+    assert!(
+        body.contains("my-endpoint: stage 1/2 paused at blue 90 / green 10"),
+        "rollout status in the comment: {body}"
+    );
+    println!("{body}");
 }
