@@ -1,6 +1,6 @@
 //! The GitHub Actions workflow users copy (ci/github/, docs/ci.md), its shell steps run as a
 //! runner runs them (`ci_runner`) with the built binary on PATH, against the fake GitHub API
-//! (testkit `git_hosting`: issue comments [G3], commit statuses [G4]) and the sandbox: a pull
+//! (testkit `git_hosting`: issue comments [GIT G3], commit statuses [GIT G4]) and the sandbox: a pull
 //! request gets one sticky comment with the plan, found again on the list's second page and
 //! PATCHed by the next run; an invalid pull request fails the job and says why; on push to main
 //! `apply` rolls out on the sandbox and the rollout report sets `flightdeck/rollout` and

@@ -4,7 +4,9 @@
 //! with the documented status codes and fields, including "already exists" (GitHub 422, GitLab
 //! 409, Azure DevOps 409 `TF401179`) when a pull request for the same branch is open (X4), and
 //! refuses a request without the headers the provider requires, so a client that forgets one
-//! fails. Every request is recorded (method, raw path, query, headers, JSON body).
+//! fails. Every request is recorded (method, raw path, query, headers, JSON body). GitHub's
+//! issue comments, commit statuses and the pull requests of a commit, for the CI files users
+//! copy (ci/github/), are in `git_hosting/comments.rs` [GIT G3, G4].
 
 mod comments;
 

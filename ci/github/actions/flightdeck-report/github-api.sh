@@ -5,18 +5,20 @@
 #
 #   github-api.sh comment MARKER BODY_FILE [PR_NUMBER]
 #       One living comment per MARKER on the pull request (default: the event's): lists the
-#       comments, PATCHes the one holding `<!-- MARKER -->`, else POSTs a new one (G3). The body
+#       comments, PATCHes the one holding `<!-- MARKER -->`, else POSTs a new one [GIT G3]. The body
 #       gets the marker as its first line; past 65,000 characters it is cut (GitHub refuses
 #       comments over 65,536).
 #   github-api.sh pr-of-commit [SHA]
-#       Prints the number of the pull request a pushed commit came from, or nothing.
+#       Prints the number of the pull request a pushed commit came from, or nothing
+#       (`GET /repos/{o}/{r}/commits/{sha}/pulls`, GitHub's "list pull requests associated with
+#       a commit").
 #   github-api.sh status STATE DESCRIPTION [SHA]
 #       Sets the commit status of context FLIGHTDECK_STATUS_CONTEXT (default flightdeck/rollout)
 #       on SHA (default GITHUB_SHA): STATE is error, failure, pending or success; DESCRIPTION is
-#       cut to 140 characters (G4). The target URL is this workflow run.
+#       cut to 140 characters [GIT G4]. The target URL is this workflow run.
 #
 # Any answer other than the documented success code fails with the status and GitHub's message;
-# the token is never printed. Contract: git-hosting/CONTRACT.md G1 (headers), G3, G4.
+# the token is never printed. Contract: git-hosting/CONTRACT.md [GIT G1] (headers), [GIT G3], [GIT G4].
 set -euo pipefail
 
 die() { echo "github-api: $*" >&2; exit 1; }

@@ -1,9 +1,11 @@
-//! The fake GitHub's issue comments [G3], commit statuses [G4] and "pull requests of a commit",
+//! The fake GitHub's issue comments [GIT G3], commit statuses [GIT G4] and "pull requests of a commit",
 //! for the CI files' scripts (ci/github/actions/flightdeck-report/github-api.sh): comments list
 //! in pages of `per_page` (default 30, at most 100) with a `Link: <…>; rel="next"` header, are
 //! created with 201 and updated by `PATCH /issues/comments/{id}` (no issue number in the path)
 //! with 200; a status needs a `state` of the four GitHub knows and answers 201, and a later one
-//! with the same `context` replaces it in the combined view.
+//! with the same `context` replaces it in the combined view. `GET /commits/{sha}/pulls` is not
+//! in the contract: GitHub's "list pull requests associated with a commit", answering an array
+//! of pull requests with `number`.
 
 use std::collections::BTreeMap;
 
