@@ -446,3 +446,34 @@ async fn on_main_a_paused_rollout_is_a_pending_status_and_the_job_passes() {
     );
     println!("{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_fails_the_job_with_githubs_message_and_the_token_is_not_printed() {
+    let sandbox = Env::start(Duration::ZERO).await;
+    let hosting = FakeHosting::start(TOKEN).await;
+    let git = user_repo(&sandbox);
+    let base = git.repo().head().unwrap().target().unwrap().to_string();
+    let temp = tempfile::tempdir().unwrap();
+    let mut r = runner(
+        &git,
+        temp.path(),
+        &hosting,
+        "pull_request",
+        pr_event(&base, &base),
+        &base,
+        &BTreeMap::new(),
+    );
+    let wrong = "ghs-revoked-token-0c9d";
+    r.secrets.insert("GITHUB_TOKEN".into(), wrong.into());
+    let run = run_job(r, "plan").await;
+    assert!(!run.succeeded(), "{}", run.log());
+    assert!(
+        run.log().contains(
+            "github-api: listing the comments of #7: HTTP 401 (expected 200): Bad credentials"
+        ),
+        "{}",
+        run.log()
+    );
+    assert!(!run.log().contains(wrong), "{}", run.log());
+    assert!(hosting.comments(REPO, PR).is_empty());
+}

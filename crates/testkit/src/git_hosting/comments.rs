@@ -2,8 +2,9 @@
 //! for the CI files' scripts (ci/github/actions/flightdeck-report/github-api.sh): comments list
 //! in pages of `per_page` (default 30, at most 100) with a `Link: <…>; rel="next"` header, are
 //! created with 201 and updated by `PATCH /issues/comments/{id}` (no issue number in the path)
-//! with 200; a status needs a `state` of the four GitHub knows and answers 201, and a later one
-//! with the same `context` replaces it in the combined view. `GET /commits/{sha}/pulls` is not
+//! with 200; a status needs a `state` of the four GitHub knows and a description of at most 140
+//! characters, and answers 201 (every status is kept, in order: a later one with the same
+//! `context` is what GitHub shows). `GET /commits/{sha}/pulls` is not
 //! in the contract: GitHub's "list pull requests associated with a commit", answering an array
 //! of pull requests with `number`.
 
@@ -50,7 +51,6 @@ pub(super) fn handles(rest: &[&str]) -> bool {
             | ["issues", "comments", _]
             | ["statuses", _]
             | ["commits", _, "pulls"]
-            | ["commits", _, "status"]
     )
 }
 
@@ -242,35 +242,6 @@ pub(super) fn github(
             });
             inner.github.statuses.push(status);
             (StatusCode::CREATED, axum::Json(answer)).into_response()
-        }
-        ("GET", ["commits", sha, "status"]) => {
-            // The latest status of each context.
-            let mut latest: BTreeMap<&str, &CommitStatus> = BTreeMap::new();
-            for s in inner
-                .github
-                .statuses
-                .iter()
-                .filter(|s| s.repo == repo && s.sha == *sha)
-            {
-                latest.insert(&s.context, s);
-            }
-            let states: Vec<&str> = latest.values().map(|s| s.state.as_str()).collect();
-            let combined = if states.iter().any(|s| *s == "error" || *s == "failure") {
-                "failure"
-            } else if states.is_empty() || states.contains(&"pending") {
-                "pending"
-            } else {
-                "success"
-            };
-            let statuses: Vec<Value> = latest
-                .values()
-                .map(|s| json!({"state": s.state, "description": s.description, "context": s.context, "target_url": s.target_url}))
-                .collect();
-            (
-                StatusCode::OK,
-                axum::Json(json!({"state": combined, "sha": sha, "statuses": statuses})),
-            )
-                .into_response()
         }
         ("GET", ["commits", sha, "pulls"]) => {
             let numbers = inner
