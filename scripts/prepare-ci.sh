@@ -5,6 +5,8 @@
 # something cannot be installed; the checks themselves then fail loudly too, never skip.
 #   - Microsoft's azure-ai-ml SDK in a virtualenv (SDK_VENV, default ${TMPDIR:-/tmp}/flightdeck-sdk-venv),
 #     at the versions scripts/check-azure-ai-ml.sh pins;
+#   - actionlint, check-jsonschema and shellcheck in a virtualenv (CI_FILES_VENV, default
+#     ${TMPDIR:-/tmp}/flightdeck-ci-files-venv), at the versions scripts/check-ci-files.sh pins;
 #   - Debian's `prometheus` and `chromium` packages, when they are not on PATH (needs root, as CI
 #     runs): one apt-get for both.
 set -euo pipefail
@@ -17,6 +19,14 @@ if scripts/check-azure-ai-ml.sh --install-only; then
   echo "prepare-ci: azure-ai-ml ready in $VENV"
 else
   echo "prepare-ci: FAILED to install azure-ai-ml into $VENV" >&2
+  status=1
+fi
+
+CI_VENV="${CI_FILES_VENV:-${TMPDIR:-/tmp}/flightdeck-ci-files-venv}"
+if scripts/check-ci-files.sh --install-only; then
+  echo "prepare-ci: actionlint, check-jsonschema and shellcheck ready in $CI_VENV"
+else
+  echo "prepare-ci: FAILED to install actionlint, check-jsonschema and shellcheck into $CI_VENV" >&2
   status=1
 fi
 

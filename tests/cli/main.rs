@@ -1,6 +1,9 @@
 //! The cli integration tests, one binary (see docs/benchmarks.md, "CI time").
 
 mod against_rev_cache;
+mod ci_azure_devops;
+mod ci_runner;
+mod ci_workflow;
 mod cli;
 mod cli_control_chars;
 mod cli_credentials;

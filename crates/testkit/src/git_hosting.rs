@@ -4,7 +4,11 @@
 //! with the documented status codes and fields, including "already exists" (GitHub 422, GitLab
 //! 409, Azure DevOps 409 `TF401179`) when a pull request for the same branch is open (X4), and
 //! refuses a request without the headers the provider requires, so a client that forgets one
-//! fails. Every request is recorded (method, raw path, query, headers, JSON body).
+//! fails. Every request is recorded (method, raw path, query, headers, JSON body). GitHub's
+//! issue comments, commit statuses and the pull requests of a commit, for the CI files users
+//! copy (ci/github/), are in `git_hosting/comments.rs` [GIT G3, G4].
+
+mod comments;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +47,9 @@ struct Inner {
     requests: Vec<Recorded>,
     open: Vec<Open>,
     next: u64,
+    /// `http://127.0.0.1:PORT`, for `Link` headers.
+    base: String,
+    github: comments::GitHubState,
 }
 
 #[derive(Clone)]
@@ -67,6 +74,7 @@ impl FakeHosting {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        shared.0.lock().unwrap().base = base.clone();
         tokio::spawn(async move { axum::serve(listener, app).await });
         FakeHosting { base, shared }
     }
@@ -151,6 +159,13 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             &query,
             body,
         ),
+        ["github", "repos", owner, repo, rest @ ..] if comments::handles(rest) => {
+            let repo = format!("{owner}/{repo}");
+            match github_refuses(&inner, &h) {
+                Some(refused) => refused,
+                None => comments::github(&mut inner, &method, &repo, rest, &query, body),
+            }
+        }
         ["gitlab", "api", "v4", "projects", id, "merge_requests"] => {
             gitlab(&mut inner, &method, id, h, &query, body)
         }
@@ -185,25 +200,8 @@ fn github<'h>(
     query: &BTreeMap<String, String>,
     body: Option<Value>,
 ) -> Response {
-    if h("user-agent").is_none_or(str::is_empty) {
-        return error(
-            StatusCode::FORBIDDEN,
-            json!({"message": "Request forbidden by administrative rules. Please make sure your request has a User-Agent header"}),
-        );
-    }
-    if h("authorization") != Some(format!("Bearer {}", inner.token).as_str()) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
-        );
-    }
-    if h("accept") != Some("application/vnd.github+json")
-        || h("x-github-api-version") != Some("2022-11-28")
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            json!({"message": "Accept: application/vnd.github+json and X-GitHub-Api-Version: 2022-11-28 are required by this fake (G1)"}),
-        );
+    if let Some(refused) = github_refuses(inner, &h) {
+        return refused;
     }
     let pr = |o: &Open| {
         json!({
@@ -258,6 +256,32 @@ fn github<'h>(
         }
         _ => error(StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
     }
+}
+
+/// GitHub [G1]: the answer to a request without the User-Agent, the bearer token, `Accept` or
+/// `X-GitHub-Api-Version`; `None` when it has them all.
+fn github_refuses<'h>(inner: &Inner, h: &impl Fn(&str) -> Option<&'h str>) -> Option<Response> {
+    if h("user-agent").is_none_or(str::is_empty) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            json!({"message": "Request forbidden by administrative rules. Please make sure your request has a User-Agent header"}),
+        ));
+    }
+    if h("authorization") != Some(format!("Bearer {}", inner.token).as_str()) {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
+        ));
+    }
+    if h("accept") != Some("application/vnd.github+json")
+        || h("x-github-api-version") != Some("2022-11-28")
+    {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            json!({"message": "Accept: application/vnd.github+json and X-GitHub-Api-Version: 2022-11-28 are required by this fake (G1)"}),
+        ));
+    }
+    None
 }
 
 fn new_open(inner: &mut Inner, provider: &'static str, repo: &str, head: &str, base: &str) -> Open {
