@@ -197,7 +197,13 @@ impl ArmClient {
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
-        let response = request.send().await.map_err(transport)?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                self.pacer().abandon(kind);
+                return Err(transport(e));
+            }
+        };
         let status = response.status();
         let headers = response.headers().clone();
         self.pacer().observe(
