@@ -21,7 +21,8 @@
 //! - the max request rate, requests in any 1 s window (the bucket allows capacity + per_second).
 //!
 //! Run: `cargo bench --bench throttled_rollout` (about 30 s). Knobs: `THROTTLED_ENDPOINTS` (50),
-//! `THROTTLED_READS` (`60/30`: capacity/per second), `THROTTLED_WRITES` (`20/10`).
+//! `THROTTLED_READS` (`60/30`: capacity/per second), `THROTTLED_WRITES` (`20/10`);
+//! `THROTTLED_DUMP=1` also prints the throttled run's request log (time, method, status, path).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -82,7 +83,8 @@ async fn main() {
     let reads = bucket("THROTTLED_READS", "60/30");
     let writes = bucket("THROTTLED_WRITES", "20/10");
     println!(
-        "goal: elapsed ≤ 1.2 × the throttle-imposed minimum, 0 429s left unretried; {n} endpoints blue→green, \
+        "goal: elapsed ≤ 1.2 × max(the throttle-imposed minimum, the unthrottled time), 0 429s left unretried; \
+         {n} endpoints blue→green, \
          reads {}/{} per s, writes {}/{} per s",
         reads.capacity, reads.per_second, writes.capacity, writes.per_second
     );
