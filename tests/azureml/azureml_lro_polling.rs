@@ -1,6 +1,7 @@
 //! The LRO follower polls fast when the platform sends no `Retry-After` and backs off from
-//! there: a 1 s operation is followed to its end in four polls, 1.4 s after it started, not
-//! after a flat 10 s wait (crates/azureml/src/lro.rs `poll_policy`). Paused tokio time against
+//! there: a 1 s operation is followed to its end in four polls, 1.6 s after it started, not
+//! after a flat 10 s wait (crates/azureml/src/lro.rs `poll_policy`). The first poll waits for the
+//! `Retry-After` of the answer that started the operation, or the first backoff without one. Paused tokio time against
 //! the scripted ARM fake: the operation is "done" one virtual second after its PUT, and the
 //! fake records when each poll arrived, so the schedule is checked exactly and without waiting.
 
@@ -75,13 +76,14 @@ async fn a_one_second_operation_without_retry_after_is_seen_done_within_a_few_po
         .filter(|s| s.line() == "GET /ops/1")
         .map(|s| s.at.duration_since(put))
         .collect();
-    // 0, 200, 600, 1400 ms: the fourth poll is the first after the operation's end. The old flat
-    // 10 s wait would poll at 0 and 10 s; a hot loop would poll hundreds of times.
+    // 200, 400, 800, 1600 ms: the first backoff before the first poll, then doubling; the fourth
+    // poll is the first after the operation's end. The old flat 10 s wait would poll at 0 and
+    // 10 s; a hot loop would poll hundreds of times.
     let ms = Duration::from_millis;
-    assert_eq!(polls, [ms(0), ms(200), ms(600), ms(1400)], "{log:#?}");
+    assert_eq!(polls, [ms(200), ms(400), ms(800), ms(1600)], "{log:#?}");
     let read_back = log.last().unwrap();
     assert_eq!(read_back.line(), format!("GET {e}"));
-    assert_eq!(read_back.at.duration_since(put), ms(1400));
+    assert_eq!(read_back.at.duration_since(put), ms(1600));
     fake.stop().await;
 }
 
@@ -159,15 +161,15 @@ async fn location_polls_with(
 
 // Paused time: a `Retry-After: 0` used to be waited out as zero, so the follower resent the
 // poll back to back until the step timeout (the sandbox at `--retry-after 0` saw ~17 ARM
-// requests per write). Now zero means the client's own backoff: the first poll at once (as
-// without Retry-After), then 200, 400, 800, 1600 ms apart.
+// requests per write). Now zero means the client's own backoff: the first poll after the first
+// backoff (as without Retry-After), then 200, 400, 800, 1600 ms apart.
 #[tokio::test(start_paused = true)]
 async fn a_retry_after_of_zero_is_followed_by_the_own_backoff_not_a_tight_loop() {
     let polls = location_polls_with("0", |c| c).await;
     let ms = Duration::from_millis;
     assert_eq!(
         polls,
-        [ms(0), ms(200), ms(600), ms(1400), ms(3000)].to_vec()
+        [ms(200), ms(400), ms(800), ms(1600), ms(3200)].to_vec()
     );
 }
 
@@ -179,6 +181,75 @@ async fn a_retry_after_under_the_configured_floor_is_raised_to_the_floor() {
     })
     .await;
     let s = Duration::from_secs;
-    // Asked for 1 s each time, waited the 2 s floor: polls at 0, 2 and 4 s (done after 3 s).
-    assert_eq!(polls, [s(0), s(2), s(4)].to_vec());
+    // Asked for 1 s each time (the PATCH's 202 too), waited the 2 s floor: polls at 2 and 4 s
+    // (done after 3 s), none at once.
+    assert_eq!(polls, [s(2), s(4)].to_vec());
+}
+
+// The sandbox's shape under a throttle: a 500 ms operation whose PUT says `Retry-After: 1`. The
+// first poll goes when the platform asked, and sees it done: one status read per write, not a
+// poll at once that can only say "InProgress" and a second one after the wait.
+#[tokio::test(start_paused = true)]
+async fn the_first_poll_waits_for_the_retry_after_of_the_answer_that_started_the_operation() {
+    let fake = Fake::start().await;
+    let e = eps("/asked");
+    let started: Arc<Mutex<Option<tokio::time::Instant>>> = Arc::default();
+    let at_put = started.clone();
+    fake.on_fn("PUT", &e, move |seen| {
+        *at_put.lock().unwrap() = Some(seen.at);
+        Canned::json(
+            201,
+            endpoint_body("asked", "Creating", json!({}), json!({})),
+        )
+        .header(
+            "Azure-AsyncOperation",
+            "{base}/ops/2?api-version=2025-12-01",
+        )
+        .header("Retry-After", "1")
+    });
+    let at_poll = started.clone();
+    fake.on_fn("GET", "/ops/2", move |seen| {
+        let put = at_poll.lock().unwrap().expect("polled after the PUT");
+        let done = seen.at.duration_since(put) >= Duration::from_millis(500);
+        Canned::json(
+            200,
+            op_status(if done { "Succeeded" } else { "InProgress" }),
+        )
+        .header("Retry-After", "1")
+    });
+    fake.on(
+        "GET",
+        &e,
+        vec![Canned::json(
+            200,
+            endpoint_body("asked", "Succeeded", json!({}), json!({})),
+        )],
+    );
+    let defaults = AzureMlConfig::default();
+    let config = AzureMlConfig {
+        min_poll_interval: defaults.min_poll_interval,
+        max_poll_interval: defaults.max_poll_interval,
+        step_timeout: Duration::from_secs(60),
+        ..config(&fake)
+    };
+    let backend = AzureMlBackend::new(&target(), config, Arc::new(StaticToken)).unwrap();
+    let step = step(
+        "asked",
+        Action::CreateEndpoint {
+            settings: EndpointSettings::default(),
+        },
+    );
+    backend
+        .execute(&step)
+        .await
+        .expect("the endpoint is created");
+    let put = started.lock().unwrap().unwrap();
+    let polls: Vec<Duration> = fake
+        .log()
+        .iter()
+        .filter(|s| s.line() == "GET /ops/2")
+        .map(|s| s.at.duration_since(put))
+        .collect();
+    assert_eq!(polls, [Duration::from_secs(1)]);
+    fake.stop().await;
 }

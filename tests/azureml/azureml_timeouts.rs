@@ -1,6 +1,7 @@
 //! A hung model server fails the Azure ML pre-traffic test with a message that names the
 //! request, after `AzureMlConfig::test_request_timeout`, without retrying into a longer hang;
-//! and the executor, not the backend, fails a step that outlives its budget.
+//! and the executor, not the backend, fails a step that outlives its budget; a request given up on
+//! in flight does not hold the pacer.
 
 use flightdeck_testkit::hung;
 
@@ -111,5 +112,33 @@ async fn the_executor_fails_a_step_that_outlives_the_backends_step_timeout() {
     assert!(matches!(report.results[1].outcome, StepStatus::Skipped(_)));
     assert!(fake.count("GET", &d) >= 2, "it polled before giving up");
     assert_eq!(fake.count("PUT", &eps("/scoring")), 0);
+    fake.stop().await;
+}
+
+// The pacer sends one write before it has seen any write answered and holds the rest until that
+// answer (crates/azureml/src/pacer.rs). A first write whose caller gives up on it (a step timeout
+// drops the request future) must not hold every later write: dropping it ends it for the pacer.
+#[tokio::test]
+async fn a_write_given_up_on_in_flight_does_not_hold_the_next_write() {
+    let fake = Fake::start().await;
+    fake.on(
+        "DELETE",
+        &eps("/slow"),
+        vec![Canned::empty(204).delay(Duration::from_secs(2))],
+    );
+    fake.on("DELETE", &eps("/quick"), vec![Canned::empty(204)]);
+    let backend = AzureMlBackend::new(&target(), config(&fake), Arc::new(StaticToken)).unwrap();
+    let slow = step("slow", Action::DeleteEndpoint);
+    let given_up = tokio::time::timeout(Duration::from_millis(200), backend.execute(&slow)).await;
+    assert!(
+        given_up.is_err(),
+        "the slow delete is given up on: {given_up:?}"
+    );
+    let quick = step("quick", Action::DeleteEndpoint);
+    let done = tokio::time::timeout(Duration::from_secs(5), backend.execute(&quick)).await;
+    assert!(
+        matches!(done, Ok(Ok(_))),
+        "the next delete goes and is answered: {done:?}"
+    );
     fake.stop().await;
 }

@@ -197,7 +197,11 @@ impl ArmClient {
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
+        // Until its answer is observed the request is in flight for the pacer; a transport error
+        // or a caller that gives up on the future (a step timeout) drops the guard and ends it.
+        let in_flight = InFlight { client: self, kind };
         let response = request.send().await.map_err(transport)?;
+        std::mem::forget(in_flight);
         let status = response.status();
         let headers = response.headers().clone();
         self.pacer().observe(
@@ -339,5 +343,18 @@ impl ArmClient {
             }
         }
         Ok(items)
+    }
+}
+
+/// A request the pacer let go and has not seen answered: dropping it tells the pacer the request
+/// will get no answer (`Pacer::abandon`); an answered request is forgotten, then observed.
+struct InFlight<'a> {
+    client: &'a ArmClient,
+    kind: Kind,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.client.pacer().abandon(self.kind);
     }
 }

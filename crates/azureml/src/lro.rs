@@ -3,7 +3,11 @@
 //! crate's one retry helper ([`flightdeck_core::retry`]) with [`poll_policy`]: each "still running" answer
 //! is a retry carrying the answer's `Retry-After`, which wins within
 //! `[min_poll_interval, max_poll_interval]`; without one, or with `Retry-After: 0`, the waits
-//! start fast and back off (never a tight loop). The step timeout wraps the whole step.
+//! start fast and back off (never a tight loop). The first poll waits too: the `Retry-After` of
+//! the answer that started the operation (the PUT's 201/202, the PATCH's or DELETE's 202), or the
+//! first backoff without one, so an operation the platform says needs a second is not asked
+//! about at once (a poll that can only say "running" is a wasted read under a throttle). The step
+//! timeout wraps the whole step.
 
 use std::future::Future;
 use std::time::Duration;
@@ -141,6 +145,7 @@ impl ArmClient {
     async fn finish_put(&self, url: &Url, resp: ArmResponse) -> Result<Value, AzureMlError> {
         if let Some(op) = resp.header(ASYNC_OPERATION) {
             let op = self.resolve(op)?;
+            self.first_wait(&resp).await;
             self.wait_operation(&op).await?;
             return self.wait_resource(url).await;
         }
@@ -162,6 +167,7 @@ impl ArmClient {
             && let Some(location) = resp.header(LOCATION)
         {
             let location = self.resolve(location)?;
+            self.first_wait(&resp).await;
             self.wait_location(&location).await?;
         }
         self.wait_resource(url).await
@@ -179,12 +185,11 @@ impl ArmClient {
         }
         if let Some(location) = resp.header(LOCATION) {
             let location = self.resolve(location)?;
+            self.first_wait(&resp).await;
             return self.wait_location(&location).await;
         }
         // No Location: watch the resource until it 404s.
-        let first = Poll::running(&resp).verdict();
-        let policy = poll_policy(self.min_poll_interval, self.max_poll_interval);
-        tokio::time::sleep(policy.wait(first, 0).unwrap_or_default()).await;
+        self.first_wait(&resp).await;
         self.poll(|_| async {
             match self.call(Method::GET, url, None).await {
                 Err(e) if e.status() == Some(404) => Ok(()),
@@ -198,6 +203,14 @@ impl ArmClient {
             }
         })
         .await
+    }
+
+    /// The wait before the first poll of an operation `started` began: its `Retry-After` within
+    /// `[min_poll_interval, max_poll_interval]`, else the first backoff ([`poll_policy`]).
+    async fn first_wait(&self, started: &ArmResponse) {
+        let policy = poll_policy(self.min_poll_interval, self.max_poll_interval);
+        let wait = policy.wait(Poll::running(started).verdict(), 0);
+        tokio::time::sleep(wait.unwrap_or_default()).await;
     }
 
     /// Polls under [`poll_policy`] until `op` ends the wait.

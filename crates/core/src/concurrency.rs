@@ -5,7 +5,9 @@
 //! under the old limit and report the same strain); each `Healthy` look adds `1 / limit` (about
 //! one more endpoint per round of `limit` healthy completions), and `Unknown` changes nothing.
 //! Pure: `apply` asks the backend after every endpoint it finishes and admits new endpoints
-//! while fewer than [`Aimd::limit`] run.
+//! while fewer than [`Aimd::limit`] run. `Throttled` means the platform refused a request (a
+//! 429): a backend that spaces its own requests under a token bucket (the Azure ML pacer) reports
+//! that as `Healthy`, because fewer endpoints at once would only stretch each one's serial chain.
 
 use crate::backend::Pressure;
 

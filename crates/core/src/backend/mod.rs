@@ -33,9 +33,10 @@ pub struct StepDetail {
 pub enum Pressure {
     /// Nothing answered since the last look.
     Unknown,
-    /// Answers came back with budget to spare.
+    /// Answers came back and none was a 429.
     Healthy,
-    /// A 429, or a remaining budget under the backend's threshold.
+    /// The platform refused a request for its rate (a 429) since the last look. A budget the
+    /// backend itself holds low by spacing its requests is not this.
     Throttled,
 }
 
