@@ -5,6 +5,7 @@ mod plan_properties;
 mod slot_properties;
 mod spec_errors;
 mod spec_load;
+mod spec_promotion;
 mod spec_rollout;
 mod spec_schemas;
 mod spec_slots;

@@ -14,6 +14,7 @@ pub mod escape;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod promotion;
 pub mod retry;
 pub mod rollout;
 pub mod secret;

@@ -122,6 +122,7 @@ pub fn agent_config(
         verify_keys: vec![],
         http: Default::default(),
         backend: sandbox_backend(sandbox),
+        promotion: None,
     }
 }
 

@@ -130,7 +130,9 @@ pub fn resolve(
     } else {
         None
     };
+    let promotion = super::promotion::resolve(args, file, env, &source)?;
     Ok(AgentConfig {
+        promotion,
         source,
         paths,
         interval,

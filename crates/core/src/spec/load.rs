@@ -307,6 +307,14 @@ fn environment_into(
             }
         }
     }
+    let promotion = super::raw_promotion::check(
+        &raw_env.path,
+        raw_env.promotion.clone(),
+        &endpoints,
+        &slots,
+        incomplete,
+        out,
+    );
     Some(DesiredState {
         environment: Environment {
             name: name?.value.clone(),
@@ -314,6 +322,7 @@ fn environment_into(
             drift: raw_env.drift,
             rollout: raw_env.rollout.settings,
             slots,
+            promotion,
         },
         endpoints,
     })

@@ -19,6 +19,7 @@ pub mod promote;
 mod raw_deployment;
 mod raw_endpoint;
 mod raw_environment;
+mod raw_promotion;
 mod raw_rollout;
 mod raw_slots;
 pub mod schema;
