@@ -5,6 +5,7 @@ mod agent_cli;
 mod agent_http_limits;
 mod agent_lease;
 mod agent_loop;
+mod agent_mlflow;
 mod agent_resume;
 mod agent_rollout_resume;
 mod agent_sandbox;
