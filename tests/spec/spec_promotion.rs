@@ -41,7 +41,8 @@ fn env(environment_extra: &str) -> TempDir {
     tmp
 }
 
-const SLOTS: &str = "slots:\n  fraud:\n    names: [a, b]\n    template: deployments/fraud.yml\n";
+const SLOTS: &str =
+    "slots:\n  fraud:\n    names: [fraud-a, fraud-b]\n    template: deployments/fraud.yml\n";
 
 fn validate(tmp: &TempDir) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flightdeck"))
@@ -83,25 +84,28 @@ fn a_promotion_mapping_loads_aliases_stages_slot_templates_and_the_mode() {
 #[test]
 fn every_bad_promotion_entry_is_reported_at_once_with_its_location() {
     let tmp = env(&format!(
-        "{SLOTS}promotion:\n  mode: sometimes\n  models:\n    - model: churn-model\n      endpoint: churn\n      deployment: blue\n    - model: churn-model@champion\n      endpoint: chrn\n    - model: churn-model@champion\n      endpoint: churn\n      deployment: gren\n    - model: churn-model@champion\n      endpoint: churn\n    - model: fraud@champion\n      endpoint: fraud\n      deployment: a\n    - model: churn-model@latest\n      endpoint: churn\n      deployment: blue\n      deploymnt: x\n"
+        "{SLOTS}promotion:\n  mode: sometimes\n  models:\n    - model: churn-model\n      endpoint: churn\n      deployment: blue\n    - model: churn-model@champion\n      endpoint: chrn\n    - model: churn-model@champion\n      endpoint: churn\n      deployment: gren\n    - model: churn-model@champion\n      endpoint: churn\n    - model: fraud@champion\n      endpoint: fraud\n      deployment: fraud-a\n    - model: churn-model@latest\n      endpoint: churn\n      deployment: blue\n      deploymnt: x\n"
     ));
     let (code, stderr) = validate(&tmp);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     let env = tmp.path().join("env").join("environment.yaml");
     let at = |line: u32| format!("{}:{line}:", env.display());
     for (line, needle) in [
-        (10, "sometimes"),
+        (
+            10,
+            "mode: unknown value `sometimes`, expected one of `commit`, `pull_request`",
+        ),
         (
             12,
             "promotion.models[0]: model `churn-model` is not a registry reference: expected MODEL@ALIAS",
         ),
         (
             16,
-            "promotion.models[1]: endpoint `chrn` is not declared in this environment (did you mean `churn`?)",
+            "promotion.models[1]: endpoint `chrn` is not declared in this environment, did you mean `churn`?",
         ),
         (
             19,
-            "promotion.models[2]: endpoint churn: deployment `gren` is not declared (declared: blue, green) (did you mean `green`?)",
+            "promotion.models[2]: endpoint churn: deployment `gren` is not declared (declared: blue, green), did you mean `green`?",
         ),
         (
             21,
@@ -109,12 +113,12 @@ fn every_bad_promotion_entry_is_reported_at_once_with_its_location() {
         ),
         (
             24,
-            "promotion.models[4]: endpoint fraud has slots: its template is what a promotion changes, remove `deployment: a`",
+            "promotion.models[4]: endpoint fraud has slots: its template is what a promotion changes, remove `deployment: fraud-a`",
         ),
         (25, "alias `latest` is reserved by MLflow"),
         (
             28,
-            "unknown field `deploymnt` in promotion.models[5] (did you mean `deployment`?)",
+            "unknown field `deploymnt` in promotion.models[5], did you mean `deployment`?",
         ),
     ] {
         assert!(

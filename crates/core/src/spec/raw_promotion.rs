@@ -16,6 +16,8 @@ use crate::slots::Slots;
 /// One `promotion.models` item as written.
 #[derive(Clone, Debug)]
 pub(crate) struct RawRule {
+    /// Its index in `models`, for messages.
+    pub index: usize,
     pub pos: Pos,
     pub model: Loc<ModelRef>,
     pub endpoint: Loc<String>,
@@ -81,6 +83,7 @@ pub(crate) fn promotion(sink: &mut Sink<'_>, e: &Entry) -> RawPromotion {
         let deployment = field(entries, "deployment").and_then(|d| sink.string(d));
         if let (Some(model), Some(endpoint)) = (model, endpoint) {
             out.rules.push(RawRule {
+                index: i,
                 pos: item.pos,
                 model,
                 endpoint,
@@ -107,8 +110,8 @@ pub(crate) fn check(
         models: Vec::new(),
     };
     let mut seen: Vec<(String, String, Option<String>)> = Vec::new();
-    for (i, rule) in raw.rules.into_iter().enumerate() {
-        let what = format!("promotion.models[{i}]");
+    for rule in raw.rules {
+        let what = format!("promotion.models[{}]", rule.index);
         let endpoint = &rule.endpoint.value;
         let deployment = rule.deployment.as_ref().map(|d| d.value.clone());
         if !incomplete {
