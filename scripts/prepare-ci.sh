@@ -5,6 +5,8 @@
 # something cannot be installed; the checks themselves then fail loudly too, never skip.
 #   - Microsoft's azure-ai-ml SDK in a virtualenv (SDK_VENV, default ${TMPDIR:-/tmp}/flightdeck-sdk-venv),
 #     at the versions scripts/check-azure-ai-ml.sh pins;
+#   - mlflow 3.18.0 in a virtualenv (MLFLOW_VENV, default ${TMPDIR:-/tmp}/flightdeck-mlflow-venv),
+#     as scripts/check-mlflow.sh pins it;
 #   - Debian's `prometheus` package, when no `prometheus` is on PATH (needs root, as CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,14 @@ if scripts/check-azure-ai-ml.sh --install-only; then
   echo "prepare-ci: azure-ai-ml ready in $VENV"
 else
   echo "prepare-ci: FAILED to install azure-ai-ml into $VENV" >&2
+  status=1
+fi
+
+MLFLOW_VENV="${MLFLOW_VENV:-${TMPDIR:-/tmp}/flightdeck-mlflow-venv}"
+if scripts/check-mlflow.sh --install-only; then
+  echo "prepare-ci: mlflow ready in $MLFLOW_VENV"
+else
+  echo "prepare-ci: FAILED to install mlflow into $MLFLOW_VENV" >&2
   status=1
 fi
 

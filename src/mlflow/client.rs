@@ -141,6 +141,10 @@ impl MlflowClient {
         &self.base
     }
 
+    pub fn auth(&self) -> &MlflowAuth {
+        &self.auth
+    }
+
     /// The version `model` points at now: its alias, or the newest version in its stage.
     pub async fn resolve(&self, model: &ModelRef) -> Result<ModelVersion, MlflowError> {
         match &model.selector {

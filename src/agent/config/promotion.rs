@@ -129,6 +129,13 @@ pub fn resolve(
     }))
 }
 
+impl PromotionConfig {
+    /// How the client authenticates.
+    pub fn client_auth(&self) -> &MlflowAuth {
+        self.client.auth()
+    }
+}
+
 /// One work tree per repository and branch under the cache directory.
 fn work_dir(cache_dir: &Path, url: &str, branch: &str) -> PathBuf {
     let digest = Sha256::digest(format!("{url}\n{branch}").as_bytes());
@@ -182,4 +189,108 @@ fn hosting(
         repo,
         token,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{AgentArgs, parse_file, resolve as resolve_all};
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn file(text: &str) -> FileConfig {
+        parse_file(Path::new("agent.yaml"), text).unwrap()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn mlflow_settings_layer_flags_over_file_and_secrets_stay_hidden() {
+        let f = file("repo: https://github.com/acme/ml.git\npath: [e]\n");
+        let none = resolve_all(&AgentArgs::default(), &f, &no_env).unwrap();
+        assert!(none.promotion.is_none(), "off without --mlflow-uri");
+
+        let dir = tempfile::tempdir().unwrap();
+        let hook = dir.path().join("hook");
+        std::fs::write(&hook, "hook-s3cret\n").unwrap();
+        let f = file(&format!(
+            "repo: https://github.com/acme/ml.git\npath: [e]\nmlflow-uri: http://mlflow:5000\npromotion-interval: 5m\nmlflow-webhook-secret-file: {}\npr-provider: github\n",
+            hook.display()
+        ));
+        let env = |k: &str| match k {
+            "MLFLOW_TRACKING_TOKEN" => Some("mlflow-t0ken".to_string()),
+            "FLIGHTDECK_PR_TOKEN" => Some("pr-t0ken".to_string()),
+            _ => None,
+        };
+        let flag = Cli::parse_from(["x", "--promotion-interval", "30s"]).agent;
+        let c = resolve_all(&flag, &f, &env).unwrap();
+        let p = c.promotion.as_ref().expect("promotion on");
+        assert_eq!(p.interval, Duration::from_secs(30), "flag over file");
+        assert_eq!(p.client.base().as_str(), "http://mlflow:5000/");
+        assert!(matches!(p.client_auth(), MlflowAuth::Bearer(t) if t.expose() == "mlflow-t0ken"));
+        assert_eq!(p.webhook_secret.as_ref().unwrap().expose(), "hook-s3cret");
+        let hosting = p.hosting.as_ref().unwrap();
+        assert_eq!(hosting.repo, "acme/ml", "from the repository URL");
+        assert_eq!(p.branch, "main");
+        let debug = format!("{c:?}");
+        for secret in ["hook-s3cret", "mlflow-t0ken", "pr-t0ken"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        let defaults = file("repo: r\npath: [e]\nmlflow-uri: http://m\n");
+        let c = resolve_all(&AgentArgs::default(), &defaults, &no_env).unwrap();
+        assert_eq!(c.promotion.unwrap().interval, DEFAULT_PROMOTION_INTERVAL);
+    }
+
+    #[test]
+    fn mlflow_promotion_refuses_a_working_directory_a_pinned_rev_and_mixed_credentials() {
+        let err = |text: &str, env: &dyn Fn(&str) -> Option<String>| {
+            resolve_all(&AgentArgs::default(), &file(text), env)
+                .unwrap_err()
+                .to_string()
+        };
+        let base = "repo: r\npath: [e]\nmlflow-uri: http://m\n";
+        assert!(
+            err(&format!("{base}watch-local: true\n"), &no_env)
+                .contains("needs a git source that follows a branch"),
+        );
+        assert!(err(&format!("{base}rev: v1\n"), &no_env).contains("needs a git source"));
+        let both = |k: &str| {
+            matches!(k, "MLFLOW_TRACKING_TOKEN" | "MLFLOW_TRACKING_USERNAME")
+                .then(|| "x".to_string())
+        };
+        assert!(err(base, &both).contains("not both"));
+        let user = |k: &str| (k == "MLFLOW_TRACKING_USERNAME").then(|| "u".to_string());
+        assert!(err(base, &user).contains("without a password"));
+        assert!(
+            err(
+                &format!("{base}mlflow-uri: http://u:p@m\n").replace("mlflow-uri: http://m\n", ""),
+                &no_env
+            )
+            .contains("without a user name or password")
+        );
+        assert!(err(&format!("{base}pr-provider: github\n"), &no_env).contains("--pr-repo"));
+        assert!(
+            err(&format!("{base}pr-provider: forgejo\n"), &no_env)
+                .contains("expected github, gitlab or azure-devops")
+        );
+        assert!(
+            err(&format!("{base}promotion-interval: 10ms\n"), &no_env).contains("at least 100ms")
+        );
+        let basic = |k: &str| match k {
+            "MLFLOW_TRACKING_USERNAME" => Some("u".to_string()),
+            "MLFLOW_TRACKING_PASSWORD" => Some("pw".to_string()),
+            _ => None,
+        };
+        let c = resolve_all(&AgentArgs::default(), &file(base), &basic).unwrap();
+        assert!(
+            matches!(c.promotion.unwrap().client_auth(), MlflowAuth::Basic { username, .. } if username == "u")
+        );
+    }
 }
