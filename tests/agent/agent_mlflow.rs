@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use flightdeck::agent::config::promotion::PromotionConfig;
 use flightdeck::agent::{Agent, AgentOptions};
+use flightdeck::hosting::{Hosting, Provider};
 use flightdeck::mlflow::{MlflowAuth, MlflowClient};
 use flightdeck::source::{GitAuth, Secret};
 use flightdeck_testkit::fake_mlflow::{FakeMlflow, alias_body};
+use flightdeck_testkit::git_hosting::FakeHosting;
 use flightdeck_testkit::recorder::{Recorder, git_config};
 use flightdeck_testkit::*;
 use serde_json::Value;
@@ -27,8 +29,12 @@ const DEPLOYMENT: &str = "name: blue\nendpoint_name: churn\n# the model MLflow p
 /// A bare origin holding `environments/prod` (endpoint churn, deployment blue serving
 /// churn-model 3 and mapped to `churn-model@champion`).
 fn origin() -> (GitRepo, tempfile::TempDir, PathBuf) {
+    origin_with(ENVIRONMENT)
+}
+
+fn origin_with(environment: &str) -> (GitRepo, tempfile::TempDir, PathBuf) {
     let work = GitRepo::new();
-    work.write("environments/prod/environment.yaml", ENVIRONMENT);
+    work.write("environments/prod/environment.yaml", environment);
     work.write(
         "environments/prod/churn.yml",
         "name: churn\ntraffic:\n  blue: 100\n",
@@ -49,10 +55,14 @@ fn origin() -> (GitRepo, tempfile::TempDir, PathBuf) {
 
 /// `main` of the bare origin: its commit count and blue.yml.
 fn main_of(bare: &Path) -> (usize, String) {
+    branch_of(bare, "main").unwrap()
+}
+
+fn branch_of(bare: &Path, branch: &str) -> Option<(usize, String)> {
     let repo = git2::Repository::open_bare(bare).unwrap();
     let head = repo
-        .find_reference("refs/heads/main")
-        .unwrap()
+        .find_reference(&format!("refs/heads/{branch}"))
+        .ok()?
         .peel_to_commit()
         .unwrap();
     let mut walk = repo.revwalk().unwrap();
@@ -67,7 +77,7 @@ fn main_of(bare: &Path) -> (usize, String) {
         .unwrap()
         .peel_to_blob()
         .unwrap();
-    (count, String::from_utf8(blob.content().to_vec()).unwrap())
+    Some((count, String::from_utf8(blob.content().to_vec()).unwrap()))
 }
 
 struct Running {
@@ -111,6 +121,16 @@ impl Running {
 }
 
 async fn start(bare: &Path, mlflow: &FakeMlflow, secret: Option<&str>, poll: Duration) -> Running {
+    start_with(bare, mlflow, secret, poll, None).await
+}
+
+async fn start_with(
+    bare: &Path,
+    mlflow: &FakeMlflow,
+    secret: Option<&str>,
+    poll: Duration,
+    hosting: Option<Hosting>,
+) -> Running {
     let cache = tempfile::tempdir().unwrap();
     let mut config = git_config(
         bare,
@@ -127,7 +147,7 @@ async fn start(bare: &Path, mlflow: &FakeMlflow, secret: Option<&str>, poll: Dur
         .unwrap(),
         webhook_secret: secret.map(Secret::new),
         interval: poll,
-        hosting: None,
+        hosting,
         work_dir: cache.path().join("promotion"),
         url: bare.display().to_string(),
         branch: "main".into(),
@@ -354,5 +374,75 @@ async fn versions_missing_or_not_ready_and_unmapped_aliases_are_refused_and_noth
         "{metrics}"
     );
     assert_eq!(main_of(&bare).0, 1, "nothing committed");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn in_pull_request_mode_the_promotion_is_a_pushed_branch_and_one_pull_request() {
+    let (_work, _dir, bare) =
+        origin_with(&ENVIRONMENT.replace("promotion:\n", "promotion:\n  mode: pull_request\n"));
+    let mlflow = registry().await;
+    let hosting = FakeHosting::start("pr-token").await;
+    let agent = start_with(
+        &bare,
+        &mlflow,
+        None,
+        Duration::from_millis(200),
+        Some(Hosting {
+            provider: Provider::Github,
+            api: hosting.github_api(),
+            repo: "acme/ml".into(),
+            token: Secret::new("pr-token"),
+        }),
+    )
+    .await;
+    eventually("the first promotion pass", T, || agent.passes_done()).await;
+    mlflow.set_alias_quietly("churn-model", "champion", "4");
+    let branch = "flightdeck/promote-prod-churn-4";
+    eventually("the pull request", T, || async {
+        hosting.requests().iter().any(|r| r.method == "POST")
+    })
+    .await;
+    let (count, blue) = branch_of(&bare, branch).expect("the branch is pushed");
+    assert_eq!(count, 2);
+    assert!(blue.contains("azureml:churn-model:4"), "{blue}");
+    assert_eq!(main_of(&bare).0, 1, "main is left to the pull request");
+    let posts: Vec<_> = hosting
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    let body = posts[0].body.as_ref().unwrap();
+    assert_eq!(body["head"], branch);
+    assert_eq!(body["base"], "main");
+    assert!(
+        body["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("promote prod/churn: churn-model 3 → 4")
+    );
+    eventually("the pull request on /status", T, || async {
+        agent.status().await["promotion"]["recent"][0]["result"] == "pull_request"
+    })
+    .await;
+    // Later polls see the branch on the remote: no second branch, no second pull request.
+    let reads = mlflow.reads();
+    eventually("three more polls", T, || async {
+        mlflow.reads() >= reads + 6
+    })
+    .await;
+    let posts = hosting
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1);
+    assert_eq!(branch_of(&bare, branch).unwrap().0, 2);
+    let status = agent.status().await;
+    assert_eq!(
+        status["promotion"]["recent"].as_array().unwrap().len(),
+        1,
+        "no failed second push: {status}"
+    );
     agent.stop().await;
 }
