@@ -223,7 +223,7 @@ impl Agent {
                     deliveries: Default::default(),
                     hints,
                 });
-            let promoter = promotion::Promoter::new(
+            let mut promoter = promotion::Promoter::new(
                 p.client.clone(),
                 promotion::Worktree::new(
                     p.work_dir.clone(),
@@ -236,6 +236,7 @@ impl Agent {
                 p.hosting.clone(),
                 state.clone(),
             );
+            promoter.trigger = Some(trigger.clone());
             state.update(|s| s.promotion = Some(Default::default()));
             workers.push(tokio::spawn(promoter.run(
                 queue,

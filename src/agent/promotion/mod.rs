@@ -48,6 +48,9 @@ pub struct Promoter {
     /// Where pull requests are opened (`mode: pull_request`).
     pub hosting: Option<Hosting>,
     pub state: Arc<AgentState>,
+    /// Wakes the fetch loop after a commit onto the followed branch, so the rollout starts now
+    /// rather than at the next poll.
+    pub trigger: Option<Arc<super::trigger::SyncTrigger>>,
     /// The last outcome per mapping, so a refusal is reported once, not every poll.
     last: HashMap<String, String>,
 }
@@ -109,6 +112,7 @@ impl Promoter {
             interval,
             hosting,
             state,
+            trigger: None,
             last: HashMap::new(),
         }
     }
@@ -358,6 +362,9 @@ impl Promoter {
                     }
                 } else {
                     line = format!("{line} onto {}", self.worktree.branch());
+                    if let Some(trigger) = &self.trigger {
+                        trigger.request();
+                    }
                 }
                 let event = PromotionEvent {
                     time: chrono::Utc::now(),
