@@ -171,16 +171,14 @@ async fn start_with(
     }
 }
 
-fn registry() -> impl std::future::Future<Output = FakeMlflow> {
-    async {
-        let mlflow = FakeMlflow::start().await;
-        for v in ["3", "4"] {
-            mlflow.add_version("churn-model", v, "READY");
-        }
-        mlflow.add_version("churn-model", "5", "PENDING_REGISTRATION");
-        mlflow.set_alias_quietly("churn-model", "champion", "3");
-        mlflow
+async fn registry() -> FakeMlflow {
+    let mlflow = FakeMlflow::start().await;
+    for v in ["3", "4"] {
+        mlflow.add_version("churn-model", v, "READY");
     }
+    mlflow.add_version("churn-model", "5", "PENDING_REGISTRATION");
+    mlflow.set_alias_quietly("churn-model", "champion", "3");
+    mlflow
 }
 
 const T: Duration = Duration::from_secs(20);

@@ -114,20 +114,18 @@ pub(crate) fn check(
         let what = format!("promotion.models[{}]", rule.index);
         let endpoint = &rule.endpoint.value;
         let deployment = rule.deployment.as_ref().map(|d| d.value.clone());
-        if !incomplete {
-            if let Some(problem) = target_problem(endpoint, deployment.as_deref(), endpoints, slots)
-            {
-                let pos = match (&rule.deployment, problem.0) {
-                    (Some(d), Part::Deployment) => d.pos,
-                    _ => rule.endpoint.pos,
-                };
-                out.push(Diagnostic::new(
-                    env_path,
-                    pos,
-                    format!("{what}: {}", problem.1),
-                ));
-                continue;
-            }
+        let problem = if incomplete {
+            None
+        } else {
+            target_problem(endpoint, deployment.as_deref(), endpoints, slots)
+        };
+        if let Some((part, message)) = problem {
+            let pos = match (&rule.deployment, part) {
+                (Some(d), Part::Deployment) => d.pos,
+                _ => rule.endpoint.pos,
+            };
+            out.push(Diagnostic::new(env_path, pos, format!("{what}: {message}")));
+            continue;
         }
         let key = (
             rule.model.value.to_string(),
