@@ -27,16 +27,20 @@ use tokio_util::sync::CancellationToken;
 use super::status::{AgentState, PromotionEvent};
 use crate::hosting::{Hosting, NewPullRequest};
 use crate::mlflow::{AliasEvent, MlflowClient, MlflowError};
-use crate::promote::{PromoteError, PromoteRequest};
+use crate::promote::PromoteRequest;
 use crate::promotion::{PromotionMode, PromotionRule, Selector};
-use crate::spec::promote::{Artifact, PromoteEditError};
+use crate::spec::promote::Artifact;
 
 pub mod worktree;
+mod write;
 
 pub use worktree::{Worktree, WorktreeError};
 
 /// Hints queued at most; more are dropped (the poll finds them).
 pub const HINT_QUEUE: usize = 64;
+
+/// Outcomes remembered to report each once; past this the memory starts over.
+const MAX_REMEMBERED: usize = 1024;
 
 /// Everything the promotion loop needs.
 pub struct Promoter {
@@ -76,7 +80,7 @@ impl Mapping {
     }
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Unchanged,
     Committed {
         commit: String,
@@ -89,7 +93,7 @@ enum Outcome {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum Failure {
+pub(super) enum Failure {
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
@@ -220,6 +224,10 @@ impl Promoter {
         if self.last.get(&key) == Some(&message) {
             return;
         }
+        // Unmapped aliases add a key each: bound the memory (forgetting only repeats a log line).
+        if self.last.len() >= MAX_REMEMBERED {
+            self.last.clear();
+        }
         self.last.insert(key, message.clone());
         match result {
             "committed" | "pull_request" => tracing::info!(result, "{message}"),
@@ -286,7 +294,7 @@ impl Promoter {
         let mode = mapping.mode;
         let handle = tokio::runtime::Handle::current();
         let written =
-            tokio::task::spawn_blocking(move || write(&wt, &request, mode, &handle)).await;
+            tokio::task::spawn_blocking(move || write::write(&wt, &request, mode, &handle)).await;
         let outcome = match written {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(Failure::Refused(why))) => {
@@ -418,72 +426,4 @@ impl Promoter {
         }
         Ok(found.version)
     }
-}
-
-/// Makes the edit, commits it and pushes it (blocking; the plan runs on `handle`).
-fn write(
-    wt: &Worktree,
-    request: &PromoteRequest,
-    mode: PromotionMode,
-    handle: &tokio::runtime::Handle,
-) -> Result<Outcome, Failure> {
-    let prepared = match crate::promote::prepare(request) {
-        Ok(p) => p,
-        Err(PromoteError::Edit(PromoteEditError::Unchanged { .. })) => {
-            return Ok(Outcome::Unchanged);
-        }
-        Err(e @ PromoteError::Invalid { .. }) => {
-            let detail: Vec<String> = match &e {
-                PromoteError::Invalid { diagnostics, .. } => {
-                    diagnostics.iter().map(ToString::to_string).collect()
-                }
-                _ => Vec::new(),
-            };
-            return Err(Failure::Refused(format!("{e}: {}", detail.join("; "))));
-        }
-        Err(e @ (PromoteError::Repo(_) | PromoteError::Dirty(_))) => {
-            return Err(Failure::Failed(e.to_string()));
-        }
-        Err(e) => return Err(Failure::Refused(e.to_string())),
-    };
-    let branch = prepared.branch();
-    match mode {
-        PromotionMode::Commit => wt.delete_branch(&branch),
-        PromotionMode::PullRequest => {
-            if wt
-                .remote_has(&branch)
-                .map_err(|e| Failure::Failed(e.to_string()))?
-            {
-                return Ok(Outcome::AlreadyProposed(branch));
-            }
-            wt.delete_branch(&branch);
-        }
-    }
-    let live = prepared.head_as_live();
-    let promotion = handle
-        .block_on(prepared.commit(&live, "HEAD (offline)"))
-        .map_err(|e| match e {
-            PromoteError::Repo(_) => Failure::Failed(e.to_string()),
-            e => Failure::Refused(e.to_string()),
-        })?;
-    let pushed = match mode {
-        PromotionMode::Commit => wt.push(&promotion.branch, wt.branch()),
-        PromotionMode::PullRequest => wt.push(&promotion.branch, &promotion.branch),
-    };
-    if mode == PromotionMode::Commit {
-        wt.delete_branch(&promotion.branch);
-    }
-    pushed.map_err(|e| Failure::Failed(e.to_string()))?;
-    let title = promotion
-        .message
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    Ok(Outcome::Committed {
-        commit: promotion.commit,
-        branch: promotion.branch,
-        title,
-        message: promotion.message,
-    })
 }
