@@ -5,6 +5,8 @@
 # something cannot be installed; the checks themselves then fail loudly too, never skip.
 #   - Microsoft's azure-ai-ml SDK in a virtualenv (SDK_VENV, default ${TMPDIR:-/tmp}/flightdeck-sdk-venv),
 #     at the versions scripts/check-azure-ai-ml.sh pins;
+#   - mlflow 3.17.2 in a virtualenv (MLFLOW_VENV, default ${TMPDIR:-/tmp}/flightdeck-mlflow-venv),
+#     as scripts/check-mlflow.sh pins it;
 #   - actionlint, check-jsonschema and shellcheck in a virtualenv (CI_FILES_VENV, default
 #     ${TMPDIR:-/tmp}/flightdeck-ci-files-venv), at the versions scripts/check-ci-files.sh pins;
 #   - Debian's `prometheus` and `chromium` packages, when they are not on PATH (needs root, as CI
@@ -27,6 +29,14 @@ if scripts/check-ci-files.sh --install-only; then
   echo "prepare-ci: actionlint, check-jsonschema and shellcheck ready in $CI_VENV"
 else
   echo "prepare-ci: FAILED to install actionlint, check-jsonschema and shellcheck into $CI_VENV" >&2
+  status=1
+fi
+
+MLFLOW_VENV="${MLFLOW_VENV:-${TMPDIR:-/tmp}/flightdeck-mlflow-venv}"
+if scripts/check-mlflow.sh --install-only; then
+  echo "prepare-ci: mlflow ready in $MLFLOW_VENV"
+else
+  echo "prepare-ci: FAILED to install mlflow into $MLFLOW_VENV" >&2
   status=1
 fi
 

@@ -9,7 +9,7 @@
 //! The core's modules are re-exported under their usual names.
 
 pub use flightdeck_core::{
-    apply, clock, escape, metrics, model, plan, retry, rollout, slots, spec,
+    apply, clock, escape, metrics, model, plan, promotion, retry, rollout, slots, spec,
 };
 pub use flightdeck_sandbox as sandbox;
 
@@ -21,6 +21,7 @@ pub mod dashboard;
 pub mod git_branch;
 pub mod hosting;
 pub mod logging;
+pub mod mlflow;
 pub mod promote;
 pub mod reconcile;
 pub mod rollouts;

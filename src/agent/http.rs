@@ -34,6 +34,8 @@ pub struct HttpContext {
     pub body_timeout: Duration,
     /// With leader election: how a standby passes a push on to the leader.
     pub forward: Option<Forward>,
+    /// MLflow registry webhooks (`--mlflow-webhook-secret-file`), `POST /mlflow/webhook`.
+    pub mlflow: Option<super::mlflow_hook::MlflowHook>,
 }
 
 /// A standby's way to the leader: it passes on each authenticated push, with the sender's
@@ -76,6 +78,7 @@ pub fn router(ctx: HttpContext) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/webhook", post(webhook_handler))
+        .route("/mlflow/webhook", post(mlflow_handler))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(ctx)
 }
@@ -121,6 +124,22 @@ async fn read_body(ctx: &HttpContext, request: Request) -> Result<Bytes, Respons
             )
                 .into_response())
         }
+    }
+}
+
+async fn mlflow_handler(State(ctx): State<HttpContext>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let body = match read_body(&ctx, request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    match &ctx.mlflow {
+        Some(hook) => super::mlflow_hook::handle(&ctx.state, hook, &headers, &body),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "MLflow webhook disabled: set --mlflow-uri and --mlflow-webhook-secret-file"})),
+        )
+            .into_response(),
     }
 }
 
@@ -256,6 +275,7 @@ mod tests {
                 ["environments/a".to_string()],
                 trigger.clone(),
             )),
+            mlflow: None,
             webhook: secret.map(|s| WebhookConfig {
                 secret: Secret::new(s),
                 tracked_ref: Some("refs/heads/main".into()),

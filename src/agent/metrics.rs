@@ -58,6 +58,8 @@ pub struct Metrics {
     webhook_forwards: (Counters, Optional),
     worker_restarts: (Counters, Optional),
     webhooks: (Counters, Optional),
+    promotions: (Counters, Optional),
+    mlflow_webhooks: (Counters, Optional),
     leader: (Gauge, Optional),
     /// Per endpoint in a staged rollout: its stage (1-based; 0 once it ended).
     rollout_stage: Family<Labels, Gauge>,
@@ -81,6 +83,8 @@ impl Default for Metrics {
             webhook_forwards: Default::default(),
             worker_restarts: Default::default(),
             webhooks: Default::default(),
+            promotions: Default::default(),
+            mlflow_webhooks: Default::default(),
             leader: Default::default(),
             rollout_stage: Family::default(),
             rollout_verdicts: Counters::default(),
@@ -158,6 +162,18 @@ impl Default for Metrics {
         o.registry.register(
             "flightdeck_webhooks",
             "Webhook deliveries by result (sync, ignored, bad_request, unauthorized)",
+            family.clone(),
+        );
+        let (family, o) = &mut m.promotions;
+        o.registry.register(
+            "flightdeck_promotions",
+            "MLflow promotions by result (committed, pull_request, refused, failed)",
+            family.clone(),
+        );
+        let (family, o) = &mut m.mlflow_webhooks;
+        o.registry.register(
+            "flightdeck_mlflow_webhooks",
+            "MLflow webhook deliveries by result (accepted, ignored, redelivered, bad_request, unauthorized, stale)",
             family.clone(),
         );
         let (gauge, o) = &mut m.leader;
@@ -285,6 +301,24 @@ impl Metrics {
         o.mark();
     }
 
+    /// One MLflow promotion outcome (`agent::promotion`).
+    pub fn promotion(&self, result: &str) {
+        let (family, o) = &self.promotions;
+        family
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+        o.mark();
+    }
+
+    /// One MLflow webhook delivery.
+    pub fn mlflow_webhook(&self, result: &str) {
+        let (family, o) = &self.mlflow_webhooks;
+        family
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+        o.mark();
+    }
+
     /// A crashed environment worker was scheduled for restart.
     pub fn worker_restart(&self, env_name: &str) {
         let (family, o) = &self.worker_restarts;
@@ -306,6 +340,8 @@ impl Metrics {
             &self.webhook_forwards.1,
             &self.worker_restarts.1,
             &self.webhooks.1,
+            &self.promotions.1,
+            &self.mlflow_webhooks.1,
             &self.leader.1,
         ] {
             if optional.used.load(Ordering::Relaxed) {

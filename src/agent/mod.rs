@@ -19,8 +19,10 @@ pub mod http;
 pub mod lease;
 pub mod listener;
 pub mod metrics;
+pub mod mlflow_hook;
 pub mod pipeline;
 pub mod policy;
+pub mod promotion;
 pub mod reconcile;
 pub mod scope;
 pub mod status;
@@ -218,7 +220,40 @@ impl Agent {
             state.dashboard.clone(),
             config.dashboard.token.clone(),
         );
+        let mut mlflow = None;
+        if let Some(p) = &config.promotion {
+            let (hints, queue) = tokio::sync::mpsc::channel(promotion::HINT_QUEUE);
+            mlflow = p
+                .webhook_secret
+                .clone()
+                .map(|secret| mlflow_hook::MlflowHook {
+                    secret,
+                    deliveries: Default::default(),
+                    hints,
+                });
+            let mut promoter = promotion::Promoter::new(
+                p.client.clone(),
+                promotion::Worktree::new(
+                    p.work_dir.clone(),
+                    p.url.clone(),
+                    p.branch.clone(),
+                    p.auth.clone(),
+                ),
+                config.paths.clone(),
+                p.interval,
+                p.hosting.clone(),
+                state.clone(),
+            );
+            promoter.trigger = Some(trigger.clone());
+            state.update(|s| s.promotion = Some(Default::default()));
+            workers.push(tokio::spawn(promoter.run(
+                queue,
+                leader_rx.clone(),
+                cancel.clone(),
+            )));
+        }
         let router = http::router(http::HttpContext {
+            mlflow,
             state: state.clone(),
             webhook: config
                 .webhook_secret

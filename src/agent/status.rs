@@ -73,6 +73,47 @@ pub struct AgentStatus {
     pub role: String,
     pub ready: bool,
     pub environments: BTreeMap<String, EnvStatus>,
+    /// MLflow promotions (`--mlflow-uri`), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionStatus>,
+}
+
+/// The promotion loop's state (`agent::promotion`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct PromotionStatus {
+    pub last_pass_time: Option<DateTime<Utc>>,
+    /// Why the last pass could not run (the work tree could not be synced).
+    pub last_error: Option<String>,
+    /// The last [`PromotionStatus::RECENT`] outcomes, newest last: commits, pull requests,
+    /// refusals and failures (a version already declared is not listed).
+    pub recent: Vec<PromotionEvent>,
+}
+
+impl PromotionStatus {
+    pub const RECENT: usize = 20;
+
+    pub fn push(&mut self, event: PromotionEvent) {
+        if self.recent.len() == Self::RECENT {
+            self.recent.remove(0);
+        }
+        self.recent.push(event);
+    }
+}
+
+/// One promotion outcome.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PromotionEvent {
+    pub time: DateTime<Utc>,
+    /// `committed`, `pull_request`, `refused` or `failed`.
+    pub result: String,
+    pub message: String,
+    /// `name@alias` or `name/Stage`.
+    pub model: Option<String>,
+    pub version: Option<String>,
+    pub environment: Option<String>,
+    pub endpoint: Option<String>,
+    pub commit: Option<String>,
+    pub pull_request: Option<String>,
 }
 
 /// State shared by the loop tasks and the HTTP handlers.

@@ -340,6 +340,7 @@ async fn start_agent(
         verify_keys: vec![],
         backend: Default::default(),
         http: Default::default(),
+        promotion: None,
     };
     let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
     let options = AgentOptions {

@@ -124,6 +124,7 @@ fn config(repo: &Path, cache: &Path, envs: &[&str], interval: Duration) -> Agent
         verify_keys: vec![],
         backend: Default::default(),
         http: Default::default(),
+        promotion: None,
     }
 }
 

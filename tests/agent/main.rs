@@ -6,6 +6,7 @@ mod agent_dashboard;
 mod agent_http_limits;
 mod agent_lease;
 mod agent_loop;
+mod agent_mlflow;
 mod agent_resume;
 mod agent_rollout_resume;
 mod agent_sandbox;

@@ -28,6 +28,7 @@ fn desired_from(file: &str) -> DesiredState {
             drift: DriftPolicy::default(),
             rollout: Default::default(),
             slots: Default::default(),
+            promotion: Default::default(),
         },
         endpoints: endpoints.into_iter().map(|e| (e.name.clone(), e)).collect(),
     }

@@ -52,6 +52,7 @@ fn desired(router: Router, versions: &[(&str, &str, u32)], split: &[(&str, u32)]
             drift: DriftPolicy::default(),
             rollout: Default::default(),
             slots: Default::default(),
+            promotion: Default::default(),
         },
         endpoints: BTreeMap::from([(EP.to_string(), endpoint)]),
     }

@@ -22,6 +22,7 @@ fn desired(file: &Path) -> DesiredState {
             drift: DriftPolicy::default(),
             rollout: Default::default(),
             slots: Default::default(),
+            promotion: Default::default(),
         },
         endpoints: endpoints.into_iter().map(|e| (e.name.clone(), e)).collect(),
     }

@@ -7,6 +7,7 @@ mod slot_properties;
 mod spec_errors;
 mod spec_load;
 mod spec_pod_settings;
+mod spec_promotion;
 mod spec_rollout;
 mod spec_schemas;
 mod spec_slots;

@@ -208,6 +208,7 @@ pub(crate) fn environment() -> Environment {
         drift: DriftPolicy::default(),
         rollout: Default::default(),
         slots: Default::default(),
+        promotion: Default::default(),
     }
 }
 

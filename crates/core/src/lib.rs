@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod pod_settings;
+pub mod promotion;
 pub mod retry;
 pub mod rollout;
 pub mod secret;

@@ -369,6 +369,12 @@ pub struct Environment {
     /// (`crate::slots::resolve`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub slots: BTreeMap<String, crate::slots::Slots>,
+    /// Registry aliases the agent promotes from (`promotion:`); the planner ignores it.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::promotion::PromotionSettings::is_empty"
+    )]
+    pub promotion: crate::promotion::PromotionSettings,
 }
 
 /// Everything an environment directory declares.

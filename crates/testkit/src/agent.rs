@@ -124,6 +124,7 @@ pub fn agent_config(
         verify_keys: vec![],
         http: Default::default(),
         backend: sandbox_backend(sandbox),
+        promotion: None,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod arm_fake;
 pub mod azureml_sandbox;
 pub mod eventually;
 pub mod fake_kube;
+pub mod fake_mlflow;
 pub mod fake_prometheus;
 pub mod git;
 pub mod git_hosting;

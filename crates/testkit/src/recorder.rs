@@ -94,6 +94,7 @@ pub fn git_config(
         lease: None,
         verify_keys: vec![],
         backend: Default::default(),
+        promotion: None,
         http: HttpLimits::default(),
     }
 }

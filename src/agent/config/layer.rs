@@ -147,7 +147,9 @@ pub fn resolve(
     } else {
         None
     };
+    let promotion = super::promotion::resolve(args, file, env, &source)?;
     Ok(AgentConfig {
+        promotion,
         source,
         paths,
         interval,

@@ -19,6 +19,7 @@ use crate::spec::Diagnostics;
 
 pub mod file;
 pub mod layer;
+pub mod promotion;
 pub mod validate;
 
 pub use file::{FileConfig, load_file, parse_file};
@@ -123,6 +124,45 @@ pub struct AgentArgs {
     /// HTTP server: connections served at once; more wait in the listen backlog (default 256).
     #[arg(long, env = "FLIGHTDECK_HTTP_MAX_CONNECTIONS", value_name = "N")]
     pub http_max_connections: Option<usize>,
+    /// MLflow tracking server whose registry aliases `promotion:` sections follow (enables
+    /// MLflow promotions; needs a git source following a branch).
+    #[arg(long, env = "FLIGHTDECK_MLFLOW_URI", value_name = "URL")]
+    pub mlflow_uri: Option<String>,
+    /// File holding an MLflow bearer token (or set MLFLOW_TRACKING_TOKEN).
+    #[arg(long, env = "FLIGHTDECK_MLFLOW_TOKEN_FILE", value_name = "FILE")]
+    pub mlflow_token_file: Option<PathBuf>,
+    /// MLflow basic-auth user name (or set MLFLOW_TRACKING_USERNAME); the password from
+    /// --mlflow-password-file or MLFLOW_TRACKING_PASSWORD.
+    #[arg(long, env = "FLIGHTDECK_MLFLOW_USERNAME")]
+    pub mlflow_username: Option<String>,
+    /// File holding the MLflow basic-auth password (or set MLFLOW_TRACKING_PASSWORD).
+    #[arg(long, env = "FLIGHTDECK_MLFLOW_PASSWORD_FILE", value_name = "FILE")]
+    pub mlflow_password_file: Option<PathBuf>,
+    /// File holding the MLflow webhook secret (or set FLIGHTDECK_MLFLOW_WEBHOOK_SECRET); enables
+    /// `POST /mlflow/webhook`.
+    #[arg(
+        long,
+        env = "FLIGHTDECK_MLFLOW_WEBHOOK_SECRET_FILE",
+        value_name = "FILE"
+    )]
+    pub mlflow_webhook_secret_file: Option<PathBuf>,
+    /// How often every mapped alias is read from the registry, the backstop for lost webhooks
+    /// (default 60s).
+    #[arg(long, env = "FLIGHTDECK_PROMOTION_INTERVAL")]
+    pub promotion_interval: Option<humantime::Duration>,
+    /// Where `mode: pull_request` promotions open pull requests.
+    #[arg(long, env = "FLIGHTDECK_PR_PROVIDER", value_enum)]
+    pub pr_provider: Option<crate::hosting::Provider>,
+    /// The repository on the provider (OWNER/REPO, GROUP/PROJECT, ORG/PROJECT/REPO); default:
+    /// from --repo when it is on github.com, gitlab.com or dev.azure.com.
+    #[arg(long, env = "FLIGHTDECK_PR_REPO")]
+    pub pr_repo: Option<String>,
+    /// The provider's API base URL (default: the public one).
+    #[arg(long, env = "FLIGHTDECK_PR_API", value_name = "URL")]
+    pub pr_api: Option<String>,
+    /// File holding the provider's API token (or set FLIGHTDECK_PR_TOKEN).
+    #[arg(long, env = "FLIGHTDECK_PR_TOKEN_FILE", value_name = "FILE")]
+    pub pr_token_file: Option<PathBuf>,
     /// Where the platform is and the backend's timing knobs (`--arm-endpoint`,
     /// `--test-request-timeout`, ...), as for `flightdeck apply`.
     #[command(flatten)]
@@ -210,6 +250,8 @@ pub struct AgentConfig {
     pub http: HttpLimits,
     /// How `backend::connect` reaches the platforms (flags > env > file keys).
     pub backend: BackendConfig,
+    /// MLflow promotions (`--mlflow-uri`).
+    pub promotion: Option<promotion::PromotionConfig>,
 }
 
 /// `--dashboard-token-file`, `--commit-url`.

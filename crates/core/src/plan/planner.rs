@@ -230,6 +230,7 @@ mod tests {
                 drift: DriftPolicy::default(),
                 rollout: Default::default(),
                 slots: Default::default(),
+                promotion: Default::default(),
             },
             endpoints: (0..3 * PARALLEL_CHUNK)
                 .map(endpoint)

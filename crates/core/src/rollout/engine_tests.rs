@@ -86,6 +86,7 @@ fn desired_state(endpoint: Endpoint) -> DesiredState {
             drift: DriftPolicy::default(),
             rollout: Default::default(),
             slots: Default::default(),
+            promotion: Default::default(),
         },
         endpoints: [(EP.to_string(), endpoint)].into(),
     }

@@ -665,6 +665,8 @@ pub static ENVIRONMENT: Obj = file_obj(
             .doc("Progressive rollouts: staged weights, bakes, pauses and metric gates."),
         f("slots", Ty::MapOf(&SLOTS))
             .doc("Keyed by endpoint: blue/green slots, two deployment names and one deployment template."),
+        f("promotion", Ty::Object(&PROMOTION))
+            .doc("Model-registry aliases (MLflow) the agent follows, each feeding one deployment or slot template."),
     ],
     "environment.yaml: where an environment lives and its policies.",
 );
@@ -750,6 +752,26 @@ pub static SLOTS: Obj = obj(&[
         .req(),
     f("after_swap", Ty::Enum(&["keep", "scale_down", "delete"]))
         .doc("The old slot once the other holds all traffic: keep (default, at 0%), scale_down (1 instance) or delete."),
+]);
+
+// --- promotion: (environment.yaml), read by the agent's MLflow promotions (src/promotion/).
+
+pub static PROMOTION: Obj = obj(&[
+    f("mode", Ty::Enum(&["commit", "pull_request"]))
+        .doc("commit (default): push the promotion onto the tracked branch; pull_request: push a branch and open a pull request."),
+    f("models", Ty::List(&Ty::Object(&PROMOTION_RULE)))
+        .doc("Each a registry reference and the endpoint (and deployment) it feeds.")
+        .req(),
+]);
+
+pub static PROMOTION_RULE: Obj = obj(&[
+    f("model", Ty::Pattern("^[^@/]+(@[A-Za-z0-9_-]+|/(Staging|Production))$"))
+        .doc("MODEL@ALIAS (e.g. churn-model@champion) or the deprecated MODEL/STAGE (Staging, Production).")
+        .req(),
+    f("endpoint", Ty::Str).doc("A declared endpoint.").req(),
+    f("deployment", Ty::Str).doc(
+        "One of its deployments; omit for an endpoint with one deployment or with slots (the template changes).",
+    ),
 ]);
 
 // --- rollout: (environment.yaml). Per-endpoint policies live here, keyed by endpoint like

@@ -354,6 +354,14 @@ pub(crate) fn assemble(
             }
         }
     }
+    let promotion = super::raw_promotion::check(
+        &raw_env.path,
+        raw_env.promotion.clone(),
+        &endpoints,
+        &slots,
+        incomplete,
+        out,
+    );
     Some(DesiredState {
         environment: Environment {
             name: name?.value.clone(),
@@ -361,6 +369,7 @@ pub(crate) fn assemble(
             drift: raw_env.drift,
             rollout: raw_env.rollout.settings,
             slots,
+            promotion,
         },
         endpoints,
     })

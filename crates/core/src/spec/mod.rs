@@ -23,6 +23,7 @@ mod raw_deployment;
 mod raw_endpoint;
 mod raw_environment;
 mod raw_pod;
+mod raw_promotion;
 mod raw_rollout;
 mod raw_slots;
 pub mod reload;

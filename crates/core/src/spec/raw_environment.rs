@@ -10,6 +10,7 @@ use super::fields::{
     drift_names,
 };
 use super::located::{Loc, field, suggestion};
+use super::raw_promotion::{RawPromotion, promotion};
 use super::raw_rollout::{RawRollout, duration, rollout};
 use super::raw_slots::{RawSlots, slots};
 use super::yaml::{Entry, Node, Pos, to_json};
@@ -52,6 +53,7 @@ pub(crate) struct RawEnvironment {
     pub tests: Vec<RawTest>,
     pub rollout: RawRollout,
     pub slots: Vec<RawSlots>,
+    pub promotion: RawPromotion,
 }
 
 pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
@@ -63,6 +65,7 @@ pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
         tests: Vec::new(),
         rollout: RawRollout::default(),
         slots: Vec::new(),
+        promotion: RawPromotion::default(),
     };
     let Some(entries) = sink.mapping("environment", root, "environment", &ENVIRONMENT) else {
         return raw;
@@ -86,6 +89,9 @@ pub(crate) fn environment(sink: &mut Sink<'_>, root: &Node) -> RawEnvironment {
     }
     if let Some(e) = field(entries, "slots") {
         raw.slots = slots(sink, e);
+    }
+    if let Some(e) = field(entries, "promotion") {
+        raw.promotion = promotion(sink, e);
     }
     raw
 }
