@@ -38,6 +38,7 @@ async fn targeted_read_matches_the_full_read(router: Router) {
             drift: DriftPolicy::default(),
             rollout: Default::default(),
             slots: Default::default(),
+            promotion: Default::default(),
         },
         endpoints: [("scoring", 1), ("fraud", 2), ("churn", 1)]
             .into_iter()
