@@ -7,7 +7,8 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{HostingError, NewPullRequest, PullRequest, error_message};
+use super::answer::Answer;
+use super::{HostingError, NewPullRequest, PullRequest};
 use crate::source::Secret;
 
 const P: &str = "azure-devops";
@@ -50,104 +51,68 @@ pub(super) async fn open_or_get(
     let web = |id: u64| format!("{api}/{org}/{project}/_git/{name}/pullrequest/{id}");
     let source_ref = format!("refs/heads/{}", pr.head);
     let target_ref = format!("refs/heads/{}", pr.base);
-    let http = |what, source| HostingError::Http {
-        provider: P,
-        what,
-        source,
-    };
-    let what = "opening the pull request";
-    let response = client
-        .post(&base)
-        .query(&[("api-version", "7.1")])
-        .header("Authorization", basic(token))
-        .json(&json!({
-            "sourceRefName": source_ref,
-            "targetRefName": target_ref,
-            "title": pr.title,
-            "description": pr.body,
-        }))
-        .send()
-        .await
-        .map_err(|e| http(what, e))?;
-    let status = response.status().as_u16();
-    let body = response.text().await.map_err(|e| http(what, e))?;
-    let json = |body: &str, what| {
-        serde_json::from_str::<Value>(body).map_err(|e| HostingError::Response {
-            provider: P,
-            what,
-            why: e.to_string(),
+    let opened = Answer::of(
+        P,
+        "opening the pull request",
+        client
+            .post(&base)
+            .query(&[("api-version", "7.1")])
+            .header("Authorization", basic(token))
+            .json(&json!({
+                "sourceRefName": source_ref,
+                "targetRefName": target_ref,
+                "title": pr.title,
+                "description": pr.body,
+            })),
+    )
+    .await?;
+    // The web page is not in the answer: it is built from the id.
+    let pull_request = |answer: &Answer, v: &Value, existed| {
+        let id = v
+            .get("pullRequestId")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| answer.malformed("no `pullRequestId`".into()))?;
+        Ok(PullRequest {
+            number: id,
+            url: web(id),
+            existed,
         })
     };
-    let id_of = |v: &Value, what| {
-        v.get("pullRequestId")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| HostingError::Response {
-                provider: P,
-                what,
-                why: "no `pullRequestId`".into(),
-            })
-    };
-    if status == 203 && serde_json::from_str::<Value>(&body).is_err() {
+    if opened.status == 203 && opened.json().is_err() {
         return Err(HostingError::Status {
             provider: P,
-            what,
+            what: "opening the pull request",
             status: 401,
             message: "the token was refused (a sign-in page came back)".into(),
         });
     }
-    if status == 201 {
-        let id = id_of(&json(&body, what)?, what)?;
-        return Ok(PullRequest {
-            number: id,
-            url: web(id),
-            existed: false,
-        });
+    match opened.status {
+        201 => return pull_request(&opened, &opened.json()?, false),
+        409 => {}
+        _ => return Err(opened.refused()),
     }
-    if status != 409 {
-        return Err(HostingError::Status {
-            provider: P,
-            what,
-            status,
-            message: error_message(&body),
-        });
-    }
-    let what = "finding the existing pull request";
-    let response = client
-        .get(&base)
-        .query(&[
-            ("searchCriteria.sourceRefName", source_ref.as_str()),
-            ("searchCriteria.targetRefName", target_ref.as_str()),
-            ("searchCriteria.status", "active"),
-            ("api-version", "7.1"),
-        ])
-        .header("Authorization", basic(token))
-        .send()
-        .await
-        .map_err(|e| http(what, e))?;
-    let status = response.status().as_u16();
-    let body = response.text().await.map_err(|e| http(what, e))?;
-    if status != 200 {
-        return Err(HostingError::Status {
-            provider: P,
-            what,
-            status,
-            message: error_message(&body),
-        });
-    }
-    let list = json(&body, what)?;
+    let found = Answer::of(
+        P,
+        "finding the existing pull request",
+        client
+            .get(&base)
+            .query(&[
+                ("searchCriteria.sourceRefName", source_ref.as_str()),
+                ("searchCriteria.targetRefName", target_ref.as_str()),
+                ("searchCriteria.status", "active"),
+                ("api-version", "7.1"),
+            ])
+            .header("Authorization", basic(token)),
+    )
+    .await?
+    .expect(200)?;
+    let list = found.json()?;
     match list
         .get("value")
         .and_then(Value::as_array)
         .and_then(|a| a.first())
     {
-        Some(v) => {
-            let id = id_of(v, what)?;
-            Ok(PullRequest {
-                number: id,
-                url: web(id),
-                existed: true,
-            })
-        }
+        Some(v) => pull_request(&found, v, true),
         None => Err(HostingError::NotFound {
             provider: P,
             head: pr.head.clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::source::Secret;
 
+mod answer;
 mod azure_devops;
 mod github;
 mod gitlab;
