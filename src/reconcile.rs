@@ -204,7 +204,7 @@ pub trait Platform: Send + Sync {
     }
 
     /// Called with the live state the reconcile plans against (the dashboard's bars).
-    fn observed(&self, _live: &LiveState) {}
+    fn observed(&self, _live: &LiveState, _only: Option<&BTreeSet<String>>) {}
 
     /// Called with the plan before anything runs (also when it is empty). An error stops the
     /// reconcile before any step as [`ReconcileOutcome::Aborted`].
@@ -259,7 +259,7 @@ pub async fn reconcile_once(
         Ok(l) => l,
         Err(e) => return ReconcileOutcome::BackendFailed(BackendFailure::Settle(e)),
     };
-    platform.observed(&live);
+    platform.observed(&live, request.only.as_ref());
     // Slot endpoints become ordinary ones here, from live state, before the rollout engine
     // and the planner see them (docs/rollouts.md "Blue/green slots").
     let profile = crate::backend::profile_of(&desired.environment.target);

@@ -215,18 +215,22 @@ impl SourceRepaired<'_> {
     }
 }
 
-/// A reconcile read the platform's live state (before its steps run).
+/// A reconcile read the platform's live state (before its steps run): all of it, or `only`
+/// these endpoints (a targeted reconcile).
 pub struct Observed<'a> {
     pub env: &'a str,
     pub live: &'a crate::model::LiveState,
+    pub only: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 impl Observed<'_> {
     pub fn emit(self, state: &AgentState) {
         tracing::debug!(endpoints = self.live.endpoints.len(), "live state read");
-        state
-            .dashboard
-            .observed(self.env, crate::dashboard::board::panels_of(self.live));
+        let panels = crate::dashboard::board::panels_of(self.live);
+        match self.only {
+            None => state.dashboard.observed(self.env, panels),
+            Some(names) => state.dashboard.observed_some(self.env, panels, names),
+        }
     }
 }
 

@@ -153,9 +153,13 @@ impl reconcile::Platform for JobPlatform<'_> {
         self.pipeline.backend(self.path, environment).await
     }
 
-    fn observed(&self, live: &crate::model::LiveState) {
+    fn observed(
+        &self,
+        live: &crate::model::LiveState,
+        only: Option<&std::collections::BTreeSet<String>>,
+    ) {
         if let Some(observe) = self.observe {
-            observe.live(live);
+            observe.live(live, only);
         }
     }
 

@@ -33,7 +33,12 @@ pub struct Job {
 /// Receives what a reconcile saw of the platform, for the dashboard.
 pub trait Observe: Send + Sync + std::fmt::Debug {
     /// The live state the reconcile read (before its steps ran).
-    fn live(&self, live: &crate::model::LiveState);
+    /// `only`: a targeted reconcile read just these endpoints (the others were not read).
+    fn live(
+        &self,
+        live: &crate::model::LiveState,
+        only: Option<&std::collections::BTreeSet<String>>,
+    );
     /// Whether the scoring share is wanted now (someone watches, and it is due).
     fn wants_scoring(&self) -> bool {
         false

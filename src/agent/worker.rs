@@ -248,10 +248,15 @@ struct DashboardObserver {
 }
 
 impl Observe for DashboardObserver {
-    fn live(&self, live: &crate::model::LiveState) {
+    fn live(
+        &self,
+        live: &crate::model::LiveState,
+        only: Option<&std::collections::BTreeSet<String>>,
+    ) {
         Observed {
             env: &self.env,
             live,
+            only,
         }
         .emit(&self.state);
     }

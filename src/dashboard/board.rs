@@ -119,6 +119,23 @@ pub struct Reconciled<'a> {
     pub steps: Vec<(String, bool)>,
 }
 
+/// Replaces the endpoints `read` says were read with `endpoints`, keeping each one's scoring
+/// share until the next metrics read replaces it.
+fn merge_live(
+    panel: &mut EnvPanel,
+    mut endpoints: Vec<EndpointPanel>,
+    read: impl Fn(&str) -> bool,
+) {
+    for e in endpoints.iter_mut().filter(|e| e.scoring.is_empty()) {
+        if let Some(old) = panel.endpoints.iter_mut().find(|o| o.name == e.name) {
+            e.scoring = std::mem::take(&mut old.scoring);
+        }
+    }
+    panel.endpoints.retain(|e| !read(&e.name));
+    panel.endpoints.extend(endpoints);
+    panel.endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
 /// The board and the channel that announces its changes.
 #[derive(Debug)]
 pub struct Hub {
@@ -239,17 +256,27 @@ impl Hub {
     }
 
     /// The platform's endpoints as read for one environment.
-    pub fn observed(&self, env: &str, mut endpoints: Vec<EndpointPanel>) {
+    pub fn observed(&self, env: &str, endpoints: Vec<EndpointPanel>) {
         self.update("live", |b| {
             let panel = b.envs.entry(env.to_string()).or_default();
-            // Keep the scoring share until the next metrics read replaces it.
-            for e in endpoints.iter_mut().filter(|e| e.scoring.is_empty()) {
-                if let Some(old) = panel.endpoints.iter_mut().find(|o| o.name == e.name) {
-                    e.scoring = std::mem::take(&mut old.scoring);
-                }
-            }
-            endpoints.sort_by(|a, b| a.name.cmp(&b.name));
-            panel.endpoints = endpoints;
+            merge_live(panel, endpoints, |_| true);
+        });
+    }
+
+    /// Some of the platform's endpoints, as a targeted reconcile read them: `names` were read
+    /// (one of them with no panel is gone), every other endpoint keeps its last reading.
+    pub fn observed_some(
+        &self,
+        env: &str,
+        endpoints: Vec<EndpointPanel>,
+        names: &std::collections::BTreeSet<String>,
+    ) {
+        if names.is_empty() {
+            return;
+        }
+        self.update("live", |b| {
+            let panel = b.envs.entry(env.to_string()).or_default();
+            merge_live(panel, endpoints, |name| names.contains(name));
         });
     }
 

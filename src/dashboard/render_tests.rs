@@ -299,3 +299,45 @@ fn an_unknown_commit_says_so_instead_of_showing_an_empty_code() {
     );
     assert!(!page.contains("<code></code>"), "{page}");
 }
+
+fn panel(name: &str, weight: u32) -> EndpointPanel {
+    EndpointPanel {
+        name: name.into(),
+        deployments: vec![DeploymentBar {
+            name: "blue".into(),
+            weight,
+            mirror: 0,
+            state: "ready",
+            detail: None,
+        }],
+        scoring: vec![],
+    }
+}
+
+fn shown(hub: &Hub) -> Vec<(String, u32)> {
+    hub.read(|b| {
+        b.envs["env"]
+            .endpoints
+            .iter()
+            .map(|e| (e.name.clone(), e.deployments[0].weight))
+            .collect()
+    })
+}
+
+#[test]
+fn a_targeted_read_replaces_only_the_endpoints_it_read_and_drops_the_ones_gone() {
+    let hub = Hub::default();
+    hub.observed("env", vec![panel("a", 100), panel("b", 100)]);
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+    // A tick that read nothing (nothing changed) leaves the board as it was.
+    hub.observed_some("env", vec![], &names(&[]));
+    assert_eq!(shown(&hub), [("a".into(), 100), ("b".into(), 100)]);
+    hub.observed_some("env", vec![panel("a", 50)], &names(&["a"]));
+    assert_eq!(shown(&hub), [("a".into(), 50), ("b".into(), 100)]);
+    // b was read and is not live any more.
+    hub.observed_some("env", vec![], &names(&["b"]));
+    assert_eq!(shown(&hub), [("a".into(), 50)]);
+    // A full read replaces everything.
+    hub.observed("env", vec![panel("c", 100)]);
+    assert_eq!(shown(&hub), [("c".into(), 100)]);
+}

@@ -246,6 +246,34 @@ async fn with_a_token_every_dashboard_route_asks_for_it_and_nothing_secret_is_sh
     )
     .await;
     let page = page.into_inner().unwrap();
+    // The ticks after that read nothing (a targeted reconcile with nothing changed): the
+    // endpoint stays on the page, its last reading kept.
+    let status = |client: reqwest::Client, base: String| async move {
+        let s: Value = client
+            .get(format!("{base}/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        s["fetch_rounds"].as_u64().unwrap_or(0)
+    };
+    let rounds = status(client.clone(), agent.base.clone()).await;
+    eventually("three more ticks", Duration::from_secs(30), || async {
+        status(client.clone(), agent.base.clone()).await >= rounds + 3
+    })
+    .await;
+    let later = get("/", Some("Bearer dash-TOKEN-2".into()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        later.contains("data-endpoint=\"my-endpoint\""),
+        "the endpoint left the page after ticks that read nothing"
+    );
     let key = scoring_key(&arm).await;
     for secret in [
         "dash-TOKEN-2",
