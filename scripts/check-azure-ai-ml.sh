@@ -15,11 +15,8 @@ VENV="${SDK_VENV:-${TMPDIR:-/tmp}/flightdeck-sdk-venv}"
 BIN="${FLIGHTDECK:-${CARGO_TARGET_DIR:-target}/debug/flightdeck}"
 $install_only || [ -x "$BIN" ] || { echo "check-azure-ai-ml: no flightdeck binary at $BIN (cargo build first)" >&2; exit 1; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV" || { echo "check-azure-ai-ml: cannot create a virtualenv at $VENV" >&2; exit 1; }
-fi
 # Pinned: the versions this sandbox was checked against (docs/sandbox.md); bump them together.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check azure-ai-ml==1.35.2 azure-identity==1.27.0 \
+scripts/venv-install.sh "$VENV" azure-ai-ml==1.35.2 azure-identity==1.27.0 \
   || { echo "check-azure-ai-ml: cannot install azure-ai-ml from PyPI" >&2; exit 1; }
 "$VENV/bin/python" -c "import azure.ai.ml, azure.identity; print('azure-ai-ml', azure.ai.ml.__version__)"
 $install_only && exit 0

