@@ -46,29 +46,7 @@ pub fn read_git_tree(
     tree: &Tree<'_>,
     shown: &Path,
 ) -> Result<EnvTree, TreeError> {
-    let odb = repo.odb().map_err(|source| TreeError::Git {
-        dir: shown.to_path_buf(),
-        context: "opening the object database".into(),
-        source: Box::new(source),
-    })?;
-    let input = Git {
-        repo,
-        odb,
-        root: tree.clone(),
-        missing: RefCell::new(None),
-    };
-    let read = walk(&input, shown);
-    // An object the commit names but the repository cannot produce is the repository's
-    // fault, not the commit's: say so as a git error (the agent rebuilds its cache on it),
-    // rather than as a problem of the environment's files.
-    if let Some(source) = input.missing.into_inner() {
-        return Err(TreeError::Git {
-            dir: shown.to_path_buf(),
-            context: "reading the commit's objects".into(),
-            source: Box::new(source),
-        });
-    }
-    read
+    over_tree(repo, tree, shown, |input| walk(input, shown))
 }
 
 /// Lists the environment whose directory is `tree` as [`read_git_tree`] would read it,
@@ -78,26 +56,38 @@ pub fn list_git_tree(
     tree: &Tree<'_>,
     shown: &Path,
 ) -> Result<Listing<Oid>, TreeError> {
-    let odb = repo.odb().map_err(|source| TreeError::Git {
+    over_tree(repo, tree, shown, |input| list(input, shown))
+}
+
+/// Runs `f` over `tree` through the repository's object database. An object the commit names
+/// but the repository cannot produce is the repository's fault, not the commit's: it is
+/// returned as a git error (the agent rebuilds its cache on it), whatever `f` made of it,
+/// rather than as a problem of the environment's files.
+fn over_tree<T>(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    shown: &Path,
+    f: impl FnOnce(&Git<'_>) -> Result<T, TreeError>,
+) -> Result<T, TreeError> {
+    let git_error = |context: &str, source: git2::Error| TreeError::Git {
         dir: shown.to_path_buf(),
-        context: "opening the object database".into(),
+        context: context.into(),
         source: Box::new(source),
-    })?;
+    };
+    let odb = repo
+        .odb()
+        .map_err(|source| git_error("opening the object database", source))?;
     let input = Git {
         repo,
         odb,
         root: tree.clone(),
         missing: RefCell::new(None),
     };
-    let listed = list(&input, shown);
-    if let Some(source) = input.missing.into_inner() {
-        return Err(TreeError::Git {
-            dir: shown.to_path_buf(),
-            context: "reading the commit's objects".into(),
-            source: Box::new(source),
-        });
+    let out = f(&input);
+    match input.missing.into_inner() {
+        Some(source) => Err(git_error("reading the commit's objects", source)),
+        None => out,
     }
-    listed
 }
 
 struct Git<'r> {
