@@ -46,36 +46,6 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// The `-`/`+` lines of the commit's diff against its parent, and the files it touches.
-pub(super) fn commit_diff(repo: &git2::Repository, id: &str) -> (Vec<String>, Vec<String>) {
-    let commit = repo.find_commit(git2::Oid::from_str(id).unwrap()).unwrap();
-    let parent = commit.parent(0).unwrap();
-    let diff = repo
-        .diff_tree_to_tree(
-            Some(&parent.tree().unwrap()),
-            Some(&commit.tree().unwrap()),
-            None,
-        )
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut paths = Vec::new();
-    diff.print(git2::DiffFormat::Patch, |delta, _, line| {
-        let path = delta.new_file().path().unwrap().display().to_string();
-        if !paths.contains(&path) {
-            paths.push(path);
-        }
-        if matches!(line.origin(), '+' | '-') {
-            let text = String::from_utf8_lossy(line.content())
-                .trim_end()
-                .to_string();
-            lines.push(format!("{}{text}", line.origin()));
-        }
-        true
-    })
-    .unwrap();
-    (lines, paths)
-}
-
 pub(super) fn value_after<'a>(out: &'a Ran, prefix: &str) -> &'a str {
     out.stdout
         .lines()
@@ -150,7 +120,7 @@ async fn revert_writes_a_branch_whose_commit_changes_only_the_traffic_lines_and_
     );
 
     // The commit: the endpoint file's traffic lines, and nothing else.
-    let (lines, paths) = commit_diff(git.repo(), &id);
+    let (lines, paths) = git.commit_diff(&id);
     assert_eq!(paths, ["environments/prod/my-endpoint.yml"]);
     assert_eq!(
         lines,
@@ -367,7 +337,7 @@ async fn revert_restores_a_deployment_file_the_release_deleted_from_history_byte
         file_at(git.repo(), &id, "environments/prod/blue.yml"),
         file_at(git.repo(), &blue_commit, "environments/prod/blue.yml")
     );
-    let (lines, mut paths) = commit_diff(git.repo(), &id);
+    let (lines, mut paths) = git.commit_diff(&id);
     paths.sort();
     assert_eq!(
         paths,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use flightdeck_testkit::azureml_sandbox::*;
 use flightdeck_testkit::git::GitRepo;
 
-use super::azureml_revert::{apply_changes_nothing, check_out, commit_diff, value_after};
+use super::azureml_revert::{apply_changes_nothing, check_out, value_after};
 use super::azureml_rollouts::{Load, Ran, run, start, traffic};
 use super::azureml_slots::{held_slot_release, model_of};
 
@@ -33,7 +33,7 @@ async fn reverted_slot_release(
     let out = run(env, &["revert", dir.to_str().unwrap()]).await;
     assert_eq!(out.code, 0, "{out}");
     let id = value_after(&out, "commit ").to_string();
-    let (lines, paths) = commit_diff(git.repo(), &id);
+    let (lines, paths) = git.commit_diff(&id);
     assert_eq!(paths, ["environments/prod/deployments/model.yml"]);
     assert_eq!(
         lines,

@@ -77,34 +77,6 @@ pub(crate) fn refs(repo: &git2::Repository) -> Vec<(String, String)> {
     out
 }
 
-/// The `-`/`+` lines of a commit's diff against its parent, and the files it touches.
-pub(crate) fn commit_diff(repo: &git2::Repository, id: &str) -> (Vec<String>, Vec<String>) {
-    let commit = repo.find_commit(git2::Oid::from_str(id).unwrap()).unwrap();
-    let parent = commit.parent(0).unwrap();
-    let diff = repo
-        .diff_tree_to_tree(
-            Some(&parent.tree().unwrap()),
-            Some(&commit.tree().unwrap()),
-            None,
-        )
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut paths = Vec::new();
-    diff.print(git2::DiffFormat::Patch, |delta, _, line| {
-        let path = delta.new_file().path().unwrap().display().to_string();
-        if !paths.contains(&path) {
-            paths.push(path);
-        }
-        if matches!(line.origin(), '+' | '-') {
-            let text = String::from_utf8_lossy(line.content()).to_string();
-            lines.push(format!("{}{}", line.origin(), text.trim_end_matches('\n')));
-        }
-        true
-    })
-    .unwrap();
-    (lines, paths)
-}
-
 pub(crate) fn value_after<'a>(out: &'a str, prefix: &str) -> &'a str {
     out.lines()
         .find_map(|l| l.strip_prefix(prefix))
@@ -166,7 +138,7 @@ fn promote_on_the_declarative_flow_changes_exactly_one_line_and_plans_as_the_han
         "flightdeck/promote-prod-my-endpoint-2"
     );
     let commit = value_after(&text, "commit ").to_string();
-    let (lines, paths) = commit_diff(git.repo(), &commit);
+    let (lines, paths) = git.commit_diff(&commit);
     assert_eq!(paths, ["environments/prod/my-endpoint.yml"]);
     // Exactly one line: green's version, its indentation kept; blue's `version: 1` lines and
     // the environment's `version: 1` untouched.
@@ -307,7 +279,7 @@ fn a_slot_template_is_promoted_and_the_idle_slot_gets_it() {
         "{text}"
     );
     let commit = value_after(&text, "commit ");
-    let (lines, paths) = commit_diff(git.repo(), commit);
+    let (lines, paths) = git.commit_diff(commit);
     assert_eq!(paths, ["environments/prod/deployments/scoring.yml"]);
     assert_eq!(
         lines,

@@ -26,6 +26,36 @@ impl GitRepo {
     }
 
     /// The repository itself, for building objects by hand (see `hostile`).
+    /// The `-`/`+` lines of commit `id`'s diff against its first parent (trailing whitespace
+    /// trimmed), and the files it touches, in diff order.
+    pub fn commit_diff(&self, id: &str) -> (Vec<String>, Vec<String>) {
+        let repo = &self.repo;
+        let commit = repo.find_commit(git2::Oid::from_str(id).unwrap()).unwrap();
+        let parent = commit.parent(0).unwrap();
+        let diff = repo
+            .diff_tree_to_tree(
+                Some(&parent.tree().unwrap()),
+                Some(&commit.tree().unwrap()),
+                None,
+            )
+            .unwrap();
+        let mut lines = Vec::new();
+        let mut paths = Vec::new();
+        diff.print(git2::DiffFormat::Patch, |delta, _, line| {
+            let path = delta.new_file().path().unwrap().display().to_string();
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+            if matches!(line.origin(), '+' | '-') {
+                let text = String::from_utf8_lossy(line.content());
+                lines.push(format!("{}{}", line.origin(), text.trim_end()));
+            }
+            true
+        })
+        .unwrap();
+        (lines, paths)
+    }
+
     pub fn repo(&self) -> &Repository {
         &self.repo
     }
