@@ -77,7 +77,7 @@ fn diff_against_a_revision_gives_the_same_output_cold_warm_and_over_a_corrupt_ca
     .map(|(a, b)| (a.to_string(), b.to_string()));
     assert_eq!(statuses, expected);
 
-    let cache = dir.join(".git/flightdeck/cache-v1");
+    let cache = dir.join(".git/flightdeck/cache-v2");
     assert!(cache.is_file(), "the cache is under the Git directory");
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(true)
