@@ -12,8 +12,11 @@
 //!    request body) or the refused entries differ, every endpoint is compared;
 //! 3. parses in full the files of compared endpoints (and slot templates), and runs the one
 //!    cross-file stage (`load::assemble`) on full files and records together, so diagnostics
-//!    are exactly those of a full parse;
-//! 4. keeps only the compared endpoints in each side's desired state. Every other endpoint
+//!    are exactly those of a full parse. Records become raw structs without settings (no
+//!    `DeploymentSettings` at all), and the stage checks every endpoint but builds only the
+//!    compared ones: the checks that name endpoints (`tests`, `slots`, `rollout.endpoints`,
+//!    `promotion`, `smoke`) read the declared names (`validate::Declared`), never endpoints;
+//! 4. so each side's desired state holds only the compared endpoints. Every other endpoint
 //!    is made of the same files and the same environment on both sides, so it is identical
 //!    there, and a plan of one side against the other is the same without it.
 
