@@ -18,6 +18,7 @@ use crate::tree;
 
 /// Reads each test's request file from the tree (never from disk) and gives every deployment
 /// built in `endpoints` its test (keys are checked against every `declared` endpoint): a `endpoint/deployment` key beats an `endpoint` key, which beats `*`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attach_tests(
     incomplete: bool,
     tree: &dyn Tree,
