@@ -121,7 +121,7 @@ fn mib(kib: u64) -> String {
 }
 
 fn measure(label: &str, bin: &Path, root: &Path, n: usize) {
-    let cache = root.join(".git/flightdeck/cache-v1");
+    let cache = root.join(".git/flightdeck/cache-v2");
     let _ = std::fs::remove_file(&cache);
     let cold = run(bin, root);
     let warm = median((0..RUNS).map(|_| run(bin, root)).collect());

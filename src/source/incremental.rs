@@ -4,7 +4,7 @@
 //! file index records under the Git directory, and hands both sides to the pure loader
 //! (`spec::incremental::load_pair`).
 //!
-//! The cache lives at `$GIT_DIR/flightdeck/cache-v1` (the common Git directory, shared by
+//! The cache lives at `$GIT_DIR/flightdeck/cache-v2` (the common Git directory, shared by
 //! linked worktrees), never in the work tree. See docs/cli.md (`--against-rev`).
 
 use std::collections::{BTreeSet, HashMap};
@@ -21,7 +21,7 @@ use flightdeck_core::tree::{self, TreeProblem};
 use super::git_tree::list_git_tree;
 
 /// Where the cache is kept, below the common Git directory.
-pub const CACHE_PATH: &str = "flightdeck/cache-v1";
+pub const CACHE_PATH: &str = "flightdeck/cache-v2";
 /// A cache file larger than this is not read (it is rebuilt): [`IndexCache`] keeps at most
 /// `MAX_ENTRIES` records of a few hundred bytes each.
 const MAX_CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -322,8 +322,11 @@ fn write_cache(path: &Path, cache: &IndexCache) {
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    let tmp = dir.join(format!("cache-v1.{}.tmp", std::process::id()));
+    let tmp = dir.join(format!("cache-v2.{}.tmp", std::process::id()));
     if std::fs::write(&tmp, cache.to_bytes()).is_err() || std::fs::rename(&tmp, path).is_err() {
         let _ = std::fs::remove_file(&tmp);
+        return;
     }
+    // The JSON cache of earlier versions is never read again.
+    let _ = std::fs::remove_file(dir.join("cache-v1"));
 }

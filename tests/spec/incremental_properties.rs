@@ -1,7 +1,8 @@
 //! The incremental `--against-rev` loader against the full one, over random edit sets in real
 //! Git repositories: endpoint and deployment files added, removed and modified (invalid YAML,
 //! unknown fields, broken links, duplicate names), `environment.yaml` and a test's request
-//! body changed. Both sides give the same diagnostics (same order, same text); when both load,
+//! body changed, with `tests`, `promotion` and `smoke` checks naming endpoints the edit did
+//! not touch. Both sides give the same diagnostics (same order, same text); when both load,
 //! the compared endpoints are exactly the full states' ones, every other endpoint is identical
 //! at both revisions, and the plan is the same. A second (warm-cache) run gives the same, and
 //! so does a run over a corrupt cache. The agent's loader (`spec::reload`), fed the base
@@ -33,6 +34,17 @@ fn environment(variant: u8) -> String {
         // A rollout override whose key must name a declared endpoint.
         2 => format!(
             "{base}rollout:\n  endpoints:\n    ep-b:\n      stages:\n        - traffic: 50\n          bake: 1m\n"
+        ),
+        // Keys naming a deployment and an endpoint with one deployment (checked on records for
+        // every endpoint the edit did not touch).
+        4 => format!(
+            "{base}tests:\n  ep-c/blue:\n    request_file: req.json\npromotion:\n  models:\n    \
+             - model: m@champion\n      endpoint: ep-b\n"
+        ),
+        // A smoke gate for every endpoint: each one needs a test.
+        5 => format!(
+            "{base}tests:\n  ep-a:\n    request_file: req.json\nrollout:\n  default:\n    steps:\n      \
+             - weight: 50\n        bake: 1m\n        gates: [smoke]\n"
         ),
         _ => format!("{base}colour: blue\n"),
     }
@@ -98,7 +110,14 @@ const SPLITS: [&str; 2] = ["d-1.yml", "d-2.yml"];
 
 fn files() -> impl Strategy<Value = Files> {
     (
-        prop_oneof![6 => Just(0u8), 1 => Just(1), 1 => Just(2), 1 => Just(3)],
+        prop_oneof![
+            6 => Just(0u8),
+            1 => Just(1),
+            1 => Just(2),
+            1 => Just(3),
+            1 => Just(4),
+            1 => Just(5)
+        ],
         0u8..2,
         // Mostly valid files, so both sides often load and their states are compared too.
         prop::array::uniform3(prop::option::weighted(
@@ -346,4 +365,38 @@ fn the_agent_reloads_only_the_endpoints_a_commit_changed() {
         spec::load_tree(&new, &env_dir, profile_of).unwrap()
     );
     assert_eq!(reloader.records(), 5, "records of both snapshots, no more");
+}
+
+#[test]
+fn checks_across_the_environment_file_see_the_endpoints_an_edit_did_not_touch() {
+    // The environment file is the same at both revisions and only ep-b.yml changes, so ep-a
+    // and ep-c come from their records: `tests`, `rollout`, `promotion` and `smoke` still
+    // check them, as a full parse does.
+    for environment in 1..=5 {
+        let repo = GitRepo::new();
+        let base = Files {
+            environment,
+            request: 0,
+            endpoints: [Some(0), Some(0), Some(0)],
+            splits: [None, Some(1)],
+        };
+        write_all(&repo, &base);
+        let rev = repo.commit("base");
+        let edit = Files {
+            endpoints: [Some(0), Some(1), Some(0)],
+            ..base
+        };
+        write_all(&repo, &edit);
+        let env_dir = repo.dir.path().join(ENV);
+        check(&repo, &env_dir, &rev).unwrap_or_else(|e| panic!("environment {environment}: {e}"));
+        let warm = load_against_rev(&env_dir, &rev, profile_of).unwrap();
+        let compared = flightdeck::spec::incremental::Compared::Endpoints(["ep-b".into()].into());
+        assert_eq!(warm.load.compared, compared, "environment {environment}");
+        if environment == 5 {
+            // ep-b (split file d-2) and ep-c have no test: the gate is refused for both.
+            let shown = warm.load.new.unwrap_err().to_string();
+            assert!(shown.contains("endpoint ep-c has one"), "{shown}");
+            assert!(shown.contains("endpoint ep-b has one"), "{shown}");
+        }
+    }
 }

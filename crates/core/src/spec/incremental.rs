@@ -12,8 +12,11 @@
 //!    request body) or the refused entries differ, every endpoint is compared;
 //! 3. parses in full the files of compared endpoints (and slot templates), and runs the one
 //!    cross-file stage (`load::assemble`) on full files and records together, so diagnostics
-//!    are exactly those of a full parse;
-//! 4. keeps only the compared endpoints in each side's desired state. Every other endpoint
+//!    are exactly those of a full parse. Records become raw structs without settings (no
+//!    `DeploymentSettings` at all), and the stage checks every endpoint but builds only the
+//!    compared ones: the checks that name endpoints (`tests`, `slots`, `rollout.endpoints`,
+//!    `promotion`, `smoke`) read the declared names (`validate::Declared`), never endpoints;
+//! 4. so each side's desired state holds only the compared endpoints. Every other endpoint
 //!    is made of the same files and the same environment on both sides, so it is identical
 //!    there, and a plan of one side against the other is the same without it.
 
@@ -283,27 +286,15 @@ pub fn load_pair(
     } else {
         Compared::Endpoints(touched.clone())
     };
-    let mut unchanged = BTreeSet::new();
-    let keep = |state: Result<DesiredState, Diagnostics>, out: Option<&mut BTreeSet<String>>| {
-        state.map(|mut s| {
-            let mut dropped = Vec::new();
-            s.endpoints.retain(|name, _| {
-                let kept = compared.contains(name);
-                if !kept {
-                    dropped.push(name.clone());
-                }
-                kept
-            });
-            if let Some(out) = out {
-                out.extend(dropped);
-            }
-            s
-        })
+    // One side's state at a time, each holding only the compared endpoints.
+    let (new, unchanged) = new_state;
+    let unchanged = if new.is_ok() {
+        unchanged
+    } else {
+        BTreeSet::new()
     };
-    // One side's full state at a time: `new` is cut down before `old` is loaded.
-    let new = keep(new_state, Some(&mut unchanged));
     let old = old.as_mut().map(|o| {
-        let state = load_side(
+        load_side(
             o,
             dir,
             profile_of,
@@ -311,8 +302,8 @@ pub fn load_pair(
             &mut touched,
             cache,
             &mut parsed_in_full,
-        );
-        keep(state, None)
+        )
+        .0
     });
     PairLoad {
         new,
@@ -324,8 +315,9 @@ pub fn load_pair(
 }
 
 /// One side: the environment file, full files for compared endpoints, records for the rest,
-/// then the cross-file stage. Endpoints with slots join `touched` (their templates are read
-/// in full on both sides).
+/// then the cross-file stage, which checks every endpoint and builds only the compared ones.
+/// Endpoints with slots join `touched` (their templates are read in full on both sides).
+/// Returns the state and the declared endpoints it leaves out.
 fn load_side(
     side: &mut Sorted<'_>,
     dir: &Path,
@@ -334,7 +326,7 @@ fn load_side(
     touched: &mut BTreeSet<String>,
     cache: &mut IndexCache,
     parsed_in_full: &mut usize,
-) -> Result<DesiredState, Diagnostics> {
+) -> (Result<DesiredState, Diagnostics>, BTreeSet<String>) {
     let mut out = side.diagnostics.clone();
     let raw_env = side
         .layout
@@ -360,6 +352,7 @@ fn load_side(
     let checked =
         |key: &str| profile.foreign(key).is_some() || profile.required_fields.contains(&key);
     let mut parsed = Parsed::default();
+    parsed.endpoints.reserve_exact(side.layout.others.len());
     for path in side.layout.others.clone() {
         let index = if all {
             None
@@ -382,9 +375,22 @@ fn load_side(
     }
     // Full files are not needed once the stage has run: keep memory to one side's worth.
     side.full.clear();
-    let state = load::assemble(&side.side, dir, profile_of, raw_env, parsed, &mut out);
-    match state {
+    let touched: &BTreeSet<String> = touched;
+    let full = |name: &str| all || touched.contains(name);
+    let mut left_out = BTreeSet::new();
+    let state = load::assemble(
+        &side.side,
+        dir,
+        profile_of,
+        raw_env,
+        parsed,
+        &full,
+        &mut left_out,
+        &mut out,
+    );
+    let state = match state {
         Some(state) if out.is_empty() => Ok(state),
         _ => Err(Diagnostics::from_unsorted(out)),
-    }
+    };
+    (state, left_out)
 }

@@ -8,12 +8,12 @@
 //! when it is used (see [`FileIndex::raw`]). The incremental loader
 //! (`spec::incremental`) keeps records by blob id.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::diagnostics::Diagnostic;
+use super::fields::DEPLOYMENT;
 use super::located::Loc;
 use super::raw_deployment::RawDeployment;
 use super::raw_endpoint::{RawEndpoint, RawFile, RawWeights};
@@ -25,7 +25,7 @@ pub struct FileIndex {
     #[serde(rename = "r")]
     record: Record,
     /// Position and message of each local problem (the path is the file's).
-    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "d")]
     diagnostics: Vec<(Pos, String)>,
 }
 
@@ -42,13 +42,13 @@ enum Record {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct EndpointRecord {
-    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "n")]
     name: Option<Loc<String>>,
-    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "t")]
     traffic: Option<RawWeights>,
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "m")]
     mirror_traffic: Option<RawWeights>,
-    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "d")]
     deployments: Vec<DeploymentRecord>,
 }
 
@@ -56,16 +56,97 @@ struct EndpointRecord {
 struct DeploymentRecord {
     #[serde(rename = "r")]
     root_pos: Pos,
-    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "n")]
     name: Option<Loc<String>>,
-    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "e")]
     endpoint_name: Option<Loc<String>>,
-    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "i")]
     instance_count: Option<Loc<i64>>,
+    /// Every top-level key written, sorted (as the `RawDeployment` map holds them).
     #[serde(rename = "k")]
-    keys: BTreeMap<String, Pos>,
-    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<KeyAt>,
+    #[serde(rename = "p")]
     kubernetes_probe_fields: Vec<(String, Pos)>,
+}
+
+/// A key written in a deployment: one of the field table's names, held without an allocation,
+/// or another one (an unknown field, already reported as a local diagnostic).
+#[derive(Clone, Debug, PartialEq)]
+enum Key {
+    /// An index into `DEPLOYMENT.fields`.
+    Known(u16),
+    /// Boxed twice to keep the common case small (a thin pointer).
+    #[allow(clippy::box_collection)]
+    Other(Box<String>),
+}
+
+/// A key with where it was written, in 24 bytes (a file is at most 1 MiB: lines and columns
+/// fit in `u32`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct KeyAt {
+    #[serde(rename = "k")]
+    key: Key,
+    #[serde(rename = "l")]
+    line: u32,
+    #[serde(rename = "c")]
+    column: u32,
+}
+
+impl KeyAt {
+    fn of(key: &str, pos: Pos) -> KeyAt {
+        let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        KeyAt {
+            key: Key::of(key),
+            line: small(pos.line),
+            column: small(pos.column),
+        }
+    }
+
+    fn pos(&self) -> Pos {
+        Pos {
+            line: self.line as usize,
+            column: self.column as usize,
+        }
+    }
+}
+
+impl Key {
+    fn of(key: &str) -> Key {
+        let known = DEPLOYMENT.fields.iter().position(|f| f.name == key);
+        match known.and_then(|i| u16::try_from(i).ok()) {
+            Some(i) => Key::Known(i),
+            None => Key::Other(Box::new(key.to_string())),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Known(i) => DEPLOYMENT.fields[usize::from(*i)].name,
+            Key::Other(k) => k,
+        }
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a deployment key")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key::of(v))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
 }
 
 impl DeploymentRecord {
@@ -75,7 +156,7 @@ impl DeploymentRecord {
             name: d.name.clone(),
             endpoint_name: d.endpoint_name.clone(),
             instance_count: d.instance_count.clone(),
-            keys: d.keys.clone(),
+            keys: d.keys.iter().map(|(k, p)| KeyAt::of(k, *p)).collect(),
             kubernetes_probe_fields: d.kubernetes_probe_fields.clone(),
         }
     }
@@ -86,13 +167,13 @@ impl DeploymentRecord {
             root_pos: self.root_pos,
             name: self.name.clone(),
             endpoint_name: self.endpoint_name.clone(),
-            settings: Default::default(),
+            settings: None,
             instance_count: self.instance_count.clone(),
             keys: self
                 .keys
                 .iter()
-                .filter(|(k, _)| checked(k))
-                .map(|(k, p)| (k.clone(), *p))
+                .filter(|k| checked(k.key.as_str()))
+                .map(|k| (k.key.as_str().to_string(), k.pos()))
                 .collect(),
             kubernetes_probe_fields: self.kubernetes_probe_fields.clone(),
         }

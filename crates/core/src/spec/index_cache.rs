@@ -1,18 +1,20 @@
 //! File index records by blob id: in memory for the agent, and as bytes the CLI keeps under
-//! the Git directory (`$GIT_DIR/flightdeck/cache-v1`). The bytes carry the format and the
-//! flightdeck version; anything else (another version, a truncated or foreign file) reads as
-//! no cache, and the loader parses what it needs and writes a fresh one.
+//! the Git directory (`$GIT_DIR/flightdeck/cache-v2`). The bytes are a small header (magic,
+//! format, flightdeck version), the records in postcard's compact binary encoding, and a
+//! checksum of both; anything else (another format or version, a truncated, corrupt or foreign
+//! file) reads as no cache, and the loader parses what it needs and writes a fresh one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
 
 use super::index::FileIndex;
 use crate::tree::MAX_FILES;
 
-/// Bumped whenever [`FileIndex`] or the checks stage one makes change shape.
-const FORMAT: u32 = 1;
+/// The first bytes of every cache file.
+const MAGIC: &[u8; 8] = b"fdidx\0\0\0";
+/// Bumped whenever [`FileIndex`], its encoding or the checks stage one makes change shape
+/// (1: JSON; 2: postcard, keys interned).
+const FORMAT: u32 = 2;
 /// The version whose loader wrote the records: another version reads as no cache.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Most records kept: both sides of a comparison at the tree limit. Records of this run come
@@ -22,7 +24,7 @@ pub const MAX_ENTRIES: usize = 2 * MAX_FILES;
 /// Records by blob id (a Git object id, or a content hash where there is no Git object).
 #[derive(Debug, Default)]
 pub struct IndexCache {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Box<str>, Entry>,
     /// Files parsed (cache misses) and records reused (hits) since the cache was made.
     parsed: usize,
     hits: usize,
@@ -37,18 +39,14 @@ struct Entry {
     used: bool,
 }
 
-#[derive(Deserialize)]
-struct OnDisk {
-    format: u32,
-    version: String,
-    entries: HashMap<String, FileIndex>,
-}
-
-#[derive(Serialize)]
-struct ToDisk<'a> {
-    format: u32,
-    version: &'a str,
-    entries: BTreeMap<&'a str, &'a FileIndex>,
+/// FNV-1a over the bytes: catches a corrupt file (not an attack: the cache is the user's own).
+fn checksum(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 impl IndexCache {
@@ -59,21 +57,30 @@ impl IndexCache {
     /// The cache `to_bytes` wrote, or `None` when `bytes` are not one this version wrote
     /// (corrupt, truncated, foreign, another format or version): then start from nothing.
     pub fn from_bytes(bytes: &[u8]) -> Option<IndexCache> {
-        let disk: OnDisk = serde_json::from_slice(bytes).ok()?;
-        if disk.format != FORMAT || disk.version != VERSION || disk.entries.len() > MAX_ENTRIES {
+        let body = bytes.strip_prefix(MAGIC)?;
+        let (body, sum) = body.split_at_checked(body.len().checked_sub(8)?)?;
+        if checksum(body).to_le_bytes() != sum {
             return None;
         }
-        let entries = disk
-            .entries
-            .into_iter()
-            .map(|(id, index)| {
-                let entry = Entry {
-                    index: Arc::new(index),
-                    used: false,
-                };
-                (id, entry)
-            })
-            .collect();
+        let ((format, version), rest) = postcard::take_from_bytes::<(u32, &str)>(body).ok()?;
+        if format != FORMAT || version != VERSION {
+            return None;
+        }
+        let (count, mut rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
+        let count = usize::try_from(count).ok().filter(|n| *n <= MAX_ENTRIES)?;
+        let mut entries = HashMap::with_capacity(count);
+        for _ in 0..count {
+            let ((id, index), more) = postcard::take_from_bytes::<(&str, FileIndex)>(rest).ok()?;
+            rest = more;
+            let entry = Entry {
+                index: Arc::new(index),
+                used: false,
+            };
+            entries.insert(Box::from(id), entry);
+        }
+        if !rest.is_empty() {
+            return None;
+        }
         Some(IndexCache {
             entries,
             ..IndexCache::default()
@@ -82,19 +89,23 @@ impl IndexCache {
 
     /// At most [`MAX_ENTRIES`] records: those used since loading first, then the others.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut ids: Vec<(&String, &Entry)> = self.entries.iter().collect();
+        let mut ids: Vec<(&Box<str>, &Entry)> = self.entries.iter().collect();
         ids.sort_by(|a, b| b.1.used.cmp(&a.1.used).then(a.0.cmp(b.0)));
-        let entries = ids
-            .into_iter()
-            .take(MAX_ENTRIES)
-            .map(|(id, e)| (id.as_str(), &*e.index))
-            .collect();
-        let disk = ToDisk {
-            format: FORMAT,
-            version: VERSION,
-            entries,
+        ids.truncate(MAX_ENTRIES);
+        let mut out = MAGIC.to_vec();
+        let header = (FORMAT, VERSION, ids.len() as u32);
+        let Ok(mut body) = postcard::to_extend(&header, Vec::new()) else {
+            return Vec::new();
         };
-        serde_json::to_vec(&disk).unwrap_or_default()
+        for (id, entry) in ids {
+            match postcard::to_extend(&(&**id, &*entry.index), body) {
+                Ok(more) => body = more,
+                Err(_) => return Vec::new(),
+            }
+        }
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&checksum(&body).to_le_bytes());
+        out
     }
 
     /// Drops every record not used since the last call (the agent keeps what its last two
@@ -131,7 +142,7 @@ impl IndexCache {
     pub(crate) fn put(&mut self, id: &str, index: Arc<FileIndex>) {
         self.parsed += 1;
         let entry = Entry { index, used: true };
-        if self.entries.insert(id.to_string(), entry).is_none() {
+        if self.entries.insert(Box::from(id), entry).is_none() {
             self.changed = true;
         }
     }
@@ -188,13 +199,36 @@ mod tests {
     #[test]
     fn a_corrupt_truncated_or_foreign_cache_reads_as_none() {
         let bytes = one().to_bytes();
+        assert!(
+            IndexCache::from_bytes(&bytes).is_some(),
+            "the bytes as written"
+        );
         assert!(IndexCache::from_bytes(&bytes[..bytes.len() / 2]).is_none());
+        assert!(IndexCache::from_bytes(&bytes[..bytes.len() - 1]).is_none());
         assert!(IndexCache::from_bytes(b"\x00\x01garbage").is_none());
-        let text = String::from_utf8(bytes).unwrap();
-        let other_version = text.replace(VERSION, "0.0.0-other");
-        assert!(IndexCache::from_bytes(other_version.as_bytes()).is_none());
-        let other_format = text.replace("\"format\":1", "\"format\":99");
-        assert!(IndexCache::from_bytes(other_format.as_bytes()).is_none());
+        assert!(IndexCache::from_bytes(b"").is_none());
+        for i in MAGIC.len()..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0x10;
+            assert!(
+                IndexCache::from_bytes(&flipped).is_none(),
+                "a byte changed at {i} is caught"
+            );
+        }
+        // A v1 (JSON) cache, and this format written by another version or format number.
+        let v1 = format!("{{\"format\":1,\"version\":\"{VERSION}\",\"entries\":{{}}}}");
+        assert!(IndexCache::from_bytes(v1.as_bytes()).is_none());
+        let written = |format: u32, version: &str| {
+            let body = postcard::to_stdvec(&(format, version, 0u32)).unwrap();
+            let mut out = MAGIC.to_vec();
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&checksum(&body).to_le_bytes());
+            out
+        };
+        assert!(IndexCache::from_bytes(&written(FORMAT, VERSION)).is_some());
+        assert!(IndexCache::from_bytes(&written(FORMAT, "0.0.0-other")).is_none());
+        assert!(IndexCache::from_bytes(&written(1, VERSION)).is_none());
+        assert!(IndexCache::from_bytes(&written(99, VERSION)).is_none());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Orchestration: list and read files, parse them, run both stages and collect every problem.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -146,7 +146,17 @@ fn environment_into(
         .as_ref()
         .and_then(|p| parse_environment(tree, p, out));
     let parsed = parse_endpoint_files(tree, &layout.others, out);
-    assemble(tree, dir, profile_of, raw_env, parsed, out)
+    let mut left_out = BTreeSet::new();
+    assemble(
+        tree,
+        dir,
+        profile_of,
+        raw_env,
+        parsed,
+        ALL,
+        &mut left_out,
+        out,
+    )
 }
 
 /// Which files of a tree are what: its one `environment.yaml` (misplaced or second ones are
@@ -214,14 +224,22 @@ pub(crate) fn parse_environment(
     Some(raw_environment(&mut Sink { path, out }, &root))
 }
 
+/// Every endpoint built in full (a whole load).
+pub(crate) const ALL: &dyn Fn(&str) -> bool = &|_| true;
+
 /// Everything after parsing: links the raw endpoints and deployments of every file, checks
-/// them against each other and the environment file, and builds the desired state.
+/// them against each other and the environment file, and builds the desired state. Every
+/// endpoint is checked; the state holds those `full` names, and `left_out` gets the names of
+/// the other declared ones (the incremental loader builds only the endpoints it compares).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble(
     tree: &dyn Tree,
     dir: &Path,
     profile_of: ProfileOf,
     raw_env: Option<RawEnvironment>,
     mut parsed: Parsed,
+    full: &dyn Fn(&str) -> bool,
+    left_out: &mut BTreeSet<String>,
     out: &mut Vec<Diagnostic>,
 ) -> Option<DesiredState> {
     let incomplete = parsed.incomplete;
@@ -242,25 +260,33 @@ pub(crate) fn assemble(
         &mut parsed.deployments,
         out,
     );
-    let mut endpoints = validate::endpoints(
+    let (mut endpoints, declared) = validate::endpoints(
         profile,
         parsed.endpoints,
         parsed.deployments,
         incomplete,
+        full,
         out,
+    );
+    left_out.extend(
+        declared
+            .keys()
+            .filter(|n| !endpoints.contains_key(*n))
+            .cloned(),
     );
     let mut template_of = |raw: &RawDeployment, out: &mut Vec<Diagnostic>| {
         let mut sink = Sink {
             path: &raw.path.clone(),
             out,
         };
-        validate::deployment(&mut sink, profile, raw).map(|(d, _)| d)
+        validate::deployment(&mut sink, profile, raw.clone(), true)
+            .and_then(validate::Checked::into_deployment)
     };
     let mut slots = super::raw_slots::check(
         &env_path,
         raw_slots,
         templates,
-        &endpoints,
+        &declared,
         profile,
         incomplete,
         &mut template_of,
@@ -280,6 +306,7 @@ pub(crate) fn assemble(
         &raw_env.path,
         &raw_env.tests,
         &mut endpoints,
+        &declared,
         out,
     );
     // A slot's deployment is the template: the endpoint's test (or `*`) is its test.
@@ -291,7 +318,7 @@ pub(crate) fn assemble(
     }
     if !incomplete {
         for (key, pos) in &raw_env.rollout.overrides {
-            if let Some(problem) = rollout_key_problem(key, &endpoints) {
+            if let Some(problem) = rollout_key_problem(key, &declared) {
                 out.push(Diagnostic::new(&raw_env.path, *pos, problem));
             }
         }
@@ -312,7 +339,7 @@ pub(crate) fn assemble(
     }
     // A `smoke` gate re-runs the candidate's test: an endpoint it applies to needs one.
     if !incomplete {
-        for (name, endpoint) in &endpoints {
+        for (name, deployments) in &declared {
             let what = if raw_env.rollout.settings.endpoints.contains_key(name) {
                 format!("rollout.endpoints.{name}")
             } else {
@@ -321,7 +348,12 @@ pub(crate) fn assemble(
             let Some((_, pos)) = raw_env.rollout.smokes.iter().find(|(w, _)| *w == what) else {
                 continue;
             };
-            let tested = endpoint.deployments.values().any(|d| d.test.is_some())
+            // A deployment's test comes from `endpoint/deployment`, `endpoint` or `*`
+            // (`requests::attach_tests`).
+            let endpoint_wide = tests.contains_key(name.as_str()) || tests.contains_key("*");
+            let tested = deployments
+                .iter()
+                .any(|d| endpoint_wide || tests.contains_key(&format!("{name}/{d}")))
                 || slots.get(name).is_some_and(|s| s.template.test.is_some());
             if !tested {
                 out.push(Diagnostic::new(
@@ -357,7 +389,7 @@ pub(crate) fn assemble(
     let promotion = super::raw_promotion::check(
         &raw_env.path,
         raw_env.promotion.clone(),
-        &endpoints,
+        &declared,
         &slots,
         incomplete,
         out,
@@ -381,11 +413,12 @@ pub(crate) fn endpoint_files(
 ) -> Result<Vec<Endpoint>, Diagnostics> {
     let mut out = Vec::new();
     let parsed = parse_endpoint_files(files, paths, &mut out);
-    let endpoints = validate::endpoints(
+    let (endpoints, _) = validate::endpoints(
         &NEUTRAL,
         parsed.endpoints,
         parsed.deployments,
         parsed.incomplete,
+        ALL,
         &mut out,
     );
     if out.is_empty() {

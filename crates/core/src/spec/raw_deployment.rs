@@ -19,7 +19,9 @@ pub(crate) struct RawDeployment {
     pub root_pos: Pos,
     pub name: Option<Loc<String>>,
     pub endpoint_name: Option<Loc<String>>,
-    pub settings: DeploymentSettings,
+    /// The settings as written; `None` for a deployment rebuilt from an index record
+    /// (`spec::index`), which only checks across files read and never becomes desired state.
+    pub settings: Option<Box<DeploymentSettings>>,
     /// From `instance_count` or the preview `scale_settings.instance_count`; range-checked later.
     pub instance_count: Option<Loc<i64>>,
     /// Every top-level key written, for target-specific rules.
@@ -35,7 +37,7 @@ pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option
         root_pos: node.pos,
         name: None,
         endpoint_name: None,
-        settings: DeploymentSettings::default(),
+        settings: Some(Box::default()),
         instance_count: None,
         keys: entries.iter().map(|e| (e.key.clone(), e.key_pos)).collect(),
         kubernetes_probe_fields: Vec::new(),
@@ -46,7 +48,7 @@ pub(crate) fn deployment(sink: &mut Sink<'_>, node: &Node, what: &str) -> Option
     }
     let mut scale_count = None;
     for e in entries {
-        let s = &mut raw.settings;
+        let s = raw.settings.get_or_insert_default();
         match e.key.as_str() {
             "endpoint_name" => raw.endpoint_name = sink.string(e),
             "type" => {

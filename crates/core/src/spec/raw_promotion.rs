@@ -8,8 +8,8 @@ use std::path::Path;
 use super::diagnostics::{Diagnostic, Sink};
 use super::fields::{PROMOTION, PROMOTION_RULE};
 use super::located::{Loc, field, suggestion};
+use super::validate::Declared;
 use super::yaml::{Entry, Pos};
-use crate::model::Endpoint;
 use crate::promotion::{ModelRef, PromotionMode, PromotionRule, PromotionSettings};
 use crate::slots::Slots;
 
@@ -100,7 +100,7 @@ pub(crate) fn promotion(sink: &mut Sink<'_>, e: &Entry) -> RawPromotion {
 pub(crate) fn check(
     env_path: &Path,
     raw: RawPromotion,
-    endpoints: &BTreeMap<String, Endpoint>,
+    endpoints: &Declared,
     slots: &BTreeMap<String, Slots>,
     incomplete: bool,
     out: &mut Vec<Diagnostic>,
@@ -161,7 +161,7 @@ enum Part {
 fn target_problem(
     endpoint: &str,
     deployment: Option<&str>,
-    endpoints: &BTreeMap<String, Endpoint>,
+    endpoints: &Declared,
     slots: &BTreeMap<String, Slots>,
 ) -> Option<(Part, String)> {
     let Some(declared) = endpoints.get(endpoint) else {
@@ -182,9 +182,9 @@ fn target_problem(
             )
         });
     }
-    let names: Vec<&str> = declared.deployments.keys().map(String::as_str).collect();
+    let names: Vec<&str> = declared.iter().map(String::as_str).collect();
     match deployment {
-        Some(d) if !declared.deployments.contains_key(d) => {
+        Some(d) if !declared.contains(d) => {
             let hint = suggestion(d, &names);
             Some((
                 Part::Deployment,

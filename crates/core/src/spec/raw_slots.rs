@@ -12,8 +12,8 @@ use super::located::{Loc, field, suggestion};
 use super::paths::inside_environment;
 use super::raw_deployment::RawDeployment;
 use super::raw_endpoint::RawEndpoint;
+use super::validate::Declared;
 use super::yaml::{Entry, Pos};
-use crate::model::Endpoint;
 use crate::plan::profile::PlatformProfile;
 use crate::slots::{AfterSwap, Slots};
 
@@ -161,7 +161,7 @@ pub(crate) fn check(
     env_path: &Path,
     raw: Vec<RawSlots>,
     mut templates: BTreeMap<String, Option<RawDeployment>>,
-    endpoints: &BTreeMap<String, Endpoint>,
+    endpoints: &Declared,
     profile: &PlatformProfile,
     incomplete: bool,
     template_of: &mut dyn FnMut(
@@ -219,7 +219,7 @@ pub(crate) fn check(
                 ok = false;
                 error(n.pos, format!("{what}: slot `{}`: {problem}", n.value));
             }
-            if endpoint.deployments.contains_key(&n.value) {
+            if endpoint.contains(&n.value) {
                 ok = false;
                 error(
                     n.pos,

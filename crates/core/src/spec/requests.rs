@@ -10,14 +10,15 @@ use super::load::read_text;
 use super::located::Loc;
 use super::paths::inside_environment;
 use super::raw_environment::{RawTest, RequestSource};
-use super::validate::test_key_problem;
+use super::validate::{Declared, test_key_problem};
 use super::yaml::Pos;
 use crate::model::{Endpoint, TestRequest, TestSpec};
 use crate::smoke::{MAX_REQUEST_BYTES, MAX_REQUEST_FILES};
 use crate::tree;
 
 /// Reads each test's request file from the tree (never from disk) and gives every deployment
-/// its test: a `endpoint/deployment` key beats an `endpoint` key, which beats `*`.
+/// built in `endpoints` its test (keys are checked against every `declared` endpoint): a `endpoint/deployment` key beats an `endpoint` key, which beats `*`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attach_tests(
     incomplete: bool,
     tree: &dyn Tree,
@@ -25,11 +26,12 @@ pub(crate) fn attach_tests(
     env_path: &Path,
     tests: &[RawTest],
     endpoints: &mut BTreeMap<String, Endpoint>,
+    declared: &Declared,
     out: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, TestSpec> {
     let mut specs: BTreeMap<String, TestSpec> = BTreeMap::new();
     for test in tests {
-        if let Some(problem) = test_key_problem(&test.key, endpoints) {
+        if let Some(problem) = test_key_problem(&test.key, declared) {
             // A key may name an endpoint of a file that does not parse: that file's own errors
             // are the problem, not this key.
             if !incomplete {

@@ -3,7 +3,7 @@
 //! target understands. Every platform rule (names, fields, mirror limits) comes from the
 //! `PlatformProfile` passed in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::diagnostics::{Diagnostic, Sink};
@@ -35,21 +35,33 @@ impl std::fmt::Display for Origin {
 
 struct Building {
     endpoint: Endpoint,
-    raw: RawEndpoint,
+    /// Whether `endpoint` is built in full (see `full` in [`endpoints`]).
+    full: bool,
+    /// The file's path and weights as written (checked once every deployment is known).
+    path: PathBuf,
+    traffic: Option<RawWeights>,
+    mirror_traffic: Option<RawWeights>,
     deployments: BTreeMap<String, Origin>,
 }
+
+/// Every declared endpoint with the names of its deployments: all that the checks across the
+/// environment file (`tests`, `slots`, `rollout.endpoints`, `promotion`) read of an endpoint.
+pub(crate) type Declared = BTreeMap<String, BTreeSet<String>>;
 
 /// Links endpoint and deployment files and checks everything across them, with the rules of
 /// `profile` (`profile::NEUTRAL` when no environment is known: single files).
 /// `incomplete`: some file did not parse, so a deployment naming an unknown endpoint may name
-/// that file's endpoint and is not reported.
+/// that file's endpoint and is not reported. Every endpoint is checked; only those `full`
+/// names are built (the others' settings are not needed: see `spec::incremental`). Returns
+/// the built endpoints and every declared one.
 pub(crate) fn endpoints(
     profile: &PlatformProfile,
     raw_endpoints: Vec<RawEndpoint>,
     split: Vec<RawDeployment>,
     incomplete: bool,
+    full: &dyn Fn(&str) -> bool,
     out: &mut Vec<Diagnostic>,
-) -> BTreeMap<String, Endpoint> {
+) -> (BTreeMap<String, Endpoint>, Declared) {
     let mut building: BTreeMap<String, Building> = BTreeMap::new();
     let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
     for mut raw in raw_endpoints {
@@ -57,6 +69,7 @@ pub(crate) fn endpoints(
             path: &raw.path.clone(),
             out,
         };
+        let built = raw.name.as_ref().is_some_and(|n| full(&n.value));
         let embedded = std::mem::take(&mut raw.deployments);
         let mut checked = Vec::new();
         for d in embedded {
@@ -71,7 +84,7 @@ pub(crate) fn endpoints(
                     ),
                 );
             }
-            if let Some(d) = deployment(&mut sink, profile, &d) {
+            if let Some(d) = deployment(&mut sink, profile, d, built) {
                 checked.push(d);
             }
         }
@@ -93,33 +106,45 @@ pub(crate) fn endpoints(
             continue;
         }
         origins.insert(name.value.clone(), here);
+        let settings = if built {
+            std::mem::take(&mut raw.settings)
+        } else {
+            Default::default()
+        };
         let mut b = Building {
             endpoint: Endpoint {
                 name: name.value.clone(),
-                settings: raw.settings.clone(),
+                settings,
                 traffic: None,
                 mirror_traffic: None,
                 deployments: BTreeMap::new(),
             },
-            raw,
+            full: built,
+            path: raw.path,
+            traffic: raw.traffic,
+            mirror_traffic: raw.mirror_traffic,
             deployments: BTreeMap::new(),
         };
-        for (d, origin) in checked {
-            add_deployment(&mut b, d, origin, profile, out);
+        for d in checked {
+            add_deployment(&mut b, d, profile, out);
         }
         building.insert(name.value, b);
     }
     for d in split {
         let path = d.path.clone();
         let mut sink = Sink { path: &path, out };
-        let Some(checked) = deployment(&mut sink, profile, &d) else {
+        let endpoint_name = d.endpoint_name.clone();
+        let built = endpoint_name
+            .as_ref()
+            .is_some_and(|n| building.get(&n.value).is_some_and(|b| b.full));
+        let Some(checked) = deployment(&mut sink, profile, d, built) else {
             continue;
         };
-        let Some(endpoint_name) = &d.endpoint_name else {
+        let Some(endpoint_name) = endpoint_name else {
             continue;
         };
         match building.get_mut(&endpoint_name.value) {
-            Some(b) => add_deployment(b, checked.0, checked.1, profile, out),
+            Some(b) => add_deployment(b, checked, profile, out),
             None if incomplete => {}
             None => {
                 let known: Vec<&str> = building.keys().map(String::as_str).collect();
@@ -134,42 +159,53 @@ pub(crate) fn endpoints(
             }
         }
     }
-    building
-        .into_iter()
-        .map(|(name, mut b)| {
-            let path = b.raw.path.clone();
-            let mut sink = Sink { path: &path, out };
-            let traffic = b.raw.traffic.as_ref().map(|w| {
-                let declared = &b.deployments;
-                let weights = weights(&mut sink, "traffic", w, &name, declared);
-                if w.complete && weights.len() == w.entries.len() {
-                    // R1: sum to 100, except all zero or empty.
-                    let sum: i64 = w.entries.iter().map(|e| e.weight).sum();
-                    if sum != 100 && sum != 0 {
-                        sink.error(w.key_pos, format!("traffic sums to {sum}, expected 100"));
-                    }
+    let mut built = BTreeMap::new();
+    let mut declared = Declared::new();
+    for (name, mut b) in building {
+        let path = std::mem::take(&mut b.path);
+        let mut sink = Sink { path: &path, out };
+        let traffic = b.traffic.as_ref().map(|w| {
+            let declared = &b.deployments;
+            let weights = weights(&mut sink, "traffic", w, &name, declared);
+            if w.complete && weights.len() == w.entries.len() {
+                // R1: sum to 100, except all zero or empty.
+                let sum: i64 = w.entries.iter().map(|e| e.weight).sum();
+                if sum != 100 && sum != 0 {
+                    sink.error(w.key_pos, format!("traffic sums to {sum}, expected 100"));
                 }
-                weights
-            });
-            let mirror = b.raw.mirror_traffic.as_ref().map(|w| {
-                let m = weights(&mut sink, "mirror_traffic", w, &name, &b.deployments);
-                mirror_rules(&mut sink, profile, w, traffic.as_ref());
-                m
-            });
+            }
+            weights
+        });
+        let mirror = b.mirror_traffic.as_ref().map(|w| {
+            let m = weights(&mut sink, "mirror_traffic", w, &name, &b.deployments);
+            mirror_rules(&mut sink, profile, w, traffic.as_ref());
+            m
+        });
+        declared.insert(name.clone(), b.deployments.into_keys().collect());
+        if b.full {
             b.endpoint.traffic = traffic;
             b.endpoint.mirror_traffic = mirror;
-            (name, b.endpoint)
-        })
-        .collect()
+            built.insert(name, b.endpoint);
+        }
+    }
+    (built, declared)
+}
+
+/// A deployment checked on its own: its name, where it was written, and (when built) the
+/// deployment itself.
+pub(crate) struct Checked {
+    name: String,
+    origin: Origin,
+    deployment: Option<Deployment>,
 }
 
 fn add_deployment(
     b: &mut Building,
-    d: Deployment,
-    origin: Origin,
+    d: Checked,
     profile: &PlatformProfile,
     out: &mut Vec<Diagnostic>,
 ) {
+    let origin = d.origin;
     if let Some(problem) = profile.object_name_problem(&b.endpoint.name, &d.name) {
         out.push(Diagnostic::new(&origin.path, origin.pos, problem));
         return;
@@ -185,20 +221,24 @@ fn add_deployment(
         ));
         return;
     }
-    b.deployments.insert(d.name.clone(), origin);
-    b.endpoint.deployments.insert(d.name.clone(), d);
+    if let Some(deployment) = d.deployment.filter(|_| b.full) {
+        b.endpoint.deployments.insert(d.name.clone(), deployment);
+    }
+    b.deployments.insert(d.name, origin);
 }
 
-/// Checks one deployment on its own; returns it with where its name was written.
+/// Checks one deployment on its own; returns it (built when `build`) with where its name was
+/// written.
 pub(crate) fn deployment(
     sink: &mut Sink<'_>,
     profile: &PlatformProfile,
-    raw: &RawDeployment,
-) -> Option<(Deployment, Origin)> {
-    let mut settings = raw.settings.clone();
+    raw: RawDeployment,
+    build: bool,
+) -> Option<Checked> {
+    let mut instance_count = None;
     if let Some(count) = &raw.instance_count {
         if (1..=100).contains(&count.value) {
-            settings.instance_count = u32::try_from(count.value).ok();
+            instance_count = u32::try_from(count.value).ok();
         } else {
             sink.error(
                 count.pos,
@@ -232,16 +272,35 @@ pub(crate) fn deployment(
     if let Some(problem) = profile.name_problem("deployment", &name.value) {
         sink.error(name.pos, problem);
     }
-    let deployment = Deployment {
-        name: name.value.clone(),
-        settings: Box::new(settings),
-        test: None,
-    };
+    let pos = name.pos;
+    let deployment = build.then(|| {
+        let mut settings = raw.settings.unwrap_or_default();
+        if instance_count.is_some() {
+            settings.instance_count = instance_count;
+        }
+        Deployment {
+            name: name.value.clone(),
+            settings,
+            test: None,
+        }
+    });
+    let name = name.value.clone();
     let origin = Origin {
-        path: raw.path.clone(),
-        pos: name.pos,
+        path: raw.path,
+        pos,
     };
-    Some((deployment, origin))
+    Some(Checked {
+        name,
+        origin,
+        deployment,
+    })
+}
+
+impl Checked {
+    /// The deployment built (`None` when it was only checked).
+    pub(crate) fn into_deployment(self) -> Option<Deployment> {
+        self.deployment
+    }
 }
 
 /// Every weight names a declared deployment and lies in 0..=100.
@@ -311,10 +370,7 @@ fn mirror_rules(
 }
 
 /// Test keys must name declared endpoints and deployments.
-pub(crate) fn test_key_problem(
-    key: &str,
-    endpoints: &BTreeMap<String, Endpoint>,
-) -> Option<String> {
+pub(crate) fn test_key_problem(key: &str, endpoints: &Declared) -> Option<String> {
     if key == "*" {
         return None;
     }
@@ -330,10 +386,10 @@ pub(crate) fn test_key_problem(
         ));
     };
     let deployment = deployment?;
-    if ep.deployments.contains_key(deployment) {
+    if ep.contains(deployment) {
         return None;
     }
-    let known: Vec<&str> = ep.deployments.keys().map(String::as_str).collect();
+    let known: Vec<&str> = ep.iter().map(String::as_str).collect();
     let hint = suggestion(deployment, &known);
     Some(format!(
         "tests: endpoint `{endpoint}` has no deployment `{deployment}`{hint}"
@@ -342,10 +398,7 @@ pub(crate) fn test_key_problem(
 
 /// `rollout.endpoints` keys must name declared endpoints (an override is a whole endpoint's
 /// policy; there is no `endpoint/deployment` form).
-pub(crate) fn rollout_key_problem(
-    key: &str,
-    endpoints: &BTreeMap<String, Endpoint>,
-) -> Option<String> {
+pub(crate) fn rollout_key_problem(key: &str, endpoints: &Declared) -> Option<String> {
     if endpoints.contains_key(key) {
         return None;
     }
