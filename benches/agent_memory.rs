@@ -202,7 +202,10 @@ fn start_agent(sandbox: &SandboxHandle, repo_dir: &Path, work: &Path, extra: &[&
         .arg(work.join("webhook-secret"))
         .arg("--cache-dir")
         .arg(work.join(format!("cache-{port}")))
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("AGENT_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null());
     for line in sandbox.env_lines() {
         let (key, value) = line.split_once('=').unwrap();
