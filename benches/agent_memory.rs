@@ -16,6 +16,11 @@
 //! webhooks. The second (`--full-resync-interval 0s`, every tick reads and plans every
 //! endpoint, the most a tick can cost) measures start, first reconcile and the plateau.
 //!
+//! Phases: `AGENT_BENCH_LOG="warn,flightdeck::agent=debug,flightdeck::source=debug"` sets the
+//! agent's `RUST_LOG` (default `warn`); its stderr then has timestamped lines for the webhook, the
+//! fetch, the new revision (tree read), `desired state loaded`, `scope decided` and `live state
+//! read` of every tick (docs/benchmarks.md, "Targeted reconciles and a bounded agent").
+//!
 //! Profiling: `AGENT_BENCH_WRAP="heaptrack -o /tmp/agent"` runs the agent under that command
 //! (split on whitespace, the agent's command line appended). The memory figures are then those
 //! of the wrapper's process, so read the profiler's output instead; the bench stops the wrapper
@@ -202,7 +207,10 @@ fn start_agent(sandbox: &SandboxHandle, repo_dir: &Path, work: &Path, extra: &[&
         .arg(work.join("webhook-secret"))
         .arg("--cache-dir")
         .arg(work.join(format!("cache-{port}")))
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("AGENT_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null());
     for line in sandbox.env_lines() {
         let (key, value) = line.split_once('=').unwrap();

@@ -192,9 +192,16 @@ impl reconcile::Platform for JobPlatform<'_> {
 #[async_trait]
 impl Reconcile for Pipeline {
     async fn reconcile(&self, job: Job) -> ReconcileOutcome {
+        let loading = std::time::Instant::now();
         let desired = self.load(&job).map_err(Invalid::Spec);
+        tracing::debug!(
+            seconds = loading.elapsed().as_secs_f64(),
+            "desired state loaded"
+        );
         let started = tokio::time::Instant::now();
+        let scoping = std::time::Instant::now();
         let scoped = desired.as_ref().ok().map(|d| self.scope_of(&job.path, d));
+        tracing::debug!(seconds = scoping.elapsed().as_secs_f64(), "scope decided");
         let only = match &scoped {
             Some((_, Scope::Only(names))) => {
                 tracing::debug!(endpoints = names.len(), "targeted reconcile");

@@ -5,6 +5,7 @@ mod azureml_auth;
 mod azureml_faults;
 mod azureml_gate;
 mod azureml_history_checker;
+mod azureml_live_read;
 mod azureml_lro_polling;
 mod azureml_malformed;
 mod azureml_mirror;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -324,11 +325,27 @@ impl ArmClient {
         item: Shape,
     ) -> Result<Vec<T>, AzureMlError> {
         let mut items = Vec::new();
-        let mut next = Some(url.clone());
-        let mut pages = 0u32;
-        while let Some(page_url) = next.take() {
-            pages += 1;
-            if pages > 10_000 {
+        let mut pages = std::pin::pin!(self.pages::<T>(url, what, item));
+        while let Some(page) = pages.next().await {
+            items.extend(page?);
+        }
+        Ok(items)
+    }
+
+    /// The pages of a collection as they arrive, each page's items as one `Vec`: what
+    /// [`list`](Self::list) collects, for a caller that starts on the first page's items
+    /// while the next page is fetched. The stream ends after the first error.
+    pub fn pages<'a, T: DeserializeOwned + 'a>(
+        &'a self,
+        url: &Url,
+        what: &'a str,
+        item: Shape,
+    ) -> impl futures::Stream<Item = Result<Vec<T>, AzureMlError>> + 'a {
+        futures::stream::try_unfold((Some(url.clone()), 0u32), move |(next, pages)| async move {
+            let Some(page_url) = next else {
+                return Ok(None);
+            };
+            if pages >= 10_000 {
                 return Err(AzureMlError::Unexpected {
                     what: what.into(),
                     message: "more than 10000 pages: nextLink loops".into(),
@@ -337,12 +354,12 @@ impl ArmClient {
             let resp = self.call(Method::GET, &page_url, None).await?;
             let page = list_page::<T>(&resp, item)?;
             drop(resp);
-            items.extend(page.items);
-            if let Some(link) = page.next_link {
-                next = Some(self.resolve(&link)?);
-            }
-        }
-        Ok(items)
+            let next = match page.next_link {
+                Some(link) => Some(self.resolve(&link)?),
+                None => None,
+            };
+            Ok(Some((page.items, (next, pages + 1))))
+        })
     }
 }
 

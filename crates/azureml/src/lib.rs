@@ -56,6 +56,10 @@ pub const API_VERSION: &str = "2025-12-01";
 /// The default floor of a server-requested wait ([AML §3] Headers: `Retry-After` is whole
 /// seconds, 10..600 on real ARM; 1 s keeps a misbehaving 0 or 1 from turning into a hot loop).
 pub const DEFAULT_MIN_POLL_INTERVAL: Duration = flightdeck_core::retry::DEFAULT_MIN_RETRY_AFTER;
+/// GETs one live read keeps in flight (deployment lists of a full read, endpoint reads of a
+/// targeted one). Reads are cheap for ARM and paced by the remaining-reads budget
+/// (`pacer`), so this only bounds what waits on the network at once.
+pub const READ_CONCURRENCY: usize = 16;
 /// The public-cloud ARM endpoint.
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 
@@ -213,35 +217,41 @@ impl AzureMlBackend {
 
     /// Every endpoint with its deployments. An error carries the subject it is about: the
     /// workspace for the endpoint list, `endpoint E` for one endpoint's deployments.
+    ///
+    /// The deployment lists of a page's endpoints start as soon as that page arrives, while
+    /// the next page is fetched, and [`READ_CONCURRENCY`] of them run at once: a 10,000-endpoint
+    /// workspace is 10,200 GETs, and their round trips overlap instead of adding up.
     async fn read_live_inner(&self) -> Result<LiveState, (String, AzureMlError)> {
         let workspace = format!("workspace {}", self.target.workspace);
-        let listed: Vec<arm_read::ArmEndpoint> = self
+        let url = self.endpoints_url(&[]);
+        let listed = self
             .client
-            .list(&self.endpoints_url(&[]), "endpoint list", Shape::Endpoint)
-            .await
-            .map_err(|e| (workspace.clone(), e))?;
-        let endpoints = futures::stream::iter(listed.into_iter().map(|body| async move {
-            let mut endpoint = mapping::endpoint_from_arm(body);
-            check_name("endpoint", &endpoint.name)
-                .map_err(|e| (format!("workspace {}", self.target.workspace), e))?;
-            let subject = format!("endpoint {}", endpoint.name);
-            let url = self.endpoints_url(&[&endpoint.name, "deployments"]);
-            let deployments: Vec<arm_read::ArmDeployment> = self
-                .client
-                .list(&url, "deployment list", Shape::Deployment)
-                .await
-                .map_err(|e| (subject.clone(), e))?;
-            for d in deployments {
-                let d = mapping::deployment_from_arm(&self.workspace, d);
-                endpoint.deployments.insert(d.name.clone(), d);
-            }
-            Ok::<_, (String, AzureMlError)>((endpoint.name.clone(), endpoint))
-        }))
-        .buffered(4)
-        .try_collect()
-        .await?;
+            .pages::<arm_read::ArmEndpoint>(&url, "endpoint list", Shape::Endpoint)
+            .map_err(|e| (workspace.clone(), e))
+            .map_ok(|page| futures::stream::iter(page.into_iter().map(Ok)))
+            .try_flatten();
         let endpoints: std::collections::BTreeMap<String, flightdeck_core::model::LiveEndpoint> =
-            endpoints;
+            listed
+                .map_ok(|body| async move {
+                    let mut endpoint = mapping::endpoint_from_arm(body);
+                    check_name("endpoint", &endpoint.name)
+                        .map_err(|e| (format!("workspace {}", self.target.workspace), e))?;
+                    let subject = format!("endpoint {}", endpoint.name);
+                    let url = self.endpoints_url(&[&endpoint.name, "deployments"]);
+                    let deployments: Vec<arm_read::ArmDeployment> = self
+                        .client
+                        .list(&url, "deployment list", Shape::Deployment)
+                        .await
+                        .map_err(|e| (subject.clone(), e))?;
+                    for d in deployments {
+                        let d = mapping::deployment_from_arm(&self.workspace, d);
+                        endpoint.deployments.insert(d.name.clone(), d);
+                    }
+                    Ok::<_, (String, AzureMlError)>((endpoint.name.clone(), endpoint))
+                })
+                .try_buffer_unordered(READ_CONCURRENCY)
+                .try_collect()
+                .await?;
         *self.scoring_map() = endpoints
             .values()
             .filter_map(|e| gate::Scoring::of_live(e).map(|s| (e.name.clone(), s)))
@@ -286,7 +296,7 @@ impl AzureMlBackend {
             }
             Ok::<_, (String, AzureMlError)>(Some((endpoint.name.clone(), endpoint)))
         }))
-        .buffered(4)
+        .buffer_unordered(READ_CONCURRENCY)
         .try_filter_map(|found| async move { Ok(found) })
         .try_collect()
         .await?;

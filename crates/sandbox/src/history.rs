@@ -57,9 +57,17 @@ pub struct History {
     seq: u64,
     dropped: u64,
     last: HashMap<String, Snapshot>,
+    /// Walks over the store since start (each compares every endpoint with its last snapshot).
+    walks: u64,
 }
 
 impl History {
+    /// Walks over the store so far (see [`observe`]); read by the store guard's test.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn walks(&self) -> u64 {
+        self.walks
+    }
+
     fn push(&mut self, mut entry: HistoryEntry) {
         self.seq += 1;
         entry.seq = self.seq;
@@ -93,6 +101,7 @@ fn snapshot_differs(snap: &Snapshot, ep: &super::state::Endpoint) -> bool {
 
 /// Records what changed in `store` since the last call.
 pub fn observe(history: &mut History, store: &Store, now: DateTime<Utc>) {
+    history.walks += 1;
     let mut seen = 0usize;
     for ep in store.workspaces.values().flat_map(|eps| eps.values()) {
         seen += 1;
