@@ -237,16 +237,7 @@ impl AzureMlBackend {
                     check_name("endpoint", &endpoint.name)
                         .map_err(|e| (format!("workspace {}", self.target.workspace), e))?;
                     let subject = format!("endpoint {}", endpoint.name);
-                    let url = self.endpoints_url(&[&endpoint.name, "deployments"]);
-                    let deployments: Vec<arm_read::ArmDeployment> = self
-                        .client
-                        .list(&url, "deployment list", Shape::Deployment)
-                        .await
-                        .map_err(|e| (subject.clone(), e))?;
-                    for d in deployments {
-                        let d = mapping::deployment_from_arm(&self.workspace, d);
-                        endpoint.deployments.insert(d.name.clone(), d);
-                    }
+                    self.add_deployments(&mut endpoint, &subject).await?;
                     Ok::<_, (String, AzureMlError)>((endpoint.name.clone(), endpoint))
                 })
                 .try_buffer_unordered(READ_CONCURRENCY)
@@ -260,6 +251,25 @@ impl AzureMlBackend {
             endpoints,
             taken: Vec::new(),
         })
+    }
+
+    /// Lists `endpoint`'s deployments [AML §1] into it; errors name `subject`.
+    async fn add_deployments(
+        &self,
+        endpoint: &mut flightdeck_core::model::LiveEndpoint,
+        subject: &str,
+    ) -> Result<(), (String, AzureMlError)> {
+        let url = self.endpoints_url(&[&endpoint.name, "deployments"]);
+        let deployments: Vec<arm_read::ArmDeployment> = self
+            .client
+            .list(&url, "deployment list", Shape::Deployment)
+            .await
+            .map_err(|e| (subject.to_string(), e))?;
+        for d in deployments {
+            let d = mapping::deployment_from_arm(&self.workspace, d);
+            endpoint.deployments.insert(d.name.clone(), d);
+        }
+        Ok(())
     }
 
     /// The endpoints named in `names`, each with a GET of the endpoint (404: not live, left
@@ -284,16 +294,7 @@ impl AzureMlBackend {
             let mut endpoint =
                 mapping::endpoint_from_value(&body).map_err(|e| (subject.clone(), e))?;
             drop(body);
-            let url = self.endpoints_url(&[&name, "deployments"]);
-            let deployments: Vec<arm_read::ArmDeployment> = self
-                .client
-                .list(&url, "deployment list", Shape::Deployment)
-                .await
-                .map_err(|e| (subject.clone(), e))?;
-            for d in deployments {
-                let d = mapping::deployment_from_arm(&self.workspace, d);
-                endpoint.deployments.insert(d.name.clone(), d);
-            }
+            self.add_deployments(&mut endpoint, &subject).await?;
             Ok::<_, (String, AzureMlError)>(Some((endpoint.name.clone(), endpoint)))
         }))
         .buffer_unordered(READ_CONCURRENCY)
