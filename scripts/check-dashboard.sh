@@ -43,7 +43,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 "$fd" sandbox --listen 127.0.0.1:0 --provisioning-delay 0s --metrics-grain 1s --metrics-lag 0s \
     >"$work/sandbox.env" 2>"$work/sandbox.log" &
 pids+=($!)
-for _ in $(seq 100); do grep -q '^AZURE_SUBSCRIPTION_ID=' "$work/sandbox.env" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q '^AZURE_SUBSCRIPTION_ID=' "$work/sandbox.env" 2>/dev/null && break; sleep 0.1; done
 grep -q '^FLIGHTDECK_ARM_ENDPOINT=' "$work/sandbox.env" || { cat "$work/sandbox.log"; exit 1; }
 set -a; . "$work/sandbox.env"; set +a
 

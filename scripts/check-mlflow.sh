@@ -70,7 +70,7 @@ PIDS+=($!)
 # 2. The sandbox (no provisioning delay) and its credentials.
 "$BIN" sandbox --listen 127.0.0.1:0 --provisioning-delay 0s >"$WORK/sandbox.env" 2>"$WORK/sandbox.log" &
 PIDS+=($!)
-for _ in $(seq 100); do grep -q '^AZURE_SUBSCRIPTION_ID=' "$WORK/sandbox.env" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q '^AZURE_SUBSCRIPTION_ID=' "$WORK/sandbox.env" 2>/dev/null && break; sleep 0.1; done
 grep -q '^FLIGHTDECK_ARM_ENDPOINT=' "$WORK/sandbox.env" || fail "the sandbox did not start"
 set -a; . "$WORK/sandbox.env"; set +a
 
@@ -103,12 +103,14 @@ git -C "$WORK/src" -c user.name=ci -c user.email=ci@localhost add -A
 git -C "$WORK/src" -c user.name=ci -c user.email=ci@localhost commit -q -m "sandbox with promotion"
 git clone -q --bare "$WORK/src" "$WORK/origin.git"
 
-for _ in $(seq 600); do
+# Generous: importing mlflow takes ~10 s of CPU, and in CI this check shares the two cores with
+# `cargo test` and the other checks (one run took over 60 s to get healthy).
+for _ in $(seq 3000); do
   curl -fsS "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null 2>&1 && break
   kill -0 "${PIDS[0]}" 2>/dev/null || fail "mlflow server exited"
   sleep 0.1
 done
-curl -fsS "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null || fail "mlflow server not healthy after 60 s"
+curl -fsS "http://127.0.0.1:$MLFLOW_PORT/health" >/dev/null || fail "mlflow server not healthy after 300 s"
 
 AGENT_PORT="$(free_port)"
 SECRET="$("$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(16))')"
@@ -118,12 +120,12 @@ printf '%s\n' "$SECRET" >"$WORK/mlflow-webhook-secret"
   --mlflow-uri "http://127.0.0.1:$MLFLOW_PORT" --mlflow-webhook-secret-file "$WORK/mlflow-webhook-secret" \
   --promotion-interval 60s >"$WORK/agent.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 600); do
+for _ in $(seq 3000); do
   curl -fsS "http://127.0.0.1:$AGENT_PORT/readyz" >/dev/null 2>&1 && break
   kill -0 "${PIDS[2]}" 2>/dev/null || fail "the agent exited"
   sleep 0.1
 done
-curl -fsS "http://127.0.0.1:$AGENT_PORT/readyz" >/dev/null || fail "the agent did not apply the first revision within 60 s"
+curl -fsS "http://127.0.0.1:$AGENT_PORT/readyz" >/dev/null || fail "the agent did not apply the first revision within 300 s"
 
 # 3. The real MLflow client: register, subscribe, move the alias, and watch it land.
 status=0

@@ -45,7 +45,7 @@ say "start the sandbox (provisioning delay $delay; metrics in 1 s buckets, publi
 "$fd" sandbox --listen 127.0.0.1:0 --provisioning-delay "$delay" --metrics-grain 1s --metrics-lag 0s \
   >"$work/sandbox.env" 2>"$work/sandbox.log" &
 sandbox_pid=$!
-for _ in $(seq 100); do grep -q '^AZURE_SUBSCRIPTION_ID=' "$work/sandbox.env" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q '^AZURE_SUBSCRIPTION_ID=' "$work/sandbox.env" 2>/dev/null && break; sleep 0.1; done
 grep -q '^FLIGHTDECK_ARM_ENDPOINT=' "$work/sandbox.env" || { cat "$work/sandbox.log"; exit 1; }
 set -a; . "$work/sandbox.env"; set +a
 echo "FLIGHTDECK_ARM_ENDPOINT=$FLIGHTDECK_ARM_ENDPOINT (credentials exported as AZURE_*)"
