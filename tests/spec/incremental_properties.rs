@@ -299,6 +299,17 @@ proptest! {
     }
 }
 
+/// Writes and commits `base`, then changes ep-b.yml (its second content) in the work tree only;
+/// returns the base revision.
+fn commit_then_change_ep_b(repo: &GitRepo, base: &Files) -> String {
+    write_all(repo, base);
+    let rev = repo.commit("base");
+    let mut edit = base.clone();
+    edit.endpoints[1] = Some(1);
+    write_all(repo, &edit);
+    rev
+}
+
 #[test]
 fn a_warm_run_parses_only_the_files_that_changed_in_the_work_tree() {
     let repo = GitRepo::new();
@@ -308,13 +319,7 @@ fn a_warm_run_parses_only_the_files_that_changed_in_the_work_tree() {
         endpoints: [Some(0), Some(0), Some(0)],
         splits: [Some(0), None],
     };
-    write_all(&repo, &base);
-    let rev = repo.commit("base");
-    let edit = Files {
-        endpoints: [Some(0), Some(1), Some(0)],
-        ..base.clone()
-    };
-    write_all(&repo, &edit);
+    let rev = commit_then_change_ep_b(&repo, &base);
     let env_dir = repo.dir.path().join(ENV);
     let cold = load_against_rev(&env_dir, &rev, flightdeck::backend::profile_of).unwrap();
     // Cold: the base revision's four endpoint and deployment files, once each (the work
@@ -342,15 +347,7 @@ fn the_agent_reloads_only_the_endpoints_a_commit_changed() {
         endpoints: [Some(0), Some(0), Some(0)],
         splits: [Some(0), None],
     };
-    write_all(&repo, &base);
-    let rev = repo.commit("base");
-    write_all(
-        &repo,
-        &Files {
-            endpoints: [Some(0), Some(1), Some(0)],
-            ..base
-        },
-    );
+    let rev = commit_then_change_ep_b(&repo, &base);
     let env_dir = repo.dir.path().join(ENV);
     let old = Arc::new(old_tree(&repo, &env_dir, &rev));
     let new = Arc::new(flightdeck::source::tree::read_dir(&env_dir, &env_dir).unwrap());
@@ -380,13 +377,7 @@ fn checks_across_the_environment_file_see_the_endpoints_an_edit_did_not_touch() 
             endpoints: [Some(0), Some(0), Some(0)],
             splits: [None, Some(1)],
         };
-        write_all(&repo, &base);
-        let rev = repo.commit("base");
-        let edit = Files {
-            endpoints: [Some(0), Some(1), Some(0)],
-            ..base
-        };
-        write_all(&repo, &edit);
+        let rev = commit_then_change_ep_b(&repo, &base);
         let env_dir = repo.dir.path().join(ENV);
         check(&repo, &env_dir, &rev).unwrap_or_else(|e| panic!("environment {environment}: {e}"));
         let warm = load_against_rev(&env_dir, &rev, profile_of).unwrap();
